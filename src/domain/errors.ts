@@ -1,0 +1,39 @@
+/**
+ * The one error model of snapfork. Services and stores throw a DomainError with a kind; each
+ * HTTP dialect maps the kind to its own status code and envelope (src/http/errors.ts).
+ */
+export type ErrorKind =
+  | 'invalid' // malformed input (HTTP 400)
+  | 'unauthorized' // no credentials, or credentials that do not verify (401)
+  | 'forbidden' // authenticated, but not allowed (403)
+  | 'not_found' // missing, or not visible to the caller (404)
+  | 'conflict' // clashes with the current state (409)
+  | 'too_large' // over a size limit (413)
+  | 'unprocessable' // well-formed but semantically invalid (422)
+  | 'insufficient_storage' // the disk is full (507)
+  | 'corrupt'; // stored data failed its integrity check: reported, never served (500)
+
+export class DomainError extends Error {
+  constructor(
+    readonly kind: ErrorKind,
+    message: string,
+    /** Machine-readable detail a dialect may include (for example the missing chunk digests). */
+    readonly details?: Record<string, unknown>,
+  ) {
+    super(message);
+    this.name = 'DomainError';
+  }
+}
+
+export const invalid = (message: string, details?: Record<string, unknown>) =>
+  new DomainError('invalid', message, details);
+export const unauthorized = (message: string) => new DomainError('unauthorized', message);
+export const forbidden = (message: string) => new DomainError('forbidden', message);
+export const notFound = (message: string) => new DomainError('not_found', message);
+export const conflict = (message: string) => new DomainError('conflict', message);
+export const tooLarge = (message: string) => new DomainError('too_large', message);
+export const unprocessable = (message: string, details?: Record<string, unknown>) =>
+  new DomainError('unprocessable', message, details);
+export const corrupt = (message: string) => new DomainError('corrupt', message);
+
+export const isDomainError = (e: unknown): e is DomainError => e instanceof DomainError;

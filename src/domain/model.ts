@@ -1,0 +1,109 @@
+/** Domain types: what services take and return. Stores map their rows to these. */
+
+export type Visibility = 'public' | 'internal' | 'private';
+export const VISIBILITY_RANK: Record<Visibility, number> = { private: 0, internal: 1, public: 2 };
+
+export type NamespaceKind = 'user' | 'org';
+export type Role = 'owner' | 'member';
+
+/** A user or an organization: both own repositories and share one name space. */
+export interface Namespace {
+  id: number;
+  name: string;
+  kind: NamespaceKind;
+  displayName: string;
+  createdAt: string;
+}
+
+export interface Repository {
+  id: number;
+  /** Stable UUID, the `repo_id` of the Vers dialect. */
+  uuid: string;
+  namespaceId: number;
+  namespace: string;
+  name: string;
+  visibility: Visibility;
+  description: string;
+  defaultTag: string | null;
+  forkedFromRepoId: number | null;
+  forkedFromCommitId: string | null;
+  archived: boolean;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export interface Commit {
+  /** UUID v7: time-ordered, so ids sort by creation. */
+  id: string;
+  repositoryId: number;
+  parentIds: string[];
+  manifestDigest: string;
+  message: string;
+  author: string;
+  createdAt: string;
+}
+
+export interface Tag {
+  /** Stable UUID, the `tag_id` of the Vers dialect. */
+  id: string;
+  repositoryId: number;
+  name: string;
+  commitId: string;
+  description: string;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export type EntryType = 'file' | 'dir' | 'symlink';
+
+/** One content-defined chunk of a file, in file order. */
+export interface ChunkRef {
+  /** Lower-case hex SHA-256 of the uncompressed chunk. */
+  digest: string;
+  /** Uncompressed length in bytes. */
+  size: number;
+}
+
+export interface ManifestEntry {
+  /** Relative POSIX path, no leading `/`, no `.` or `..` segments. Directories have no trailing `/`. */
+  path: string;
+  type: EntryType;
+  /** Permission bits (0o7777 at most). */
+  mode: number;
+  /** File length in bytes; 0 for directories and symlinks. */
+  size: number;
+  /** Modification time, whole seconds since the epoch. */
+  mtime: number;
+  /** Symlink target; null for files and directories. */
+  linkTarget: string | null;
+  /** The file's chunks in order; empty for directories, symlinks and empty files. */
+  chunks: ChunkRef[];
+}
+
+/** A tree of files, addressed by the SHA-256 of its canonical encoding (see storage/README.md). */
+export interface Manifest {
+  digest: string;
+  /** Sorted by path (byte order), so the same tree always has the same digest. */
+  entries: ManifestEntry[];
+}
+
+export type VmState = 'booting' | 'running' | 'paused' | 'sleeping' | 'dead';
+
+export interface Vm {
+  id: string;
+  commitId: string;
+  repositoryId: number;
+  namespaceId: number;
+  state: VmState;
+  createdAt: string;
+}
+
+export interface Page {
+  limit: number;
+  offset: number;
+}
+
+export interface PageOf<T> {
+  items: T[];
+  total: number;
+}

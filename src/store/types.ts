@@ -1,0 +1,197 @@
+/**
+ * Storage contracts. The domain talks to storage only through these interfaces; implementations
+ * live in src/store/sqlite (metadata, through Kysely) and src/store/fs (chunks). Every
+ * implementation MUST pass the shared suites in test/contract/.
+ *
+ * Errors: implementations throw DomainError (src/domain/errors.ts) and never a driver error:
+ * a UNIQUE violation becomes `conflict`, ENOSPC becomes `insufficient_storage`, a chunk whose
+ * bytes no longer hash to its digest becomes `corrupt`.
+ */
+import type { Readable } from 'node:stream';
+import type {
+  Commit,
+  Manifest,
+  Namespace,
+  Page,
+  PageOf,
+  Repository,
+  Role,
+  Tag,
+  Visibility,
+  Vm,
+} from '../domain/model.js';
+
+// ---------------------------------------------------------------------------------------------
+// Chunks
+
+export interface ChunkStat {
+  digest: string;
+  /** Uncompressed length. */
+  size: number;
+  /** Bytes the chunk occupies on disk (compressed, or raw when zstd did not shrink it). */
+  storedSize: number;
+  compression: 'zstd' | 'none';
+}
+
+export interface PutResult {
+  digest: string;
+  size: number;
+  /** False when the store already held the chunk: nothing was written. */
+  created: boolean;
+  /** Bytes written to disk for this chunk (0 when it was already there). */
+  storedSize: number;
+}
+
+/**
+ * Collects chunks for one logical write (a push). Chunks put through a writer are durable and
+ * visible to readers only after commit() resolves; abort() (or a crash) discards them, never
+ * leaving a half-written chunk readable. A writer is used by one caller at a time.
+ */
+export interface ChunkWriter {
+  /**
+   * Stores `data` unless a chunk with the same digest is already stored or already put through
+   * this writer. `digest`, when given, MUST equal the SHA-256 of `data`; the store checks it and
+   * throws `unprocessable` on a mismatch.
+   */
+  put(data: Buffer, digest?: string): Promise<PutResult>;
+  /** Makes every chunk put so far durable (fsynced) and visible. Idempotent. */
+  commit(): Promise<void>;
+  /** Discards uncommitted chunks. Safe to call after commit() (then it does nothing). */
+  abort(): Promise<void>;
+}
+
+export interface ChunkStore {
+  /** True when the chunk is stored and committed. */
+  has(digest: string): Promise<boolean>;
+  /** The subset of `digests` that is not stored, in input order, without duplicates. */
+  missing(digests: readonly string[]): Promise<string[]>;
+  /** Starts a batch of writes; see ChunkWriter. */
+  writer(): ChunkWriter;
+  /** put() through a writer of one chunk, committed before it resolves. */
+  put(data: Buffer, digest?: string): Promise<PutResult>;
+  /**
+   * The uncompressed bytes of a chunk, verified against its digest. Throws `not_found` when the
+   * chunk is not stored and `corrupt` when the stored bytes do not match the digest.
+   */
+  get(digest: string): Promise<Buffer>;
+  /**
+   * Streams the concatenated bytes of `chunks` in order, verifying each, reading ahead a few
+   * chunks at most (memory stays bounded whatever the total). `skip` bytes of the first chunk
+   * are dropped and the stream ends after `length` bytes when given (HTTP Range support).
+   */
+  stream(chunks: Iterable<string>, options?: { skip?: number; length?: number }): Readable;
+  /** Size and storage facts of a chunk, or undefined when it is not stored. */
+  stat(digest: string): Promise<ChunkStat | undefined>;
+  /** Removes a chunk; true when it was there. Space is reclaimed when its pack holds no live chunk. */
+  delete(digest: string): Promise<boolean>;
+  /** Every stored digest, in no particular order. */
+  list(): AsyncIterable<string>;
+  /** How many chunks are stored. */
+  count(): Promise<number>;
+  close(): Promise<void>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Metadata
+
+export interface NewRepository {
+  namespaceId: number;
+  name: string;
+  visibility: Visibility;
+  description: string;
+  defaultTag?: string | null;
+  forkedFromRepoId?: number | null;
+  forkedFromCommitId?: string | null;
+}
+
+export interface RepositoryPatch {
+  description?: string;
+  visibility?: Visibility;
+  archived?: boolean;
+  defaultTag?: string | null;
+  name?: string;
+}
+
+export interface TagLogEntry {
+  tagName: string;
+  /** Null when the tag was created. */
+  oldCommitId: string | null;
+  /** Null when the tag was deleted. */
+  newCommitId: string | null;
+  actor: string;
+  at: string;
+}
+
+/**
+ * The metadata of snapfork: namespaces, repositories, commits, tags, manifests, VMs.
+ * Reads of repositories never return soft-deleted rows.
+ */
+export interface MetadataStore {
+  /**
+   * Runs `work` in one transaction: all of its writes land together or none does. Calls on the
+   * store passed to `work` join the transaction. Writes acknowledged after it resolves survive a
+   * crash or power loss.
+   */
+  transaction<T>(work: (tx: MetadataStore) => Promise<T>): Promise<T>;
+
+  // Namespaces -------------------------------------------------------------------------------
+  /** Returns the user named `login`, creating it on first use. Idempotent. */
+  ensureUser(login: string): Promise<Namespace>;
+  /** Creates an organization; `conflict` when any namespace has that name. */
+  createOrg(name: string): Promise<Namespace>;
+  getNamespace(name: string): Promise<Namespace | undefined>;
+  getNamespaceById(id: number): Promise<Namespace | undefined>;
+  /** Sets (inserting or replacing) a user's role in an organization. */
+  setRole(orgId: number, userId: number, role: Role): Promise<void>;
+  /** The user's role in the organization, or undefined when the user is not a member. */
+  getRole(orgId: number, userId: number): Promise<Role | undefined>;
+
+  // Repositories -----------------------------------------------------------------------------
+  /** `conflict` when the namespace already has a live repository of that name. */
+  createRepository(repo: NewRepository): Promise<Repository>;
+  getRepository(namespace: string, name: string): Promise<Repository | undefined>;
+  getRepositoryById(id: number): Promise<Repository | undefined>;
+  /** Live repositories of a namespace, by name. */
+  listRepositories(namespaceId: number, page: Page): Promise<PageOf<Repository>>;
+  /** `conflict` on a rename onto a taken name; `not_found` when the repository is gone. */
+  updateRepository(id: number, patch: RepositoryPatch): Promise<Repository>;
+  /** Soft delete: the row stays (its commits may be parents of forks) but is never read again. */
+  deleteRepository(id: number): Promise<void>;
+
+  // Commits ----------------------------------------------------------------------------------
+  createCommit(commit: Commit): Promise<void>;
+  getCommit(id: string): Promise<Commit | undefined>;
+  /** The commit and its first-parent ancestors, newest first. */
+  listHistory(commitId: string, page: Page): Promise<Commit[]>;
+
+  // Tags -------------------------------------------------------------------------------------
+  getTag(repositoryId: number, name: string): Promise<Tag | undefined>;
+  listTags(repositoryId: number): Promise<Tag[]>;
+  /**
+   * Points a tag at a commit, creating it when absent, and appends the move to the tag log.
+   * When `expectedCommitId` is given (null: the tag must not exist) and the tag points elsewhere,
+   * throws `conflict` and changes nothing.
+   */
+  setTag(
+    repositoryId: number,
+    name: string,
+    commitId: string,
+    actor: string,
+    expectedCommitId?: string | null,
+  ): Promise<Tag>;
+  /** Removes a tag (logged); false when it did not exist. */
+  deleteTag(repositoryId: number, name: string, actor: string): Promise<boolean>;
+  /** The tag log of a repository, newest first. */
+  tagLog(repositoryId: number, tagName?: string): Promise<TagLogEntry[]>;
+
+  // Manifests --------------------------------------------------------------------------------
+  /** Stores a manifest under its digest. Idempotent: an existing digest is left as it is. */
+  putManifest(manifest: Manifest): Promise<void>;
+  getManifest(digest: string): Promise<Manifest | undefined>;
+
+  // VMs --------------------------------------------------------------------------------------
+  createVm(vm: Vm): Promise<void>;
+  getVm(id: string): Promise<Vm | undefined>;
+
+  close(): Promise<void>;
+}
