@@ -145,14 +145,25 @@ export interface MetadataStore {
   setRole(orgId: number, userId: number, role: Role): Promise<void>;
   /** The user's role in the organization, or undefined when the user is not a member. */
   getRole(orgId: number, userId: number): Promise<Role | undefined>;
+  /** The organizations a user belongs to, by name. */
+  listMemberships(userId: number): Promise<{ org: Namespace; role: Role }[]>;
+  /** The members of an organization, by login. */
+  listMembers(orgId: number): Promise<{ user: Namespace; role: Role }[]>;
 
   // Repositories -----------------------------------------------------------------------------
   /** `conflict` when the namespace already has a live repository of that name. */
   createRepository(repo: NewRepository): Promise<Repository>;
   getRepository(namespace: string, name: string): Promise<Repository | undefined>;
   getRepositoryById(id: number): Promise<Repository | undefined>;
-  /** Live repositories of a namespace, by name. */
-  listRepositories(namespaceId: number, page: Page): Promise<PageOf<Repository>>;
+  /**
+   * Live repositories of a namespace, by name; only those of the given visibilities when
+   * `visibilities` is set (so that paging and totals count only what the caller may see).
+   */
+  listRepositories(
+    namespaceId: number,
+    page: Page,
+    visibilities?: readonly Visibility[],
+  ): Promise<PageOf<Repository>>;
   /** `conflict` on a rename onto a taken name; `not_found` when the repository is gone. */
   updateRepository(id: number, patch: RepositoryPatch): Promise<Repository>;
   /** Soft delete: the row stays (its commits may be parents of forks) but is never read again. */

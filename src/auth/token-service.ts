@@ -1,0 +1,181 @@
+/**
+ * Bearer tokens: signing and verification with jose, kept behind this one narrow interface.
+ * Tokens are EdDSA (Ed25519) JWTs signed with a key kept in the data directory
+ * (`signing-key.jwk`, mode 0600, created on first use). Optionally tokens of an external issuer
+ * are accepted too, verified against its JWKS URL with its own issuer and audience.
+ */
+import { randomUUID } from 'node:crypto';
+import { link, mkdir, open, readFile, unlink } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import {
+  createRemoteJWKSet,
+  exportJWK,
+  generateKeyPair,
+  importJWK,
+  jwtVerify,
+  SignJWT,
+  type JWK,
+  type JWTPayload,
+  type JWTVerifyGetKey,
+} from 'jose';
+import type { Config } from '../config.js';
+import { invalid, unauthorized } from '../domain/errors.js';
+import { SCOPES, type Scope } from '../domain/principal.js';
+
+const ALG = 'EdDSA';
+export const SIGNING_KEY_FILE = 'signing-key.jwk';
+
+export interface TokenClaims {
+  /** The login of the user. */
+  sub: string;
+  scopes: Scope[];
+  /** The organization Vers-shaped calls act in. */
+  org?: string;
+  jti: string;
+  exp: number;
+}
+
+export interface TokenRequest {
+  sub: string;
+  scopes: readonly Scope[];
+  org?: string;
+  ttlSeconds: number;
+}
+
+type KeyLike = Awaited<ReturnType<typeof importJWK>>;
+
+export class TokenService {
+  private constructor(
+    private readonly config: Config['auth'],
+    private readonly privateKey: KeyLike,
+    private readonly publicKey: KeyLike,
+    private readonly publicJwk: JWK,
+    private readonly external: JWTVerifyGetKey | undefined,
+  ) {}
+
+  static async open(config: Config): Promise<TokenService> {
+    const jwk = await loadOrCreateKey(join(config.dataDir, SIGNING_KEY_FILE));
+    const { d: _private, ...publicJwk } = jwk;
+    const external = config.auth.external
+      ? createRemoteJWKSet(new URL(config.auth.external.jwksUrl))
+      : undefined;
+    return new TokenService(
+      config.auth,
+      await importJWK(jwk, ALG),
+      await importJWK(publicJwk, ALG),
+      { ...publicJwk, alg: ALG, use: 'sig' },
+      external,
+    );
+  }
+
+  /** The public half of the signing key, as a JWKS document others can verify our tokens with. */
+  jwks(): { keys: JWK[] } {
+    return { keys: [this.publicJwk] };
+  }
+
+  async sign(req: TokenRequest): Promise<string> {
+    if (!Number.isSafeInteger(req.ttlSeconds) || req.ttlSeconds <= 0) {
+      throw invalid('token lifetime must be a positive number of seconds');
+    }
+    const payload: JWTPayload = { scope: req.scopes.join(' ') };
+    if (req.org) payload.org = req.org;
+    return new SignJWT(payload)
+      .setProtectedHeader({ alg: ALG, typ: 'JWT', kid: this.publicJwk.kid })
+      .setSubject(req.sub)
+      .setIssuer(this.config.issuer)
+      .setAudience(this.config.audience)
+      .setIssuedAt()
+      .setExpirationTime(Math.floor(Date.now() / 1000) + req.ttlSeconds)
+      .setJti(randomUUID())
+      .sign(this.privateKey);
+  }
+
+  /**
+   * Verifies signature, issuer, audience and expiry; throws `unauthorized` otherwise. Only
+   * asymmetric algorithms are accepted, so `alg: none` and HMAC forgeries fail.
+   */
+  async verify(token: string): Promise<TokenClaims> {
+    let payload: JWTPayload;
+    try {
+      payload = await this.verifyWithAnyKey(token);
+    } catch {
+      throw unauthorized('invalid or expired token');
+    }
+    const sub = payload.sub;
+    if (typeof sub !== 'string' || sub === '' || typeof payload.exp !== 'number') {
+      throw unauthorized('token lacks a subject or an expiry');
+    }
+    const scopes = (typeof payload.scope === 'string' ? payload.scope.split(' ') : []).filter(
+      (s): s is Scope => (SCOPES as readonly string[]).includes(s),
+    );
+    const org = typeof payload.org === 'string' && payload.org !== '' ? payload.org : undefined;
+    return { sub, scopes, org, jti: String(payload.jti ?? ''), exp: payload.exp };
+  }
+
+  private async verifyWithAnyKey(token: string): Promise<JWTPayload> {
+    try {
+      const { payload } = await jwtVerify(token, this.publicKey, {
+        algorithms: [ALG],
+        issuer: this.config.issuer,
+        audience: this.config.audience,
+        requiredClaims: ['exp', 'sub'],
+      });
+      return payload;
+    } catch (ownKeyError) {
+      const ext = this.config.external;
+      if (!this.external || !ext) throw ownKeyError;
+      const { payload } = await jwtVerify(token, this.external, {
+        algorithms: ['RS256', 'RS384', 'RS512', 'PS256', 'ES256', 'ES384', 'ES512', 'EdDSA'],
+        issuer: ext.issuer,
+        audience: ext.audience,
+        requiredClaims: ['exp', 'sub'],
+      });
+      return payload;
+    }
+  }
+}
+
+/**
+ * Reads the signing key, creating it on first use. The new key is written to a temp file with
+ * mode 0600, fsynced and renamed into place, so a crash never leaves a truncated key behind and
+ * two processes starting at once (server and CLI) agree on one key: the loser of the rename race
+ * re-reads the winner's file.
+ */
+async function loadOrCreateKey(file: string): Promise<JWK> {
+  try {
+    return JSON.parse(await readFile(file, 'utf8')) as JWK;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
+  await mkdir(dirname(file), { recursive: true });
+  const { privateKey } = await generateKeyPair(ALG, { extractable: true });
+  const jwk = await exportJWK(privateKey);
+  jwk.kid = randomUUID();
+  const tmp = `${file}.${process.pid}.tmp`;
+  const handle = await open(tmp, 'wx', 0o600);
+  try {
+    await handle.writeFile(JSON.stringify(jwk));
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  try {
+    // link() fails when the file exists: the first writer wins and every process reads its key.
+    await link(tmp, file);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+  } finally {
+    await unlink(tmp);
+  }
+  await syncDir(dirname(file));
+  return JSON.parse(await readFile(file, 'utf8')) as JWK;
+}
+
+async function syncDir(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}

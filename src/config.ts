@@ -1,0 +1,70 @@
+import { resolve } from 'node:path';
+
+/** Everything snapfork reads from its environment, parsed once and frozen. */
+export interface Config {
+  readonly host: string;
+  readonly port: number;
+  /** Holds snapfork.db, chunks/ and signing-key.jwk (storage/README.md). */
+  readonly dataDir: string;
+  readonly auth: {
+    /** `iss` of the tokens this server signs (and accepts). */
+    readonly issuer: string;
+    /** `aud` of the tokens this server signs (and accepts). */
+    readonly audience: string;
+    /** Optionally also accept tokens of an external issuer, verified with its JWKS. */
+    readonly external?: { readonly jwksUrl: string; readonly issuer: string; readonly audience: string };
+  };
+  /** Largest tar body a push accepts, in bytes (uncompressed size is not limited). */
+  readonly maxPushBytes: number;
+}
+
+export interface ConfigOverrides {
+  host?: string;
+  port?: number;
+  dataDir?: string;
+}
+
+type Env = Record<string, string | undefined>;
+
+function parsePort(raw: string, source: string): number {
+  const port = Number(raw);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new Error(`${source} must be a port number from 0 to 65535, got "${raw}"`);
+  }
+  return port;
+}
+
+/**
+ * Reads SNAPFORK_HOST, SNAPFORK_PORT (or PORT), SNAPFORK_DATA_DIR, SNAPFORK_JWT_ISSUER,
+ * SNAPFORK_JWT_AUDIENCE, SNAPFORK_JWKS_URL with SNAPFORK_JWKS_ISSUER and SNAPFORK_JWKS_AUDIENCE,
+ * SNAPFORK_MAX_PUSH_BYTES. Flags of `snapfork serve` (overrides) win over the environment.
+ */
+export function loadConfig(env: Env = process.env, overrides: ConfigOverrides = {}): Config {
+  const portRaw = env.SNAPFORK_PORT ?? env.PORT;
+  const jwksUrl = env.SNAPFORK_JWKS_URL;
+  let external: Config['auth']['external'];
+  if (jwksUrl) {
+    const issuer = env.SNAPFORK_JWKS_ISSUER;
+    const audience = env.SNAPFORK_JWKS_AUDIENCE;
+    if (!issuer || !audience) {
+      throw new Error('SNAPFORK_JWKS_URL needs SNAPFORK_JWKS_ISSUER and SNAPFORK_JWKS_AUDIENCE');
+    }
+    external = Object.freeze({ jwksUrl, issuer, audience });
+  }
+  const maxPushRaw = env.SNAPFORK_MAX_PUSH_BYTES;
+  const maxPushBytes = maxPushRaw === undefined ? 1024 ** 4 : Number(maxPushRaw);
+  if (!Number.isSafeInteger(maxPushBytes) || maxPushBytes <= 0) {
+    throw new Error(`SNAPFORK_MAX_PUSH_BYTES must be a positive integer, got "${maxPushRaw}"`);
+  }
+  return Object.freeze({
+    host: overrides.host ?? env.SNAPFORK_HOST ?? '127.0.0.1',
+    port: overrides.port ?? (portRaw === undefined ? 3000 : parsePort(portRaw, 'SNAPFORK_PORT')),
+    dataDir: resolve(overrides.dataDir ?? env.SNAPFORK_DATA_DIR ?? 'storage'),
+    auth: Object.freeze({
+      issuer: env.SNAPFORK_JWT_ISSUER ?? 'snapfork',
+      audience: env.SNAPFORK_JWT_AUDIENCE ?? 'snapfork',
+      external,
+    }),
+    maxPushBytes,
+  });
+}

@@ -1,0 +1,123 @@
+import { conflict, notFound, unprocessable } from './errors.js';
+import { VISIBILITY_RANK, type Namespace, type Page, type PageOf, type Repository, type Visibility } from './model.js';
+import { assertRepositoryName, assertTagName } from './names.js';
+import type { AccessPolicy } from './access-policy.js';
+import type { Principal } from './principal.js';
+import type { MetadataStore, RepositoryPatch } from '../store/types.js';
+
+export interface CreateRepositoryInput {
+  name: string;
+  visibility?: Visibility;
+  description?: string;
+}
+
+export interface RepositoryView {
+  repository: Repository;
+  owner: Namespace;
+  parent: Repository | null;
+}
+
+/** Private by default: datasets and VM images are rarely meant for everyone on first push. */
+export const DEFAULT_VISIBILITY: Visibility = 'private';
+
+/** Repositories: create, read, list, change and delete, with access checks. */
+export class RepositoryService {
+  constructor(
+    private readonly store: MetadataStore,
+    private readonly policy: AccessPolicy,
+  ) {}
+
+  /** Creates a repository in `owner` (a user or an organization the caller may write to). */
+  async create(principal: Principal, owner: string, input: CreateRepositoryInput): Promise<Repository> {
+    const ns = await this.store.getNamespace(owner);
+    if (!ns) throw notFound(`namespace ${owner} not found`);
+    await this.policy.assertWriteIn(principal, ns);
+    return this.store.createRepository({
+      namespaceId: ns.id,
+      name: assertRepositoryName(input.name),
+      visibility: input.visibility ?? DEFAULT_VISIBILITY,
+      description: input.description ?? '',
+    });
+  }
+
+  /** The repository if the caller may read it; `not_found` otherwise. */
+  async get(principal: Principal, owner: string, name: string): Promise<Repository> {
+    return this.policy.assertRead(principal, await this.store.getRepository(owner, name), 'repository');
+  }
+
+  async getById(principal: Principal, id: number): Promise<Repository> {
+    return this.policy.assertRead(principal, await this.store.getRepositoryById(id), 'repository');
+  }
+
+  /**
+   * What a repository's JSON shows beside its own row: the owning namespace, and the source of
+   * a fork when the caller may read it (a private source stays hidden).
+   */
+  async describe(principal: Principal, repo: Repository): Promise<RepositoryView> {
+    const owner = await this.store.getNamespaceById(repo.namespaceId);
+    if (!owner) throw notFound('repository not found');
+    let parent: Repository | null = null;
+    if (repo.forkedFromRepoId !== null) {
+      const source = await this.store.getRepositoryById(repo.forkedFromRepoId);
+      if (source && (await this.policy.canRead(principal, source))) parent = source;
+    }
+    return { repository: repo, owner, parent };
+  }
+
+  /** The repository if the caller may push to it: readable, writable and not archived. */
+  async getWritable(principal: Principal, owner: string, name: string): Promise<Repository> {
+    const repo = await this.get(principal, owner, name);
+    const ns = await this.store.getNamespaceById(repo.namespaceId);
+    if (!ns) throw notFound('repository not found');
+    await this.policy.assertWriteIn(principal, ns);
+    if (repo.archived) throw conflict(`repository ${owner}/${name} is archived`);
+    return repo;
+  }
+
+  /** The repositories of a namespace that the caller may see, by name. */
+  async list(principal: Principal, owner: string, page: Page): Promise<PageOf<Repository>> {
+    const ns = await this.store.getNamespace(owner);
+    if (!ns) throw notFound(`namespace ${owner} not found`);
+    if (principal.kind === 'user') this.policy.requireScope(principal, 'repo:read');
+    const all =
+      principal.kind === 'user' &&
+      (principal.scopes.has('admin') || (await this.policy.roleIn(principal, ns.id)) !== undefined);
+    const visible: Visibility[] | undefined = all
+      ? undefined
+      : principal.kind === 'user'
+        ? ['public', 'internal']
+        : ['public'];
+    return this.store.listRepositories(ns.id, page, visible);
+  }
+
+  /** Changes settings; owners only. A fork may not become more visible than its source. */
+  async update(principal: Principal, owner: string, name: string, patch: RepositoryPatch): Promise<Repository> {
+    const repo = await this.get(principal, owner, name);
+    const ns = await this.store.getNamespaceById(repo.namespaceId);
+    if (!ns) throw notFound('repository not found');
+    await this.policy.assertOwnerOf(principal, ns);
+    if (patch.name !== undefined) assertRepositoryName(patch.name);
+    if (patch.visibility !== undefined && repo.forkedFromRepoId !== null) {
+      const parent = await this.store.getRepositoryById(repo.forkedFromRepoId);
+      if (parent && VISIBILITY_RANK[patch.visibility] > VISIBILITY_RANK[parent.visibility]) {
+        throw unprocessable(`a fork cannot be more visible than its source (${parent.visibility})`);
+      }
+    }
+    if (patch.defaultTag !== undefined && patch.defaultTag !== null) {
+      assertTagName(patch.defaultTag);
+      if (!(await this.store.getTag(repo.id, patch.defaultTag))) {
+        throw unprocessable(`tag ${patch.defaultTag} does not exist`);
+      }
+    }
+    return this.store.updateRepository(repo.id, patch);
+  }
+
+  /** Soft-deletes; owners only. Commits stay, since forks may have them as parents. */
+  async delete(principal: Principal, owner: string, name: string): Promise<void> {
+    const repo = await this.get(principal, owner, name);
+    const ns = await this.store.getNamespaceById(repo.namespaceId);
+    if (!ns) throw notFound('repository not found');
+    await this.policy.assertOwnerOf(principal, ns);
+    await this.store.deleteRepository(repo.id);
+  }
+}

@@ -1,0 +1,32 @@
+import { AccessPolicy } from './access-policy.js';
+import { AccountService } from './account.service.js';
+import { ForkService } from './fork.service.js';
+import { RepositoryService } from './repository.service.js';
+import { SnapshotService } from './snapshot.service.js';
+import type { ChunkStore, MetadataStore } from '../store/types.js';
+
+export interface Services {
+  policy: AccessPolicy;
+  accounts: AccountService;
+  repositories: RepositoryService;
+  snapshots: SnapshotService;
+  forks: ForkService;
+}
+
+/** Wires the domain services over a metadata store and a chunk store. */
+export function createServices(
+  store: MetadataStore,
+  chunks: ChunkStore,
+  now: () => string = () => new Date().toISOString(),
+): Services {
+  const policy = new AccessPolicy(store);
+  const accounts = new AccountService(store, policy);
+  const repositories = new RepositoryService(store, policy);
+  return {
+    policy,
+    accounts,
+    repositories,
+    snapshots: new SnapshotService(store, chunks, policy, repositories, now),
+    forks: new ForkService(store, policy, accounts, repositories, now),
+  };
+}

@@ -1,0 +1,273 @@
+import type { Readable } from 'node:stream';
+import { v7 as uuidv7 } from 'uuid';
+import { Chunker } from './chunker.js';
+import { invalid, notFound, tooLarge } from './errors.js';
+import { buildManifest, manifestByteCount, manifestFileCount } from './manifest.js';
+import type { ChunkRef, Commit, Manifest, ManifestEntry, Page, Repository, Tag } from './model.js';
+import { assertTagName } from './names.js';
+import { readTar, writeTar } from './tar-codec.js';
+import type { AccessPolicy } from './access-policy.js';
+import type { Principal } from './principal.js';
+import type { RepositoryService } from './repository.service.js';
+import type { ChunkStore, ChunkWriter, MetadataStore } from '../store/types.js';
+
+export interface PushResult {
+  repository: Repository;
+  tag: Tag;
+  commit: Commit;
+  files: number;
+  /** Bytes of file content in the snapshot. */
+  bytes: number;
+  /** Bytes of file content in chunks the store did not hold before this push. */
+  newBytes: number;
+}
+
+export interface ResolvedTag {
+  repository: Repository;
+  tag: Tag;
+  commit: Commit;
+}
+
+export interface OpenFile {
+  entry: ManifestEntry;
+  /** The file's bytes, or the range [start, end] (inclusive, clamped to the file). */
+  read(range?: { start: number; end: number }): { start: number; end: number; body: Readable };
+}
+
+export interface TreeNode {
+  name: string;
+  path: string;
+  type: ManifestEntry['type'];
+  mode: number;
+  size: number;
+  mtime: number;
+  linkTarget: string | null;
+}
+
+/** How far back a fork's inherited history is searched for a commit. */
+const MAX_HISTORY = 100_000;
+
+/** Snapshots: pushing a tar as a tagged commit, reading tags, commits, files and trees back. */
+export class SnapshotService {
+  constructor(
+    private readonly store: MetadataStore,
+    private readonly chunks: ChunkStore,
+    private readonly policy: AccessPolicy,
+    private readonly repositories: RepositoryService,
+    private readonly now: () => string,
+  ) {}
+
+  /**
+   * Stores the tar stream `body` as a new commit and points `tagName` at it, in one step:
+   * chunks are made durable first, then manifest, commit and tag move land in one transaction,
+   * so a failed or cut-off push leaves no commit, no tag move and no visible half-state.
+   * Moving a tag makes the new commit a child of the tag's previous commit.
+   */
+  async push(
+    principal: Principal,
+    owner: string,
+    repoName: string,
+    tagName: string,
+    body: Readable,
+    options: { message?: string; maxBytes?: number } = {},
+  ): Promise<PushResult> {
+    assertTagName(tagName);
+    const repository = await this.repositories.getWritable(principal, owner, repoName);
+    const author = this.policy.requireUser(principal).login;
+    const writer = this.chunks.writer();
+    try {
+      const { entries, newBytes } = await this.importTar(body, writer, options.maxBytes);
+      await writer.commit();
+      const manifest = buildManifest(entries);
+      const { tag, commit } = await this.store.transaction(async (tx) => {
+        await tx.putManifest(manifest);
+        const previous = await tx.getTag(repository.id, tagName);
+        const commit: Commit = {
+          id: uuidv7(),
+          repositoryId: repository.id,
+          parentIds: previous ? [previous.commitId] : [],
+          manifestDigest: manifest.digest,
+          message: options.message ?? '',
+          author,
+          createdAt: this.now(),
+        };
+        await tx.createCommit(commit);
+        const tag = await tx.setTag(repository.id, tagName, commit.id, author, previous?.commitId ?? null);
+        if (repository.defaultTag === null) await tx.updateRepository(repository.id, { defaultTag: tagName });
+        return { tag, commit };
+      });
+      return {
+        repository,
+        tag,
+        commit,
+        files: manifestFileCount(manifest),
+        bytes: manifestByteCount(manifest),
+        newBytes,
+      };
+    } catch (e) {
+      await writer.abort();
+      throw e;
+    }
+  }
+
+  /** Chunks every file of the tar into `writer`; returns the entries (unsorted) and new bytes. */
+  private async importTar(
+    body: Readable,
+    writer: ChunkWriter,
+    maxBytes = Number.MAX_SAFE_INTEGER,
+  ): Promise<{ entries: ManifestEntry[]; newBytes: number }> {
+    // A later entry for the same path replaces an earlier one, as tar extraction does.
+    const entries = new Map<string, ManifestEntry>();
+    let newBytes = 0;
+    let total = 0;
+    await readTar(body, async (e) => {
+      let chunks: ChunkRef[] = [];
+      let type = e.type;
+      let size = e.size;
+      if (e.type === 'hardlink') {
+        const target = entries.get(e.linkTarget ?? '');
+        if (!target || target.type !== 'file') throw invalid(`hard link ${e.path} to a missing file`);
+        ({ chunks, size } = target);
+        type = 'file';
+      } else if (e.type === 'file') {
+        total += e.size;
+        if (total > maxBytes) throw tooLarge(`push exceeds the limit of ${maxBytes} bytes`);
+        const chunker = new Chunker();
+        const store = async (pieces: Buffer[]) => {
+          for (const piece of pieces) {
+            const put = await writer.put(piece);
+            if (put.created) newBytes += put.size;
+            chunks.push({ digest: put.digest, size: put.size });
+          }
+        };
+        for await (const data of e.data) await store(chunker.push(data));
+        await store(chunker.finish());
+      }
+      entries.set(e.path, {
+        path: e.path,
+        type: type === 'hardlink' ? 'file' : type,
+        mode: e.mode,
+        size,
+        mtime: e.mtime,
+        linkTarget: type === 'symlink' ? e.linkTarget : null,
+        chunks,
+      });
+    });
+    return { entries: [...entries.values()], newBytes };
+  }
+
+  /** A tag of a repository the caller may read, with its commit. */
+  async resolveTag(principal: Principal, owner: string, repoName: string, tagName: string): Promise<ResolvedTag> {
+    const repository = await this.repositories.get(principal, owner, repoName);
+    const tag = await this.store.getTag(repository.id, tagName);
+    if (!tag) throw notFound(`tag ${tagName} not found`);
+    const commit = await this.store.getCommit(tag.commitId);
+    if (!commit) throw notFound(`commit ${tag.commitId} not found`);
+    return { repository, tag, commit };
+  }
+
+  async listTags(principal: Principal, owner: string, repoName: string): Promise<{ repository: Repository; tags: Tag[] }> {
+    const repository = await this.repositories.get(principal, owner, repoName);
+    return { repository, tags: await this.store.listTags(repository.id) };
+  }
+
+  async deleteTag(principal: Principal, owner: string, repoName: string, tagName: string): Promise<void> {
+    const repository = await this.repositories.getWritable(principal, owner, repoName);
+    const actor = this.policy.requireUser(principal).login;
+    await this.store.transaction(async (tx) => {
+      if (!(await tx.deleteTag(repository.id, tagName, actor))) throw notFound(`tag ${tagName} not found`);
+      if (repository.defaultTag === tagName) await tx.updateRepository(repository.id, { defaultTag: null });
+    });
+  }
+
+  /** A commit reachable from the repository: its own, or an ancestor (forks share history). */
+  async getCommit(principal: Principal, owner: string, repoName: string, commitId: string): Promise<Commit> {
+    const repository = await this.repositories.get(principal, owner, repoName);
+    const commit = await this.store.getCommit(commitId);
+    if (!commit || !(await this.isReachable(repository, commit))) throw notFound(`commit ${commitId} not found`);
+    return commit;
+  }
+
+  /**
+   * A fork's commits have the source commit as parent, so the first-parent history from the
+   * fork point covers the source, its own source, and so on.
+   */
+  private async isReachable(repository: Repository, commit: Commit): Promise<boolean> {
+    if (commit.repositoryId === repository.id) return true;
+    if (repository.forkedFromCommitId === null) return false;
+    const history = await this.store.listHistory(repository.forkedFromCommitId, { limit: MAX_HISTORY, offset: 0 });
+    return history.some((c) => c.id === commit.id);
+  }
+
+  /** The history of a tag (default: the repository's default tag), newest first. */
+  async history(principal: Principal, owner: string, repoName: string, tagName: string | undefined, page: Page): Promise<Commit[]> {
+    const repository = await this.repositories.get(principal, owner, repoName);
+    const name = tagName ?? repository.defaultTag;
+    if (name === null) return [];
+    const tag = await this.store.getTag(repository.id, name);
+    if (!tag) throw notFound(`tag ${name} not found`);
+    return this.store.listHistory(tag.commitId, page);
+  }
+
+  async manifestOf(commit: Commit): Promise<Manifest> {
+    const manifest = await this.store.getManifest(commit.manifestDigest);
+    if (!manifest) throw notFound(`manifest ${commit.manifestDigest} not found`);
+    return manifest;
+  }
+
+  /** The snapshot a tag points at, as a tar stream. */
+  async exportTar(principal: Principal, owner: string, repoName: string, tagName: string): Promise<{ resolved: ResolvedTag; manifest: Manifest; body: Readable }> {
+    const resolved = await this.resolveTag(principal, owner, repoName, tagName);
+    const manifest = await this.manifestOf(resolved.commit);
+    const body = writeTar(manifest.entries, (entry) => this.chunks.stream(entry.chunks.map((c) => c.digest)));
+    return { resolved, manifest, body };
+  }
+
+  /**
+   * One file of a tagged snapshot: its entry, and a reader for the whole file or a byte range
+   * (`start`..`end` inclusive, as HTTP ranges are) that touches only the chunks in the range.
+   */
+  async openFile(principal: Principal, owner: string, repoName: string, tagName: string, path: string): Promise<OpenFile> {
+    const { commit } = await this.resolveTag(principal, owner, repoName, tagName);
+    const manifest = await this.manifestOf(commit);
+    const entry = manifest.entries.find((e) => e.path === path);
+    if (!entry || entry.type !== 'file') throw notFound(`file ${path} not found`);
+    const read = (range?: { start: number; end: number }) => {
+      const start = range?.start ?? 0;
+      const end = Math.min(range?.end ?? entry.size - 1, entry.size - 1);
+      let offset = 0;
+      let first = 0;
+      while (first < entry.chunks.length && offset + entry.chunks[first]!.size <= start) {
+        offset += entry.chunks[first]!.size;
+        first += 1;
+      }
+      const digests = entry.chunks.slice(first).map((c) => c.digest);
+      return { start, end, body: this.chunks.stream(digests, { skip: start - offset, length: Math.max(0, end - start + 1) }) };
+    };
+    return { entry, read };
+  }
+
+  /** The entries directly below `dir` ('' for the root), directories implied by paths included. */
+  async tree(principal: Principal, owner: string, repoName: string, tagName: string, dir: string): Promise<TreeNode[]> {
+    const { commit } = await this.resolveTag(principal, owner, repoName, tagName);
+    const manifest = await this.manifestOf(commit);
+    const prefix = dir === '' ? '' : `${dir}/`;
+    const nodes = new Map<string, TreeNode>();
+    let isDir = dir === '';
+    for (const e of manifest.entries) {
+      if (e.path === dir && e.type === 'dir') isDir = true;
+      if (!e.path.startsWith(prefix) || e.path === dir) continue;
+      isDir = true;
+      const rest = e.path.slice(prefix.length);
+      const slash = rest.indexOf('/');
+      const name = slash < 0 ? rest : rest.slice(0, slash);
+      if (slash < 0) {
+        nodes.set(name, { name, path: e.path, type: e.type, mode: e.mode, size: e.size, mtime: e.mtime, linkTarget: e.linkTarget });
+      } else if (!nodes.has(name)) {
+        nodes.set(name, { name, path: prefix + name, type: 'dir', mode: 0o755, size: 0, mtime: 0, linkTarget: null });
+      }
+    }
+    if (!isDir) throw notFound(`directory ${dir} not found`);
+    return [...nodes.values()];
+  }
+}

@@ -1,0 +1,126 @@
+/**
+ * Tar in and out, with node-tar kept behind two functions. Import parses a tar stream entry by
+ * entry with backpressure (the parser waits for each entry's bytes to be consumed); export writes
+ * ustar headers, with PAX records where names, sizes or times do not fit, so that GNU tar, bsdtar
+ * and node-tar all read what we write.
+ */
+import { Readable } from 'node:stream';
+import { Header, Parser, Pax, type ReadEntry } from 'tar';
+import { DomainError, invalid, unprocessable } from './errors.js';
+import type { EntryType, ManifestEntry } from './model.js';
+
+export interface TarEntry {
+  path: string;
+  type: EntryType | 'hardlink';
+  mode: number;
+  mtime: number;
+  size: number;
+  /** Symlink target, or the path a hard link points to. */
+  linkTarget: string | null;
+  /** The entry's bytes; must be consumed (or drained) before the next entry arrives. */
+  data: AsyncIterable<Buffer>;
+}
+
+const TYPES: Record<string, TarEntry['type'] | undefined> = {
+  File: 'file',
+  OldFile: 'file',
+  ContiguousFile: 'file',
+  Directory: 'dir',
+  SymbolicLink: 'symlink',
+  Link: 'hardlink',
+};
+
+/**
+ * Makes a tar path a manifest path: strips `./` and trailing `/`, refuses absolute paths and
+ * `..` segments (a snapshot never points outside its own tree). Returns '' for the root itself.
+ */
+export function normalizeEntryPath(raw: string): string {
+  if (raw.startsWith('/')) throw invalid(`absolute path in archive: ${raw}`);
+  const parts = raw.split('/').filter((p) => p !== '' && p !== '.');
+  if (parts.includes('..')) throw invalid(`path escapes the archive root: ${raw}`);
+  return parts.join('/');
+}
+
+/** Calls `onEntry` for each entry of the tar stream, in order; rejects on a malformed archive. */
+export function readTar(body: Readable, onEntry: (entry: TarEntry) => Promise<void>): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const parser = new Parser({ strict: true });
+    // Entries are handled one at a time; whatever a handler leaves unread is drained, or the
+    // parser would stall waiting for it.
+    let queue = Promise.resolve();
+    let failed = false;
+    const fail = (e: unknown) => {
+      if (failed) return;
+      failed = true;
+      body.unpipe(parser as unknown as NodeJS.WritableStream);
+      body.resume();
+      reject(e instanceof DomainError ? e : invalid(`not a valid tar archive: ${(e as Error).message}`));
+    };
+    parser.on('entry', (entry: ReadEntry) => {
+      queue = queue
+        .then(() => (failed ? undefined : handle(entry)))
+        .catch(fail)
+        .finally(() => entry.resume());
+    });
+    const handle = async (entry: ReadEntry): Promise<void> => {
+      const type = TYPES[entry.type];
+      if (!type) throw unprocessable(`unsupported entry type ${entry.type} at ${entry.path}`);
+      const path = normalizeEntryPath(entry.path);
+      if (path === '') return void entry.resume();
+      await onEntry({
+        path,
+        type,
+        mode: (entry.mode ?? (type === 'dir' ? 0o755 : 0o644)) & 0o7777,
+        mtime: Math.floor((entry.mtime?.getTime() ?? 0) / 1000),
+        size: type === 'file' ? (entry.size ?? 0) : 0,
+        linkTarget: type === 'symlink' ? (entry.linkpath ?? '') : type === 'hardlink' ? normalizeEntryPath(entry.linkpath ?? '') : null,
+        data: entry as unknown as AsyncIterable<Buffer>,
+      });
+    };
+    parser.on('error', fail);
+    parser.on('end', () => void queue.then(() => !failed && resolve()));
+    body.on('error', (e) => fail(invalid(`request body ended early: ${e.message}`)));
+    body.pipe(parser as unknown as NodeJS.WritableStream);
+  });
+}
+
+const BLOCK = 512;
+const ZEROS = Buffer.alloc(BLOCK * 2);
+
+function headerFor(entry: ManifestEntry): Buffer[] {
+  const data = {
+    path: entry.type === 'dir' ? `${entry.path}/` : entry.path,
+    mode: entry.mode,
+    size: entry.type === 'file' ? entry.size : 0,
+    mtime: new Date(entry.mtime * 1000),
+    type: entry.type === 'file' ? 'File' : entry.type === 'dir' ? 'Directory' : 'SymbolicLink',
+    linkpath: entry.linkTarget ?? undefined,
+    uid: 0,
+    gid: 0,
+  } as const;
+  const header = new Header(data);
+  const block = Buffer.alloc(BLOCK);
+  const needPax = header.encode(block, 0);
+  return needPax ? [new Pax(data).encode(), block] : [block];
+}
+
+/**
+ * A tar stream of `entries`, each file's bytes taken from `content(entry)` (which must yield
+ * exactly `entry.size` bytes). Pulls content only as fast as the consumer reads.
+ */
+export function writeTar(
+  entries: Iterable<ManifestEntry>,
+  content: (entry: ManifestEntry) => AsyncIterable<Buffer>,
+): Readable {
+  async function* blocks(): AsyncGenerator<Buffer> {
+    for (const entry of entries) {
+      yield* headerFor(entry);
+      if (entry.type !== 'file' || entry.size === 0) continue;
+      yield* content(entry);
+      const pad = entry.size % BLOCK;
+      if (pad) yield Buffer.alloc(BLOCK - pad);
+    }
+    yield ZEROS;
+  }
+  return Readable.from(blocks(), { objectMode: false });
+}

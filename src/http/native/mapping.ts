@@ -1,0 +1,75 @@
+import type { Commit, Namespace, Repository, Tag } from '../../domain/model.js';
+import { reference } from '../../domain/names.js';
+import type { RepositoryView } from '../../domain/repository.service.js';
+import type { PushResult, TreeNode } from '../../domain/snapshot.service.js';
+
+/** Domain objects as the native API's JSON (openapi/snapfork.yaml, components/schemas). */
+
+export const orgJson = (org: Namespace) => ({
+  id: org.id,
+  name: org.name,
+  type: 'Organization' as const,
+  created_at: org.createdAt,
+});
+
+export function repositoryJson({ repository: repo, owner, parent }: RepositoryView) {
+  return {
+    id: repo.id,
+    uuid: repo.uuid,
+    owner: {
+      id: repo.namespaceId,
+      login: repo.namespace,
+      type: owner.kind === 'org' ? ('Organization' as const) : ('User' as const),
+    },
+    name: repo.name,
+    full_name: `${repo.namespace}/${repo.name}`,
+    description: repo.description,
+    visibility: repo.visibility,
+    private: repo.visibility === 'private',
+    fork: repo.forkedFromRepoId !== null,
+    parent: parent ? { id: parent.id, full_name: `${parent.namespace}/${parent.name}` } : null,
+    forked_from_commit_id: repo.forkedFromCommitId,
+    default_tag: repo.defaultTag,
+    archived: repo.archived,
+    created_at: repo.createdAt,
+    updated_at: repo.updatedAt,
+  };
+}
+
+export const tagJson = (repo: Repository, tag: Tag) => ({
+  name: tag.name,
+  commit_id: tag.commitId,
+  reference: reference(repo.name, tag.name),
+  created_at: tag.createdAt,
+  updated_at: tag.updatedAt,
+});
+
+export const commitJson = (c: Commit) => ({
+  id: c.id,
+  repository_id: c.repositoryId,
+  parent_ids: c.parentIds,
+  manifest_digest: c.manifestDigest,
+  message: c.message,
+  author: c.author,
+  created_at: c.createdAt,
+});
+
+export const pushJson = (p: PushResult) => ({
+  commit_id: p.commit.id,
+  repo_name: p.repository.name,
+  tag_name: p.tag.name,
+  reference: reference(p.repository.name, p.tag.name),
+  files: p.files,
+  bytes: p.bytes,
+  new_bytes: p.newBytes,
+});
+
+export const treeJson = (n: TreeNode) => ({
+  name: n.name,
+  path: n.path,
+  type: n.type,
+  mode: n.mode,
+  size: n.size,
+  mtime: n.mtime,
+  link_target: n.linkTarget,
+});

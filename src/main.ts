@@ -1,0 +1,84 @@
+/**
+ * The composition root: opens the stores under the data directory, wires the domain services,
+ * and serves HTTP. The only place (with config.ts) that knows which implementations run.
+ */
+import { mkdir } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { TokenService } from './auth/token-service.js';
+import type { Config } from './config.js';
+import { AccessPolicy } from './domain/access-policy.js';
+import { AccountService } from './domain/account.service.js';
+import type { Scope } from './domain/principal.js';
+import { createServices } from './domain/services.js';
+import { createApp, type AppOptions } from './http/app.js';
+import { openFsChunkStore } from './store/fs/chunk-store.js';
+import { openSqliteMetadataStore } from './store/sqlite/metadata-store.js';
+
+export const METADATA_FILE = 'snapfork.db';
+export const CHUNKS_DIR = 'chunks';
+
+export interface RunningServer {
+  /** Base URL, e.g. http://127.0.0.1:3000 (the real port when 0 was asked for). */
+  url: string;
+  /** Stops accepting connections, lets requests in flight finish, then closes the stores. */
+  close(): Promise<void>;
+}
+
+/** How long a graceful shutdown waits for requests in flight before cutting them. */
+const SHUTDOWN_GRACE_MS = 10_000;
+
+export async function startServer(config: Config, options: AppOptions = {}): Promise<RunningServer> {
+  await mkdir(config.dataDir, { recursive: true });
+  const metadata = await openSqliteMetadataStore(join(config.dataDir, METADATA_FILE));
+  const chunks = await openFsChunkStore(join(config.dataDir, CHUNKS_DIR));
+  const tokens = await TokenService.open(config);
+  const app = createApp(createServices(metadata, chunks), tokens, config, options);
+
+  const server = app.listen(config.port, config.host);
+  await new Promise<void>((resolve, reject) => {
+    server.once('listening', resolve);
+    server.once('error', reject);
+  });
+  // Pushes of large images may upload for a long time: no request timeout, idle sockets still close.
+  server.requestTimeout = 0;
+  const { port } = server.address() as AddressInfo;
+  const host = config.host.includes(':') ? `[${config.host}]` : config.host;
+
+  let closing: Promise<void> | undefined;
+  const close = () =>
+    (closing ??= (async () => {
+      const drained = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      const timer = setTimeout(() => server.closeAllConnections(), SHUTDOWN_GRACE_MS);
+      await drained;
+      clearTimeout(timer);
+      await chunks.close();
+      await metadata.close();
+    })());
+  return { url: `http://${host}:${port}`, close };
+}
+
+export interface MintTokenOptions {
+  user: string;
+  org?: string;
+  scopes: readonly Scope[];
+  ttlSeconds: number;
+}
+
+/**
+ * Creates the user (and the organization of `org`, owned by the user) if needed and signs a
+ * token for them. Opens only the metadata store and the key, so it is safe while a server runs.
+ */
+export async function mintToken(config: Config, options: MintTokenOptions): Promise<string> {
+  await mkdir(config.dataDir, { recursive: true });
+  const metadata = await openSqliteMetadataStore(join(config.dataDir, METADATA_FILE));
+  try {
+    const accounts = new AccountService(metadata, new AccessPolicy(metadata));
+    await accounts.principalFor(options.user, options.scopes, options.org);
+    const tokens = await TokenService.open(config);
+    return await tokens.sign({ sub: options.user, org: options.org, scopes: options.scopes, ttlSeconds: options.ttlSeconds });
+  } finally {
+    await metadata.close();
+  }
+}

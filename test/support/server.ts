@@ -1,0 +1,64 @@
+/**
+ * A real snapfork server for tests: ephemeral port, temporary data directory, real SQLite and
+ * real files, every answer checked against openapi/ (validateResponses).
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadConfig, type Config } from '../../src/config.js';
+import type { Scope } from '../../src/domain/principal.js';
+import { mintToken, startServer, type RunningServer } from '../../src/main.js';
+
+export interface TestServer {
+  url: string;
+  config: Config;
+  dataDir: string;
+  token(user: string, options?: { org?: string; scopes?: Scope[]; ttlSeconds?: number }): Promise<string>;
+  api(path: string, init?: ApiInit): Promise<Response>;
+  stop(): Promise<void>;
+}
+
+export interface ApiInit {
+  method?: string;
+  token?: string;
+  json?: unknown;
+  body?: BodyInit | NodeJS.ReadableStream;
+  headers?: Record<string, string>;
+}
+
+export async function startTestServer(env: Record<string, string> = {}): Promise<TestServer> {
+  const dataDir = await mkdtemp(join(tmpdir(), 'snapfork-test-'));
+  const config = loadConfig(env, { host: '127.0.0.1', port: 0, dataDir });
+  const server: RunningServer = await startServer(config, { validateResponses: true, log: () => undefined });
+  return {
+    url: server.url,
+    config,
+    dataDir,
+    token: (user, options = {}) =>
+      mintToken(config, {
+        user,
+        org: options.org,
+        scopes: options.scopes ?? ['repo:read', 'repo:write'],
+        ttlSeconds: options.ttlSeconds ?? 3600,
+      }),
+    api: (path, init = {}) => {
+      const headers: Record<string, string> = { ...init.headers };
+      if (init.token) headers.authorization = `Bearer ${init.token}`;
+      let body = init.body as BodyInit | undefined;
+      if (init.json !== undefined) {
+        headers['content-type'] ??= 'application/json';
+        body = JSON.stringify(init.json);
+      }
+      return fetch(server.url + path, {
+        method: init.method ?? 'GET',
+        headers,
+        body,
+        ...(body && typeof (body as { pipe?: unknown }).pipe === 'function' ? { duplex: 'half' } : {}),
+      } as RequestInit);
+    },
+    stop: async () => {
+      await server.close();
+      await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}
