@@ -1,0 +1,629 @@
+/**
+ * MetadataStore over SQLite through Kysely. SQL rows stay in this file: each table has one
+ * mapper to its domain type. SQLite-only SQL is limited to listHistory (json_extract and a LIMIT
+ * inside a recursive CTE); the rest is portable Kysely, so a PostgreSQL store can reuse it.
+ */
+import { type Kysely, type Selectable, sql } from 'kysely';
+import { v4 as uuidv4 } from 'uuid';
+import { conflict, invalid, notFound } from '../../domain/errors.js';
+import type {
+  ChunkRef,
+  Commit,
+  Manifest,
+  ManifestEntry,
+  Namespace,
+  Page,
+  PageOf,
+  Repository,
+  Role,
+  Tag,
+  Visibility,
+  Vm,
+} from '../../domain/model.js';
+import type { MetadataStore, NewRepository, RepositoryPatch, TagLogEntry } from '../types.js';
+import { openSqliteDatabase, toDomainError } from './database.js';
+import { migrateToLatest } from './migrations.js';
+import type {
+  CommitTable,
+  Database,
+  ManifestEntryTable,
+  NamespaceTable,
+  RepositoryTable,
+  TagLogTable,
+  TagTable,
+  VmTable,
+} from './schema.js';
+
+export interface SqliteMetadataStoreOptions {
+  /** The clock for created/updated timestamps; ISO-8601 UTC with milliseconds. */
+  now?: () => string;
+}
+
+/** Opens `file` (creating it when absent), brings its schema up to date and returns the store. */
+export async function openSqliteMetadataStore(
+  file: string,
+  options: SqliteMetadataStoreOptions = {},
+): Promise<MetadataStore> {
+  const db = openSqliteDatabase(file);
+  try {
+    await migrateToLatest(db);
+  } catch (e) {
+    await db.destroy();
+    throw toDomainError(e, 'the metadata schema');
+  }
+  return new SqliteMetadataStore(db, options.now ?? (() => new Date().toISOString()));
+}
+
+// Rows of 9 values: 500 of them stay far below SQLite's 32,766 bound parameters per statement
+// while making a 20,000-entry manifest 40 statements.
+const ENTRY_BATCH = 500;
+
+export class SqliteMetadataStore implements MetadataStore {
+  /** `db` is the root instance, or the transaction this store is bound to. */
+  constructor(
+    private readonly db: Kysely<Database>,
+    private readonly now: () => string,
+  ) {}
+
+  /**
+   * Nested calls join the enclosing transaction. Inside `work`, use `tx` only: the root store
+   * waits for the connection the transaction holds.
+   */
+  async transaction<T>(work: (tx: SqliteMetadataStore) => Promise<T>): Promise<T> {
+    if (this.db.isTransaction) return work(this);
+    // A controlled transaction rather than db.transaction().execute(): SQLite rolls back by
+    // itself on some errors (SQLITE_FULL among them), Kysely's ROLLBACK then fails with "no
+    // transaction is active", and that error would replace the one that matters.
+    const trx = await this.guard('the changes', () => this.db.startTransaction().execute());
+    try {
+      const result = await work(new SqliteMetadataStore(trx, this.now));
+      await trx.commit().execute();
+      return result;
+    } catch (e) {
+      // Releases the connection even when the rollback itself fails.
+      await trx.rollback().execute().catch(() => undefined);
+      throw toDomainError(e, 'the changes');
+    }
+  }
+
+  // Namespaces -------------------------------------------------------------------------------
+
+  async ensureUser(login: string): Promise<Namespace> {
+    await this.guard(`user "${login}"`, () =>
+      this.db
+        .insertInto('namespaces')
+        .values({ name: login, kind: 'user', display_name: login, created_at: this.now() })
+        .onConflict((oc) => oc.column('name').doNothing())
+        .execute(),
+    );
+    const namespace = await this.getNamespace(login);
+    if (namespace?.kind !== 'user') throw conflict(`"${login}" is the name of an organization`);
+    return namespace;
+  }
+
+  async createOrg(name: string): Promise<Namespace> {
+    const row = await this.guard(`namespace "${name}"`, () =>
+      this.db
+        .insertInto('namespaces')
+        .values({ name, kind: 'org', display_name: name, created_at: this.now() })
+        .returningAll()
+        .executeTakeFirstOrThrow(),
+    );
+    return toNamespace(row);
+  }
+
+  async getNamespace(name: string): Promise<Namespace | undefined> {
+    const row = await this.db
+      .selectFrom('namespaces')
+      .selectAll()
+      .where('name', '=', name)
+      .executeTakeFirst();
+    return row && toNamespace(row);
+  }
+
+  async getNamespaceById(id: number): Promise<Namespace | undefined> {
+    const row = await this.db.selectFrom('namespaces').selectAll().where('id', '=', id).executeTakeFirst();
+    return row && toNamespace(row);
+  }
+
+  async setRole(orgId: number, userId: number, role: Role): Promise<void> {
+    await this.guard(`membership of ${userId} in ${orgId}`, () =>
+      this.db
+        .insertInto('memberships')
+        .values({ org_id: orgId, user_id: userId, role })
+        .onConflict((oc) => oc.columns(['org_id', 'user_id']).doUpdateSet({ role }))
+        .execute(),
+    );
+  }
+
+  async getRole(orgId: number, userId: number): Promise<Role | undefined> {
+    const row = await this.db
+      .selectFrom('memberships')
+      .select('role')
+      .where('org_id', '=', orgId)
+      .where('user_id', '=', userId)
+      .executeTakeFirst();
+    return row?.role;
+  }
+
+  async listMemberships(userId: number): Promise<{ org: Namespace; role: Role }[]> {
+    const rows = await this.membershipsOf('user_id', userId);
+    return rows.map(({ namespace, role }) => ({ org: namespace, role }));
+  }
+
+  async listMembers(orgId: number): Promise<{ user: Namespace; role: Role }[]> {
+    const rows = await this.membershipsOf('org_id', orgId);
+    return rows.map(({ namespace, role }) => ({ user: namespace, role }));
+  }
+
+  // Repositories -----------------------------------------------------------------------------
+
+  async createRepository(repo: NewRepository): Promise<Repository> {
+    const at = this.now();
+    const { id } = await this.guard(`repository "${repo.name}"`, () =>
+      this.db
+        .insertInto('repositories')
+        .values({
+          uuid: uuidv4(),
+          namespace_id: repo.namespaceId,
+          name: repo.name,
+          visibility: repo.visibility,
+          description: repo.description,
+          default_tag: repo.defaultTag ?? null,
+          forked_from_repo_id: repo.forkedFromRepoId ?? null,
+          forked_from_commit_id: repo.forkedFromCommitId ?? null,
+          archived: 0,
+          created_at: at,
+          updated_at: at,
+        })
+        .returning('id')
+        .executeTakeFirstOrThrow(),
+    );
+    return this.requireRepository(id);
+  }
+
+  async getRepository(namespace: string, name: string): Promise<Repository | undefined> {
+    // Both name columns are COLLATE NOCASE, so this lookup ignores case like the unique indexes.
+    const row = await this.liveRepositories()
+      .where('namespaces.name', '=', namespace)
+      .where('repositories.name', '=', name)
+      .executeTakeFirst();
+    return row && toRepository(row);
+  }
+
+  async getRepositoryById(id: number): Promise<Repository | undefined> {
+    const row = await this.liveRepositories().where('repositories.id', '=', id).executeTakeFirst();
+    return row && toRepository(row);
+  }
+
+  async listRepositories(
+    namespaceId: number,
+    page: Page,
+    visibilities?: readonly Visibility[],
+  ): Promise<PageOf<Repository>> {
+    // `IN ()` is not valid SQL everywhere; seeing no visibility means seeing nothing.
+    if (visibilities?.length === 0) return { items: [], total: 0 };
+    let listed = this.liveRepositories().where('repositories.namespace_id', '=', namespaceId);
+    if (visibilities) listed = listed.where('repositories.visibility', 'in', visibilities);
+    const rows = await listed.orderBy('repositories.name').limit(page.limit).offset(page.offset).execute();
+    const { total } = await listed
+      .clearSelect()
+      .select((eb) => eb.fn.countAll<number>().as('total'))
+      .executeTakeFirstOrThrow();
+    return { items: rows.map(toRepository), total };
+  }
+
+  async updateRepository(id: number, patch: RepositoryPatch): Promise<Repository> {
+    await this.guard(`repository "${patch.name ?? id}"`, () =>
+      this.db
+        .updateTable('repositories')
+        .set({
+          ...(patch.name !== undefined && { name: patch.name }),
+          ...(patch.description !== undefined && { description: patch.description }),
+          ...(patch.visibility !== undefined && { visibility: patch.visibility }),
+          ...(patch.archived !== undefined && { archived: patch.archived ? 1 : 0 }),
+          ...(patch.defaultTag !== undefined && { default_tag: patch.defaultTag }),
+          updated_at: this.now(),
+        })
+        .where('id', '=', id)
+        .where('deleted_at', 'is', null)
+        .execute(),
+    );
+    return this.requireRepository(id);
+  }
+
+  async deleteRepository(id: number): Promise<void> {
+    const at = this.now();
+    const { numUpdatedRows } = await this.guard(`repository ${id}`, () =>
+      this.db
+        .updateTable('repositories')
+        .set({ deleted_at: at, updated_at: at })
+        .where('id', '=', id)
+        .where('deleted_at', 'is', null)
+        .executeTakeFirstOrThrow(),
+    );
+    if (numUpdatedRows === 0n) throw notFound(`repository ${id} does not exist`);
+  }
+
+  // Commits ----------------------------------------------------------------------------------
+
+  async createCommit(commit: Commit): Promise<void> {
+    await this.guard(`commit ${commit.id}`, () =>
+      this.db
+        .insertInto('commits')
+        .values({
+          id: commit.id,
+          repository_id: commit.repositoryId,
+          parent_ids: JSON.stringify(commit.parentIds),
+          manifest_digest: commit.manifestDigest,
+          message: commit.message,
+          author: commit.author,
+          created_at: commit.createdAt,
+        })
+        .execute(),
+    );
+  }
+
+  async getCommit(id: string): Promise<Commit | undefined> {
+    const row = await this.db.selectFrom('commits').selectAll().where('id', '=', id).executeTakeFirst();
+    return row && toCommit(row);
+  }
+
+  async listHistory(commitId: string, page: Page): Promise<Commit[]> {
+    // The walk stops after offset + limit steps: paging a long history costs what it returns,
+    // and a parent cycle (which ids from the domain cannot form) could not loop forever.
+    const { rows } = await sql<Selectable<CommitTable>>`
+      WITH RECURSIVE history(id, depth) AS (
+        SELECT ${commitId}, 0
+        UNION ALL
+        SELECT json_extract(c.parent_ids, '$[0]'), h.depth + 1
+          FROM history h JOIN commits c ON c.id = h.id
+         WHERE json_extract(c.parent_ids, '$[0]') IS NOT NULL
+         LIMIT ${page.offset + page.limit}
+      )
+      SELECT c.* FROM history h JOIN commits c ON c.id = h.id
+       ORDER BY h.depth
+       LIMIT ${page.limit} OFFSET ${page.offset}`.execute(this.db);
+    return rows.map(toCommit);
+  }
+
+  // Tags -------------------------------------------------------------------------------------
+
+  async getTag(repositoryId: number, name: string): Promise<Tag | undefined> {
+    const row = await this.db
+      .selectFrom('tags')
+      .selectAll()
+      .where('repository_id', '=', repositoryId)
+      .where('name', '=', name)
+      .executeTakeFirst();
+    return row && toTag(row);
+  }
+
+  async listTags(repositoryId: number): Promise<Tag[]> {
+    const rows = await this.db
+      .selectFrom('tags')
+      .selectAll()
+      .where('repository_id', '=', repositoryId)
+      .orderBy('name')
+      .execute();
+    return rows.map(toTag);
+  }
+
+  /** Setting a tag to the commit it already points at changes and logs nothing. */
+  async setTag(
+    repositoryId: number,
+    name: string,
+    commitId: string,
+    actor: string,
+    expectedCommitId?: string | null,
+  ): Promise<Tag> {
+    return this.transaction((tx) =>
+      tx.guard(`tag "${name}"`, async () => {
+        const current = await tx.getTag(repositoryId, name);
+        if (expectedCommitId !== undefined && (current?.commitId ?? null) !== expectedCommitId) {
+          throw conflict(
+            `tag "${name}" points at ${current?.commitId ?? 'nothing'}, not ${expectedCommitId ?? 'nothing'}`,
+          );
+        }
+        if (current?.commitId === commitId) return current;
+        const at = tx.now();
+        let tag: Tag;
+        if (current) {
+          tag = { ...current, commitId, updatedAt: at };
+          await tx.db
+            .updateTable('tags')
+            .set({ commit_id: commitId, updated_at: at })
+            .where('id', '=', tag.id)
+            .execute();
+        } else {
+          tag = { id: uuidv4(), repositoryId, name, commitId, description: '', createdAt: at, updatedAt: at };
+          await tx.db.insertInto('tags').values(fromTag(tag)).execute();
+        }
+        await tx.logTagMove(repositoryId, name, current?.commitId ?? null, commitId, actor, at);
+        return tag;
+      }),
+    );
+  }
+
+  async deleteTag(repositoryId: number, name: string, actor: string): Promise<boolean> {
+    return this.transaction(async (tx) => {
+      const current = await tx.getTag(repositoryId, name);
+      if (!current) return false;
+      await tx.db.deleteFrom('tags').where('id', '=', current.id).execute();
+      await tx.logTagMove(repositoryId, name, current.commitId, null, actor, tx.now());
+      return true;
+    });
+  }
+
+  async tagLog(repositoryId: number, tagName?: string): Promise<TagLogEntry[]> {
+    let query = this.db.selectFrom('tag_log').selectAll().where('repository_id', '=', repositoryId);
+    if (tagName !== undefined) query = query.where('tag_name', '=', tagName);
+    // Ids grow with each move; timestamps alone can tie within a millisecond.
+    const rows = await query.orderBy('id', 'desc').execute();
+    return rows.map(toTagLogEntry);
+  }
+
+  private async logTagMove(
+    repositoryId: number,
+    tagName: string,
+    oldCommitId: string | null,
+    newCommitId: string | null,
+    actor: string,
+    at: string,
+  ): Promise<void> {
+    await this.db
+      .insertInto('tag_log')
+      .values({
+        repository_id: repositoryId,
+        tag_name: tagName,
+        old_commit_id: oldCommitId,
+        new_commit_id: newCommitId,
+        actor,
+        at,
+      })
+      .execute();
+  }
+
+  // Manifests --------------------------------------------------------------------------------
+
+  async putManifest(manifest: Manifest): Promise<void> {
+    const { digest, entries } = manifest;
+    await this.transaction((tx) =>
+      tx.guard(`manifest ${digest}`, async () => {
+        const { numInsertedOrUpdatedRows } = await tx.db
+          .insertInto('manifests')
+          .values({
+            digest,
+            entry_count: entries.length,
+            total_size: entries.reduce((n, e) => n + e.size, 0),
+            created_at: tx.now(),
+          })
+          .onConflict((oc) => oc.column('digest').doNothing())
+          .executeTakeFirstOrThrow();
+        // The digest names the content, so a stored manifest is already complete.
+        if (numInsertedOrUpdatedRows === 0n) return;
+        for (let start = 0; start < entries.length; start += ENTRY_BATCH) {
+          const rows = entries
+            .slice(start, start + ENTRY_BATCH)
+            .map((e, i) => fromManifestEntry(digest, start + i, e));
+          await tx.db.insertInto('manifest_entries').values(rows).execute();
+        }
+      }),
+    );
+  }
+
+  async getManifest(digest: string): Promise<Manifest | undefined> {
+    return this.transaction(async (tx) => {
+      const found = await tx.db
+        .selectFrom('manifests')
+        .select('digest')
+        .where('digest', '=', digest)
+        .executeTakeFirst();
+      if (!found) return undefined;
+      const rows = await tx.db
+        .selectFrom('manifest_entries')
+        .selectAll()
+        .where('manifest_digest', '=', digest)
+        .orderBy('seq')
+        .execute();
+      return { digest, entries: rows.map(toManifestEntry) };
+    });
+  }
+
+  // VMs --------------------------------------------------------------------------------------
+
+  async createVm(vm: Vm): Promise<void> {
+    await this.guard(`vm ${vm.id}`, () => this.db.insertInto('vms').values(fromVm(vm)).execute());
+  }
+
+  async getVm(id: string): Promise<Vm | undefined> {
+    const row = await this.db.selectFrom('vms').selectAll().where('id', '=', id).executeTakeFirst();
+    return row && toVm(row);
+  }
+
+  /** Closes the database; a transaction-bound store does not own it and leaves it open. */
+  async close(): Promise<void> {
+    if (!this.db.isTransaction) await this.db.destroy();
+  }
+
+  // -------------------------------------------------------------------------------------------
+
+  /** Runs a write, translating driver errors about `subject` into DomainErrors. */
+  private async guard<T>(subject: string, work: () => Promise<T>): Promise<T> {
+    try {
+      return await work();
+    } catch (e) {
+      throw toDomainError(e, subject);
+    }
+  }
+
+  /** The memberships whose `side` is `id`, each with the namespace at the other end, by name. */
+  private async membershipsOf(
+    side: 'org_id' | 'user_id',
+    id: number,
+  ): Promise<{ namespace: Namespace; role: Role }[]> {
+    const other = side === 'org_id' ? 'memberships.user_id' : 'memberships.org_id';
+    const rows = await this.db
+      .selectFrom('memberships')
+      .innerJoin('namespaces', 'namespaces.id', other)
+      .selectAll('namespaces')
+      .select('memberships.role')
+      .where(`memberships.${side}`, '=', id)
+      .orderBy('namespaces.name')
+      .execute();
+    return rows.map((r) => ({ namespace: toNamespace(r), role: r.role }));
+  }
+
+  private liveRepositories() {
+    return this.db
+      .selectFrom('repositories')
+      .innerJoin('namespaces', 'namespaces.id', 'repositories.namespace_id')
+      .selectAll('repositories')
+      .select('namespaces.name as namespace')
+      .where('repositories.deleted_at', 'is', null);
+  }
+
+  private async requireRepository(id: number): Promise<Repository> {
+    const repo = await this.getRepositoryById(id);
+    if (!repo) throw notFound(`repository ${id} does not exist`);
+    return repo;
+  }
+}
+
+// Row mappers: one per table, each direction written once ---------------------------------------
+
+const toNamespace = (r: Selectable<NamespaceTable>): Namespace => ({
+  id: r.id,
+  name: r.name,
+  kind: r.kind,
+  displayName: r.display_name,
+  createdAt: r.created_at,
+});
+
+const toRepository = (r: Selectable<RepositoryTable> & { namespace: string }): Repository => ({
+  id: r.id,
+  uuid: r.uuid,
+  namespaceId: r.namespace_id,
+  namespace: r.namespace,
+  name: r.name,
+  visibility: r.visibility,
+  description: r.description,
+  defaultTag: r.default_tag,
+  forkedFromRepoId: r.forked_from_repo_id,
+  forkedFromCommitId: r.forked_from_commit_id,
+  archived: r.archived === 1,
+  createdAt: r.created_at,
+  updatedAt: r.updated_at,
+});
+
+const toCommit = (r: Selectable<CommitTable>): Commit => ({
+  id: r.id,
+  repositoryId: r.repository_id,
+  parentIds: JSON.parse(r.parent_ids) as string[],
+  manifestDigest: r.manifest_digest,
+  message: r.message,
+  author: r.author,
+  createdAt: r.created_at,
+});
+
+const toTag = (r: Selectable<TagTable>): Tag => ({
+  id: r.id,
+  repositoryId: r.repository_id,
+  name: r.name,
+  commitId: r.commit_id,
+  description: r.description,
+  createdAt: r.created_at,
+  updatedAt: r.updated_at,
+});
+
+const fromTag = (t: Tag): Selectable<TagTable> => ({
+  id: t.id,
+  repository_id: t.repositoryId,
+  name: t.name,
+  commit_id: t.commitId,
+  description: t.description,
+  created_at: t.createdAt,
+  updated_at: t.updatedAt,
+});
+
+const toTagLogEntry = (r: Selectable<TagLogTable>): TagLogEntry => ({
+  tagName: r.tag_name,
+  oldCommitId: r.old_commit_id,
+  newCommitId: r.new_commit_id,
+  actor: r.actor,
+  at: r.at,
+});
+
+const toManifestEntry = (r: Selectable<ManifestEntryTable>): ManifestEntry => ({
+  path: r.path,
+  type: r.type,
+  mode: r.mode,
+  size: r.size,
+  mtime: r.mtime,
+  linkTarget: r.link_target,
+  chunks: unpackChunks(r.chunks),
+});
+
+const fromManifestEntry = (
+  digest: string,
+  seq: number,
+  e: ManifestEntry,
+): Selectable<ManifestEntryTable> => ({
+  manifest_digest: digest,
+  seq,
+  path: e.path,
+  type: e.type,
+  mode: e.mode,
+  size: e.size,
+  mtime: e.mtime,
+  link_target: e.linkTarget,
+  chunks: packChunks(e.path, e.chunks),
+});
+
+const toVm = (r: Selectable<VmTable>): Vm => ({
+  id: r.id,
+  commitId: r.commit_id,
+  repositoryId: r.repository_id,
+  namespaceId: r.namespace_id,
+  state: r.state,
+  createdAt: r.created_at,
+});
+
+const fromVm = (v: Vm): Selectable<VmTable> => ({
+  id: v.id,
+  commit_id: v.commitId,
+  repository_id: v.repositoryId,
+  namespace_id: v.namespaceId,
+  state: v.state,
+  created_at: v.createdAt,
+});
+
+// Chunk lists ----------------------------------------------------------------------------------
+// A chunk list is stored as one blob of fixed 36-byte records: the 32 raw bytes of the chunk's
+// SHA-256, then its size as a big-endian uint32. Half the bytes of hex, and no row per chunk.
+
+const CHUNK_RECORD_BYTES = 36;
+const SHA256_HEX = /^[0-9a-f]{64}$/;
+
+function packChunks(path: string, chunks: readonly ChunkRef[]): Buffer {
+  const packed = Buffer.alloc(chunks.length * CHUNK_RECORD_BYTES);
+  chunks.forEach((chunk, i) => {
+    // Buffer.write stops silently at the first non-hex character: check before packing.
+    const sizeFits = Number.isInteger(chunk.size) && chunk.size >= 0 && chunk.size <= 0xffffffff;
+    if (!SHA256_HEX.test(chunk.digest) || !sizeFits) {
+      throw invalid(`chunk ${i} of "${path}" needs a lower-case SHA-256 hex digest and a size below 4 GiB`);
+    }
+    const at = i * CHUNK_RECORD_BYTES;
+    packed.write(chunk.digest, at, 32, 'hex');
+    packed.writeUInt32BE(chunk.size, at + 32);
+  });
+  return packed;
+}
+
+function unpackChunks(packed: Buffer): ChunkRef[] {
+  const chunks: ChunkRef[] = [];
+  for (let at = 0; at < packed.length; at += CHUNK_RECORD_BYTES) {
+    chunks.push({ digest: packed.toString('hex', at, at + 32), size: packed.readUInt32BE(at + 32) });
+  }
+  return chunks;
+}

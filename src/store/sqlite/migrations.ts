@@ -1,0 +1,130 @@
+/**
+ * Versioned schema migrations, applied in name order at start. They live in code rather than in
+ * files so that the compiled dist/ needs nothing beside it. A migration, once released, is never
+ * edited: change the schema by appending a new one.
+ */
+import { type Kysely, type Migration, type MigrationProvider, Migrator, sql } from 'kysely';
+import type { Database } from './schema.js';
+
+/**
+ * A migration made of DDL statements, run one at a time (better-sqlite3 prepares one statement
+ * per call) inside one transaction: Kysely's Migrator assumes SQLite cannot roll back DDL and
+ * runs migrations bare, but it can, and a crash mid-migration must not leave half a schema.
+ */
+const statements = (ddl: readonly string[]): Migration => ({
+  up: (db: Kysely<unknown>) =>
+    db.transaction().execute(async (trx) => {
+      for (const statement of ddl) await sql.raw(statement).execute(trx);
+    }),
+});
+
+// STRICT tables make SQLite reject a value of the wrong type instead of storing it silently.
+// Names compare case-insensitively (COLLATE NOCASE): "Acme" and "acme" are the same namespace.
+const initial = statements([
+  `CREATE TABLE namespaces (
+     id           INTEGER PRIMARY KEY AUTOINCREMENT,
+     name         TEXT NOT NULL UNIQUE COLLATE NOCASE,
+     kind         TEXT NOT NULL CHECK (kind IN ('user', 'org')),
+     display_name TEXT NOT NULL,
+     created_at   TEXT NOT NULL
+   ) STRICT`,
+  `CREATE TABLE memberships (
+     org_id  INTEGER NOT NULL REFERENCES namespaces (id),
+     user_id INTEGER NOT NULL REFERENCES namespaces (id),
+     role    TEXT NOT NULL CHECK (role IN ('owner', 'member')),
+     PRIMARY KEY (org_id, user_id)
+   ) STRICT`,
+  // Rows are soft-deleted: a fork keeps pointing at its source, and the source's commits stay
+  // parents of the fork's commits. Only live rows hold their name.
+  `CREATE TABLE repositories (
+     id                    INTEGER PRIMARY KEY AUTOINCREMENT,
+     uuid                  TEXT NOT NULL UNIQUE,
+     namespace_id          INTEGER NOT NULL REFERENCES namespaces (id),
+     name                  TEXT NOT NULL COLLATE NOCASE,
+     visibility            TEXT NOT NULL CHECK (visibility IN ('public', 'private', 'internal')),
+     description           TEXT NOT NULL,
+     default_tag           TEXT,
+     forked_from_repo_id   INTEGER REFERENCES repositories (id),
+     forked_from_commit_id TEXT,
+     archived              INTEGER NOT NULL DEFAULT 0 CHECK (archived IN (0, 1)),
+     created_at            TEXT NOT NULL,
+     updated_at            TEXT NOT NULL,
+     deleted_at            TEXT
+   ) STRICT`,
+  `CREATE UNIQUE INDEX repositories_live_name
+     ON repositories (namespace_id, name COLLATE NOCASE) WHERE deleted_at IS NULL`,
+  `CREATE INDEX repositories_forked_from ON repositories (forked_from_repo_id)`,
+  `CREATE TABLE manifests (
+     digest      TEXT PRIMARY KEY,
+     entry_count INTEGER NOT NULL,
+     total_size  INTEGER NOT NULL,
+     created_at  TEXT NOT NULL
+   ) STRICT`,
+  // One row per entry; a file's chunk list is one blob of 36-byte records (32-byte SHA-256,
+  // 4-byte big-endian size), so a 4 GiB file's ~65K chunks cost one 2.3 MB value, not 65K rows.
+  `CREATE TABLE manifest_entries (
+     manifest_digest TEXT NOT NULL REFERENCES manifests (digest),
+     seq             INTEGER NOT NULL,
+     path            TEXT NOT NULL,
+     type            TEXT NOT NULL CHECK (type IN ('file', 'dir', 'symlink')),
+     mode            INTEGER NOT NULL,
+     size            INTEGER NOT NULL,
+     mtime           INTEGER NOT NULL,
+     link_target     TEXT,
+     chunks          BLOB NOT NULL,
+     PRIMARY KEY (manifest_digest, seq)
+   ) STRICT, WITHOUT ROWID`,
+  `CREATE TABLE commits (
+     id              TEXT PRIMARY KEY,
+     repository_id   INTEGER NOT NULL REFERENCES repositories (id),
+     parent_ids      TEXT NOT NULL,
+     manifest_digest TEXT NOT NULL REFERENCES manifests (digest),
+     message         TEXT NOT NULL,
+     author          TEXT NOT NULL,
+     created_at      TEXT NOT NULL
+   ) STRICT`,
+  `CREATE INDEX commits_repository ON commits (repository_id)`,
+  `CREATE TABLE tags (
+     id            TEXT PRIMARY KEY,
+     repository_id INTEGER NOT NULL REFERENCES repositories (id),
+     name          TEXT NOT NULL,
+     commit_id     TEXT NOT NULL REFERENCES commits (id),
+     description   TEXT NOT NULL,
+     created_at    TEXT NOT NULL,
+     updated_at    TEXT NOT NULL,
+     UNIQUE (repository_id, name)
+   ) STRICT`,
+  // An append-only audit trail: it outlives the tags (and commits) it mentions, so no foreign keys.
+  `CREATE TABLE tag_log (
+     id            INTEGER PRIMARY KEY,
+     repository_id INTEGER NOT NULL,
+     tag_name      TEXT NOT NULL,
+     old_commit_id TEXT,
+     new_commit_id TEXT,
+     actor         TEXT NOT NULL,
+     at            TEXT NOT NULL
+   ) STRICT`,
+  `CREATE INDEX tag_log_repository ON tag_log (repository_id)`,
+  `CREATE TABLE vms (
+     id            TEXT PRIMARY KEY,
+     commit_id     TEXT NOT NULL REFERENCES commits (id),
+     repository_id INTEGER NOT NULL REFERENCES repositories (id),
+     namespace_id  INTEGER NOT NULL REFERENCES namespaces (id),
+     state         TEXT NOT NULL CHECK (state IN ('booting', 'running', 'paused', 'sleeping', 'dead')),
+     created_at    TEXT NOT NULL
+   ) STRICT`,
+]);
+
+const provider: MigrationProvider = {
+  getMigrations: async () => ({ '0001_initial': initial }),
+};
+
+/**
+ * Applies the migrations not yet applied (Kysely records them in `kysely_migration`) and returns
+ * their names; an up-to-date database yields [].
+ */
+export async function migrateToLatest(db: Kysely<Database>): Promise<string[]> {
+  const { error, results = [] } = await new Migrator({ db, provider }).migrateToLatest();
+  if (error) throw error;
+  return results.map((r) => r.migrationName);
+}

@@ -1,0 +1,114 @@
+/**
+ * Row shapes of the metadata tables, as Kysely sees them (created by migrations.ts). These rows
+ * never leave src/store/: metadata-store.ts maps each table to its domain type.
+ */
+import type { Generated } from 'kysely';
+import type { EntryType, NamespaceKind, Role, Visibility, VmState } from '../../domain/model.js';
+
+/** Timestamps are ISO-8601 UTC strings with milliseconds, which sort as they compare. */
+type Timestamp = string;
+
+export interface NamespaceTable {
+  id: Generated<number>;
+  name: string;
+  kind: NamespaceKind;
+  display_name: string;
+  created_at: Timestamp;
+}
+
+export interface MembershipTable {
+  org_id: number;
+  user_id: number;
+  role: Role;
+}
+
+export interface RepositoryTable {
+  id: Generated<number>;
+  uuid: string;
+  namespace_id: number;
+  name: string;
+  visibility: Visibility;
+  description: string;
+  default_tag: string | null;
+  forked_from_repo_id: number | null;
+  forked_from_commit_id: string | null;
+  /** 0 or 1. */
+  archived: number;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+  /** Set by a soft delete; such rows are never read back as repositories. */
+  deleted_at: Timestamp | null;
+}
+
+export interface CommitTable {
+  id: string;
+  repository_id: number;
+  /** JSON array of commit ids, first parent first. */
+  parent_ids: string;
+  manifest_digest: string;
+  message: string;
+  author: string;
+  created_at: Timestamp;
+}
+
+export interface TagTable {
+  id: string;
+  repository_id: number;
+  name: string;
+  commit_id: string;
+  description: string;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
+export interface TagLogTable {
+  id: Generated<number>;
+  repository_id: number;
+  tag_name: string;
+  old_commit_id: string | null;
+  new_commit_id: string | null;
+  actor: string;
+  at: Timestamp;
+}
+
+export interface ManifestTable {
+  digest: string;
+  entry_count: number;
+  total_size: number;
+  created_at: Timestamp;
+}
+
+export interface ManifestEntryTable {
+  manifest_digest: string;
+  /** Position of the entry in the manifest's canonical order. */
+  seq: number;
+  path: string;
+  type: EntryType;
+  mode: number;
+  size: number;
+  mtime: number;
+  link_target: string | null;
+  /** The chunk list packed as 36-byte records; see packChunks in metadata-store.ts. */
+  chunks: Buffer;
+}
+
+export interface VmTable {
+  id: string;
+  commit_id: string;
+  repository_id: number;
+  namespace_id: number;
+  state: VmState;
+  created_at: Timestamp;
+}
+
+export interface Database {
+  namespaces: NamespaceTable;
+  memberships: MembershipTable;
+  repositories: RepositoryTable;
+  commits: CommitTable;
+  tags: TagTable;
+  tag_log: TagLogTable;
+  manifests: ManifestTable;
+  manifest_entries: ManifestEntryTable;
+  vms: VmTable;
+}

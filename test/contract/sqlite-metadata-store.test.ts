@@ -1,0 +1,124 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { sql } from 'kysely';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { DomainError } from '../../src/domain/errors.js';
+import { buildManifest } from '../../src/domain/manifest.js';
+import { openSqliteDatabase } from '../../src/store/sqlite/database.js';
+import { SqliteMetadataStore, openSqliteMetadataStore } from '../../src/store/sqlite/metadata-store.js';
+import { migrateToLatest } from '../../src/store/sqlite/migrations.js';
+import { metadataStoreContract } from './metadata-store.contract.js';
+
+const tempDir = () => mkdtemp(join(tmpdir(), 'snapfork-sqlite-'));
+
+metadataStoreContract('SQLite', async () => {
+  const dir = await tempDir();
+  const store = await openSqliteMetadataStore(join(dir, 'snapfork.db'));
+  return {
+    store,
+    cleanup: async () => {
+      await store.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+});
+
+describe('SQLite metadata store', () => {
+  let dir: string;
+  let file: string;
+
+  beforeEach(async () => {
+    dir = await tempDir();
+    file = join(dir, 'snapfork.db');
+  });
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('opens connections with WAL, synchronous=FULL, foreign keys and a busy timeout', async () => {
+    const db = openSqliteDatabase(file);
+    try {
+      const pragma = async (name: string) =>
+        Object.values((await sql.raw(`PRAGMA ${name}`).execute(db)).rows[0] as object)[0] as unknown;
+      expect(await pragma('journal_mode')).toBe('wal');
+      expect(await pragma('synchronous')).toBe(2);
+      expect(await pragma('foreign_keys')).toBe(1);
+      expect(await pragma('busy_timeout')).toBe(5000);
+    } finally {
+      await db.destroy();
+    }
+  });
+
+  it('applies each migration once and keeps the data across reopening', async () => {
+    const db = openSqliteDatabase(file);
+    expect(await migrateToLatest(db)).toEqual(['0001_initial']);
+    await db.destroy();
+
+    const first = await openSqliteMetadataStore(file);
+    const alice = await first.ensureUser('alice');
+    await first.close();
+
+    const again = openSqliteDatabase(file);
+    try {
+      expect(await migrateToLatest(again)).toEqual([]);
+      const applied = await sql<{ name: string }>`SELECT name FROM kysely_migration`.execute(again);
+      expect(applied.rows).toEqual([{ name: '0001_initial' }]);
+    } finally {
+      await again.destroy();
+    }
+    const reopened = await openSqliteMetadataStore(file);
+    try {
+      expect(await reopened.getNamespace('alice')).toEqual(alice);
+    } finally {
+      await reopened.close();
+    }
+  });
+
+  it('stamps rows with the injected clock', async () => {
+    const times = ['2030-01-01T00:00:00.000Z', '2030-01-01T00:00:01.000Z', '2030-01-01T00:00:02.000Z'];
+    let tick = 0;
+    const store = await openSqliteMetadataStore(file, { now: () => times[Math.min(tick++, times.length - 1)] ?? '' });
+    try {
+      const alice = await store.ensureUser('alice');
+      expect(alice.createdAt).toBe(times[0]);
+      const repo = await store.createRepository({
+        namespaceId: alice.id,
+        name: 'data',
+        visibility: 'public',
+        description: '',
+      });
+      expect([repo.createdAt, repo.updatedAt]).toEqual([times[1], times[1]]);
+      const updated = await store.updateRepository(repo.id, { description: 'x' });
+      expect([updated.createdAt, updated.updatedAt]).toEqual([times[1], times[2]]);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('reports a full disk as insufficient_storage and keeps the store usable', async () => {
+    const db = openSqliteDatabase(file);
+    await migrateToLatest(db);
+    const store = new SqliteMetadataStore(db, () => new Date().toISOString());
+    try {
+      // Cap the file at its current size: the next page SQLite needs fails with SQLITE_FULL.
+      const { rows } = await sql<{ page_count: number }>`PRAGMA page_count`.execute(db);
+      await sql.raw(`PRAGMA max_page_count = ${rows[0]?.page_count ?? 0}`).execute(db);
+      const chunks = Array.from({ length: 20_000 }, (_, i) => ({ digest: i.toString(16).padStart(64, '0'), size: 1 }));
+      const manifest = buildManifest([
+        { path: 'big', type: 'file', mode: 0o644, size: chunks.length, mtime: 0, linkTarget: null, chunks },
+      ]);
+      const error: unknown = await store.putManifest(manifest).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(DomainError);
+      expect((error as DomainError).kind).toBe('insufficient_storage');
+      expect(await store.getManifest(manifest.digest)).toBeUndefined();
+
+      // Once space is back, the same write goes through: the failed transaction left nothing open.
+      await sql.raw('PRAGMA max_page_count = 1000000').execute(db);
+      await store.putManifest(manifest);
+      expect(await store.getManifest(manifest.digest)).toEqual(manifest);
+    } finally {
+      await store.close();
+    }
+  });
+});
