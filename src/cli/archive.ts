@@ -94,17 +94,22 @@ export async function extractArchive(chunks: AsyncIterable<Uint8Array>, dir: str
       }
     },
   });
+  let failed = false;
   const finished = new Promise<void>((resolveDone, reject) => {
     unpack.on('close', () => resolveDone());
-    unpack.on('error', reject);
+    unpack.on('error', (err: Error) => {
+      failed = true;
+      reject(err);
+    });
   });
   finished.catch(() => {}); // observed below; keeps an early failure from being "unhandled"
   for await (const chunk of chunks) {
+    if (failed) break; // stops the download too
     if (!unpack.write(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength))) {
       await Promise.race([new Promise((r) => unpack.once('drain', r)), finished]);
     }
   }
-  unpack.end();
+  if (!failed) unpack.end();
   await finished;
   for (const { path, mode, mtime, isDir } of restore) {
     const abs = resolve(root, path);

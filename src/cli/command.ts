@@ -64,8 +64,8 @@ export function defineCommand<S extends FlagSpecs>(spec: CommandSpec<S>): Comman
 }
 
 /** The one output path: the JSON value on one line with `--json`, else the human text. */
-export function output(io: Io, json: boolean, value: unknown, human: string): void {
-  io.stdout.write(json ? `${JSON.stringify(value)}\n` : `${human}\n`);
+export function output(io: Io, json: boolean, value: unknown, human: () => string): void {
+  io.stdout.write(`${json ? JSON.stringify(value) : human()}\n`);
 }
 
 /** A progress line on stderr only for a person watching: stdout a TTY and no `--json`. */

@@ -11,9 +11,11 @@ export function formatBytes(bytes: number): string {
   return unit === 0 ? `${bytes} B` : `${value.toFixed(1)} ${UNITS[unit]}`;
 }
 
-/** Left-aligned columns separated by two spaces, header first; no trailing blanks. */
-export function formatTable(header: readonly string[], rows: readonly (readonly string[])[]): string {
-  const all = [header, ...rows];
+type Cell = string | null | undefined;
+
+/** Left-aligned columns separated by two spaces, header first; a missing cell shows as `-`. */
+export function formatTable(header: readonly string[], rows: readonly (readonly Cell[])[]): string {
+  const all = [header, ...rows.map((row) => row.map((cell) => cell ?? '-'))];
   const widths = header.map((_, col) => Math.max(...all.map((row) => (row[col] ?? '').length)));
   return all
     .map((row) =>

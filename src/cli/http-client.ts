@@ -73,13 +73,13 @@ export class ApiClient {
       body = JSON.stringify(options.json);
       headers['content-type'] = 'application/json';
     } else if (options.body) {
-      body = Readable.toWeb(Readable.from(options.body)) as ReadableStream;
+      body = Readable.toWeb(Readable.from(options.body));
       headers['content-type'] = options.contentType ?? 'application/octet-stream';
     }
     let response: Response;
     try {
       // duplex 'half' is what lets undici send a stream without buffering it first.
-      response = await fetch(url, { method, headers, body, duplex: 'half' } as RequestInit);
+      response = await fetch(url, { method, headers, body, duplex: 'half' });
     } catch (err) {
       throw this.networkError(err);
     }

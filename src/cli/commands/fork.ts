@@ -35,7 +35,8 @@ export const fork = defineCommand({
       io,
       flags.json,
       result,
-      `forked ${formatReference(ref)} -> ${result.reference} ` +
+      () =>
+        `forked ${formatReference(ref)} -> ${result.reference} ` +
         `(commit ${result.commit_id}${result.vm_id ? `, vm ${result.vm_id}` : ''})`,
     );
   },

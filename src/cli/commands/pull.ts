@@ -27,7 +27,7 @@ export const pull = defineCommand({
       io,
       flags.json,
       { reference, files, bytes, dir },
-      `pulled ${reference} into ${dir}: ${files} files, ${formatBytes(bytes)}`,
+      () => `pulled ${reference} into ${dir}: ${files} files, ${formatBytes(bytes)}`,
     );
   },
 });

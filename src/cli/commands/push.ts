@@ -36,8 +36,8 @@ export const push = defineCommand({
   args: ['<dir|file>', '<owner/repo:tag>'],
   flagsUsage: '[--message M] [--visibility public|private|internal] [--json] [--url U] [--token T]',
   summary:
-    'Upload a directory, a .tar file or a single file (a VM disk, say) as a tag, creating the\n' +
-    'repository (private by default) when it does not exist.',
+    'Upload a directory, a .tar file or a single file (a VM disk, say) as a tag.\n' +
+    'Creates the repository (private by default) when it does not exist.',
   flags: { message: { type: 'string' }, visibility: { type: 'string' }, ...JSON_FLAG, ...HTTP_FLAGS },
   async run(io, [source, refText], flags) {
     const ref = parseReference(refText as string);
@@ -59,7 +59,8 @@ export const push = defineCommand({
       io,
       flags.json,
       result,
-      `pushed ${formatReference(ref)} (commit ${result.commit_id}): ${result.files} files, ` +
+      () =>
+        `pushed ${formatReference(ref)} (commit ${result.commit_id}): ${result.files} files, ` +
         `${formatBytes(result.bytes)}, ${formatBytes(result.new_bytes)} new`,
     );
   },

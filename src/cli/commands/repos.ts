@@ -41,21 +41,11 @@ export const repos = defineCommand({
       // A short page is the last; so is reaching X-Total-Count when the server sends it.
       if (rows.length < PER_PAGE || (total > 0 && all.length >= total)) break;
     }
-    output(
-      io,
-      flags.json,
-      all,
+    const table = () =>
       formatTable(
         ['NAME', 'VISIBILITY', 'DEFAULT TAG', 'FORK', 'UPDATED', 'DESCRIPTION'],
-        all.map((r) => [
-          r.full_name,
-          r.visibility,
-          r.default_tag ?? '-',
-          r.fork ? 'yes' : 'no',
-          r.updated_at,
-          r.description ?? '',
-        ]),
-      ),
-    );
+        all.map((r) => [r.full_name, r.visibility, r.default_tag, r.fork ? 'yes' : 'no', r.updated_at, r.description]),
+      );
+    output(io, flags.json, all, table);
   },
 });

@@ -20,14 +20,11 @@ export const tags = defineCommand({
   async run(io, [repoText], flags) {
     const repo = parseRepoPath(repoText as string);
     const rows = await ApiClient.from(flags, io.env).json<TagRow[]>('GET', `${repoApiPath(repo)}/tags`);
-    output(
-      io,
-      flags.json,
-      rows,
+    const table = () =>
       formatTable(
         ['TAG', 'COMMIT', 'UPDATED'],
         rows.map((t) => [t.name, t.commit_id, t.updated_at]),
-      ),
-    );
+      );
+    output(io, flags.json, rows, table);
   },
 });
