@@ -1,7 +1,7 @@
 import { forbidden, notFound, unauthorized } from './errors.js';
 import type { Namespace, Repository, Role } from './model.js';
 import type { Principal, Scope, UserPrincipal } from './principal.js';
-import type { MetadataStore } from '../store/types.js';
+import type { MetadataStore, ViewerFilter } from '../store/types.js';
 
 /**
  * Who may do what. Reads: anyone may read a public repository, any signed-in user an internal
@@ -31,6 +31,14 @@ export class AccessPolicy {
       throw forbidden(`token lacks the ${scope} scope`);
     }
     return user;
+  }
+
+  /** Which repositories the caller may see, as a filter a store applies to listings. */
+  async viewerFilter(principal: Principal): Promise<ViewerFilter> {
+    if (principal.kind !== 'user') return { visibilities: ['public'], namespaceIds: [] };
+    if (principal.scopes.has('admin')) return 'all';
+    const orgs = await this.store.listMemberships(principal.userId);
+    return { visibilities: ['public', 'internal'], namespaceIds: [principal.userId, ...orgs.map((m) => m.org.id)] };
   }
 
   async canRead(principal: Principal, repo: Repository): Promise<boolean> {

@@ -1,4 +1,4 @@
-import { conflict, forbidden, notFound } from './errors.js';
+import { conflict, forbidden, notFound, unauthorized } from './errors.js';
 import type { Namespace, Role } from './model.js';
 import { assertNamespaceName } from './names.js';
 import type { AccessPolicy } from './access-policy.js';
@@ -18,7 +18,10 @@ export class AccountService {
    * creates it with the user as owner, so a Vers-style org-scoped token works from its first call.
    */
   async principalFor(login: string, scopes: readonly Scope[], org?: string): Promise<UserPrincipal> {
-    const user = await this.store.ensureUser(assertNamespaceName(login));
+    // Most requests come from known users: a read spares the write of ensureUser.
+    const known = await this.store.getNamespace(assertNamespaceName(login));
+    if (known?.kind === 'org') throw unauthorized(`token subject ${login} is an organization`);
+    const user = known ?? (await this.store.ensureUser(login));
     if (org !== undefined) await this.ensureOrgOf(user, org);
     return { kind: 'user', userId: user.id, login: user.name, scopes: new Set(scopes), org };
   }

@@ -1,38 +1,51 @@
 import { v4 as uuidv4, v7 as uuidv7 } from 'uuid';
-import { conflict, notFound } from './errors.js';
-import { VISIBILITY_RANK, type Commit, type Repository, type Tag, type Visibility, type Vm } from './model.js';
+import { conflict, notFound, unprocessable } from './errors.js';
+import { VISIBILITY_RANK, type Commit, type Namespace, type PageOf, type Repository, type Tag, type Visibility, type Vm } from './model.js';
 import { assertRepositoryName, assertTagName } from './names.js';
 import type { AccessPolicy } from './access-policy.js';
 import type { AccountService } from './account.service.js';
 import type { Principal } from './principal.js';
-import type { RepositoryService } from './repository.service.js';
-import type { MetadataStore } from '../store/types.js';
+import type { RepositoryRef, RepositoryService } from './repository.service.js';
+import type { ForkQuery, MetadataStore } from '../store/types.js';
 
-export interface TagForkInput {
-  sourceOwner: string;
-  sourceRepo: string;
-  sourceTag: string;
-  /** Defaults to the source repository's name. */
-  repoName?: string | null;
-  /** Defaults to the source tag's name. */
-  tagName?: string | null;
-  /** Defaults to private; never more visible than the source. */
+export interface ForkInput {
+  source: RepositoryRef;
+  /**
+   * Which tags to fork, each optionally under a new name; all of them when omitted. A name that
+   * the source does not have is `not_found`.
+   */
+  tags?: readonly { source: string; target?: string | null }[];
+  /** The namespace to fork into; the caller's acting namespace (token `org`, else own) when omitted. */
+  targetNamespace?: string;
+  /** The new repository's URL name; defaults to the source's name. */
+  name?: string | null;
+  /** The new repository's title; defaults to its name. */
+  displayName?: string;
+  /** Defaults to the source's description. */
+  description?: string;
+  /**
+   * Defaults to the source's visibility. More visible than the source is `unprocessable`: a
+   * fork may be narrower than its source, never wider.
+   */
   visibility?: Visibility;
-  /** Also create a VM record booted from the forked commit (the Vers fork). */
+  /** Also create a VM record from the forked commit (the Vers fork). */
   withVm?: boolean;
 }
 
-export interface TagForkResult {
+export interface ForkResult {
   repository: Repository;
-  tag: Tag;
-  commit: Commit;
+  source: Repository;
+  tags: Tag[];
+  /** The new commits, one per distinct source commit, in the order of `tags`. */
+  commits: Commit[];
   vm: Vm | null;
 }
 
 /**
- * Forks in constant time: a fork writes a repository row, one commit per forked tag that shares
- * the source commit's manifest (so no chunk is written or copied), the tags, and optionally a VM
- * record — the same handful of rows whether the snapshot holds 1 KiB or 1 TiB.
+ * Forks in constant time: a fork writes a repository row, one commit per distinct forked source
+ * commit that shares its manifest (so no chunk is written or copied), the tags, and optionally a
+ * VM record — the same handful of rows whether the snapshot holds 1 KiB or 1 TiB. Every dialect
+ * forks through here, so a fork rule fixed here is fixed for all of them.
  */
 export class ForkService {
   constructor(
@@ -43,54 +56,136 @@ export class ForkService {
     private readonly now: () => string,
   ) {}
 
-  /** Forks one tag of a readable repository into the caller's acting namespace. */
-  async forkTag(principal: Principal, input: TagForkInput): Promise<TagForkResult> {
+  async fork(principal: Principal, input: ForkInput): Promise<ForkResult> {
     const caller = this.policy.requireScope(principal, 'repo:write');
-    const source = await this.repositories.get(principal, input.sourceOwner, input.sourceRepo);
-    const sourceTag = await this.store.getTag(source.id, input.sourceTag);
-    if (!sourceTag) throw notFound(`tag ${input.sourceTag} not found`);
-    const sourceCommit = await this.store.getCommit(sourceTag.commitId);
-    if (!sourceCommit) throw notFound(`tag ${input.sourceTag} not found`);
+    const source = await this.repositories.resolve(principal, input.source);
+    if (source.archived) throw conflict(`repository ${source.namespace}/${source.name} is archived and cannot be forked`);
 
-    const target = await this.accounts.actingNamespace(principal);
+    const target = input.targetNamespace === undefined
+      ? await this.accounts.actingNamespace(principal)
+      : await this.accounts.getNamespace(input.targetNamespace);
     await this.policy.assertWriteIn(principal, target);
-    const name = assertRepositoryName(input.repoName ?? source.name);
-    const tagName = assertTagName(input.tagName ?? sourceTag.name);
-    const wanted = input.visibility ?? 'private';
-    const visibility = VISIBILITY_RANK[wanted] <= VISIBILITY_RANK[source.visibility] ? wanted : source.visibility;
+
+    const name = assertRepositoryName(input.name ?? source.name);
+    const visibility = input.visibility ?? source.visibility;
+    if (VISIBILITY_RANK[visibility] > VISIBILITY_RANK[source.visibility]) {
+      throw unprocessable(`visibility ${visibility} exceeds the source's visibility ${source.visibility}`);
+    }
+    const selected = await this.selectTags(source, input.tags);
 
     return this.store.transaction(async (tx) => {
       if (await tx.getRepository(target.name, name)) {
-        throw conflict(`repository ${target.name}/${name} already exists`);
+        throw conflict(
+          target.id === source.namespaceId && name.toLowerCase() === source.name.toLowerCase()
+            ? `cannot fork ${source.namespace}/${source.name} onto itself: choose another name`
+            : `repository ${target.name}/${name} already exists`,
+        );
       }
+      const forkPoint = selected[0]?.tag.commitId ?? null;
       const repository = await tx.createRepository({
         namespaceId: target.id,
         name,
+        displayName: input.displayName,
         visibility,
-        description: source.description,
-        defaultTag: tagName,
+        description: input.description ?? source.description,
+        defaultTag: selected.find((t) => t.tag.name === source.defaultTag)?.target ?? selected[0]?.target ?? null,
         forkedFromRepoId: source.id,
-        forkedFromCommitId: sourceCommit.id,
+        forkedFromCommitId: forkPoint,
       });
       const createdAt = this.now();
-      const commit: Commit = {
-        id: uuidv7(),
-        repositoryId: repository.id,
-        parentIds: [sourceCommit.id],
-        manifestDigest: sourceCommit.manifestDigest,
-        message: `fork of ${source.namespace}/${source.name}:${sourceTag.name}`,
-        author: caller.login,
-        createdAt,
-      };
-      await tx.createCommit(commit);
-      const tag = await tx.setTag(repository.id, tagName, commit.id, caller.login, null);
+      const commitFor = new Map<string, Commit>();
+      const tags: Tag[] = [];
+      for (const { tag, target: tagName } of selected) {
+        let commit = commitFor.get(tag.commitId);
+        if (!commit) {
+          const sourceCommit = await tx.getCommit(tag.commitId);
+          if (!sourceCommit) throw notFound(`tag ${tag.name} not found`);
+          commit = {
+            id: uuidv7(),
+            repositoryId: repository.id,
+            parentIds: [sourceCommit.id],
+            manifestDigest: sourceCommit.manifestDigest,
+            message: `fork of ${source.namespace}/${source.name}:${tag.name}`,
+            author: caller.login,
+            createdAt,
+            isPublic: false,
+            title: sourceCommit.title,
+            description: sourceCommit.description,
+          };
+          await tx.createCommit(commit);
+          commitFor.set(tag.commitId, commit);
+        }
+        tags.push(await tx.setTag(repository.id, tagName, commit.id, caller.login, null));
+      }
+      const commits = [...commitFor.values()];
       let vm: Vm | null = null;
-      if (input.withVm) {
+      if (input.withVm && commits[0]) {
         // No hypervisor runs yet: the VM is recorded asleep on its commit until a runtime wakes it.
-        vm = { id: uuidv4(), commitId: commit.id, repositoryId: repository.id, namespaceId: target.id, state: 'sleeping', createdAt };
+        vm = { id: uuidv4(), commitId: commits[0].id, repositoryId: repository.id, namespaceId: target.id, state: 'sleeping', createdAt };
         await tx.createVm(vm);
       }
-      return { repository, tag, commit, vm };
+      return { repository, source, tags, commits, vm };
     });
+  }
+
+  private async selectTags(source: Repository, wanted: ForkInput['tags']): Promise<{ tag: Tag; target: string }[]> {
+    if (wanted === undefined) {
+      return (await this.store.listTags(source.id)).map((tag) => ({ tag, target: tag.name }));
+    }
+    const selected: { tag: Tag; target: string }[] = [];
+    for (const w of wanted) {
+      const tag = await this.store.getTag(source.id, assertTagName(w.source));
+      if (!tag) throw notFound(`tag ${w.source} not found`);
+      selected.push({ tag, target: assertTagName(w.target ?? tag.name) });
+    }
+    return selected;
+  }
+
+  /** Direct forks of a repository that the caller may see, filtered and paged. */
+  async listForks(principal: Principal, ref: RepositoryRef, query: Omit<ForkQuery, 'viewer'>): Promise<PageOf<Repository>> {
+    const repo = await this.repositories.resolve(principal, ref);
+    return this.store.listForks(repo.id, { ...query, viewer: await this.policy.viewerFilter(principal) });
+  }
+
+  /** How many forks of the repository the caller may see. */
+  async countForks(principal: Principal, repo: Repository): Promise<number> {
+    return this.store.countForks(repo.id, await this.policy.viewerFilter(principal));
+  }
+
+  /** The namespaces the caller belongs to (for GitLab's `owned` and `membership` filters). */
+  async namespacesOf(principal: Principal, ownedOnly: boolean): Promise<Namespace[]> {
+    const { user, orgs } = await this.accounts.me(principal);
+    return [user, ...orgs.filter((m) => !ownedOnly || m.role === 'owner').map((m) => m.org)];
+  }
+
+  /**
+   * Records after the fact that `ref` is a fork of `parent` (GitLab). Owners only; a repository
+   * that is already a fork, a fork of itself, or a cycle is a conflict.
+   */
+  async link(principal: Principal, ref: RepositoryRef, parentRef: RepositoryRef): Promise<Repository> {
+    const repo = await this.ownedRepository(principal, ref);
+    const parent = await this.repositories.resolve(principal, parentRef);
+    if (repo.forkedFromRepoId !== null) throw conflict('project already forked');
+    for (let p: Repository | undefined = parent; p; p = p.forkedFromRepoId === null ? undefined : await this.store.getRepositoryById(p.forkedFromRepoId)) {
+      if (p.id === repo.id) throw conflict('a repository cannot be a fork of itself or of its own forks');
+    }
+    const parentTag = parent.defaultTag === null ? undefined : await this.store.getTag(parent.id, parent.defaultTag);
+    return this.store.setForkSource(repo.id, { repositoryId: parent.id, commitId: parentTag?.commitId ?? null });
+  }
+
+  /** Removes the fork relationship; false when the repository was not a fork. Owners only. */
+  async unlink(principal: Principal, ref: RepositoryRef): Promise<boolean> {
+    const repo = await this.ownedRepository(principal, ref);
+    if (repo.forkedFromRepoId === null) return false;
+    await this.store.setForkSource(repo.id, null);
+    return true;
+  }
+
+  private async ownedRepository(principal: Principal, ref: RepositoryRef): Promise<Repository> {
+    const repo = await this.repositories.resolve(principal, ref);
+    const ns = await this.store.getNamespaceById(repo.namespaceId);
+    if (!ns) throw notFound('repository not found');
+    await this.policy.assertOwnerOf(principal, ns);
+    return repo;
   }
 }

@@ -21,7 +21,10 @@ export interface Repository {
   uuid: string;
   namespaceId: number;
   namespace: string;
+  /** The URL name (GitLab's `path`): unique per namespace, case-insensitively. */
   name: string;
+  /** A free-form title (GitLab's `name`); equals `name` unless set. */
+  displayName: string;
   visibility: Visibility;
   description: string;
   defaultTag: string | null;
@@ -41,6 +44,11 @@ export interface Commit {
   message: string;
   author: string;
   createdAt: string;
+  /** A public commit may be read and forked by anyone, whatever its repository's visibility. */
+  isPublic: boolean;
+  /** An optional title and description (Vers' commit `name` and `description`). */
+  title: string | null;
+  description: string;
 }
 
 export interface Tag {

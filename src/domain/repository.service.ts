@@ -11,6 +11,9 @@ export interface CreateRepositoryInput {
   description?: string;
 }
 
+/** A repository named by owner and name, or by its integer id. */
+export type RepositoryRef = { owner: string; name: string } | { id: number };
+
 export interface RepositoryView {
   repository: Repository;
   owner: Namespace;
@@ -42,11 +45,12 @@ export class RepositoryService {
 
   /** The repository if the caller may read it; `not_found` otherwise. */
   async get(principal: Principal, owner: string, name: string): Promise<Repository> {
-    return this.policy.assertRead(principal, await this.store.getRepository(owner, name), 'repository');
+    return this.resolve(principal, { owner, name });
   }
 
-  async getById(principal: Principal, id: number): Promise<Repository> {
-    return this.policy.assertRead(principal, await this.store.getRepositoryById(id), 'repository');
+  async resolve(principal: Principal, ref: RepositoryRef): Promise<Repository> {
+    const repo = 'id' in ref ? await this.store.getRepositoryById(ref.id) : await this.store.getRepository(ref.owner, ref.name);
+    return this.policy.assertRead(principal, repo, 'repository');
   }
 
   /**

@@ -1,6 +1,7 @@
 import { AccessPolicy } from './access-policy.js';
 import { AccountService } from './account.service.js';
 import { ForkService } from './fork.service.js';
+import { IdempotencyService } from './idempotency.service.js';
 import { RepositoryService } from './repository.service.js';
 import { SnapshotService } from './snapshot.service.js';
 import type { ChunkStore, MetadataStore } from '../store/types.js';
@@ -11,6 +12,7 @@ export interface Services {
   repositories: RepositoryService;
   snapshots: SnapshotService;
   forks: ForkService;
+  idempotency: IdempotencyService;
 }
 
 /** Wires the domain services over a metadata store and a chunk store. */
@@ -28,5 +30,6 @@ export function createServices(
     repositories,
     snapshots: new SnapshotService(store, chunks, policy, repositories, now),
     forks: new ForkService(store, policy, accounts, repositories, now),
+    idempotency: new IdempotencyService(store),
   };
 }

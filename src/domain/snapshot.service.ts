@@ -1,15 +1,15 @@
 import type { Readable } from 'node:stream';
 import { v7 as uuidv7 } from 'uuid';
 import { Chunker } from './chunker.js';
-import { invalid, notFound, tooLarge } from './errors.js';
+import { conflict, invalid, notFound, tooLarge } from './errors.js';
 import { buildManifest, manifestByteCount, manifestFileCount } from './manifest.js';
-import type { ChunkRef, Commit, Manifest, ManifestEntry, Page, Repository, Tag } from './model.js';
+import type { ChunkRef, Commit, Manifest, ManifestEntry, Namespace, Page, PageOf, Repository, Tag } from './model.js';
 import { assertTagName } from './names.js';
 import { readTar, writeTar } from './tar-codec.js';
 import type { AccessPolicy } from './access-policy.js';
 import type { Principal } from './principal.js';
 import type { RepositoryService } from './repository.service.js';
-import type { ChunkStore, ChunkWriter, MetadataStore } from '../store/types.js';
+import type { ChunkStore, ChunkWriter, CommitPatch, MetadataStore } from '../store/types.js';
 
 export interface PushResult {
   repository: Repository;
@@ -90,6 +90,9 @@ export class SnapshotService {
           message: options.message ?? '',
           author,
           createdAt: this.now(),
+          isPublic: false,
+          title: null,
+          description: options.message ?? '',
         };
         await tx.createCommit(commit);
         const tag = await tx.setTag(repository.id, tagName, commit.id, author, previous?.commitId ?? null);
@@ -169,6 +172,82 @@ export class SnapshotService {
   async listTags(principal: Principal, owner: string, repoName: string): Promise<{ repository: Repository; tags: Tag[] }> {
     const repository = await this.repositories.get(principal, owner, repoName);
     return { repository, tags: await this.store.listTags(repository.id) };
+  }
+
+  /**
+   * Points a new tag at an existing commit (Vers' tag create). The commit must be one the caller
+   * may read: made in a repository they can read, or public. `conflict` when the tag exists.
+   */
+  async createTag(principal: Principal, owner: string, repoName: string, tagName: string, commitId: string, description = ''): Promise<ResolvedTag> {
+    assertTagName(tagName);
+    const repository = await this.repositories.getWritable(principal, owner, repoName);
+    const actor = this.policy.requireUser(principal).login;
+    const commit = await this.readableCommit(principal, commitId);
+    return this.store.transaction(async (tx) => {
+      if (await tx.getTag(repository.id, tagName)) throw conflict(`tag ${tagName} already exists`);
+      let tag = await tx.setTag(repository.id, tagName, commit.id, actor, null);
+      if (description !== '') tag = await tx.setTagDescription(repository.id, tagName, description);
+      if (repository.defaultTag === null) await tx.updateRepository(repository.id, { defaultTag: tagName });
+      return { repository, tag, commit };
+    });
+  }
+
+  /** Moves a tag to another readable commit (logged) and/or changes its description. */
+  async updateTag(principal: Principal, owner: string, repoName: string, tagName: string, patch: { commitId?: string; description?: string }): Promise<Tag> {
+    const repository = await this.repositories.getWritable(principal, owner, repoName);
+    const actor = this.policy.requireUser(principal).login;
+    const target = patch.commitId === undefined ? undefined : await this.readableCommit(principal, patch.commitId);
+    return this.store.transaction(async (tx) => {
+      let tag = await tx.getTag(repository.id, tagName);
+      if (!tag) throw notFound(`tag ${tagName} not found`);
+      if (target) tag = await tx.setTag(repository.id, tagName, target.id, actor, tag.commitId);
+      if (patch.description !== undefined) tag = await tx.setTagDescription(repository.id, tagName, patch.description);
+      return tag;
+    });
+  }
+
+  /** A commit the caller may read by id alone: public, or made in a repository they can read. */
+  async readableCommit(principal: Principal, commitId: string): Promise<Commit> {
+    const commit = await this.store.getCommit(commitId);
+    if (commit && !commit.isPublic) {
+      const repo = await this.store.getRepositoryById(commit.repositoryId);
+      if (!repo || !(await this.policy.canRead(principal, repo))) throw notFound(`commit ${commitId} not found`);
+    }
+    if (!commit) throw notFound(`commit ${commitId} not found`);
+    return commit;
+  }
+
+  /** Commits made in a namespace's repositories, newest first; members only. */
+  async namespaceCommits(principal: Principal, namespace: Namespace, page: Page): Promise<PageOf<Commit>> {
+    this.policy.requireScope(principal, 'repo:read');
+    if ((await this.policy.roleIn(principal, namespace.id)) === undefined) throw notFound(`namespace ${namespace.name} not found`);
+    return this.store.listNamespaceCommits(namespace.id, page);
+  }
+
+  /** Public commits of every namespace, newest first. */
+  async publicCommits(page: Page): Promise<PageOf<Commit>> {
+    return this.store.listPublicCommits(page);
+  }
+
+  /** Publishes, retitles or redescribes a commit; writers of its repository only. */
+  async updateCommit(principal: Principal, commitId: string, patch: CommitPatch): Promise<Commit> {
+    const commit = await this.writableCommit(principal, commitId);
+    return this.store.updateCommit(commit.id, patch);
+  }
+
+  /** Deletes a commit; `conflict` while a tag or a VM still refers to it. */
+  async deleteCommit(principal: Principal, commitId: string): Promise<void> {
+    const commit = await this.writableCommit(principal, commitId);
+    await this.store.deleteCommit(commit.id);
+  }
+
+  private async writableCommit(principal: Principal, commitId: string): Promise<Commit> {
+    const commit = await this.readableCommit(principal, commitId);
+    const repo = await this.store.getRepositoryById(commit.repositoryId);
+    const ns = repo && (await this.store.getNamespaceById(repo.namespaceId));
+    if (!ns) throw notFound(`commit ${commitId} not found`);
+    await this.policy.assertWriteIn(principal, ns);
+    return commit;
   }
 
   async deleteTag(principal: Principal, owner: string, repoName: string, tagName: string): Promise<void> {

@@ -7,6 +7,7 @@ import type { Config } from '../config.js';
 import type { Services } from '../domain/services.js';
 import { authenticate } from './auth.js';
 import { toHttpError, type HttpError } from './errors.js';
+import { idempotency } from './idempotency.js';
 import { nativeRoutes } from './native/routes.js';
 import { versRoutes } from './vers/routes.js';
 
@@ -57,6 +58,7 @@ export function createApp(services: Services, tokens: TokenService, config: Conf
     }),
   );
   app.use(authenticate(tokens, services.accounts));
+  app.use(idempotency(services.idempotency));
   app.use('/api/v1', versRoutes(services));
   app.use('/api/v1', nativeRoutes(services, config));
 

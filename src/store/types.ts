@@ -97,6 +97,8 @@ export interface ChunkStore {
 export interface NewRepository {
   namespaceId: number;
   name: string;
+  /** Defaults to `name`. */
+  displayName?: string;
   visibility: Visibility;
   description: string;
   defaultTag?: string | null;
@@ -110,7 +112,51 @@ export interface RepositoryPatch {
   archived?: boolean;
   defaultTag?: string | null;
   name?: string;
+  displayName?: string;
 }
+
+/**
+ * Which rows a viewer may see: those whose visibility is listed, plus every row owned by one of
+ * `namespaceIds` (the viewer's own namespace and organizations). `all` sees everything.
+ */
+export type ViewerFilter = 'all' | { visibilities: readonly Visibility[]; namespaceIds: readonly number[] };
+
+export type ForkOrder = 'id' | 'name' | 'path' | 'created_at' | 'updated_at' | 'star_count' | 'last_activity_at';
+
+export interface ForkQuery extends Page {
+  viewer: ViewerFilter;
+  archived?: boolean;
+  visibility?: Visibility;
+  /** Case-insensitive substring of the name or the namespace's name. */
+  search?: string;
+  /** Only forks owned by these namespaces (GitLab's `owned` and `membership`). */
+  namespaceIds?: readonly number[];
+  updatedAfter?: string;
+  updatedBefore?: string;
+  /** Default `created_at`; `star_count` sorts like `created_at` (there are no stars yet). */
+  orderBy?: ForkOrder;
+  /** Default `desc`. Ties break on id in the same direction. */
+  sort?: 'asc' | 'desc';
+}
+
+export interface CommitPatch {
+  isPublic?: boolean;
+  title?: string | null;
+  description?: string;
+}
+
+/** An HTTP answer kept for an idempotency key, replayed to a retry of the same request. */
+export interface StoredResponse {
+  status: number;
+  headers: Record<string, string>;
+  body: string;
+}
+
+export type IdempotencyReservation =
+  | { state: 'new' }
+  | { state: 'in_progress' }
+  | { state: 'mismatch' }
+  | { state: 'done'; response: StoredResponse };
 
 export interface TagLogEntry {
   tagName: string;
@@ -168,12 +214,34 @@ export interface MetadataStore {
   updateRepository(id: number, patch: RepositoryPatch): Promise<Repository>;
   /** Soft delete: the row stays (its commits may be parents of forks) but is never read again. */
   deleteRepository(id: number): Promise<void>;
+  /** Live repositories of any namespace that `viewer` may see, newest first (catalogues). */
+  listAllRepositories(viewer: ViewerFilter, page: Page): Promise<PageOf<Repository>>;
+  /** Live direct forks of a repository, filtered, ordered and paged as `query` says. */
+  listForks(repositoryId: number, query: ForkQuery): Promise<PageOf<Repository>>;
+  /** How many live direct forks of a repository `viewer` may see. */
+  countForks(repositoryId: number, viewer: ViewerFilter): Promise<number>;
+  /**
+   * Sets (or with null, removes) the fork relationship of a repository after the fact: its
+   * source repository and the commit it was forked at (null when not known).
+   */
+  setForkSource(repositoryId: number, source: { repositoryId: number; commitId: string | null } | null): Promise<Repository>;
 
   // Commits ----------------------------------------------------------------------------------
   createCommit(commit: Commit): Promise<void>;
   getCommit(id: string): Promise<Commit | undefined>;
   /** The commit and its first-parent ancestors, newest first. */
   listHistory(commitId: string, page: Page): Promise<Commit[]>;
+  /** Commits made in the namespace's live repositories, newest first. */
+  listNamespaceCommits(namespaceId: number, page: Page): Promise<PageOf<Commit>>;
+  /** Public commits of live repositories, newest first. */
+  listPublicCommits(page: Page): Promise<PageOf<Commit>>;
+  /** `not_found` when the commit does not exist. */
+  updateCommit(id: string, patch: CommitPatch): Promise<Commit>;
+  /**
+   * Deletes a commit row (its manifest stays for the garbage collector). `conflict` while a tag
+   * or a VM refers to it; `not_found` when it does not exist.
+   */
+  deleteCommit(id: string): Promise<void>;
 
   // Tags -------------------------------------------------------------------------------------
   getTag(repositoryId: number, name: string): Promise<Tag | undefined>;
@@ -190,6 +258,8 @@ export interface MetadataStore {
     actor: string,
     expectedCommitId?: string | null,
   ): Promise<Tag>;
+  /** Changes a tag's description; `not_found` when the tag does not exist. */
+  setTagDescription(repositoryId: number, name: string, description: string): Promise<Tag>;
   /** Removes a tag (logged); false when it did not exist. */
   deleteTag(repositoryId: number, name: string, actor: string): Promise<boolean>;
   /** The tag log of a repository, newest first. */
@@ -203,6 +273,19 @@ export interface MetadataStore {
   // VMs --------------------------------------------------------------------------------------
   createVm(vm: Vm): Promise<void>;
   getVm(id: string): Promise<Vm | undefined>;
+
+  // Idempotency keys ---------------------------------------------------------------------------
+  /**
+   * Claims `key` within `scope` (the caller) for a request whose fingerprint is `requestHash`.
+   * `new`: the caller must act and then complete() or release(); `done`: replay the stored
+   * answer; `in_progress`: the first request is still running; `mismatch`: the key was used for
+   * a different request. Claims older than `notBefore` are forgotten and may be claimed anew.
+   */
+  reserveIdempotencyKey(scope: string, key: string, requestHash: string, notBefore: string): Promise<IdempotencyReservation>;
+  /** Stores the answer of a claimed key. */
+  completeIdempotencyKey(scope: string, key: string, response: StoredResponse): Promise<void>;
+  /** Drops a claim whose request failed, so that a retry acts again. */
+  releaseIdempotencyKey(scope: string, key: string): Promise<void>;
 
   close(): Promise<void>;
 }

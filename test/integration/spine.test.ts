@@ -5,7 +5,7 @@ import { gzipSync } from 'node:zlib';
 import { generateKeyPair, importJWK, SignJWT, UnsecuredJWT, type JWK } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compressBlock } from '../../src/lib/zstd.js';
-import { startTestServer, type TestServer } from '../support/server.js';
+import { startTestServer, type ApiResponse, type TestServer } from '../support/server.js';
 import { describeTree, makeSampleTree, tarOf, tempDir, untar } from '../support/trees.js';
 
 let s: TestServer;
@@ -30,7 +30,7 @@ async function createRepo(token: string, name: string, visibility = 'public', ow
     json: { name, visibility },
   });
   expect(res.status).toBe(201);
-  return res.json();
+  return (await res.json()) as { name: string };
 }
 
 async function push(token: string, fullName: string, tag: string, body: Buffer, headers: Record<string, string> = {}) {
@@ -56,7 +56,7 @@ describe('push, fork, pull', () => {
     await createRepo(alice, 'dataset');
     const pushed = await push(alice, 'alice/dataset', 'v1', sampleTar);
     expect(pushed.status).toBe(201);
-    const result = await pushed.json();
+    const result = (await pushed.json()) as { commit_id: string; bytes: number; new_bytes: number };
     expect(result).toMatchObject({ repo_name: 'dataset', tag_name: 'v1', reference: 'dataset:v1', files: 6 });
     expect(result.bytes).toBe(3 * 1024 * 1024 + 17 + 16 + 11 + 7 + 18);
     expect(result.new_bytes).toBe(result.bytes);
@@ -67,7 +67,7 @@ describe('push, fork, pull', () => {
       json: { source_org: 'alice', source_repo: 'dataset', source_tag: 'v1' },
     });
     expect(fork.status).toBe(201);
-    const forked = await fork.json();
+    const forked = (await fork.json()) as { commit_id: string };
     expect(Object.keys(forked).sort()).toEqual(['commit_id', 'reference', 'repo_name', 'tag_name', 'vm_id']);
     expect(forked).toMatchObject({ repo_name: 'dataset', tag_name: 'v1', reference: 'dataset:v1' });
     expect(forked.commit_id).not.toBe(result.commit_id);
@@ -157,7 +157,7 @@ describe('push, fork, pull', () => {
 describe('errors', () => {
   it('answers each error kind with its status and the {error, success:false} envelope', async () => {
     await createRepo(alice, 'errs');
-    const cases: [Promise<Response>, number][] = [
+    const cases: [Promise<ApiResponse>, number][] = [
       [s.api('/api/v1/repositories/fork', { method: 'POST', token: alice, body: '{"source_org":', headers: { 'content-type': 'application/json' } }), 400],
       [s.api('/api/v1/repositories/fork', { method: 'POST', token: alice, json: { source_org: 'alice' } }), 400],
       [s.api('/api/v1/user/repos', { method: 'POST', token: alice, json: { name: 'bad/name' } }), 400],

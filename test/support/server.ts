@@ -14,15 +14,19 @@ export interface TestServer {
   config: Config;
   dataDir: string;
   token(user: string, options?: { org?: string; scopes?: Scope[]; ttlSeconds?: number }): Promise<string>;
-  api(path: string, init?: ApiInit): Promise<Response>;
+  api(path: string, init?: ApiInit): Promise<ApiResponse>;
   stop(): Promise<void>;
 }
+
+/** A fetch Response whose JSON is untyped: tests assert its shape field by field. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type ApiResponse = Omit<Response, 'json'> & { json(): Promise<any> };
 
 export interface ApiInit {
   method?: string;
   token?: string;
   json?: unknown;
-  body?: BodyInit | NodeJS.ReadableStream;
+  body?: RequestInit['body'] | NodeJS.ReadableStream;
   headers?: Record<string, string>;
 }
 
@@ -44,7 +48,7 @@ export async function startTestServer(env: Record<string, string> = {}): Promise
     api: (path, init = {}) => {
       const headers: Record<string, string> = { ...init.headers };
       if (init.token) headers.authorization = `Bearer ${init.token}`;
-      let body = init.body as BodyInit | undefined;
+      let body = init.body as RequestInit['body'];
       if (init.json !== undefined) {
         headers['content-type'] ??= 'application/json';
         body = JSON.stringify(init.json);

@@ -3,6 +3,7 @@
  * the organization of the caller's token and boots a VM record from the new commit.
  */
 import { Router } from 'express';
+import type { Tag } from '../../domain/model.js';
 import { reference } from '../../domain/names.js';
 import type { Services } from '../../domain/services.js';
 import { principalOf } from '../auth.js';
@@ -20,20 +21,21 @@ export function versRoutes(services: Services): Router {
 
   router.post('/repositories/fork', async (req, res) => {
     const body = req.body as ForkRepositoryRequest;
-    const fork = await services.forks.forkTag(principalOf(res), {
-      sourceOwner: body.source_org,
-      sourceRepo: body.source_repo,
-      sourceTag: body.source_tag,
-      repoName: body.repo_name,
-      tagName: body.tag_name,
+    // Vers repositories are private unless made public, forks included.
+    const fork = await services.forks.fork(principalOf(res), {
+      source: { owner: body.source_org, name: body.source_repo },
+      tags: [{ source: body.source_tag, target: body.tag_name }],
+      name: body.repo_name,
+      visibility: 'private',
       withVm: true,
     });
+    const [tag] = fork.tags as [Tag];
     res.status(201).json({
       vm_id: fork.vm?.id,
-      commit_id: fork.commit.id,
+      commit_id: tag.commitId,
       repo_name: fork.repository.name,
-      tag_name: fork.tag.name,
-      reference: reference(fork.repository.name, fork.tag.name),
+      tag_name: tag.name,
+      reference: reference(fork.repository.name, tag.name),
     });
   });
 
