@@ -1,0 +1,547 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import {
+  chmod,
+  lstat,
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  readlink,
+  rm,
+  symlink,
+  utimes,
+  writeFile,
+} from 'node:fs/promises';
+import { createServer as createHttpServer } from 'node:http';
+import { createServer, type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseArgs } from '../../src/cli/args.js';
+import { progress } from '../../src/cli/command.js';
+import { UsageError } from '../../src/cli/errors.js';
+import { formatBytes, formatTable } from '../../src/cli/format.js';
+import { run } from '../../src/cli/main.js';
+import { parseReference, parseRepoPath } from '../../src/cli/reference.js';
+import { parseTtl } from '../../src/cli/ttl.js';
+import { loadConfig } from '../../src/config.js';
+
+type Env = Record<string, string | undefined>;
+
+/** A Writable that keeps what is written; `tty` makes it look like a terminal. */
+function sink(tty = false): Writable & { text: () => string } {
+  const chunks: Buffer[] = [];
+  const w = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      chunks.push(Buffer.from(chunk));
+      cb();
+    },
+  });
+  return Object.assign(w, { isTTY: tty, text: () => Buffer.concat(chunks).toString('utf8') });
+}
+
+async function cli(argv: string[], env: Env = {}, tty = false) {
+  const stdout = sink(tty);
+  const stderr = sink();
+  const code = await run(argv, { stdout, stderr, env });
+  return { code, stdout: stdout.text(), stderr: stderr.text() };
+}
+
+describe('parseArgs', () => {
+  const specs = {
+    message: { type: 'string' },
+    scope: { type: 'string', multiple: true },
+    json: { type: 'boolean' },
+  } as const;
+
+  it('reads positionals, --flag value, --flag=value, repeated flags and booleans', () => {
+    const parsed = parseArgs(
+      ['a', '--message', 'hi there', 'b', '--scope=x', '--scope', 'y', '--json', '--', '--not-a-flag'],
+      specs,
+    );
+    expect(parsed).toEqual({
+      positionals: ['a', 'b', '--not-a-flag'],
+      flags: { message: 'hi there', scope: ['x', 'y'], json: true },
+      help: false,
+    });
+  });
+
+  it('defaults absent flags and accepts values that look like flags after =', () => {
+    expect(parseArgs(['--message=--dash', '-'], specs)).toEqual({
+      positionals: ['-'],
+      flags: { message: '--dash', scope: [], json: false },
+      help: false,
+    });
+    expect(parseArgs(['--message', '-1'], specs).flags.message).toBe('-1');
+  });
+
+  it('sees --help and -h', () => {
+    expect(parseArgs(['x', '--help'], specs).help).toBe(true);
+    expect(parseArgs(['-h'], specs).help).toBe(true);
+  });
+
+  it.each([
+    [['--nope'], 'unknown option --nope'],
+    [['-x'], 'unknown option -x'],
+    [['--message'], 'option --message needs a value'],
+    [['--message', '--json'], 'option --message needs a value'],
+    [['--json=yes'], 'option --json takes no value'],
+    [['--message', 'a', '--message', 'b'], 'option --message given twice'],
+  ])('rejects %j as a usage error', (argv, message) => {
+    const fn = () => parseArgs(argv, specs);
+    expect(fn).toThrow(UsageError);
+    expect(fn).toThrow(message);
+  });
+});
+
+describe('references', () => {
+  it('parses owner/repo:tag', () => {
+    expect(parseReference('alice/data:v1.0_rc-2')).toEqual({ owner: 'alice', repo: 'data', tag: 'v1.0_rc-2' });
+    expect(parseReference(`a/b:${'t'.repeat(64)}`).tag).toHaveLength(64);
+    expect(parseRepoPath('acme/models')).toEqual({ owner: 'acme', repo: 'models' });
+  });
+
+  const bad = ['alice/data', 'alice/data:', '/data:v1', 'alice/:v1', 'a/b/c:v1', 'a/b:v 1', 'a/b:v/1'];
+  bad.push(`a/b:${'t'.repeat(65)}`);
+  it.each(bad)('rejects %j naming the expected form', (text) => {
+    expect(() => parseReference(text)).toThrow(UsageError);
+    expect(() => parseReference(text)).toThrow('expected owner/repo:tag');
+  });
+
+  it('rejects a bad owner/repo', () => {
+    expect(() => parseRepoPath('alice')).toThrow('expected owner/repo');
+    expect(() => parseRepoPath('a/b/c')).toThrow('expected owner/repo');
+  });
+});
+
+describe('parseTtl', () => {
+  it.each([
+    ['30s', 30],
+    ['15m', 900],
+    ['1h', 3600],
+    ['7d', 604800],
+    ['3600', 3600],
+  ])('%s is %d seconds', (text, seconds) => expect(parseTtl(text)).toBe(seconds));
+
+  it.each(['', '0', '0h', '-5', '1.5h', '1w', 'h', '10 m'])('rejects %j', (text) => {
+    expect(() => parseTtl(text)).toThrow(UsageError);
+  });
+});
+
+describe('formatting', () => {
+  it('formats sizes in binary units', () => {
+    expect([0, 512, 1024, 1536, 12 * 1024 ** 2, 1024 ** 3].map(formatBytes)).toEqual([
+      '0 B',
+      '512 B',
+      '1.0 KiB',
+      '1.5 KiB',
+      '12.0 MiB',
+      '1.0 GiB',
+    ]);
+  });
+
+  it('aligns table columns', () => {
+    expect(formatTable(['A', 'B'], [['long', 'x'], ['s', 'yy']])).toBe('A     B\nlong  x\ns     yy');
+  });
+});
+
+describe('progress', () => {
+  const io = (tty: boolean) => ({ stdout: sink(tty), stderr: sink(), env: {} });
+
+  it('draws on stderr when stdout is a TTY, at most 10 times a second', () => {
+    const shown = io(true);
+    const meter = progress(shown, false, 'push a/b:c', 4000);
+    for (let i = 0; i < 1000; i++) meter.add(4); // all within one throttle window
+    meter.finish();
+    const drawn = shown.stderr.text();
+    expect(drawn.split('\r').length - 1).toBeLessThanOrEqual(2);
+    expect(drawn).toContain('3.9 KiB / 3.9 KiB (100%)');
+    expect(shown.stdout.text()).toBe('');
+  });
+
+  it('stays silent without a TTY or with --json', () => {
+    for (const [tty, json] of [
+      [false, false],
+      [true, true],
+    ] as const) {
+      const target = io(tty);
+      const meter = progress(target, json, 'x', 10);
+      meter.add(10);
+      meter.finish();
+      expect(meter.bytes).toBe(10);
+      expect(target.stderr.text()).toBe('');
+    }
+  });
+});
+
+describe('run', () => {
+  it('prints usage: --help on stdout (0), nothing at all on stderr (2)', async () => {
+    const help = await cli(['--help']);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toContain('token create');
+    const none = await cli([]);
+    expect(none.code).toBe(2);
+    expect(none.stderr).toContain('usage: snapfork');
+  });
+
+  it('prints per-command help', async () => {
+    const r = await cli(['push', '--help']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^usage: snapfork push <dir\|file> <owner\/repo:tag> \[--message M\]/);
+  });
+
+  it.each([
+    [['frobnicate'], 'snapfork: unknown command "frobnicate" (see snapfork --help)\n'],
+    [['token', 'delete'], 'snapfork: unknown command "token delete" (see snapfork --help)\n'],
+    [['push', 'dir'], 'snapfork: push: missing <owner/repo:tag> (usage: '],
+    [['pull', 'alice/data', 'out'], 'snapfork: bad reference "alice/data": expected owner/repo:tag'],
+    [['tags', 'a/b', 'c'], 'snapfork: tags: unexpected argument "c"'],
+    [['token', 'create', '--user', 'alice', '--scope', 'root'], 'snapfork: bad --scope "root"'],
+    [['token', 'create', '--user', 'alice', '--ttl', '1y'], 'snapfork: bad --ttl "1y"'],
+    [['token', 'create'], 'snapfork: token create: --user LOGIN is required\n'],
+    [['push', '.', 'a/b:c', '--visibility', 'secret'], 'snapfork: bad --visibility "secret"'],
+    [['tags', 'a/b', '--url', 'ftp://x'], 'snapfork: bad server URL "ftp://x"'],
+  ])('%j is a one-line usage error (exit 2)', async (argv, message) => {
+    const r = await cli(argv);
+    expect(r.code).toBe(2);
+    expect(r.stderr.startsWith(message)).toBe(true);
+    expect(r.stderr.split('\n')).toHaveLength(2);
+    expect(r.stdout).toBe('');
+  });
+
+  it('says when no server answers', async () => {
+    const port = await new Promise<number>((resolve) => {
+      const probe = createServer().listen(0, '127.0.0.1', () => {
+        const { port: free } = probe.address() as { port: number };
+        probe.close(() => resolve(free));
+      });
+    });
+    const url = `http://127.0.0.1:${port}`;
+    const r = await cli(['tags', 'alice/data'], { SNAPFORK_URL: url, SNAPFORK_TOKEN: 't' });
+    expect(r).toEqual({ code: 1, stdout: '', stderr: `snapfork: cannot reach ${url} (is the server running?)\n` });
+  });
+
+  it('reports a missing source before any request', async () => {
+    const r = await cli(['push', '/nonexistent/snapfork', 'a/b:c', '--url', 'http://127.0.0.1:1']);
+    expect(r).toEqual({ code: 1, stdout: '', stderr: 'snapfork: /nonexistent/snapfork: no such file or directory\n' });
+  });
+});
+
+/**
+ * The tree every round trip pushes: a regular, an empty and a 3 MiB random file, an empty
+ * directory, symlinks (one dangling), mode 0755, an old mtime, spaces and UTF-8 in names.
+ */
+async function makeTree(root: string): Promise<void> {
+  await mkdir(join(root, 'empty dir'), { recursive: true });
+  await mkdir(join(root, 'nested/deeper'), { recursive: true });
+  await writeFile(join(root, 'hello.txt'), 'hello world\n');
+  await writeFile(join(root, 'empty.bin'), '');
+  await writeFile(join(root, 'nested/deeper/random.bin'), randomBytes(3 * 1024 * 1024));
+  await writeFile(join(root, 'nested/données é.txt'), 'ça marche\n');
+  await writeFile(join(root, 'run.sh'), '#!/bin/sh\necho hi\n');
+  await chmod(join(root, 'run.sh'), 0o755);
+  await symlink('hello.txt', join(root, 'link to hello'));
+  await symlink('../does-not-exist', join(root, 'nested/dangling'));
+  const past = new Date('2020-02-02T02:02:02Z');
+  await utimes(join(root, 'hello.txt'), past, past);
+}
+/** Regular files of makeTree and their total size. */
+const TREE_FILES = 5;
+const TREE_BYTES = 12 + 3 * 1024 * 1024 + 11 + 18;
+
+interface Recorded {
+  method: string;
+  url: string;
+  contentType: string | undefined;
+  auth: string | undefined;
+  json?: unknown;
+}
+
+/**
+ * A stand-in server that records what the CLI sends, keeps pushed tars as they came and serves
+ * them back: it pins the requests and the tar round trip without the real server.
+ */
+async function stubServer() {
+  const requests: Recorded[] = [];
+  const tars = new Map<string, Buffer>();
+  const repos = new Set<string>();
+  const server = createHttpServer(async (req, res) => {
+    const chunks: Buffer[] = [];
+    for await (const chunk of req) chunks.push(chunk as Buffer);
+    const body = Buffer.concat(chunks);
+    const url = new URL(req.url ?? '/', 'http://stub');
+    const rec: Recorded = {
+      method: req.method ?? '',
+      url: url.pathname + url.search,
+      contentType: req.headers['content-type'],
+      auth: req.headers.authorization,
+    };
+    if (rec.contentType === 'application/json') rec.json = JSON.parse(body.toString());
+    requests.push(rec);
+    const send = (status: number, value: unknown) => {
+      res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(value));
+    };
+    if (!rec.auth) return send(401, { error: 'missing bearer token', success: false });
+    const path = url.pathname;
+    let m: RegExpExecArray | null;
+    if (path === '/api/v1/user') return send(200, { login: 'alice' });
+    if ((m = /^\/api\/v1\/(?:user|orgs\/([^/]+))\/repos$/.exec(path)) && req.method === 'POST') {
+      repos.add(`${m[1] ?? 'alice'}/${(rec.json as { name: string }).name}`);
+      return send(201, {});
+    }
+    if ((m = /^\/api\/v1\/repos\/([^/]+\/[^/]+)$/.exec(path))) {
+      if (repos.has(decodeURIComponent(m[1] as string))) return send(200, {});
+      return send(404, { error: 'repository not found', success: false });
+    }
+    if ((m = /^\/api\/v1\/repos\/(.+)\/archive$/.exec(path))) {
+      if (req.method === 'PUT') {
+        tars.set(m[1] as string, body);
+        return send(201, { commit_id: 'c1', reference: 'r:t', files: 1, bytes: body.length, new_bytes: 0 });
+      }
+      const tar = tars.get(m[1] as string);
+      if (!tar) return send(404, { error: 'tag not found', success: false });
+      return res.writeHead(200, { 'content-type': 'application/x-tar', 'content-length': tar.length }).end(tar);
+    }
+    if (path === '/api/v1/users/alice/repos') {
+      // 103 repositories, 50 a page, no X-Total-Count: the short third page ends the listing.
+      const page = Number(url.searchParams.get('page'));
+      const count = Math.max(0, Math.min(50, 103 - (page - 1) * 50));
+      const row = (i: number) => ({ name: `r${i}`, full_name: `alice/r${i}`, visibility: 'private', fork: false });
+      return send(200, Array.from({ length: count }, (_, i) => row((page - 1) * 50 + i)));
+    }
+    if (path === '/api/v1/repositories/fork') {
+      return send(201, { vm_id: 'vm1', commit_id: 'c2', repo_name: 'copy', tag_name: 'main', reference: 'copy:main' });
+    }
+    return send(500, { error: 'unexpected request', success: false });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    requests,
+    repos,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+interface Node {
+  type: 'file' | 'dir' | 'symlink';
+  mode: number;
+  mtime?: number;
+  sha256?: string;
+  target?: string;
+}
+
+/** Every entry under `root`: type, permission bits, file digest and mtime, symlink target. */
+async function snapshotTree(root: string, prefix = ''): Promise<Record<string, Node>> {
+  const out: Record<string, Node> = {};
+  for (const name of (await readdir(join(root, prefix))).sort()) {
+    const rel = prefix ? `${prefix}/${name}` : name;
+    const abs = join(root, rel);
+    const st = await lstat(abs);
+    const mode = st.mode & 0o777;
+    if (st.isSymbolicLink()) out[rel] = { type: 'symlink', mode: 0, target: await readlink(abs) };
+    else if (st.isDirectory()) Object.assign(out, { [rel]: { type: 'dir', mode } }, await snapshotTree(root, rel));
+    else {
+      const sha256 = createHash('sha256').update(await readFile(abs)).digest('hex');
+      out[rel] = { type: 'file', mode, sha256, mtime: Math.floor(st.mtimeMs / 1000) };
+    }
+  }
+  return out;
+}
+
+describe('against a stub server', () => {
+  let work: string;
+  let stub: Awaited<ReturnType<typeof stubServer>>;
+  let env: Env;
+
+  beforeAll(async () => {
+    work = await mkdtemp(join(tmpdir(), 'snapfork-cli-stub-'));
+    stub = await stubServer();
+    env = { SNAPFORK_URL: stub.url, SNAPFORK_TOKEN: 'tok' };
+  });
+
+  afterAll(async () => {
+    await stub?.close();
+    if (work) await rm(work, { recursive: true, force: true });
+  });
+
+  it('creates a missing repository, streams the tar, and pulls it back identical', async () => {
+    const src = join(work, 'src');
+    await makeTree(src);
+    const pushed = await cli(['push', src, 'alice/data:v1', '--message', 'first try', '--json'], env);
+    expect(pushed.code, pushed.stderr).toBe(0);
+    expect(JSON.parse(pushed.stdout)).toMatchObject({ commit_id: 'c1' });
+    expect(stub.requests.map((r) => `${r.method} ${r.url}`)).toEqual([
+      'GET /api/v1/repos/alice/data',
+      'GET /api/v1/user',
+      'POST /api/v1/user/repos',
+      'PUT /api/v1/repos/alice/data/tags/v1/archive?message=first+try',
+    ]);
+    expect(stub.requests[2]?.json).toEqual({ name: 'data', visibility: 'private' });
+    expect(stub.requests[3]).toMatchObject({ contentType: 'application/x-tar', auth: 'Bearer tok' });
+
+    const out = join(work, 'out');
+    const pulled = await cli(['pull', 'alice/data:v1', out, '--json'], env);
+    expect(pulled.code, pulled.stderr).toBe(0);
+    const summary = { reference: 'alice/data:v1', files: TREE_FILES, bytes: TREE_BYTES, dir: out };
+    expect(JSON.parse(pulled.stdout)).toEqual(summary);
+    expect(await snapshotTree(out)).toEqual(await snapshotTree(src));
+  });
+
+  it('creates an org repository for another owner, once', async () => {
+    stub.requests.length = 0;
+    const file = join(work, 'disk.img');
+    await writeFile(file, 'disk');
+    for (const tag of ['a', 'b']) {
+      const r = await cli(['push', file, `acme/vm:${tag}`, '--visibility', 'public'], env);
+      expect(r.code, r.stderr).toBe(0);
+    }
+    expect(stub.requests.filter((r) => r.method === 'POST')).toMatchObject([
+      { url: '/api/v1/orgs/acme/repos', json: { name: 'vm', visibility: 'public' } },
+    ]);
+  });
+
+  it('follows repository pages until a short one', async () => {
+    stub.requests.length = 0;
+    const r = await cli(['repos', '--json'], env);
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toHaveLength(103);
+    expect(stub.requests.map((q) => q.url)).toEqual([
+      '/api/v1/user',
+      '/api/v1/users/alice/repos?page=1&per_page=50',
+      '/api/v1/users/alice/repos?page=2&per_page=50',
+      '/api/v1/users/alice/repos?page=3&per_page=50',
+    ]);
+  });
+
+  it('sends a fork request and prints its summary', async () => {
+    stub.requests.length = 0;
+    const r = await cli(['fork', 'alice/data:v1', '--name', 'copy'], env);
+    expect(r).toEqual({ code: 0, stdout: 'forked alice/data:v1 -> copy:main (commit c2, vm vm1)\n', stderr: '' });
+    expect(stub.requests[0]?.json).toEqual({
+      source_org: 'alice',
+      source_repo: 'data',
+      source_tag: 'v1',
+      repo_name: 'copy',
+    });
+  });
+
+  it("prints the server's error and status on one line", async () => {
+    const r = await cli(['pull', 'alice/data:nope', join(work, 'never')], env);
+    expect(r).toEqual({ code: 1, stdout: '', stderr: 'snapfork: 404 tag not found\n' });
+    const anonymous = await cli(['tags', 'alice/data'], { SNAPFORK_URL: stub.url });
+    expect(anonymous).toEqual({
+      code: 1,
+      stdout: '',
+      stderr: 'snapfork: 401 missing bearer token (set SNAPFORK_TOKEN or pass --token)\n',
+    });
+  });
+});
+
+/**
+ * The server lands in parallel with the CLI: until all its modules exist, the end-to-end suite
+ * is skipped (and shown as skipped). Any other failure to load it fails the suite.
+ */
+const serverModule = existsSync('src/main.ts')
+  ? await import('../../src/main.js').catch((err: Error) => {
+      if (/Cannot find module/.test(err.message)) return undefined;
+      throw err;
+    })
+  : undefined;
+
+describe.skipIf(!serverModule)('end to end against a real server', () => {
+  let work: string;
+  let server: { url: string; close(): Promise<void> };
+  let env: Env;
+  let acmeEnv: Env;
+  const src = () => join(work, 'src');
+
+  beforeAll(async () => {
+    work = await mkdtemp(join(tmpdir(), 'snapfork-cli-'));
+    const dataDir = join(work, 'data');
+    server = await serverModule!.startServer(loadConfig({}, { host: '127.0.0.1', port: 0, dataDir }));
+    const mint = async (...flags: string[]) => {
+      const minted = await cli(['token', 'create', '--user', 'alice', ...flags, '--data-dir', dataDir]);
+      expect(minted.code, minted.stderr).toBe(0);
+      expect(minted.stdout).toMatch(/^[\w-]+\.[\w-]+\.[\w-]+\n$/);
+      return { SNAPFORK_URL: server.url, SNAPFORK_TOKEN: minted.stdout.trim() };
+    };
+    env = await mint('--ttl', '1h');
+    // A token acting for the organization acme, which alice then owns.
+    acmeEnv = await mint('--org', 'acme', '--scope', 'repo:read', '--scope', 'repo:write');
+
+    await makeTree(src());
+  }, 60_000);
+
+  afterAll(async () => {
+    await server?.close();
+    if (work) await rm(work, { recursive: true, force: true });
+  });
+
+  it('pushes a directory, pulls it back identical, forks it, and lists both', async () => {
+    const pushed = await cli(['push', src(), 'alice/data:v1', '--message', 'first', '--json'], env);
+    expect(pushed.code, pushed.stderr).toBe(0);
+    expect(pushed.stderr).toBe('');
+    const result = JSON.parse(pushed.stdout) as Record<string, unknown>;
+    expect(result).toMatchObject({ repo_name: 'data', tag_name: 'v1', files: TREE_FILES });
+    expect(result.bytes).toBe(TREE_BYTES);
+
+    const expected = await snapshotTree(src());
+    const out = join(work, 'pulled/v1');
+    const pulled = await cli(['pull', 'alice/data:v1', out, '--json'], env);
+    expect(pulled.code, pulled.stderr).toBe(0);
+    const summary = { reference: 'alice/data:v1', files: TREE_FILES, bytes: TREE_BYTES, dir: out };
+    expect(JSON.parse(pulled.stdout)).toEqual(summary);
+    expect(await snapshotTree(out)).toEqual(expected);
+
+    const forked = await cli(['fork', 'alice/data:v1', '--name', 'data-fork', '--json'], env);
+    expect(forked.code, forked.stderr).toBe(0);
+    const fork = JSON.parse(forked.stdout) as { repo_name: string; tag_name: string; commit_id: string };
+    expect(fork.repo_name).toBe('data-fork');
+    const forkOut = join(work, 'pulled/fork');
+    const pulledFork = await cli(['pull', `alice/data-fork:${fork.tag_name}`, forkOut], env);
+    expect(pulledFork.code, pulledFork.stderr).toBe(0);
+    expect(pulledFork.stdout).toBe(`pulled alice/data-fork:${fork.tag_name} into ${forkOut}: 5 files, 3.0 MiB\n`);
+    expect(await snapshotTree(forkOut)).toEqual(expected);
+
+    const tags = await cli(['tags', 'alice/data', '--json'], env);
+    expect(tags.code, tags.stderr).toBe(0);
+    expect((JSON.parse(tags.stdout) as { name: string }[]).map((t) => t.name)).toEqual(['v1']);
+    const table = await cli(['tags', 'alice/data'], env);
+    expect(table.stdout).toMatch(/^TAG +COMMIT +UPDATED\nv1 +\S+ +\S+\n$/);
+
+    const repos = await cli(['repos', '--json'], env);
+    expect(repos.code, repos.stderr).toBe(0);
+    const names = (JSON.parse(repos.stdout) as { name: string }[]).map((r) => r.name).sort();
+    expect(names).toEqual(['data', 'data-fork']);
+  }, 60_000);
+
+  it('wraps a single file, creates an org repository, and shows progress on a TTY', async () => {
+    const disk = join(work, 'disk.img');
+    await writeFile(disk, randomBytes(256 * 1024));
+    const pushed = await cli(['push', disk, 'acme/vm:base', '--visibility', 'internal'], acmeEnv, true);
+    expect(pushed.code, pushed.stderr).toBe(0);
+    expect(pushed.stdout).toMatch(/^pushed acme\/vm:base \(commit \S+\): 1 files, 256\.0 KiB, 256\.0 KiB new\n$/);
+    expect(pushed.stderr).toContain('created internal repository acme/vm');
+    expect(pushed.stderr).toMatch(/\rpush acme\/vm:base .*\(100%\)/);
+
+    const out = join(work, 'pulled/vm');
+    const pulled = await cli(['pull', 'acme/vm:base', out], acmeEnv);
+    expect(pulled.code, pulled.stderr).toBe(0);
+    expect(await readdir(out)).toEqual(['disk.img']);
+    expect((await readFile(join(out, 'disk.img'))).equals(await readFile(disk))).toBe(true);
+
+    const repos = await cli(['repos', 'acme', '--json'], acmeEnv);
+    expect((JSON.parse(repos.stdout) as { full_name: string }[]).map((r) => r.full_name)).toEqual(['acme/vm']);
+  }, 60_000);
+
+  it('prints a server error as one line and exits 1', async () => {
+    const r = await cli(['pull', 'alice/missing:v1', join(work, 'never')], env);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toMatch(/^snapfork: 404 \S.*\n$/);
+  });
+});
