@@ -2,6 +2,7 @@
  * The suite every MetadataStore implementation must pass (SQLite now, PostgreSQL later). Each
  * test gets a fresh, empty store from `open` and releases it with `cleanup`.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { v7 as uuidv7 } from 'uuid';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DomainError, type ErrorKind } from '../../src/domain/errors.js';
@@ -15,7 +16,7 @@ import type {
   Repository,
   Vm,
 } from '../../src/domain/model.js';
-import type { MetadataStore, NewRepository } from '../../src/store/types.js';
+import type { ForkQuery, MetadataStore, NewRepository, StoredResponse, ViewerFilter } from '../../src/store/types.js';
 
 export type OpenStore = () => Promise<{ store: MetadataStore; cleanup: () => Promise<void> }>;
 
@@ -59,6 +60,12 @@ const smallManifest = (): Manifest =>
     },
   ]);
 
+/** Resolves once the clock has moved past the current millisecond, so that timestamps differ. */
+async function tick(): Promise<void> {
+  const start = new Date().toISOString();
+  while (new Date().toISOString() === start) await sleep(1);
+}
+
 export function metadataStoreContract(name: string, open: OpenStore): void {
   describe(`MetadataStore contract: ${name}`, () => {
     let store: MetadataStore;
@@ -84,7 +91,12 @@ export function metadataStoreContract(name: string, open: OpenStore): void {
     const all = { limit: 100, offset: 0 };
 
     /** Stores a manifest and a commit on `parents` in `repo`; returns the commit. */
-    async function commitIn(repo: Repository, parents: Commit[] = [], message = 'snapshot'): Promise<Commit> {
+    async function commitIn(
+      repo: Repository,
+      parents: Commit[] = [],
+      message = 'snapshot',
+      more: Partial<Pick<Commit, 'isPublic' | 'title' | 'description'>> = {},
+    ): Promise<Commit> {
       const manifest = smallManifest();
       await store.putManifest(manifest);
       const commit: Commit = {
@@ -95,6 +107,10 @@ export function metadataStoreContract(name: string, open: OpenStore): void {
         message,
         author: 'alice',
         createdAt: new Date().toISOString(),
+        isPublic: false,
+        title: null,
+        description: '',
+        ...more,
       };
       await store.createCommit(commit);
       return commit;
@@ -165,6 +181,7 @@ export function metadataStoreContract(name: string, open: OpenStore): void {
           namespaceId: alice.id,
           namespace: 'alice',
           name: 'Data',
+          displayName: 'Data',
           visibility: 'internal',
           description: 'training set',
           defaultTag: null,
@@ -225,11 +242,13 @@ export function metadataStoreContract(name: string, open: OpenStore): void {
           archived: true,
           defaultTag: 'main',
           name: 'renamed',
+          displayName: 'Renamed data',
         });
         expect(updated).toMatchObject({
           id: repo.id,
           uuid: repo.uuid,
           name: 'renamed',
+          displayName: 'Renamed data',
           description: 'now described',
           visibility: 'private',
           archived: true,
@@ -241,7 +260,12 @@ export function metadataStoreContract(name: string, open: OpenStore): void {
         expect(await store.getRepository('alice', 'data')).toBeUndefined();
 
         const cleared = await store.updateRepository(repo.id, { defaultTag: null, archived: false });
-        expect(cleared).toMatchObject({ name: 'renamed', description: 'now described', archived: false });
+        expect(cleared).toMatchObject({
+          name: 'renamed',
+          displayName: 'Renamed data',
+          description: 'now described',
+          archived: false,
+        });
         expect(cleared.defaultTag).toBeNull();
 
         await expectDomainError(store.updateRepository(repo.id, { name: 'TAKEN' }), 'conflict');
@@ -275,13 +299,194 @@ export function metadataStoreContract(name: string, open: OpenStore): void {
       });
     });
 
+    describe('catalogue and forks', () => {
+      it('keeps a display name apart from the name: given at creation, changed alone, kept on rename', async () => {
+        const alice = await store.ensureUser('alice');
+        const titled = await repoIn(alice.id, 'data', { displayName: 'Training data' });
+        expect(titled.displayName).toBe('Training data');
+        const renamed = await store.updateRepository(titled.id, { name: 'train' });
+        expect(renamed).toMatchObject({ name: 'train', displayName: 'Training data' });
+        const retitled = await store.updateRepository(titled.id, { displayName: 'Train set' });
+        expect(retitled).toMatchObject({ name: 'train', displayName: 'Train set' });
+        expect(await store.getRepositoryById(titled.id)).toEqual(retitled);
+      });
+
+      it('lists every live repository a viewer may see, newest first, with a total', async () => {
+        const alice = await store.ensureUser('alice');
+        const bob = await store.ensureUser('bob');
+        const acme = await store.createOrg('acme');
+        await repoIn(alice.id, 'a-public');
+        await repoIn(alice.id, 'a-private', { visibility: 'private' });
+        await repoIn(bob.id, 'b-internal', { visibility: 'internal' });
+        await repoIn(bob.id, 'b-private', { visibility: 'private' });
+        await repoIn(acme.id, 'acme-private', { visibility: 'private' });
+        const gone = await repoIn(bob.id, 'b-gone');
+        await store.deleteRepository(gone.id);
+
+        const everything = await store.listAllRepositories('all', all);
+        expect(names(everything)).toEqual(['acme-private', 'b-private', 'b-internal', 'a-private', 'a-public']);
+        expect(everything.total).toBe(5);
+
+        const aliceInAcme: ViewerFilter = { visibilities: ['public', 'internal'], namespaceIds: [alice.id, acme.id] };
+        const seen = await store.listAllRepositories(aliceInAcme, all);
+        expect(names(seen)).toEqual(['acme-private', 'b-internal', 'a-private', 'a-public']);
+        const paged = await store.listAllRepositories(aliceInAcme, { limit: 2, offset: 1 });
+        expect(names(paged)).toEqual(['b-internal', 'a-private']);
+        expect(paged.total).toBe(4);
+
+        const anonymous = await store.listAllRepositories({ visibilities: ['public'], namespaceIds: [] }, all);
+        expect(names(anonymous)).toEqual(['a-public']);
+        const ownOnly = await store.listAllRepositories({ visibilities: [], namespaceIds: [bob.id] }, all);
+        expect(names(ownOnly)).toEqual(['b-private', 'b-internal']);
+        expect(await store.listAllRepositories({ visibilities: [], namespaceIds: [] }, all)).toEqual({
+          items: [],
+          total: 0,
+        });
+      });
+
+      /**
+       * alice/data has three live direct forks, oldest first: bob/data_copy (public),
+       * acme/Training (private, updated last), alice/mirror (internal, archived); plus a deleted
+       * fork, a fork of a fork and an unrelated repository, none of which are listed.
+       */
+      async function forkFamily() {
+        const alice = await store.ensureUser('alice');
+        const bob = await store.ensureUser('bob');
+        const acme = await store.createOrg('acme');
+        const source = await repoIn(alice.id, 'data');
+        const forkOf = (from: Repository, more: Partial<NewRepository> = {}) => ({
+          forkedFromRepoId: from.id,
+          ...more,
+        });
+        const copy = await repoIn(bob.id, 'data_copy', forkOf(source));
+        await tick();
+        const training = await repoIn(acme.id, 'Training', forkOf(source, { visibility: 'private' }));
+        await tick();
+        const mirror = await repoIn(alice.id, 'mirror', forkOf(source, { visibility: 'internal' }));
+        await store.updateRepository(mirror.id, { archived: true });
+        const deleted = await repoIn(bob.id, 'deleted', forkOf(source));
+        await store.deleteRepository(deleted.id);
+        await repoIn(bob.id, 'deep', forkOf(copy));
+        await repoIn(bob.id, 'unrelated');
+        await tick();
+        const updated = await store.updateRepository(training.id, { description: 'touched last' });
+        const settled = await store.getRepositoryById(mirror.id);
+        if (!settled) throw new Error('mirror vanished');
+        return { alice, bob, acme, source, copy, training: updated, mirror: settled };
+      }
+
+      it('lists live direct forks newest first, in any order and direction, with paging and a total', async () => {
+        const { source } = await forkFamily();
+        const forks = (more: Partial<ForkQuery> = {}) => store.listForks(source.id, { viewer: 'all', ...all, ...more });
+
+        const newest = await forks();
+        expect(names(newest)).toEqual(['mirror', 'Training', 'data_copy']);
+        expect(newest.total).toBe(3);
+        expect(names(await forks({ sort: 'asc' }))).toEqual(['data_copy', 'Training', 'mirror']);
+        expect(names(await forks({ orderBy: 'star_count' }))).toEqual(['mirror', 'Training', 'data_copy']);
+        expect(names(await forks({ orderBy: 'id', sort: 'asc' }))).toEqual(['data_copy', 'Training', 'mirror']);
+        expect(names(await forks({ orderBy: 'name', sort: 'asc' }))).toEqual(['data_copy', 'mirror', 'Training']);
+        expect(names(await forks({ orderBy: 'path' }))).toEqual(['Training', 'mirror', 'data_copy']);
+        expect(names(await forks({ orderBy: 'updated_at' }))).toEqual(['Training', 'mirror', 'data_copy']);
+        expect(names(await forks({ orderBy: 'last_activity_at', sort: 'asc' }))).toEqual([
+          'data_copy',
+          'mirror',
+          'Training',
+        ]);
+
+        const paged = await forks({ limit: 1, offset: 1 });
+        expect(names(paged)).toEqual(['Training']);
+        expect(paged.total).toBe(3);
+        expect(await forks({ limit: 5, offset: 3 })).toEqual({ items: [], total: 3 });
+      });
+
+      it('filters forks by viewer, archived, visibility, search, owner and update time, totals too', async () => {
+        const { source, alice, bob, acme, copy, training, mirror } = await forkFamily();
+        const forks = (more: Partial<ForkQuery>) => store.listForks(source.id, { viewer: 'all', ...all, ...more });
+        const found = async (more: Partial<ForkQuery>) => {
+          const page = await forks(more);
+          expect(page.total).toBe(page.items.length);
+          return names(page);
+        };
+
+        expect(await found({ viewer: { visibilities: ['public'], namespaceIds: [acme.id] } })).toEqual([
+          'Training',
+          'data_copy',
+        ]);
+        expect(await found({ viewer: { visibilities: ['internal'], namespaceIds: [] } })).toEqual(['mirror']);
+        expect(await found({ viewer: { visibilities: [], namespaceIds: [] } })).toEqual([]);
+        expect(await found({ archived: true })).toEqual(['mirror']);
+        expect(await found({ archived: false })).toEqual(['Training', 'data_copy']);
+        expect(await found({ visibility: 'private' })).toEqual(['Training']);
+
+        expect(await found({ search: 'tRAIN' })).toEqual(['Training']);
+        expect(await found({ search: 'BO' })).toEqual(['data_copy']); // the namespace's name
+        expect(await found({ search: 'a_c' })).toEqual(['data_copy']);
+        expect(await found({ search: '_' })).toEqual(['data_copy']); // a literal underscore
+        expect(await found({ search: '%' })).toEqual([]); // a literal percent sign
+        expect(await found({ search: 'i' })).toEqual(['mirror', 'Training']);
+
+        expect(await found({ namespaceIds: [bob.id, alice.id] })).toEqual(['mirror', 'data_copy']);
+        expect(await found({ namespaceIds: [] })).toEqual([]);
+
+        expect(await found({ updatedAfter: mirror.updatedAt })).toEqual(['Training']);
+        expect(await found({ updatedBefore: mirror.updatedAt })).toEqual(['data_copy']);
+        expect(await found({ updatedAfter: copy.updatedAt, updatedBefore: training.updatedAt })).toEqual(['mirror']);
+
+        const anonymous: ViewerFilter = { visibilities: ['public'], namespaceIds: [] };
+        expect(await found({ search: 'a', archived: false, viewer: anonymous })).toEqual(['data_copy']);
+      });
+
+      it('counts the live direct forks a viewer may see', async () => {
+        const { source, acme, copy, training } = await forkFamily();
+        expect(await store.countForks(source.id, 'all')).toBe(3);
+        expect(await store.countForks(source.id, { visibilities: ['public'], namespaceIds: [] })).toBe(1);
+        expect(await store.countForks(source.id, { visibilities: ['public'], namespaceIds: [acme.id] })).toBe(2);
+        expect(await store.countForks(source.id, { visibilities: [], namespaceIds: [] })).toBe(0);
+        expect(await store.countForks(copy.id, 'all')).toBe(1);
+        expect(await store.countForks(training.id, 'all')).toBe(0);
+      });
+
+      it('sets, changes and clears the fork source of a repository after the fact', async () => {
+        const alice = await store.ensureUser('alice');
+        const source = await repoIn(alice.id, 'source');
+        const commit = await commitIn(source);
+        const repo = await repoIn(alice.id, 'copy');
+        await tick();
+
+        const forked = await store.setForkSource(repo.id, { repositoryId: source.id, commitId: commit.id });
+        expect(forked).toMatchObject({ id: repo.id, forkedFromRepoId: source.id, forkedFromCommitId: commit.id });
+        expect(forked.updatedAt > repo.updatedAt).toBe(true);
+        expect(await store.getRepositoryById(repo.id)).toEqual(forked);
+        expect(names(await store.listForks(source.id, { viewer: 'all', ...all }))).toEqual(['copy']);
+
+        const unknownCommit = await store.setForkSource(repo.id, { repositoryId: source.id, commitId: null });
+        expect(unknownCommit).toMatchObject({ forkedFromRepoId: source.id, forkedFromCommitId: null });
+
+        const cleared = await store.setForkSource(repo.id, null);
+        expect(cleared).toMatchObject({ forkedFromRepoId: null, forkedFromCommitId: null });
+        expect(await store.countForks(source.id, 'all')).toBe(0);
+
+        const missingSource = { repositoryId: repo.id + 1000, commitId: null };
+        await expectDomainError(store.setForkSource(repo.id, missingSource), 'not_found');
+        await expectDomainError(store.setForkSource(repo.id + 1000, null), 'not_found');
+        await store.deleteRepository(repo.id);
+        await expectDomainError(store.setForkSource(repo.id, null), 'not_found');
+      });
+    });
+
     describe('commits', () => {
       it('stores a commit once and reads it back', async () => {
         const repo = await userRepo();
         const root = await commitIn(repo);
-        const merge = await commitIn(repo, [root, root]);
+        const merge = await commitIn(repo, [root, root], 'merge', {
+          isPublic: true,
+          title: 'Merged',
+          description: 'both sides',
+        });
         expect(await store.getCommit(root.id)).toEqual(root);
         expect(await store.getCommit(merge.id)).toEqual(merge);
+        expect(await store.listHistory(merge.id, all)).toEqual([merge, root]);
         expect(await store.getCommit(uuidv7())).toBeUndefined();
         await expectDomainError(store.createCommit(root), 'conflict');
       });
@@ -311,6 +516,89 @@ export function metadataStoreContract(name: string, open: OpenStore): void {
         expect(await store.listHistory(e.id, { limit: 2, offset: 5 })).toEqual([]);
         expect(await store.listHistory(c.id, all)).toEqual([c, b, a]);
         expect(await store.listHistory(uuidv7(), all)).toEqual([]);
+      });
+
+      it('lists the commits of a namespace\'s live repositories newest first, with paging and a total', async () => {
+        const data = await userRepo('alice', 'data');
+        const models = await repoIn(data.namespaceId, 'models');
+        const gone = await repoIn(data.namespaceId, 'gone');
+        const bobs = await userRepo('bob', 'data');
+        const a = await commitIn(data, [], 'a');
+        const b = await commitIn(models, [], 'b');
+        await commitIn(bobs, [], 'not alice\'s');
+        await commitIn(gone, [], 'in a deleted repository');
+        const c = await commitIn(data, [a], 'c');
+        await store.deleteRepository(gone.id);
+
+        expect(await store.listNamespaceCommits(data.namespaceId, all)).toEqual({ items: [c, b, a], total: 3 });
+        expect(await store.listNamespaceCommits(data.namespaceId, { limit: 1, offset: 1 })).toEqual({
+          items: [b],
+          total: 3,
+        });
+        const org = await store.createOrg('acme');
+        expect(await store.listNamespaceCommits(org.id, all)).toEqual({ items: [], total: 0 });
+      });
+
+      it('lists public commits of live repositories newest first, whatever the repository\'s visibility', async () => {
+        const alice = await store.ensureUser('alice');
+        const open = await repoIn(alice.id, 'open');
+        const closed = await repoIn(alice.id, 'closed', { visibility: 'private' });
+        const gone = await repoIn(alice.id, 'gone');
+        const a = await commitIn(open, [], 'a', { isPublic: true });
+        await commitIn(open, [a], 'not public');
+        const b = await commitIn(closed, [], 'b', { isPublic: true });
+        await commitIn(gone, [], 'in a deleted repository', { isPublic: true });
+        await store.deleteRepository(gone.id);
+        const c = await commitIn(open, [a], 'c', { isPublic: true });
+
+        expect(await store.listPublicCommits(all)).toEqual({ items: [c, b, a], total: 3 });
+        expect(await store.listPublicCommits({ limit: 2, offset: 2 })).toEqual({ items: [a], total: 3 });
+      });
+
+      it('updates a commit\'s publicity, title and description, leaving the rest as it was', async () => {
+        const repo = await userRepo();
+        const commit = await commitIn(repo, [], 'snapshot', { title: 'First' });
+
+        const published = await store.updateCommit(commit.id, { isPublic: true, description: 'the first one' });
+        expect(published).toEqual({ ...commit, isPublic: true, description: 'the first one' });
+        expect(await store.getCommit(commit.id)).toEqual(published);
+        expect(await store.updateCommit(commit.id, {})).toEqual(published);
+
+        const untitled = await store.updateCommit(commit.id, { title: null, isPublic: false });
+        expect(untitled).toEqual({ ...published, title: null, isPublic: false });
+        expect(await store.getCommit(commit.id)).toEqual(untitled);
+        expect((await store.listPublicCommits(all)).total).toBe(0);
+
+        await expectDomainError(store.updateCommit(uuidv7(), { title: 'x' }), 'not_found');
+      });
+
+      it('deletes a commit once no tag of any repository and no VM refers to it, keeping its manifest', async () => {
+        const source = await userRepo('alice', 'data');
+        const fork = await userRepo('bob', 'fork');
+        const commit = await commitIn(source);
+        const next = await commitIn(source, [commit]);
+        await store.setTag(fork.id, 'pinned', commit.id, 'bob');
+
+        await expectDomainError(store.deleteCommit(commit.id), 'conflict');
+        expect(await store.getCommit(commit.id)).toEqual(commit);
+
+        await store.setTag(fork.id, 'pinned', next.id, 'bob');
+        await store.deleteCommit(commit.id);
+        expect(await store.getCommit(commit.id)).toBeUndefined();
+        expect(await store.getManifest(commit.manifestDigest)).toEqual(smallManifest());
+        await expectDomainError(store.deleteCommit(commit.id), 'not_found');
+
+        const booted = await commitIn(source);
+        await store.createVm({
+          id: uuidv7(),
+          commitId: booted.id,
+          repositoryId: source.id,
+          namespaceId: source.namespaceId,
+          state: 'running',
+          createdAt: new Date().toISOString(),
+        });
+        await expectDomainError(store.deleteCommit(booted.id), 'conflict');
+        expect(await store.getCommit(booted.id)).toEqual(booted);
       });
     });
 
@@ -368,6 +656,22 @@ export function metadataStoreContract(name: string, open: OpenStore): void {
 
         expect((await store.setTag(repo.id, 'main', two.id, 'bob', one.id)).commitId).toBe(two.id);
         expect(await store.tagLog(repo.id)).toHaveLength(2);
+      });
+
+      it('changes a tag\'s description and update time, leaving its commit and the tag log alone', async () => {
+        const repo = await userRepo();
+        const commit = await commitIn(repo);
+        const tag = await store.setTag(repo.id, 'main', commit.id, 'alice');
+        await tick();
+
+        const described = await store.setTagDescription(repo.id, 'main', 'the release');
+        expect(described).toEqual({ ...tag, description: 'the release', updatedAt: described.updatedAt });
+        expect(described.updatedAt > tag.updatedAt).toBe(true);
+        expect(await store.getTag(repo.id, 'main')).toEqual(described);
+        expect(await store.tagLog(repo.id)).toHaveLength(1);
+
+        await expectDomainError(store.setTagDescription(repo.id, 'other', 'x'), 'not_found');
+        await expectDomainError(store.setTagDescription(repo.id + 1000, 'main', 'x'), 'not_found');
       });
 
       it('refuses a tag on a commit that does not exist', async () => {
@@ -447,6 +751,60 @@ export function metadataStoreContract(name: string, open: OpenStore): void {
           'conflict',
         );
         expect(await store.getNamespace('acme')).toBeUndefined();
+      });
+    });
+
+    describe('idempotency keys', () => {
+      const longAgo = '2000-01-01T00:00:00.000Z';
+      const farAhead = '2999-01-01T00:00:00.000Z';
+      const answer: StoredResponse = { status: 201, headers: { location: '/r/1', 'x-id': '7' }, body: '{"id":1}' };
+
+      it('claims a key once, reports it in progress, then replays the stored answer', async () => {
+        expect(await store.reserveIdempotencyKey('alice', 'k1', 'hash-a', longAgo)).toEqual({ state: 'new' });
+        expect(await store.reserveIdempotencyKey('alice', 'k1', 'hash-a', longAgo)).toEqual({ state: 'in_progress' });
+        await store.completeIdempotencyKey('alice', 'k1', answer);
+        const replay = { state: 'done', response: answer };
+        expect(await store.reserveIdempotencyKey('alice', 'k1', 'hash-a', longAgo)).toEqual(replay);
+        expect(await store.reserveIdempotencyKey('alice', 'k1', 'hash-a', longAgo)).toEqual(replay);
+        // Keys are per scope: the same key of another caller is another claim.
+        expect(await store.reserveIdempotencyKey('bob', 'k1', 'hash-a', longAgo)).toEqual({ state: 'new' });
+      });
+
+      it('reports a key reused for a different request as a mismatch, in progress or done', async () => {
+        await store.reserveIdempotencyKey('alice', 'k1', 'hash-a', longAgo);
+        expect(await store.reserveIdempotencyKey('alice', 'k1', 'hash-b', longAgo)).toEqual({ state: 'mismatch' });
+        await store.completeIdempotencyKey('alice', 'k1', answer);
+        expect(await store.reserveIdempotencyKey('alice', 'k1', 'hash-b', longAgo)).toEqual({ state: 'mismatch' });
+      });
+
+      it('forgets a released claim, so that a retry acts again and a late answer is not stored', async () => {
+        await store.reserveIdempotencyKey('alice', 'k1', 'hash-a', longAgo);
+        await store.releaseIdempotencyKey('alice', 'k1');
+        await store.completeIdempotencyKey('alice', 'k1', answer);
+        expect(await store.reserveIdempotencyKey('alice', 'k1', 'hash-b', longAgo)).toEqual({ state: 'new' });
+        await store.releaseIdempotencyKey('alice', 'unknown');
+      });
+
+      it('keeps the first answer when a claim is completed twice', async () => {
+        await store.reserveIdempotencyKey('alice', 'k1', 'hash-a', longAgo);
+        await store.completeIdempotencyKey('alice', 'k1', answer);
+        await store.completeIdempotencyKey('alice', 'k1', { status: 500, headers: {}, body: '' });
+        expect(await store.reserveIdempotencyKey('alice', 'k1', 'hash-a', longAgo)).toEqual({
+          state: 'done',
+          response: answer,
+        });
+      });
+
+      it('lets claims older than notBefore be claimed anew, whatever their state or request', async () => {
+        await store.reserveIdempotencyKey('alice', 'done', 'hash-a', longAgo);
+        await store.completeIdempotencyKey('alice', 'done', answer);
+        await store.reserveIdempotencyKey('alice', 'running', 'hash-a', longAgo);
+        await tick();
+
+        expect(await store.reserveIdempotencyKey('alice', 'done', 'hash-b', farAhead)).toEqual({ state: 'new' });
+        // That reservation expired the other old claim too; a fresh one now holds 'done'.
+        expect(await store.reserveIdempotencyKey('alice', 'running', 'hash-b', longAgo)).toEqual({ state: 'new' });
+        expect(await store.reserveIdempotencyKey('alice', 'done', 'hash-a', longAgo)).toEqual({ state: 'mismatch' });
       });
     });
 

@@ -1,13 +1,13 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { sql } from 'kysely';
+import { Migrator, sql } from 'kysely';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DomainError } from '../../src/domain/errors.js';
 import { buildManifest } from '../../src/domain/manifest.js';
 import { openSqliteDatabase } from '../../src/store/sqlite/database.js';
 import { SqliteMetadataStore, openSqliteMetadataStore } from '../../src/store/sqlite/metadata-store.js';
-import { migrateToLatest } from '../../src/store/sqlite/migrations.js';
+import { migrateToLatest, migrations } from '../../src/store/sqlite/migrations.js';
 import { metadataStoreContract } from './metadata-store.contract.js';
 
 const tempDir = () => mkdtemp(join(tmpdir(), 'snapfork-sqlite-'));
@@ -52,7 +52,7 @@ describe('SQLite metadata store', () => {
 
   it('applies each migration once and keeps the data across reopening', async () => {
     const db = openSqliteDatabase(file);
-    expect(await migrateToLatest(db)).toEqual(['0001_initial']);
+    expect(await migrateToLatest(db)).toEqual(['0001_initial', '0002_forks_commits_idempotency']);
     await db.destroy();
 
     const first = await openSqliteMetadataStore(file);
@@ -63,7 +63,7 @@ describe('SQLite metadata store', () => {
     try {
       expect(await migrateToLatest(again)).toEqual([]);
       const applied = await sql<{ name: string }>`SELECT name FROM kysely_migration`.execute(again);
-      expect(applied.rows).toEqual([{ name: '0001_initial' }]);
+      expect(applied.rows).toEqual([{ name: '0001_initial' }, { name: '0002_forks_commits_idempotency' }]);
     } finally {
       await again.destroy();
     }
@@ -72,6 +72,56 @@ describe('SQLite metadata store', () => {
       expect(await reopened.getNamespace('alice')).toEqual(alice);
     } finally {
       await reopened.close();
+    }
+  });
+
+  it('upgrades a 0001 database: display names copied from names, old commits private and untitled', async () => {
+    const db = openSqliteDatabase(file);
+    const initialOnly = { getMigrations: async () => ({ '0001_initial': migrations['0001_initial'] }) };
+    expect((await new Migrator({ db, provider: initialOnly }).migrateToLatest()).error).toBeUndefined();
+    const at = '2030-01-01T00:00:00.000Z';
+    await sql`INSERT INTO namespaces (id, name, kind, display_name, created_at)
+              VALUES (1, 'alice', 'user', 'alice', ${at})`.execute(db);
+    await sql`INSERT INTO repositories (id, uuid, namespace_id, name, visibility, description, created_at, updated_at)
+              VALUES (1, 'u-1', 1, 'Data', 'public', '', ${at}, ${at})`.execute(db);
+    await sql`INSERT INTO manifests (digest, entry_count, total_size, created_at)
+              VALUES ('m', 0, 0, ${at})`.execute(db);
+    await sql`INSERT INTO commits (id, repository_id, parent_ids, manifest_digest, message, author, created_at)
+              VALUES ('c-1', 1, '[]', 'm', 'old', 'alice', ${at})`.execute(db);
+    expect(await migrateToLatest(db)).toEqual(['0002_forks_commits_idempotency']);
+    await db.destroy();
+
+    const store = await openSqliteMetadataStore(file);
+    try {
+      expect((await store.getRepositoryById(1))?.displayName).toBe('Data');
+      expect(await store.getCommit('c-1')).toMatchObject({ isPublic: false, title: null, description: '' });
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('answers fork listings and counts, catalogues and public commits from indexes, without sorting', async () => {
+    const db = openSqliteDatabase(file);
+    await migrateToLatest(db);
+    const plan = async (query: string) =>
+      (await sql<{ detail: string }>`EXPLAIN QUERY PLAN ${sql.raw(query)}`.execute(db)).rows.map((r) => r.detail);
+    const repos = 'repositories r JOIN namespaces n ON n.id = r.namespace_id WHERE r.deleted_at IS NULL';
+    try {
+      const forks = `FROM ${repos} AND r.forked_from_repo_id = 1`;
+      const forkPage = await plan(`SELECT r.* ${forks} ORDER BY r.created_at DESC, r.id DESC LIMIT 20`);
+      expect(forkPage).toContainEqual(expect.stringContaining('USING INDEX repositories_forks'));
+      const forkCount = await plan(`SELECT count(*) ${forks}`);
+      expect(forkCount).toContainEqual(expect.stringContaining('USING INDEX repositories_forks'));
+      const catalogue = await plan(`SELECT r.* FROM ${repos} ORDER BY r.created_at DESC, r.id DESC LIMIT 20`);
+      expect(catalogue).toContainEqual(expect.stringContaining('USING INDEX repositories_live_created'));
+      const publicCommits = await plan(
+        `SELECT c.* FROM commits c JOIN repositories r ON r.id = c.repository_id
+          WHERE r.deleted_at IS NULL AND c.is_public = 1 ORDER BY c.created_at DESC, c.id DESC LIMIT 20`,
+      );
+      expect(publicCommits).toContainEqual(expect.stringContaining('USING INDEX commits_public_created'));
+      for (const steps of [forkPage, catalogue, publicCommits]) expect(steps.join('\n')).not.toContain('TEMP B-TREE');
+    } finally {
+      await db.destroy();
     }
   });
 

@@ -3,7 +3,14 @@
  * mapper to its domain type. SQLite-only SQL is limited to listHistory (json_extract and a LIMIT
  * inside a recursive CTE); the rest is portable Kysely, so a PostgreSQL store can reuse it.
  */
-import { type Kysely, type Selectable, sql } from 'kysely';
+import {
+  type ExpressionBuilder,
+  type Kysely,
+  type Selectable,
+  type SelectQueryBuilder,
+  type SqlBool,
+  sql,
+} from 'kysely';
 import { v4 as uuidv4 } from 'uuid';
 import { conflict, invalid, notFound } from '../../domain/errors.js';
 import type {
@@ -20,12 +27,24 @@ import type {
   Visibility,
   Vm,
 } from '../../domain/model.js';
-import type { MetadataStore, NewRepository, RepositoryPatch, TagLogEntry } from '../types.js';
+import type {
+  CommitPatch,
+  ForkOrder,
+  ForkQuery,
+  IdempotencyReservation,
+  MetadataStore,
+  NewRepository,
+  RepositoryPatch,
+  StoredResponse,
+  TagLogEntry,
+  ViewerFilter,
+} from '../types.js';
 import { openSqliteDatabase, toDomainError } from './database.js';
 import { migrateToLatest } from './migrations.js';
 import type {
   CommitTable,
   Database,
+  IdempotencyKeyTable,
   ManifestEntryTable,
   NamespaceTable,
   RepositoryTable,
@@ -167,6 +186,7 @@ export class SqliteMetadataStore implements MetadataStore {
           uuid: uuidv4(),
           namespace_id: repo.namespaceId,
           name: repo.name,
+          display_name: repo.displayName ?? repo.name,
           visibility: repo.visibility,
           description: repo.description,
           default_tag: repo.defaultTag ?? null,
@@ -201,16 +221,11 @@ export class SqliteMetadataStore implements MetadataStore {
     page: Page,
     visibilities?: readonly Visibility[],
   ): Promise<PageOf<Repository>> {
-    // `IN ()` is not valid SQL everywhere; seeing no visibility means seeing nothing.
-    if (visibilities?.length === 0) return { items: [], total: 0 };
-    let listed = this.liveRepositories().where('repositories.namespace_id', '=', namespaceId);
-    if (visibilities) listed = listed.where('repositories.visibility', 'in', visibilities);
-    const rows = await listed.orderBy('repositories.name').limit(page.limit).offset(page.offset).execute();
-    const { total } = await listed
-      .clearSelect()
-      .select((eb) => eb.fn.countAll<number>().as('total'))
-      .executeTakeFirstOrThrow();
-    return { items: rows.map(toRepository), total };
+    const listed = this.liveRepositories()
+      .where('repositories.namespace_id', '=', namespaceId)
+      .where(visibleTo(visibilities ? { visibilities, namespaceIds: [] } : 'all'))
+      .orderBy('repositories.name');
+    return pageOf(listed, page, toRepository);
   }
 
   async updateRepository(id: number, patch: RepositoryPatch): Promise<Repository> {
@@ -219,6 +234,7 @@ export class SqliteMetadataStore implements MetadataStore {
         .updateTable('repositories')
         .set({
           ...(patch.name !== undefined && { name: patch.name }),
+          ...(patch.displayName !== undefined && { display_name: patch.displayName }),
           ...(patch.description !== undefined && { description: patch.description }),
           ...(patch.visibility !== undefined && { visibility: patch.visibility }),
           ...(patch.archived !== undefined && { archived: patch.archived ? 1 : 0 }),
@@ -245,21 +261,71 @@ export class SqliteMetadataStore implements MetadataStore {
     if (numUpdatedRows === 0n) throw notFound(`repository ${id} does not exist`);
   }
 
+  async listAllRepositories(viewer: ViewerFilter, page: Page): Promise<PageOf<Repository>> {
+    const listed = this.liveRepositories()
+      .where(visibleTo(viewer))
+      .orderBy('repositories.created_at', 'desc')
+      .orderBy('repositories.id', 'desc');
+    return pageOf(listed, page, toRepository);
+  }
+
+  async listForks(repositoryId: number, query: ForkQuery): Promise<PageOf<Repository>> {
+    const sort = query.sort ?? 'desc';
+    let listed = this.liveForks(repositoryId, query.viewer);
+    if (query.archived !== undefined) listed = listed.where('repositories.archived', '=', query.archived ? 1 : 0);
+    if (query.visibility !== undefined) listed = listed.where('repositories.visibility', '=', query.visibility);
+    if (query.search !== undefined) {
+      const needle = query.search;
+      listed = listed.where((eb) =>
+        eb.or([
+          containsIgnoringCase(eb, 'repositories.name', needle),
+          containsIgnoringCase(eb, 'namespaces.name', needle),
+        ]),
+      );
+    }
+    // Owning namespaces filter exactly like a viewer who sees only what those namespaces own.
+    if (query.namespaceIds !== undefined) {
+      listed = listed.where(visibleTo({ visibilities: [], namespaceIds: query.namespaceIds }));
+    }
+    // Timestamps are ISO-8601 UTC strings of one width, so string order is time order.
+    if (query.updatedAfter !== undefined) listed = listed.where('repositories.updated_at', '>', query.updatedAfter);
+    if (query.updatedBefore !== undefined) listed = listed.where('repositories.updated_at', '<', query.updatedBefore);
+    const ordered = listed
+      .orderBy(FORK_ORDER_COLUMN[query.orderBy ?? 'created_at'], sort)
+      .orderBy('repositories.id', sort);
+    return pageOf(ordered, query, toRepository);
+  }
+
+  async countForks(repositoryId: number, viewer: ViewerFilter): Promise<number> {
+    return countOf(this.liveForks(repositoryId, viewer));
+  }
+
+  async setForkSource(
+    repositoryId: number,
+    source: { repositoryId: number; commitId: string | null } | null,
+  ): Promise<Repository> {
+    await this.guard(`fork source of repository ${repositoryId}`, () =>
+      this.db
+        .updateTable('repositories')
+        .set({
+          forked_from_repo_id: source?.repositoryId ?? null,
+          forked_from_commit_id: source?.commitId ?? null,
+          updated_at: this.now(),
+        })
+        .where('id', '=', repositoryId)
+        .where('deleted_at', 'is', null)
+        .execute(),
+    );
+    return this.requireRepository(repositoryId);
+  }
+
   // Commits ----------------------------------------------------------------------------------
 
   async createCommit(commit: Commit): Promise<void> {
     await this.guard(`commit ${commit.id}`, () =>
       this.db
         .insertInto('commits')
-        .values({
-          id: commit.id,
-          repository_id: commit.repositoryId,
-          parent_ids: JSON.stringify(commit.parentIds),
-          manifest_digest: commit.manifestDigest,
-          message: commit.message,
-          author: commit.author,
-          created_at: commit.createdAt,
-        })
+        .values(fromCommit(commit))
         .execute(),
     );
   }
@@ -285,6 +351,48 @@ export class SqliteMetadataStore implements MetadataStore {
        ORDER BY h.depth
        LIMIT ${page.limit} OFFSET ${page.offset}`.execute(this.db);
     return rows.map(toCommit);
+  }
+
+  async listNamespaceCommits(namespaceId: number, page: Page): Promise<PageOf<Commit>> {
+    return pageOf(this.liveCommits().where('repositories.namespace_id', '=', namespaceId), page, toCommit);
+  }
+
+  async listPublicCommits(page: Page): Promise<PageOf<Commit>> {
+    return pageOf(this.liveCommits().where('commits.is_public', '=', 1), page, toCommit);
+  }
+
+  async updateCommit(id: string, patch: CommitPatch): Promise<Commit> {
+    return this.transaction((tx) =>
+      tx.guard(`commit ${id}`, async () => {
+        const current = await tx.getCommit(id);
+        if (!current) throw notFound(`commit ${id} does not exist`);
+        const updated: Commit = {
+          ...current,
+          isPublic: patch.isPublic ?? current.isPublic,
+          title: patch.title !== undefined ? patch.title : current.title,
+          description: patch.description ?? current.description,
+        };
+        const { is_public, title, description } = fromCommit(updated);
+        await tx.db.updateTable('commits').set({ is_public, title, description }).where('id', '=', id).execute();
+        return updated;
+      }),
+    );
+  }
+
+  async deleteCommit(id: string): Promise<void> {
+    await this.transaction((tx) =>
+      tx.guard(`commit ${id}`, async () => {
+        // Checked here rather than left to the foreign keys, whose violation reads as not_found.
+        const [tag, vm] = await Promise.all([
+          tx.db.selectFrom('tags').select('name').where('commit_id', '=', id).executeTakeFirst(),
+          tx.db.selectFrom('vms').select('id').where('commit_id', '=', id).executeTakeFirst(),
+        ]);
+        if (tag) throw conflict(`commit ${id} is tagged "${tag.name}"`);
+        if (vm) throw conflict(`commit ${id} is the snapshot of VM ${vm.id}`);
+        const { numDeletedRows } = await tx.db.deleteFrom('commits').where('id', '=', id).executeTakeFirstOrThrow();
+        if (numDeletedRows === 0n) throw notFound(`commit ${id} does not exist`);
+      }),
+    );
   }
 
   // Tags -------------------------------------------------------------------------------------
@@ -343,6 +451,20 @@ export class SqliteMetadataStore implements MetadataStore {
         return tag;
       }),
     );
+  }
+
+  async setTagDescription(repositoryId: number, name: string, description: string): Promise<Tag> {
+    return this.transaction(async (tx) => {
+      const { numUpdatedRows } = await tx.db
+        .updateTable('tags')
+        .set({ description, updated_at: tx.now() })
+        .where('repository_id', '=', repositoryId)
+        .where('name', '=', name)
+        .executeTakeFirstOrThrow();
+      const tag = numUpdatedRows > 0n ? await tx.getTag(repositoryId, name) : undefined;
+      if (!tag) throw notFound(`tag "${name}" does not exist`);
+      return tag;
+    });
   }
 
   async deleteTag(repositoryId: number, name: string, actor: string): Promise<boolean> {
@@ -441,6 +563,67 @@ export class SqliteMetadataStore implements MetadataStore {
     return row && toVm(row);
   }
 
+  // Idempotency keys ---------------------------------------------------------------------------
+
+  async reserveIdempotencyKey(
+    scope: string,
+    key: string,
+    requestHash: string,
+    notBefore: string,
+  ): Promise<IdempotencyReservation> {
+    return this.transaction((tx) =>
+      tx.guard(`idempotency key "${key}"`, async () => {
+        // Forgetting every expired claim here keeps the table bounded by the keys of one expiry
+        // window, and frees this key when its own claim has expired. Each row is deleted once,
+        // through the created_at index, so the cost is spread over the reservations.
+        await tx.db.deleteFrom('idempotency_keys').where('created_at', '<', notBefore).execute();
+        const { numInsertedOrUpdatedRows } = await tx.db
+          .insertInto('idempotency_keys')
+          .values({
+            scope,
+            key,
+            request_hash: requestHash,
+            status: null,
+            headers: null,
+            body: null,
+            created_at: tx.now(),
+          })
+          .onConflict((oc) => oc.columns(['scope', 'key']).doNothing())
+          .executeTakeFirstOrThrow();
+        if (numInsertedOrUpdatedRows === 1n) return { state: 'new' };
+        const row = await tx.db
+          .selectFrom('idempotency_keys')
+          .selectAll()
+          .where('scope', '=', scope)
+          .where('key', '=', key)
+          .executeTakeFirstOrThrow();
+        return toReservation(row, requestHash);
+      }),
+    );
+  }
+
+  /**
+   * Answers only a claim still in progress: a claim that was released or expired is gone, and a
+   * completed one keeps the first answer.
+   */
+  async completeIdempotencyKey(scope: string, key: string, response: StoredResponse): Promise<void> {
+    await this.guard(`idempotency key "${key}"`, () =>
+      this.db
+        .updateTable('idempotency_keys')
+        .set({ status: response.status, headers: JSON.stringify(response.headers), body: response.body })
+        .where('scope', '=', scope)
+        .where('key', '=', key)
+        .where('status', 'is', null)
+        .execute(),
+    );
+  }
+
+  async releaseIdempotencyKey(scope: string, key: string): Promise<void> {
+    await this.guard(`idempotency key "${key}"`, () =>
+      this.db.deleteFrom('idempotency_keys').where('scope', '=', scope).where('key', '=', key).execute(),
+    );
+  }
+
   /** Closes the database; a transaction-bound store does not own it and leaves it open. */
   async close(): Promise<void> {
     if (!this.db.isTransaction) await this.db.destroy();
@@ -483,11 +666,91 @@ export class SqliteMetadataStore implements MetadataStore {
       .where('repositories.deleted_at', 'is', null);
   }
 
+  /** Live direct forks of a repository that `viewer` may see. */
+  private liveForks(repositoryId: number, viewer: ViewerFilter) {
+    return this.liveRepositories()
+      .where('repositories.forked_from_repo_id', '=', repositoryId)
+      .where(visibleTo(viewer));
+  }
+
+  /** Commits of live repositories, newest first (ids are time-ordered and break ties). */
+  private liveCommits() {
+    return this.db
+      .selectFrom('commits')
+      .innerJoin('repositories', 'repositories.id', 'commits.repository_id')
+      .selectAll('commits')
+      .where('repositories.deleted_at', 'is', null)
+      .orderBy('commits.created_at', 'desc')
+      .orderBy('commits.id', 'desc');
+  }
+
   private async requireRepository(id: number): Promise<Repository> {
     const repo = await this.getRepositoryById(id);
     if (!repo) throw notFound(`repository ${id} does not exist`);
     return repo;
   }
+}
+
+// Query helpers -----------------------------------------------------------------------------------
+
+/**
+ * The filter of what `viewer` may see, for any query over `repositories`. Empty lists match
+ * nothing (Kysely turns an empty `or` into `1 = 0`) instead of emitting `IN ()`.
+ */
+function visibleTo(viewer: ViewerFilter) {
+  return (eb: ExpressionBuilder<Database, 'repositories'>) => {
+    if (viewer === 'all') return eb.and([]);
+    const { visibilities, namespaceIds } = viewer;
+    return eb.or([
+      ...(visibilities.length > 0 ? [eb('repositories.visibility', 'in', visibilities)] : []),
+      ...(namespaceIds.length > 0 ? [eb('repositories.namespace_id', 'in', namespaceIds)] : []),
+    ]);
+  };
+}
+
+/**
+ * `column` contains `needle`, ignoring case: lower() on both sides rather than SQLite's LIKE
+ * folding, so that PostgreSQL answers the same. The needle's `%`, `_` and `\` are escaped so
+ * that they match themselves.
+ */
+function containsIgnoringCase(
+  eb: ExpressionBuilder<Database, 'repositories' | 'namespaces'>,
+  column: 'repositories.name' | 'namespaces.name',
+  needle: string,
+) {
+  const pattern = `%${needle.replace(/[\\%_]/g, '\\$&')}%`;
+  return sql<SqlBool>`lower(${eb.ref(column)}) LIKE lower(${pattern}) ESCAPE '\\'`;
+}
+
+/** The columns listForks sorts by; there are no stars or activity records yet. */
+const FORK_ORDER_COLUMN = {
+  id: 'repositories.id',
+  name: 'repositories.name',
+  path: 'repositories.name',
+  created_at: 'repositories.created_at',
+  star_count: 'repositories.created_at',
+  updated_at: 'repositories.updated_at',
+  last_activity_at: 'repositories.updated_at',
+} as const satisfies Record<ForkOrder, string>;
+
+/** One page of an ordered query, mapped by `map`, and the number of rows the query matches. */
+async function pageOf<TB extends keyof Database, O, T>(
+  query: SelectQueryBuilder<Database, TB, O>,
+  page: Page,
+  map: (row: O) => T,
+): Promise<PageOf<T>> {
+  const rows = await query.limit(page.limit).offset(page.offset).execute();
+  return { items: rows.map(map), total: await countOf(query) };
+}
+
+/** How many rows `query` matches. */
+async function countOf<TB extends keyof Database, O>(query: SelectQueryBuilder<Database, TB, O>): Promise<number> {
+  const { total } = await query
+    .clearSelect()
+    .clearOrderBy()
+    .select((eb) => eb.fn.countAll<number>().as('total'))
+    .executeTakeFirstOrThrow();
+  return total;
 }
 
 // Row mappers: one per table, each direction written once ---------------------------------------
@@ -506,6 +769,7 @@ const toRepository = (r: Selectable<RepositoryTable> & { namespace: string }): R
   namespaceId: r.namespace_id,
   namespace: r.namespace,
   name: r.name,
+  displayName: r.display_name,
   visibility: r.visibility,
   description: r.description,
   defaultTag: r.default_tag,
@@ -524,6 +788,22 @@ const toCommit = (r: Selectable<CommitTable>): Commit => ({
   message: r.message,
   author: r.author,
   createdAt: r.created_at,
+  isPublic: r.is_public === 1,
+  title: r.title,
+  description: r.description,
+});
+
+const fromCommit = (c: Commit): Selectable<CommitTable> => ({
+  id: c.id,
+  repository_id: c.repositoryId,
+  parent_ids: JSON.stringify(c.parentIds),
+  manifest_digest: c.manifestDigest,
+  message: c.message,
+  author: c.author,
+  created_at: c.createdAt,
+  is_public: c.isPublic ? 1 : 0,
+  title: c.title,
+  description: c.description,
 });
 
 const toTag = (r: Selectable<TagTable>): Tag => ({
@@ -597,6 +877,21 @@ const fromVm = (v: Vm): Selectable<VmTable> => ({
   state: v.state,
   created_at: v.createdAt,
 });
+
+/** What a reservation of a stored key means for a request whose fingerprint is `requestHash`. */
+const toReservation = (r: Selectable<IdempotencyKeyTable>, requestHash: string): IdempotencyReservation => {
+  if (r.request_hash !== requestHash) return { state: 'mismatch' };
+  if (r.status === null) return { state: 'in_progress' };
+  return {
+    state: 'done',
+    response: {
+      status: r.status,
+      // completeIdempotencyKey writes status, headers and body together.
+      headers: JSON.parse(r.headers ?? '{}') as Record<string, string>,
+      body: r.body ?? '',
+    },
+  };
+};
 
 // Chunk lists ----------------------------------------------------------------------------------
 // A chunk list is stored as one blob of fixed 36-byte records: the 32 raw bytes of the chunk's

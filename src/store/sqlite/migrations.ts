@@ -115,9 +115,50 @@ const initial = statements([
    ) STRICT`,
 ]);
 
-const provider: MigrationProvider = {
-  getMigrations: async () => ({ '0001_initial': initial }),
-};
+// Display names, commit metadata, fork and commit listings, idempotency keys.
+const forksCommitsIdempotency = statements([
+  // Backfilled rather than read back as `name` when empty: the column then always holds the
+  // title, so a later rename of the URL name leaves the title alone (as GitLab does) and an
+  // empty string stays a value a title may not silently take.
+  `ALTER TABLE repositories ADD COLUMN display_name TEXT NOT NULL DEFAULT ''`,
+  `UPDATE repositories SET display_name = name`,
+  `ALTER TABLE commits ADD COLUMN is_public INTEGER NOT NULL DEFAULT 0 CHECK (is_public IN (0, 1))`,
+  `ALTER TABLE commits ADD COLUMN title TEXT`,
+  `ALTER TABLE commits ADD COLUMN description TEXT NOT NULL DEFAULT ''`,
+  // Forks are listed and counted by source, newest first by default; the implicit trailing
+  // rowid breaks ties on id. The index still serves the foreign key, so it replaces the old one.
+  `DROP INDEX repositories_forked_from`,
+  `CREATE INDEX repositories_forks ON repositories (forked_from_repo_id, created_at)`,
+  // The catalogue of all live repositories, newest first, reads this instead of sorting.
+  `CREATE INDEX repositories_live_created ON repositories (created_at) WHERE deleted_at IS NULL`,
+  // A repository's commits newest first; also serves the foreign key the old index served.
+  `DROP INDEX commits_repository`,
+  `CREATE INDEX commits_repository_created ON commits (repository_id, created_at, id)`,
+  `CREATE INDEX commits_public_created ON commits (created_at, id) WHERE is_public = 1`,
+  // deleteCommit asks whether any tag or VM still refers to a commit: without these, a scan.
+  `CREATE INDEX tags_commit ON tags (commit_id)`,
+  `CREATE INDEX vms_commit ON vms (commit_id)`,
+  `CREATE TABLE idempotency_keys (
+     scope        TEXT NOT NULL,
+     key          TEXT NOT NULL,
+     request_hash TEXT NOT NULL,
+     status       INTEGER,
+     headers      TEXT,
+     body         TEXT,
+     created_at   TEXT NOT NULL,
+     PRIMARY KEY (scope, key)
+   ) STRICT, WITHOUT ROWID`,
+  // Expired claims are deleted by age on every reservation.
+  `CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at)`,
+]);
+
+/** Every migration by name; applied in name order. Exported for tests of an upgrade. */
+export const migrations = {
+  '0001_initial': initial,
+  '0002_forks_commits_idempotency': forksCommitsIdempotency,
+} as const satisfies Record<string, Migration>;
+
+const provider: MigrationProvider = { getMigrations: async () => migrations };
 
 /**
  * Applies the migrations not yet applied (Kysely records them in `kysely_migration`) and returns

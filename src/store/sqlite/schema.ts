@@ -27,6 +27,7 @@ export interface RepositoryTable {
   uuid: string;
   namespace_id: number;
   name: string;
+  display_name: string;
   visibility: Visibility;
   description: string;
   default_tag: string | null;
@@ -49,6 +50,10 @@ export interface CommitTable {
   message: string;
   author: string;
   created_at: Timestamp;
+  /** 0 or 1. */
+  is_public: number;
+  title: string | null;
+  description: string;
 }
 
 export interface TagTable {
@@ -101,6 +106,20 @@ export interface VmTable {
   created_at: Timestamp;
 }
 
+/** A claimed idempotency key; status, headers and body stay null until the request completes. */
+export interface IdempotencyKeyTable {
+  /** Whose key it is (the caller): keys of different callers never collide. */
+  scope: string;
+  key: string;
+  /** Fingerprint of the request that claimed the key. */
+  request_hash: string;
+  status: number | null;
+  /** JSON object of header names to values. */
+  headers: string | null;
+  body: string | null;
+  created_at: Timestamp;
+}
+
 export interface Database {
   namespaces: NamespaceTable;
   memberships: MembershipTable;
@@ -111,4 +130,5 @@ export interface Database {
   manifests: ManifestTable;
   manifest_entries: ManifestEntryTable;
   vms: VmTable;
+  idempotency_keys: IdempotencyKeyTable;
 }
