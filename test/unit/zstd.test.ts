@@ -1,0 +1,157 @@
+import { createRequire } from 'node:module';
+import { Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { DomainError } from '../../src/domain/errors.js';
+import {
+  MAX_WINDOW_SIZE,
+  compressBlock,
+  createZstdCompressStream,
+  createZstdDecompressStream,
+  decompressBlock,
+  zstdReady,
+} from '../../src/lib/zstd.js';
+import { generatedBytes } from '../support/generated.js';
+
+const MIB = 1024 * 1024;
+
+/** Half keystream, half text: compresses about 2:1, like typical image data. */
+async function semiCompressible(size: number): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  const text = Buffer.from('snapfork stores tagged snapshots of VM images and datasets. '.repeat(20_000));
+  for await (const random of generatedBytes(size / 2, 9)) parts.push(random, text.subarray(0, random.length));
+  return Buffer.concat(parts).subarray(0, size);
+}
+
+/** Runs `input`, fed in `pieceSize` writes, through `transform` and collects the output. */
+async function through(transform: NodeJS.ReadWriteStream, input: Buffer, pieceSize = 64 * 1024): Promise<Buffer> {
+  const out: Buffer[] = [];
+  const pieces = function* () {
+    for (let i = 0; i < input.length; i += pieceSize) yield input.subarray(i, i + pieceSize);
+  };
+  await pipeline(
+    Readable.from(pieces()),
+    transform,
+    new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        out.push(chunk);
+        done();
+      },
+    }),
+  );
+  return Buffer.concat(out);
+}
+
+/** One zstd frame over all of `data`, as any streaming client (zstd CLI, libzstd) makes it. */
+function singleFrame(data: Buffer): Promise<Buffer> {
+  type Binding = {
+    ZstdCompressStreamBinding: new () => {
+      begin(level: number): boolean;
+      transform(data: Uint8Array, out: (b: Uint8Array) => void): boolean;
+      end(out: (b: Uint8Array) => void): boolean;
+      delete(): void;
+    };
+  };
+  const wasm = createRequire(import.meta.url)('zstd-codec/lib/module.js') as { run(f: (b: Binding) => void): void };
+  return new Promise((resolve) =>
+    wasm.run((binding) => {
+      const encoder = new binding.ZstdCompressStreamBinding();
+      const out: Buffer[] = [];
+      const collect = (b: Uint8Array) => out.push(Buffer.from(b));
+      encoder.begin(3);
+      for (let i = 0; i < data.length; i += 256 * 1024) encoder.transform(data.subarray(i, i + 256 * 1024), collect);
+      encoder.end(collect);
+      encoder.delete();
+      resolve(Buffer.concat(out));
+    }),
+  );
+}
+
+async function decodeError(input: Buffer): Promise<DomainError> {
+  const error = await through(createZstdDecompressStream(), input).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(error).toBeInstanceOf(DomainError);
+  return error as DomainError;
+}
+
+describe('zstd', () => {
+  beforeAll(zstdReady);
+
+  it('round-trips blocks and shrinks compressible ones', async () => {
+    const data = await semiCompressible(256 * 1024);
+    const frame = compressBlock(data);
+    expect(frame.length).toBeLessThan(data.length * 0.7);
+    expect(decompressBlock(frame, data.length).equals(data)).toBe(true);
+    expect(decompressBlock(compressBlock(Buffer.alloc(0)), 0).length).toBe(0);
+  });
+
+  it('reports a block that does not decode to its size as corrupt', async () => {
+    const frame = compressBlock(await semiCompressible(64 * 1024));
+    expect(() => decompressBlock(frame, 1000)).toThrow(expect.objectContaining({ kind: 'corrupt' }));
+    // A flipped byte inside a block may still decode to the right length: the chunk store's
+    // SHA-256 check catches that (test/contract/fs-chunk-store.test.ts).
+    expect(() => decompressBlock(Buffer.from('not a zstd frame'), 10)).toThrow(expect.objectContaining({ kind: 'corrupt' }));
+  });
+
+  it('round-trips a multi-MiB stream made of 1 MiB frames', async () => {
+    const data = await semiCompressible(5 * MIB + 4321);
+    const compressed = await through(createZstdCompressStream(), data, 100_000);
+    expect(compressed.length).toBeLessThan(data.length * 0.7);
+    expect(compressed.readUInt32LE(0)).toBe(0xfd2fb528);
+    const restored = await through(createZstdDecompressStream(), compressed, 7777);
+    expect(restored.equals(data)).toBe(true);
+  });
+
+  it('compresses empty input to a valid stream of one empty frame', async () => {
+    const compressed = await through(createZstdCompressStream(), Buffer.alloc(0));
+    expect(compressed.length).toBeGreaterThan(0);
+    expect((await through(createZstdDecompressStream(), compressed)).length).toBe(0);
+  });
+
+  it('decodes a single frame far larger than the one-shot API can hold', async () => {
+    const data = await semiCompressible(24 * MIB);
+    const frame = await singleFrame(data);
+    const restored = await through(createZstdDecompressStream(), frame, MIB);
+    expect(restored.equals(data)).toBe(true);
+  });
+
+  it('decodes concatenated frames with a skippable frame between them', async () => {
+    const a = await semiCompressible(3 * MIB);
+    const skippable = Buffer.concat([Buffer.from([0x50, 0x2a, 0x4d, 0x18, 3, 0, 0, 0]), Buffer.from('abc')]);
+    const stream = Buffer.concat([await singleFrame(a), skippable, compressBlock(a.subarray(0, 1000))]);
+    const restored = await through(createZstdDecompressStream(), stream, 1000);
+    expect(restored.equals(Buffer.concat([a, a.subarray(0, 1000)]))).toBe(true);
+  });
+
+  it('fails with invalid, not a crash, on garbage and on a stream cut inside a frame', async () => {
+    expect((await decodeError(Buffer.from('this is certainly not zstd'.repeat(1000)))).kind).toBe('invalid');
+    const frame = await singleFrame(await semiCompressible(2 * MIB));
+    expect((await decodeError(frame.subarray(0, frame.length - 100))).kind).toBe('invalid');
+    expect((await decodeError(Buffer.concat([frame, Buffer.from('trailing junk')]))).kind).toBe('invalid');
+    expect((await decodeError(Buffer.alloc(0))).kind).toBe('invalid');
+    // The process is still healthy afterwards.
+    const data = await semiCompressible(MIB);
+    expect((await through(createZstdDecompressStream(), await singleFrame(data))).equals(data)).toBe(true);
+  });
+
+  it('refuses a window too large for the WASM heap with too_large', async () => {
+    // Frame header: magic, descriptor 0 (window descriptor present), window 2^(10+14) = 16 MiB.
+    const header = Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0x00, 14 << 3]);
+    expect(2 ** 24).toBeGreaterThan(MAX_WINDOW_SIZE);
+    const error = await decodeError(Buffer.concat([header, Buffer.alloc(1000)]));
+    expect(error.kind).toBe('too_large');
+  });
+
+  it('holds back decoding while the reader is slow', async () => {
+    const frame = await singleFrame(await semiCompressible(32 * MIB));
+    const decoder = createZstdDecompressStream();
+    decoder.end(frame);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(decoder.readableLength).toBeLessThan(4 * MIB);
+    let total = 0;
+    for await (const chunk of decoder) total += (chunk as Buffer).length;
+    expect(total).toBe(32 * MIB);
+  });
+});
