@@ -59,6 +59,12 @@ export class AccountService {
     return ns;
   }
 
+  async getNamespaceById(id: number): Promise<Namespace> {
+    const ns = await this.store.getNamespaceById(id);
+    if (!ns) throw notFound(`namespace ${id} not found`);
+    return ns;
+  }
+
   async getOrg(name: string): Promise<Namespace> {
     const ns = await this.store.getNamespace(name);
     if (!ns || ns.kind !== 'org') throw notFound(`organization ${name} not found`);

@@ -20,11 +20,17 @@ export function authenticate(tokens: TokenService, accounts: AccountService) {
   };
 }
 
-/** Reads `Authorization: Bearer <token>` (scheme case-insensitive). */
+/**
+ * Reads the token the way each dialect's clients send it: `Authorization: Bearer <token>`
+ * (everyone), `Authorization: token <token>` (GitHub-style clients) or `PRIVATE-TOKEN: <token>`
+ * (GitLab's).
+ */
 function bearerToken(req: Request): string | undefined {
+  const privateToken = req.get('private-token');
+  if (privateToken !== undefined) return privateToken.trim();
   const header = req.headers.authorization;
   if (header === undefined) return undefined;
-  const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
+  const match = /^(?:Bearer|token)\s+(\S+)\s*$/i.exec(header);
   if (!match) throw unauthorized('expected "Authorization: Bearer <token>"');
   return match[1];
 }

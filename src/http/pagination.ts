@@ -11,18 +11,35 @@ export function pageOf(req: Request): Page & { page: number } {
   return { page, limit, offset: (page - 1) * limit };
 }
 
-/** Sets `X-Total-Count` and an RFC 8288 `Link` header with absolute URLs, as Gitea and GitHub do. */
-export function setPageHeaders(req: Request, res: Response, page: Page & { page: number }, total: number): void {
-  res.setHeader('X-Total-Count', String(total));
+/** Absolute URLs of the neighbouring pages of this request (absent where there is none). */
+export function pageLinks(req: Request, page: Page & { page: number }, total: number) {
   const last = Math.max(1, Math.ceil(total / page.limit));
   const url = new URL(req.originalUrl, `${req.protocol}://${req.get('host')}`);
-  const link = (n: number, rel: string) => {
+  const to = (n: number) => {
     url.searchParams.set('page', String(n));
     url.searchParams.set('per_page', String(page.limit));
-    return `<${url.toString()}>; rel="${rel}"`;
+    return url.toString();
   };
-  const links: string[] = [];
-  if (page.page < last) links.push(link(page.page + 1, 'next'), link(last, 'last'));
-  if (page.page > 1) links.push(link(1, 'first'), link(page.page - 1, 'prev'));
-  if (links.length > 0) res.setHeader('Link', links.join(', '));
+  return {
+    lastPage: last,
+    first: to(1),
+    last: to(last),
+    next: page.page < last ? to(page.page + 1) : undefined,
+    prev: page.page > 1 ? to(Math.min(page.page - 1, last)) : undefined,
+  };
+}
+
+/** An RFC 8288 `Link` header value from page links, in GitHub's order. */
+export function linkHeader(links: ReturnType<typeof pageLinks>): string {
+  const parts: string[] = [];
+  if (links.next) parts.push(`<${links.next}>; rel="next"`, `<${links.last}>; rel="last"`);
+  if (links.prev) parts.push(`<${links.first}>; rel="first"`, `<${links.prev}>; rel="prev"`);
+  return parts.join(', ');
+}
+
+/** Sets `X-Total-Count` and a `Link` header with absolute URLs, as Gitea and GitHub do. */
+export function setPageHeaders(req: Request, res: Response, page: Page & { page: number }, total: number): void {
+  res.setHeader('X-Total-Count', String(total));
+  const link = linkHeader(pageLinks(req, page, total));
+  if (link) res.setHeader('Link', link);
 }

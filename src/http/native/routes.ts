@@ -14,13 +14,17 @@ import type { Principal } from '../../domain/principal.js';
 import type { Services } from '../../domain/services.js';
 import { createZstdCompressStream, createZstdDecompressStream } from '../../lib/zstd.js';
 import { principalOf } from '../auth.js';
+import type { Dialect } from '../dialect.js';
+import { versErrorBody } from '../vers/routes.js';
 import { pageOf, setPageHeaders } from '../pagination.js';
 import { commitJson, orgJson, pushJson, repositoryJson, tagJson, treeJson } from './mapping.js';
 import { fileETag, parseRange } from './ranges.js';
 
 const param = (req: Request, name: string): string => String(req.params[name]);
 
-export function nativeRoutes(services: Services, config: Config): Router {
+export const nativeDialect: Dialect = { name: 'native', prefix: '/api/v1', routes: nativeRoutes, errorBody: versErrorBody };
+
+function nativeRoutes(services: Services, config: Config): Router {
   const { accounts, repositories, snapshots } = services;
   const router = Router();
 
