@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
@@ -58,7 +58,8 @@ describe('push, fork, pull', () => {
     expect(pushed.status).toBe(201);
     const result = (await pushed.json()) as { commit_id: string; bytes: number; new_bytes: number };
     expect(result).toMatchObject({ repo_name: 'dataset', tag_name: 'v1', reference: 'dataset:v1', files: 6 });
-    expect(result.bytes).toBe(3 * 1024 * 1024 + 17 + 16 + 11 + 7 + 18);
+    const sizes = await Promise.all(['hello.txt', 'empty', 'nested/deeper/random.bin', 'nested/données é.txt', 'with spaces.txt', 'run.sh'].map(async (f) => (await stat(join(sampleDir, f))).size));
+    expect(result.bytes).toBe(sizes.reduce((a, b) => a + b, 0));
     expect(result.new_bytes).toBe(result.bytes);
 
     const fork = await s.api('/api/v1/repositories/fork', {
@@ -169,7 +170,7 @@ describe('errors', () => {
       [s.api('/api/v1/no/such/route', { token: alice }), 404],
       [s.api('/api/v1/user/repos', { method: 'POST', token: alice, json: { name: 'errs' } }), 409],
       [s.api('/api/v1/repos/alice/errs', { method: 'PATCH', token: alice, json: { default_tag: 'missing' } }), 422],
-      [push(alice, 'alice/errs', 'v1', sampleTar, { 'content-type': 'application/json' }), 415],
+      [push(alice, 'alice/errs', 'v1', sampleTar, { 'content-type': 'application/octet-stream' }), 415],
     ];
     for (const [pending, status] of cases) {
       const res = await pending;

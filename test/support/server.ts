@@ -33,7 +33,9 @@ export interface ApiInit {
 export async function startTestServer(env: Record<string, string> = {}): Promise<TestServer> {
   const dataDir = await mkdtemp(join(tmpdir(), 'snapfork-test-'));
   const config = loadConfig(env, { host: '127.0.0.1', port: 0, dataDir });
-  const server: RunningServer = await startServer(config, { validateResponses: true, log: () => undefined });
+  // SNAPFORK_TEST_LOG=1 shows the server's logs of unexpected errors while debugging a test.
+  const log = process.env.SNAPFORK_TEST_LOG ? (line: string) => console.error(line) : () => undefined;
+  const server: RunningServer = await startServer(config, { validateResponses: true, log });
   return {
     url: server.url,
     config,
