@@ -5,6 +5,12 @@ import type { PushResult, TreeNode } from '../../domain/snapshot.service.js';
 
 /** Domain objects as the native API's JSON (openapi/snapfork.yaml, components/schemas). */
 
+/**
+ * The forge's `init_status` (seed 002), which it polls on this API's single-repository answer. A
+ * fork completes before the call returns (it copies no data), so none is ever `init_pending`.
+ */
+export const INIT_STATUS = 'initialized';
+
 export const orgJson = (org: Namespace) => ({
   id: org.id,
   name: org.name,
@@ -31,6 +37,7 @@ export function repositoryJson({ repository: repo, owner, parent }: RepositoryVi
     forked_from_commit_id: repo.forkedFromCommitId,
     default_tag: repo.defaultTag,
     archived: repo.archived,
+    init_status: INIT_STATUS,
     created_at: repo.createdAt,
     updated_at: repo.updatedAt,
   };
