@@ -294,6 +294,23 @@ export class SnapshotService {
     return manifest;
   }
 
+  /**
+   * What a repository holds, for forge-style listings: the bytes of file content in its default
+   * tag's snapshot (0 without one) and when its newest tagged commit was made (null without
+   * tags). The caller has already checked that the repository may be read.
+   */
+  async footprint(repository: Repository): Promise<{ bytes: number; lastCommitAt: string | null }> {
+    let bytes = 0;
+    let lastCommitAt: string | null = null;
+    for (const tag of await this.store.listTags(repository.id)) {
+      const commit = await this.store.getCommit(tag.commitId);
+      if (!commit) continue;
+      if (lastCommitAt === null || commit.createdAt > lastCommitAt) lastCommitAt = commit.createdAt;
+      if (tag.name === repository.defaultTag) bytes = manifestByteCount(await this.manifestOf(commit));
+    }
+    return { bytes, lastCommitAt };
+  }
+
   /** The snapshot a tag points at, as a tar stream. */
   async exportTar(principal: Principal, owner: string, repoName: string, tagName: string): Promise<{ resolved: ResolvedTag; manifest: Manifest; body: Readable }> {
     const resolved = await this.resolveTag(principal, owner, repoName, tagName);
