@@ -116,12 +116,23 @@ export class RepositoryService {
     return this.store.updateRepository(repo.id, patch);
   }
 
-  /** Soft-deletes; owners only. Commits stay, since forks may have them as parents. */
+  /**
+   * Soft-deletes; owners only. Its tags go with it (logged), so that they no longer hold their
+   * commits against deletion; commits stay, since forks may have them as parents.
+   */
   async delete(principal: Principal, owner: string, name: string): Promise<void> {
     const repo = await this.get(principal, owner, name);
     const ns = await this.store.getNamespaceById(repo.namespaceId);
     if (!ns) throw notFound('repository not found');
-    await this.policy.assertOwnerOf(principal, ns);
-    await this.store.deleteRepository(repo.id);
+    const { login } = await this.policy.assertOwnerOf(principal, ns);
+    await this.store.transaction(async (tx) => {
+      for (const tag of await tx.listTags(repo.id)) await tx.deleteTag(repo.id, tag.name, login);
+      await tx.deleteRepository(repo.id);
+    });
+  }
+
+  /** Public repositories of every namespace, newest first: the catalogue anyone may browse. */
+  async listPublic(page: Page): Promise<PageOf<Repository>> {
+    return this.store.listAllRepositories({ visibilities: ['public'], namespaceIds: [] }, page);
   }
 }

@@ -6,10 +6,11 @@ import type { TokenService } from '../auth/token-service.js';
 import type { Config } from '../config.js';
 import type { Services } from '../domain/services.js';
 import { authenticate } from './auth.js';
-import { toHttpError, type HttpError } from './errors.js';
+import type { Dialect } from './dialect.js';
+import { toHttpError } from './errors.js';
 import { idempotency } from './idempotency.js';
-import { nativeRoutes } from './native/routes.js';
-import { versRoutes } from './vers/routes.js';
+import { nativeDialect } from './native/routes.js';
+import { versDialect } from './vers/routes.js';
 
 export const OPENAPI_DOCUMENT = fileURLToPath(new URL('../../openapi/snapfork.yaml', import.meta.url));
 
@@ -19,19 +20,12 @@ export interface AppOptions {
   log?: (line: string) => void;
 }
 
-/** One API dialect: where it is mounted and how it writes an error. */
-interface Dialect {
-  prefix: string;
-  errorBody(e: HttpError): unknown;
-}
+/** Mounted in this order; errors take the envelope of the longest matching prefix. */
+const DIALECTS: readonly Dialect[] = [versDialect, nativeDialect];
 
-/** Vers' envelope, which the whole native /api/v1 shares. */
-const versError = (e: HttpError) => ({ error: e.message, success: false, ...(e.details ? { details: e.details } : {}) });
-
-const DIALECTS: Dialect[] = [{ prefix: '/api/v1', errorBody: versError }];
-
+const BY_PREFIX_LENGTH = [...DIALECTS].sort((a, b) => b.prefix.length - a.prefix.length);
 const dialectOf = (path: string): Dialect =>
-  DIALECTS.find((d) => path === d.prefix || path.startsWith(`${d.prefix}/`)) ?? DIALECTS[0]!;
+  BY_PREFIX_LENGTH.find((d) => d.prefix === '' || path === d.prefix || path.startsWith(`${d.prefix}/`)) ?? nativeDialect;
 
 export function createApp(services: Services, tokens: TokenService, config: Config, options: AppOptions = {}) {
   const log = options.log ?? ((line: string) => console.error(line));
@@ -59,8 +53,7 @@ export function createApp(services: Services, tokens: TokenService, config: Conf
   );
   app.use(authenticate(tokens, services.accounts));
   app.use(idempotency(services.idempotency));
-  app.use('/api/v1', versRoutes(services));
-  app.use('/api/v1', nativeRoutes(services, config));
+  for (const dialect of DIALECTS) app.use(dialect.prefix || '/', dialect.routes(services, config));
 
   app.use((_req: Request, _res: Response, next: NextFunction) => next({ status: 404, message: 'not found' }));
   app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {

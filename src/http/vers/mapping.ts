@@ -1,0 +1,83 @@
+import type { Request } from 'express';
+import type { Commit, Page, Repository, Tag } from '../../domain/model.js';
+import { reference } from '../../domain/names.js';
+
+/**
+ * Domain objects as Vers' JSON (openapi/snapfork.yaml, the `Vers*` schemas). Vers keeps an unset
+ * description as null where snapfork keeps an empty string.
+ */
+
+const nullIfEmpty = (s: string): string | null => (s === '' ? null : s);
+
+/** Vers' `is_public` is our `public`; anything narrower (internal, private) is not public. */
+export const isPublic = (repo: Repository) => repo.visibility === 'public';
+
+export const repositoryInfoJson = (repo: Repository) => ({
+  repo_id: repo.uuid,
+  name: repo.name,
+  description: nullIfEmpty(repo.description),
+  is_public: isPublic(repo),
+  created_at: repo.createdAt,
+});
+
+export const publicRepositoryInfoJson = (repo: Repository) => ({
+  repo_id: repo.uuid,
+  org_name: repo.namespace,
+  name: repo.name,
+  full_name: `${repo.namespace}/${repo.name}`,
+  description: nullIfEmpty(repo.description),
+  created_at: repo.createdAt,
+});
+
+export const tagInfoJson = (repo: Repository, tag: Tag) => ({
+  tag_id: tag.id,
+  tag_name: tag.name,
+  commit_id: tag.commitId,
+  reference: reference(repo.name, tag.name),
+  description: nullIfEmpty(tag.description),
+  created_at: tag.createdAt,
+  updated_at: tag.updatedAt,
+});
+
+export const tagListJson = (repo: Repository, tags: readonly Tag[]) => ({
+  repository: repo.name,
+  tags: tags.map((t) => tagInfoJson(repo, t)),
+});
+
+/**
+ * Vers' lineage runs commit -> VM -> commit: `parent_vm_id` is the VM a commit was taken from
+ * and `grandparent_commit_id` "the commit that this commit's parent VM was started from". Our
+ * commits are never taken from a VM (a fork boots its VM from the new commit, not the other way
+ * round), so `parent_vm_id` is null and the snapshot a commit was derived from, the VM's place
+ * skipped, is its first parent: the tag's previous commit for a push, the source commit for a
+ * fork. That is what a Vers client walking the lineage by `grandparent_commit_id` expects.
+ */
+export const commitInfoJson = ({ commit, ownerId }: { commit: Commit; ownerId: number }) => ({
+  commit_id: commit.id,
+  name: commit.title ?? '',
+  // Vers' owner_id is a string (an account id): the owning namespace's id, as text.
+  owner_id: String(ownerId),
+  is_public: commit.isPublic,
+  created_at: commit.createdAt,
+  description: nullIfEmpty(commit.description),
+  parent_vm_id: null,
+  grandparent_commit_id: commit.parentIds[0] ?? null,
+});
+
+export const commitListJson = (commits: { commit: Commit; ownerId: number }[], total: number, page: Page) => ({
+  commits: commits.map(commitInfoJson),
+  total,
+  limit: page.limit,
+  offset: page.offset,
+});
+
+/** Vers answers every commit list 50 at a time by default, and every repository list whole. */
+export const DEFAULT_COMMIT_LIMIT = 50;
+/** One answer's bound; the rest is reached with `offset` (reported in `X-Total-Count`). */
+export const MAX_LIMIT = 1000;
+
+/** Vers' `limit` and `offset` query parameters (the validator has checked their types). */
+export function limitOffset(req: Request, defaultLimit: number): Page {
+  const limit = Math.min(MAX_LIMIT, Number(req.query.limit ?? defaultLimit));
+  return { limit, offset: Number(req.query.offset ?? 0) };
+}
