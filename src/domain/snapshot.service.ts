@@ -229,21 +229,6 @@ export class SnapshotService {
     return this.store.listPublicCommits(page);
   }
 
-  /**
-   * Each commit with the id of the namespace owning its repository (Vers' `owner_id`), in input
-   * order; a commit whose repository was deleted meanwhile is left out, as listings leave it out.
-   */
-  async withOwners(commits: readonly Commit[]): Promise<{ commit: Commit; ownerId: number }[]> {
-    const owners = new Map<number, number | undefined>();
-    for (const id of new Set(commits.map((c) => c.repositoryId))) {
-      owners.set(id, (await this.store.getRepositoryById(id))?.namespaceId);
-    }
-    return commits.flatMap((commit) => {
-      const ownerId = owners.get(commit.repositoryId);
-      return ownerId === undefined ? [] : [{ commit, ownerId }];
-    });
-  }
-
   /** Publishes, retitles or redescribes a commit; writers of its repository only. */
   async updateCommit(principal: Principal, commitId: string, patch: CommitPatch): Promise<Commit> {
     const commit = await this.writableCommit(principal, commitId);
@@ -307,6 +292,23 @@ export class SnapshotService {
     const manifest = await this.store.getManifest(commit.manifestDigest);
     if (!manifest) throw notFound(`manifest ${commit.manifestDigest} not found`);
     return manifest;
+  }
+
+  /**
+   * What a repository holds, for forge-style listings: the bytes of file content in its default
+   * tag's snapshot (0 without one) and when its newest tagged commit was made (null without
+   * tags). The caller has already checked that the repository may be read.
+   */
+  async footprint(repository: Repository): Promise<{ bytes: number; lastCommitAt: string | null }> {
+    let bytes = 0;
+    let lastCommitAt: string | null = null;
+    for (const tag of await this.store.listTags(repository.id)) {
+      const commit = await this.store.getCommit(tag.commitId);
+      if (!commit) continue;
+      if (lastCommitAt === null || commit.createdAt > lastCommitAt) lastCommitAt = commit.createdAt;
+      if (tag.name === repository.defaultTag) bytes = manifestByteCount(await this.manifestOf(commit));
+    }
+    return { bytes, lastCommitAt };
   }
 
   /** The snapshot a tag points at, as a tar stream. */

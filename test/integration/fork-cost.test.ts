@@ -1,5 +1,3 @@
-import { join } from 'node:path';
-import Database from 'better-sqlite3';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { generatedTar } from '../support/generated.js';
 import { startTestServer, type TestServer } from '../support/server.js';
@@ -15,20 +13,6 @@ beforeAll(async () => {
   bob = await s.token('bob');
 });
 afterAll(() => s.stop());
-
-/** Row counts of every table in a SQLite file, read-only beside the running server. */
-function rowCounts(file: string): Record<string, number> {
-  const db = new Database(file, { readonly: true });
-  try {
-    const tables = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'").all() as { name: string }[];
-    return Object.fromEntries(tables.map(({ name }) => [name, (db.prepare(`SELECT count(*) AS n FROM "${name}"`).get() as { n: number }).n]));
-  } finally {
-    db.close();
-  }
-}
-
-const chunkCount = () => rowCounts(join(s.dataDir, 'chunks', 'index.db')).chunks!;
-const metadataRows = () => rowCounts(join(s.dataDir, 'snapfork.db'));
 
 function diff(after: Record<string, number>, before: Record<string, number>) {
   return Object.fromEntries(Object.keys(after).map((k) => [k, after[k]! - (before[k] ?? 0)]));
@@ -59,16 +43,16 @@ it('a fork of a 1 GiB snapshot writes no chunk and no more rows than a fork of a
   await pushGenerated('small', 1024, 1);
   const big = await pushGenerated('big', GIB, 2);
   expect(big.bytes).toBe(GIB);
-  expect(chunkCount()).toBeGreaterThan(GIB / (256 * 1024));
+  expect(s.chunkCount()).toBeGreaterThan(GIB / (256 * 1024));
 
-  const chunksBefore = chunkCount();
-  const rows0 = metadataRows();
+  const chunksBefore = s.chunkCount();
+  const rows0 = s.metadataRows();
   await fork('small');
-  const rows1 = metadataRows();
+  const rows1 = s.metadataRows();
   await fork('big');
-  const rows2 = metadataRows();
+  const rows2 = s.metadataRows();
 
-  expect(chunkCount()).toBe(chunksBefore);
+  expect(s.chunkCount()).toBe(chunksBefore);
   const smallFork = diff(rows1, rows0);
   const bigFork = diff(rows2, rows1);
   expect(bigFork).toEqual(smallFork);

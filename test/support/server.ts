@@ -5,6 +5,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { loadConfig, type Config } from '../../src/config.js';
 import type { Scope } from '../../src/domain/principal.js';
 import { mintToken, startServer, type RunningServer } from '../../src/main.js';
@@ -15,6 +16,10 @@ export interface TestServer {
   dataDir: string;
   token(user: string, options?: { org?: string; scopes?: Scope[]; ttlSeconds?: number }): Promise<string>;
   api(path: string, init?: ApiInit): Promise<ApiResponse>;
+  /** Chunks in the chunk store's index, read beside the running server. */
+  chunkCount(): number;
+  /** Row counts of every table of the metadata database. */
+  metadataRows(): Record<string, number>;
   stop(): Promise<void>;
 }
 
@@ -28,6 +33,17 @@ export interface ApiInit {
   json?: unknown;
   body?: RequestInit['body'] | NodeJS.ReadableStream;
   headers?: Record<string, string>;
+}
+
+/** Row counts of every table in a SQLite file, read-only (WAL lets it run beside the server). */
+function rowCounts(file: string): Record<string, number> {
+  const db = new Database(file, { readonly: true });
+  try {
+    const tables = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'").all() as { name: string }[];
+    return Object.fromEntries(tables.map(({ name }) => [name, (db.prepare(`SELECT count(*) AS n FROM "${name}"`).get() as { n: number }).n]));
+  } finally {
+    db.close();
+  }
 }
 
 export async function startTestServer(env: Record<string, string> = {}): Promise<TestServer> {
@@ -62,6 +78,8 @@ export async function startTestServer(env: Record<string, string> = {}): Promise
         ...(body && typeof (body as { pipe?: unknown }).pipe === 'function' ? { duplex: 'half' } : {}),
       } as RequestInit);
     },
+    chunkCount: () => rowCounts(join(dataDir, 'chunks', 'index.db')).chunks ?? 0,
+    metadataRows: () => rowCounts(join(dataDir, 'snapfork.db')),
     stop: async () => {
       await server.close();
       await rm(dataDir, { recursive: true, force: true });
