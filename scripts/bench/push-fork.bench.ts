@@ -9,7 +9,7 @@
  * side by side in one run, and the medians and their ratio are printed.
  */
 import { spawn, execFileSync } from 'node:child_process';
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -36,7 +36,12 @@ async function startServerProcess(dataDir: string) {
     });
     child.once('exit', (code) => reject(new Error(`server exited with ${code}`)));
   });
-  return { url, stop: () => new Promise((resolve) => child.once('exit', resolve).kill('SIGTERM')) };
+  return {
+    url,
+    /** Peak resident memory of the server process so far, from /proc (Linux). */
+    peakRssMiB: () => Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1] ?? NaN) / 1024,
+    stop: () => new Promise((resolve) => child.once('exit', resolve).kill('SIGTERM')),
+  };
 }
 
 it.skipIf(!process.env.SNAPFORK_BENCH)('push MB/s for 1 GiB, fork latency for 1 KiB and 1 GiB sources', async () => {
@@ -90,6 +95,7 @@ it.skipIf(!process.env.SNAPFORK_BENCH)('push MB/s for 1 GiB, fork latency for 1 
     console.log(
       [
         `push 1 GiB (curl -> server process): median ${median(rates).toFixed(0)} MB/s over ${PUSHES} runs [${rates.map((r) => r.toFixed(0)).join(', ')}]`,
+        `server peak RSS after the pushes: ${server.peakRssMiB().toFixed(0)} MiB`,
         `fork of a 1 KiB source: median ${median(smallForks).toFixed(2)} ms over ${FORKS}`,
         `fork of a 1 GiB source: median ${median(bigForks).toFixed(2)} ms over ${FORKS}`,
         `ratio 1 GiB / 1 KiB: ${(median(bigForks) / median(smallForks)).toFixed(2)}`,
