@@ -229,6 +229,21 @@ export class SnapshotService {
     return this.store.listPublicCommits(page);
   }
 
+  /**
+   * Each commit with the id of the namespace owning its repository (Vers' `owner_id`), in input
+   * order; a commit whose repository was deleted meanwhile is left out, as listings leave it out.
+   */
+  async withOwners(commits: readonly Commit[]): Promise<{ commit: Commit; ownerId: number }[]> {
+    const owners = new Map<number, number | undefined>();
+    for (const id of new Set(commits.map((c) => c.repositoryId))) {
+      owners.set(id, (await this.store.getRepositoryById(id))?.namespaceId);
+    }
+    return commits.flatMap((commit) => {
+      const ownerId = owners.get(commit.repositoryId);
+      return ownerId === undefined ? [] : [{ commit, ownerId }];
+    });
+  }
+
   /** Publishes, retitles or redescribes a commit; writers of its repository only. */
   async updateCommit(principal: Principal, commitId: string, patch: CommitPatch): Promise<Commit> {
     const commit = await this.writableCommit(principal, commitId);
