@@ -8,8 +8,12 @@ import type { Services } from '../domain/services.js';
 import { authenticate } from './auth.js';
 import type { Dialect } from './dialect.js';
 import { toHttpError } from './errors.js';
+import { forgeDialect } from './forge/routes.js';
+import { gitlabDialect } from './gitlab/routes.js';
+import { gitverseDialect } from './gitverse/routes.js';
 import { idempotency } from './idempotency.js';
 import { nativeDialect } from './native/routes.js';
+import { oxenDialect } from './oxen/routes.js';
 import { versDialect } from './vers/routes.js';
 
 export const OPENAPI_DOCUMENT = fileURLToPath(new URL('../../openapi/snapfork.yaml', import.meta.url));
@@ -21,7 +25,7 @@ export interface AppOptions {
 }
 
 /** Mounted in this order; errors take the envelope of the longest matching prefix. */
-const DIALECTS: readonly Dialect[] = [versDialect, nativeDialect];
+const DIALECTS: readonly Dialect[] = [versDialect, nativeDialect, oxenDialect, forgeDialect, gitlabDialect, gitverseDialect];
 
 const BY_PREFIX_LENGTH = [...DIALECTS].sort((a, b) => b.prefix.length - a.prefix.length);
 const dialectOf = (path: string): Dialect =>
@@ -41,6 +45,8 @@ export function createApp(services: Services, tokens: TokenService, config: Conf
   });
   app.get('/.well-known/jwks.json', (_req, res) => void res.json(tokens.jwks()));
   app.use(express.json({ limit: '1mb', type: ['application/json', 'application/*+json'] }));
+  // GitLab also takes form-encoded bodies (curl -d); parsed before the validator so they are checked too.
+  app.use(gitlabDialect.prefix, express.urlencoded({ extended: false, limit: '1mb' }));
   app.use(
     OpenApiValidator.middleware({
       apiSpec: OPENAPI_DOCUMENT,
