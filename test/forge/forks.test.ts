@@ -7,7 +7,6 @@ import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Octokit } from '@octokit/rest';
-import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestServer, type ApiResponse, type TestServer } from '../support/server.js';
 import { tarOf, tempDir } from '../support/trees.js';
@@ -54,18 +53,9 @@ async function expectError(res: ApiResponse, status: number, message?: RegExp) {
   if (message) expect(body.error).toMatch(message);
 }
 
-function chunkCount(): number {
-  const db = new Database(join(s.dataDir, 'chunks', 'index.db'), { readonly: true });
-  try {
-    return (db.prepare('SELECT count(*) AS n FROM chunks').get() as { n: number }).n;
-  } finally {
-    db.close();
-  }
-}
-
 describe('POST /api/v1/repos/{owner}/{repo}/forks', () => {
   it('answers the seed example with 201 and the persisted row, writing no chunk', async () => {
-    const chunks = chunkCount();
+    const chunks = s.chunkCount();
     expect(chunks).toBeGreaterThan(0);
     const res = await forkOf('alice/demo', bob, { name: 'demo-fork', visibility: 'private' });
     expect(res.status).toBe(201);
@@ -84,7 +74,7 @@ describe('POST /api/v1/repos/{owner}/{repo}/forks', () => {
       default_branch: 'trunk',
       created_at: expect.stringMatching(ISO),
     });
-    expect(chunkCount()).toBe(chunks);
+    expect(s.chunkCount()).toBe(chunks);
 
     // The same fork through the native API: same parent, and the single-repo endpoint to poll.
     const native = await (await s.api('/api/v1/repos/bob/demo-fork', { token: bob })).json();

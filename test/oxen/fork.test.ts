@@ -5,7 +5,6 @@
 import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestServer, type ApiResponse, type TestServer } from '../support/server.js';
 import { tarOf, tempDir } from '../support/trees.js';
@@ -59,18 +58,9 @@ async function expectStatusMessage(res: ApiResponse, status: number, statusMessa
   if (description) expect(body.status_description).toMatch(description);
 }
 
-function chunkCount(): number {
-  const db = new Database(join(s.dataDir, 'chunks', 'index.db'), { readonly: true });
-  try {
-    return (db.prepare('SELECT count(*) AS n FROM chunks').get() as { n: number }).n;
-  } finally {
-    db.close();
-  }
-}
-
 describe('POST /api/repos/{namespace}/{repo_name}/fork', () => {
   it('forks the seed example with 202, all tags, the same parent, and no chunk written', async () => {
-    const chunks = chunkCount();
+    const chunks = s.chunkCount();
     expect(chunks).toBeGreaterThan(0);
     const res = await fork('ox/yolov7-repo', newUser, { namespace: 'new-user' });
     expect(res.status).toBe(202);
@@ -81,7 +71,7 @@ describe('POST /api/repos/{namespace}/{repo_name}/fork', () => {
       repository: 'new-user/yolov7-repo',
       fork_status: 'complete',
     });
-    expect(chunkCount()).toBe(chunks);
+    expect(s.chunkCount()).toBe(chunks);
 
     const native = await (await s.api('/api/v1/repos/new-user/yolov7-repo', { token: newUser })).json();
     expect(native).toMatchObject({ fork: true, parent: { full_name: 'ox/yolov7-repo' }, visibility: 'public' });
@@ -99,6 +89,18 @@ describe('POST /api/repos/{namespace}/{repo_name}/fork', () => {
     const intoOrg = await fork('ox/yolov7-repo', alice, { namespace: 'ox', new_repo_name: 'yolo-v8' });
     expect(intoOrg.status).toBe(202);
     expect((await s.api('/api/v1/repos/ox/yolo-v8', { token: alice })).status).toBe(200);
+  });
+
+  it('replays the first 202 to a retry with the same Idempotency-Key instead of answering 409', async () => {
+    const carol = await s.token('carol');
+    const retry = () =>
+      s.api('/api/repos/ox/yolov7-repo/fork', { method: 'POST', token: carol, json: { namespace: 'carol' }, headers: { 'Idempotency-Key': 'oxen-1' } });
+    const first = await retry();
+    expect(first.status).toBe(202);
+    const second = await retry();
+    expect(second.status).toBe(202);
+    expect(second.headers.get('idempotent-replayed')).toBe('true');
+    expect(await second.json()).toEqual(await first.json());
   });
 
   it('keeps a private source private and hides it from outsiders (404)', async () => {
