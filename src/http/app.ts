@@ -45,8 +45,7 @@ export function createApp(services: Services, tokens: TokenService, config: Conf
   });
   app.get('/.well-known/jwks.json', (_req, res) => void res.json(tokens.jwks()));
   app.use(express.json({ limit: '1mb', type: ['application/json', 'application/*+json'] }));
-  // GitLab also takes form-encoded bodies (curl -d); parsed before the validator so they are checked too.
-  app.use(gitlabDialect.prefix, express.urlencoded({ extended: false, limit: '1mb' }));
+  for (const dialect of DIALECTS) if (dialect.bodyParsers) app.use(dialect.prefix || '/', ...dialect.bodyParsers);
   app.use(
     OpenApiValidator.middleware({
       apiSpec: OPENAPI_DOCUMENT,

@@ -1,4 +1,4 @@
-import type { Router } from 'express';
+import type { RequestHandler, Router } from 'express';
 import type { Config } from '../config.js';
 import type { Services } from '../domain/services.js';
 import type { HttpError } from './errors.js';
@@ -14,5 +14,10 @@ export interface Dialect {
   /** Mount path, e.g. `/api/v4`; `''` for the root. */
   prefix: string;
   routes(services: Services, config: Config): Router;
+  /**
+   * Body parsers for the dialect's own content types, run at its prefix before the OpenAPI
+   * validator (JSON is parsed for everyone already), so those bodies are validated too.
+   */
+  bodyParsers?: RequestHandler[];
   errorBody(e: HttpError): unknown;
 }

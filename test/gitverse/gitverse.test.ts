@@ -145,6 +145,16 @@ describe('POST /repos/{owner}/{repo}/forks', () => {
     expect(chunkCount()).toBe(chunks);
   });
 
+  it("accepts the seed's curl as written: a JSON body sent without a JSON Content-Type", async () => {
+    const res = await s.api('/repos/awesome-org/project-x/forks', {
+      method: 'POST',
+      headers: { authorization: `Bearer ${carol}`, 'content-type': 'application/x-www-form-urlencoded', accept: OBJECT_TYPE },
+      body: '{\n    "name": "curl-x"\n  }',
+    });
+    expect(res.status).toBe(201);
+    expect(await res.json()).toMatchObject({ full_name: 'carol/curl-x', fork: true });
+  });
+
   it('answers application/json unless the object media type is asked for', async () => {
     const res = await forkOf('awesome-org/project-x', carol, { name: 'carols-x' });
     expect(res.status).toBe(201);

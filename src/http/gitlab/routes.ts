@@ -2,7 +2,7 @@
  * The GitLab dialect (seed 003) under /api/v4: fork a project, list its forks, read it (the
  * polling endpoint of a fork), and link or unlink a fork relationship after the fact.
  */
-import { Router, type Request, type Response } from 'express';
+import express, { Router, type Request, type Response } from 'express';
 import { isDomainError } from '../../domain/errors.js';
 import type { Namespace, Page, Repository } from '../../domain/model.js';
 import type { Principal } from '../../domain/principal.js';
@@ -51,7 +51,14 @@ export function gitlabErrorBody(e: HttpError): unknown {
   }
 }
 
-export const gitlabDialect: Dialect = { name: 'gitlab', prefix: '/api/v4', routes: gitlabRoutes, errorBody: gitlabErrorBody };
+export const gitlabDialect: Dialect = {
+  name: 'gitlab',
+  prefix: '/api/v4',
+  routes: gitlabRoutes,
+  errorBody: gitlabErrorBody,
+  // GitLab also takes form-encoded bodies (curl -d, python-gitlab's some calls).
+  bodyParsers: [express.urlencoded({ extended: false, limit: '1mb' })],
+};
 
 /** Awaits a domain call, answering GitLab's `404 <what> Not Found` when it finds nothing. */
 async function found<T>(what: string, call: Promise<T>): Promise<T> {

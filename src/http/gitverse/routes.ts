@@ -3,7 +3,7 @@
  * (octokit with `baseUrl` set to this server, PyGithub) work unchanged: repositories, their forks,
  * and the owners and collections their URLs point at.
  */
-import { Router, type Request, type Response } from 'express';
+import express, { Router, type Request, type RequestHandler, type Response } from 'express';
 import { isDomainError } from '../../domain/errors.js';
 import type { PageOf, Repository } from '../../domain/model.js';
 import type { Principal } from '../../domain/principal.js';
@@ -33,7 +33,27 @@ export function gitverseErrorBody(e: HttpError) {
   return { message: e.message, documentation_url: DOCUMENTATION_URL };
 }
 
-export const gitverseDialect: Dialect = { name: 'gitverse', prefix: '', routes: gitverseRoutes, errorBody: gitverseErrorBody };
+/**
+ * GitHub reads a request body as JSON whatever its Content-Type, and GitVerse's own example
+ * (`curl -d '{"organization": ...}'` without a Content-Type) arrives form-encoded: read such
+ * bodies of /repos/ writes as JSON, and say so to the validator.
+ */
+const jsonWhateverTheType = express.json({ type: () => true, limit: '1mb' });
+const readBodyAsJson: RequestHandler = (req, res, next) => {
+  const formOrNone = !req.is('application/json') && (req.headers['content-type'] === undefined || req.is('application/x-www-form-urlencoded'));
+  if (!req.path.startsWith('/repos/') || req.method === 'GET' || !formOrNone) return next();
+  if (req.headers['content-length'] === '0' || (req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined)) return next();
+  req.headers['content-type'] = 'application/json';
+  jsonWhateverTheType(req, res, next);
+};
+
+export const gitverseDialect: Dialect = {
+  name: 'gitverse',
+  prefix: '',
+  routes: gitverseRoutes,
+  errorBody: gitverseErrorBody,
+  bodyParsers: [readBodyAsJson],
+};
 
 /** Asked for in `Accept` (with `;version=latest`), answered as the same JSON under this type. */
 const OBJECT_MEDIA_TYPE = 'application/vnd.gitverse.object+json';
