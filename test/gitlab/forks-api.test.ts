@@ -5,7 +5,6 @@
  */
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestServer, type ApiInit, type TestServer } from '../support/server.js';
 import { tarOf, tempDir } from '../support/trees.js';
@@ -42,14 +41,6 @@ async function push(token: string, fullName: string, tag: string) {
   expect(res.status).toBe(201);
 }
 
-function chunkCount(): number {
-  const db = new Database(join(s.dataDir, 'chunks', 'index.db'), { readonly: true });
-  try {
-    return (db.prepare('SELECT count(*) AS n FROM chunks').get() as { n: number }).n;
-  } finally {
-    db.close();
-  }
-}
 
 beforeAll(async () => {
   s = await startTestServer();
@@ -67,11 +58,11 @@ afterAll(() => s.stop());
 
 describe('POST /projects/:id/fork', () => {
   it('forks into the caller\'s namespace: 201 with the project, finished, forked_from_project, no chunk written', async () => {
-    const chunks = chunkCount();
+    const chunks = s.chunkCount();
     const res = await fork(dataset.id, bob);
     expect(res.status).toBe(201);
     const p = await res.json();
-    expect(chunkCount()).toBe(chunks);
+    expect(s.chunkCount()).toBe(chunks);
     expect(p).toMatchObject({
       path: 'dataset',
       name: 'dataset',

@@ -7,7 +7,6 @@
 import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestServer, type ApiResponse, type ApiInit, type TestServer } from '../support/server.js';
 import { tarOf, tempDir } from '../support/trees.js';
@@ -88,18 +87,10 @@ async function expectError(res: ApiResponse, status: number, message?: RegExp) {
   return body;
 }
 
-function chunkCount(): number {
-  const db = new Database(join(s.dataDir, 'chunks', 'index.db'), { readonly: true });
-  try {
-    return (db.prepare('SELECT count(*) AS n FROM chunks').get() as { n: number }).n;
-  } finally {
-    db.close();
-  }
-}
 
 describe('POST /repos/{owner}/{repo}/forks', () => {
   it("replays the seed's example: 201 with the full repository object in the object media type", async () => {
-    const chunks = chunkCount();
+    const chunks = s.chunkCount();
     const res = await s.api('/repos/awesome-org/project-x/forks', {
       method: 'POST',
       headers: { authorization: `Bearer ${bobTeam}`, accept: OBJECT_TYPE },
@@ -142,7 +133,7 @@ describe('POST /repos/{owner}/{repo}/forks', () => {
     expect(fork.pushed_at).toMatch(ISO);
     expect(fork.size).toBeGreaterThan(0);
     // A fork shares the source's manifests: not one chunk is written.
-    expect(chunkCount()).toBe(chunks);
+    expect(s.chunkCount()).toBe(chunks);
   });
 
   it("accepts the seed's curl as written: a JSON body sent without a JSON Content-Type", async () => {

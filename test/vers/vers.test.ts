@@ -34,7 +34,6 @@ function query<T>(file: string, sql: string, ...args: unknown[]): T {
     db.close();
   }
 }
-const chunkCount = () => query<{ n: number }>(join('chunks', 'index.db'), 'SELECT count(*) AS n FROM chunks').n;
 
 async function expectError(res: ApiResponse, status: number, message?: RegExp) {
   expect(res.status).toBe(status);
@@ -353,13 +352,13 @@ describe('commits of the token organization', () => {
 describe('the fork, seen through the other APIs', () => {
   it('forks a tag into the caller org (201, five fields), writes no chunk, and the native API sees the parent', async () => {
     const source = await (await get('/repositories/bases/tags/v1', labs)).json();
-    const chunksBefore = chunkCount();
+    const chunksBefore = s.chunkCount();
     const res = await post('/repositories/fork', bob, { source_org: 'labs', source_repo: 'bases', source_tag: 'v1' });
     expect(res.status).toBe(201);
     const fork = await res.json();
     expect(Object.keys(fork).sort()).toEqual(['commit_id', 'reference', 'repo_name', 'tag_name', 'vm_id']);
     expect(fork).toMatchObject({ repo_name: 'bases', tag_name: 'v1', reference: 'bases:v1', commit_id: expect.stringMatching(UUID) });
-    expect(chunkCount()).toBe(chunksBefore);
+    expect(s.chunkCount()).toBe(chunksBefore);
 
     const native = await (await get('/repos/bob/bases', bob)).json();
     expect(native).toMatchObject({ fork: true, parent: { full_name: 'labs/bases' }, visibility: 'private', forked_from_commit_id: source.commit_id });
