@@ -19,6 +19,7 @@ import {
   type JWTVerifyGetKey,
 } from 'jose';
 import type { Config } from '../config.js';
+import { fsyncDir } from '../lib/durable-fs.js';
 import { invalid, unauthorized } from '../domain/errors.js';
 import { SCOPES, type Scope } from '../domain/principal.js';
 
@@ -167,15 +168,6 @@ async function loadOrCreateKey(file: string): Promise<JWK> {
   } finally {
     await unlink(tmp);
   }
-  await syncDir(dirname(file));
+  await fsyncDir(dirname(file));
   return JSON.parse(await readFile(file, 'utf8')) as JWK;
-}
-
-async function syncDir(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
 }

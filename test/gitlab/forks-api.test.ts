@@ -3,11 +3,8 @@
  * status it lists, the visibility rule, the conflicts, GitLab's paging headers, and a fork seen
  * through the native API. Responses are checked against openapi/ by the test server.
  */
-import { writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestServer, type ApiInit, type TestServer } from '../support/server.js';
-import { tarOf, tempDir } from '../support/trees.js';
 
 let s: TestServer;
 let alice: string;
@@ -29,17 +26,8 @@ async function createRepo(token: string, name: string, visibility: string, org?:
   return (await res.json()) as { id: number };
 }
 
-async function push(token: string, fullName: string, tag: string) {
-  const dir = await tempDir();
-  await writeFile(join(dir, 'weights.bin'), `${fullName}:${tag}\n`.repeat(1000));
-  const res = await s.api(`/api/v1/repos/${fullName}/tags/${tag}/archive`, {
-    method: 'PUT',
-    token,
-    body: await tarOf(dir),
-    headers: { 'content-type': 'application/x-tar' },
-  });
-  expect(res.status).toBe(201);
-}
+const push = (token: string, fullName: string, tag: string) =>
+  s.pushFiles(token, fullName, tag, { 'weights.bin': `${fullName}:${tag}\n`.repeat(1000) });
 
 
 beforeAll(async () => {

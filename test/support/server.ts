@@ -2,13 +2,15 @@
  * A real snapfork server for tests: ephemeral port, temporary data directory, real SQLite and
  * real files, every answer checked against openapi/ (validateResponses).
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
+import { expect } from 'vitest';
 import { loadConfig, type Config } from '../../src/config.js';
 import type { Scope } from '../../src/domain/principal.js';
 import { mintToken, startServer, type RunningServer } from '../../src/main.js';
+import { tarOf, tempDir } from './trees.js';
 
 export interface TestServer {
   url: string;
@@ -16,6 +18,11 @@ export interface TestServer {
   dataDir: string;
   token(user: string, options?: { org?: string; scopes?: Scope[]; ttlSeconds?: number }): Promise<string>;
   api(path: string, init?: ApiInit): Promise<ApiResponse>;
+  /**
+   * Pushes a tree of `files` (relative path -> content) as `fullName:tag` through the native
+   * tar push; fails the test unless it answers 201. Resolves with the push's JSON answer.
+   */
+  pushFiles(token: string, fullName: string, tag: string, files: Record<string, string | Buffer>): Promise<{ commit_id: string; bytes: number }>;
   /** Chunks in the chunk store's index, read beside the running server. */
   chunkCount(): number;
   /** Row counts of every table of the metadata database. */
@@ -52,6 +59,21 @@ export async function startTestServer(env: Record<string, string> = {}): Promise
   // SNAPFORK_TEST_LOG=1 shows the server's logs of unexpected errors while debugging a test.
   const log = process.env.SNAPFORK_TEST_LOG ? (line: string) => console.error(line) : () => undefined;
   const server: RunningServer = await startServer(config, { validateResponses: true, log });
+  const api: TestServer['api'] = (path, init = {}) => {
+    const headers: Record<string, string> = { ...init.headers };
+    if (init.token) headers.authorization = `Bearer ${init.token}`;
+    let body = init.body as RequestInit['body'];
+    if (init.json !== undefined) {
+      headers['content-type'] ??= 'application/json';
+      body = JSON.stringify(init.json);
+    }
+    return fetch(server.url + path, {
+      method: init.method ?? 'GET',
+      headers,
+      body,
+      ...(body && typeof (body as { pipe?: unknown }).pipe === 'function' ? { duplex: 'half' } : {}),
+    } as RequestInit);
+  };
   return {
     url: server.url,
     config,
@@ -63,20 +85,22 @@ export async function startTestServer(env: Record<string, string> = {}): Promise
         scopes: options.scopes ?? ['repo:read', 'repo:write'],
         ttlSeconds: options.ttlSeconds ?? 3600,
       }),
-    api: (path, init = {}) => {
-      const headers: Record<string, string> = { ...init.headers };
-      if (init.token) headers.authorization = `Bearer ${init.token}`;
-      let body = init.body as RequestInit['body'];
-      if (init.json !== undefined) {
-        headers['content-type'] ??= 'application/json';
-        body = JSON.stringify(init.json);
+    api,
+    async pushFiles(token, fullName, tag, files) {
+      const dir = await tempDir();
+      for (const [path, content] of Object.entries(files)) {
+        await mkdir(dirname(join(dir, path)), { recursive: true });
+        await writeFile(join(dir, path), content);
       }
-      return fetch(server.url + path, {
-        method: init.method ?? 'GET',
-        headers,
-        body,
-        ...(body && typeof (body as { pipe?: unknown }).pipe === 'function' ? { duplex: 'half' } : {}),
-      } as RequestInit);
+      const res = await api(`/api/v1/repos/${fullName}/tags/${tag}/archive`, {
+        method: 'PUT',
+        token,
+        body: await tarOf(dir),
+        headers: { 'content-type': 'application/x-tar' },
+      });
+      await rm(dir, { recursive: true, force: true });
+      expect(res.status).toBe(201);
+      return res.json();
     },
     chunkCount: () => rowCounts(join(dataDir, 'chunks', 'index.db')).chunks ?? 0,
     metadataRows: () => rowCounts(join(dataDir, 'snapfork.db')),

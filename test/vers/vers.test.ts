@@ -2,12 +2,10 @@
  * The Vers dialect (seed 001 and issue 6): the documented requests replayed against the real
  * server, every listed status, the public catalogue, commits, and the fork seen natively.
  */
-import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestServer, type ApiResponse, type TestServer } from '../support/server.js';
-import { tarOf, tempDir } from '../support/trees.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/;
@@ -49,18 +47,8 @@ const del = (path: string, token: string | undefined) => s.api(`/api/v1${path}`,
 const get = (path: string, token?: string) => s.api(`/api/v1${path}`, { token });
 
 /** Pushes a one-file snapshot through the native API; returns the new commit's id. */
-async function push(token: string, fullName: string, tag: string, content: string): Promise<string> {
-  const dir = await tempDir();
-  await writeFile(join(dir, 'state.txt'), content);
-  const res = await s.api(`/api/v1/repos/${fullName}/tags/${tag}/archive`, {
-    method: 'PUT',
-    token,
-    body: await tarOf(dir),
-    headers: { 'content-type': 'application/x-tar' },
-  });
-  expect(res.status).toBe(201);
-  return (await res.json()).commit_id;
-}
+const push = async (token: string, fullName: string, tag: string, content: string) =>
+  (await s.pushFiles(token, fullName, tag, { 'state.txt': content })).commit_id;
 
 async function createRepo(token: string, name: string, description?: string) {
   const res = await post('/repositories', token, { name, description });

@@ -26,6 +26,7 @@ import BetterSqlite3 from 'better-sqlite3';
 import { DomainError, corrupt, notFound, tooLarge, unprocessable } from '../../domain/errors.js';
 import type { ChunkStat, ChunkStore, ChunkWriter, PutResult } from '../types.js';
 import { MAX_BLOCK_SIZE, compressBlock, decompressBlock, zstdReady } from '../../lib/zstd.js';
+import { fsyncDir } from '../../lib/durable-fs.js';
 import {
   ENTRY_HEADER_SIZE,
   PACK_HEADER_SIZE,
@@ -438,15 +439,6 @@ function openIndex(file: string): BetterSqlite3.Database {
     PRAGMA user_version = ${INDEX_VERSION};
   `);
   return db;
-}
-
-async function fsyncDir(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
 }
 
 const fanOut = (i: number) => i.toString(16).padStart(2, '0');
