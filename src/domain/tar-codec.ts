@@ -49,16 +49,29 @@ export function readTar(body: Readable, onEntry: (entry: TarEntry) => Promise<vo
     // parser would stall waiting for it.
     let queue = Promise.resolve();
     let failed = false;
+    let current: ReadEntry | undefined;
     const fail = (e: unknown) => {
       if (failed) return;
       failed = true;
       body.unpipe(parser as unknown as NodeJS.WritableStream);
       body.resume();
-      reject(e instanceof DomainError ? e : invalid(`not a valid tar archive: ${(e as Error).message}`));
+      // The entry in hand gets no more bytes: end its reader, and settle only once its handler
+      // has let go, so that no work of the caller (a chunk write, say) outlives the failure.
+      current?.destroy();
+      const error = e instanceof DomainError ? e : invalid(`not a valid tar archive: ${(e as Error).message}`);
+      void queue.then(() => reject(error));
     };
     parser.on('entry', (entry: ReadEntry) => {
       queue = queue
-        .then(() => (failed ? undefined : handle(entry)))
+        .then(async () => {
+          if (failed) return;
+          current = entry;
+          try {
+            await handle(entry);
+          } finally {
+            current = undefined;
+          }
+        })
         .catch(fail)
         .finally(() => entry.resume());
     });

@@ -323,6 +323,8 @@ class FsChunkWriter implements ChunkWriter {
   private current: OpenPack | undefined;
   /** Digests put through this writer since the last commit: stored once. */
   private readonly seen = new Set<string>();
+  /** Set by abort(): a put still in flight then must not open a pack nobody will remove. */
+  private aborted = false;
 
   constructor(private readonly store: FsChunkStore) {}
 
@@ -342,6 +344,10 @@ class FsChunkWriter implements ChunkWriter {
     const entry: EntryHeader = { digest: actual, size: data.length, storedSize: stored.length, compression: zstd ? 'zstd' : 'none' };
     try {
       const pack = this.current ?? (await this.startPack());
+      if (this.aborted) {
+        await this.abort();
+        throw new DomainError('conflict', 'chunk writer was aborted');
+      }
       pack.buffered.push(encodeEntryHeader(entry), stored);
       pack.bufferedSize += ENTRY_HEADER_SIZE + stored.length;
       pack.entries.push({ ...entry, offset: pack.size });
@@ -367,6 +373,7 @@ class FsChunkWriter implements ChunkWriter {
   }
 
   async abort(): Promise<void> {
+    this.aborted = true;
     const packs = [...this.sealed, ...(this.current ? [this.current] : [])];
     await this.current?.file.close().catch(() => undefined);
     this.current = undefined;
