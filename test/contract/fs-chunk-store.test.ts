@@ -79,6 +79,8 @@ describe('FsChunkStore', () => {
     expect(await filesUnder(join(dir, 'tmp'))).toEqual([]);
     expect(await store.has(sha256(data))).toBe(false);
     expect(await store.count()).toBe(0);
+    // The "dead" writer still holds its temp file open in this process: let it go.
+    await writer.abort();
   });
 
   it('removes a sealed pack the index never recorded (crash between rename and commit)', async () => {
