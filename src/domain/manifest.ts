@@ -1,5 +1,8 @@
 import { createHash } from 'node:crypto';
+import { MAX_CHUNK_SIZE } from './chunker.js';
+import { unprocessable } from './errors.js';
 import type { Manifest, ManifestEntry } from './model.js';
+import { normalizeEntryPath } from './tar-codec.js';
 
 /**
  * The canonical encoding that a manifest digest is computed over (storage/README.md):
@@ -30,6 +33,49 @@ export function buildManifest(entries: readonly ManifestEntry[]): Manifest {
   const hash = createHash('sha256');
   for (const e of sorted) hash.update(canonicalEntryLine(e));
   return { digest: hash.digest('hex'), entries: sorted };
+}
+
+const SHA256_HEX = /^[0-9a-f]{64}$/;
+
+/**
+ * The rules every manifest a push stores obeys, whether the server cut it from a tar or a client
+ * sent it: paths normalized as the tar import does (and non-empty), one entry per path, no entry
+ * below a file or symlink (a pull could otherwise be led to write through a link), permission
+ * bits only, a file's size the sum of its chunks, chunks at most MAX_CHUNK_SIZE (what every
+ * writer cuts), directories and symlinks without content, symlinks with a target. Returns the
+ * manifest with its canonical digest; throws `invalid` or `unprocessable` naming the entry.
+ */
+export function checkedManifest(entries: readonly ManifestEntry[]): Manifest {
+  const normalized = entries.map((e) => ({ ...e, path: normalizeEntryPath(e.path) }));
+  const types = new Map<string, ManifestEntry['type']>();
+  for (const e of normalized) {
+    const bad = (why: string) => unprocessable(`manifest entry "${e.path}": ${why}`);
+    if (e.path === '') throw bad('the root cannot be an entry');
+    if (types.has(e.path)) throw bad('the path appears twice');
+    types.set(e.path, e.type);
+    if (!Number.isInteger(e.mode) || e.mode < 0 || e.mode > 0o7777) throw bad('mode must hold permission bits only (0 to 0o7777)');
+    if (!Number.isSafeInteger(e.mtime)) throw bad('mtime must be whole seconds');
+    if (e.type === 'file') {
+      if (e.linkTarget !== null) throw bad('a file has no link target');
+      let size = 0;
+      for (const c of e.chunks) {
+        if (!SHA256_HEX.test(c.digest)) throw bad(`chunk "${c.digest}" is not a lower-case SHA-256 hex digest`);
+        if (!Number.isInteger(c.size) || c.size < 1 || c.size > MAX_CHUNK_SIZE) throw bad(`chunk sizes run from 1 to ${MAX_CHUNK_SIZE} bytes`);
+        size += c.size;
+      }
+      if (e.size !== size) throw bad(`size ${e.size} is not the sum of its chunk sizes (${size})`);
+    } else {
+      if (e.chunks.length > 0 || e.size !== 0) throw bad(`a ${e.type} has no content`);
+      if (e.type === 'symlink' ? !e.linkTarget : e.linkTarget !== null) throw bad(`a ${e.type} ${e.type === 'symlink' ? 'needs' : 'has no'} link target`);
+    }
+  }
+  for (const e of normalized) {
+    for (let slash = e.path.indexOf('/'); slash >= 0; slash = e.path.indexOf('/', slash + 1)) {
+      const parent = types.get(e.path.slice(0, slash));
+      if (parent !== undefined && parent !== 'dir') throw unprocessable(`manifest entry "${e.path}" lies below a ${parent}`);
+    }
+  }
+  return buildManifest(normalized);
 }
 
 export const manifestFileCount = (m: Manifest) => m.entries.filter((e) => e.type === 'file').length;

@@ -4,6 +4,7 @@ import { ForkService } from './fork.service.js';
 import { IdempotencyService } from './idempotency.service.js';
 import { RepositoryService } from './repository.service.js';
 import { SnapshotService } from './snapshot.service.js';
+import { TransferService } from './transfer.service.js';
 import type { ChunkStore, MetadataStore } from '../store/types.js';
 
 export interface Services {
@@ -11,6 +12,7 @@ export interface Services {
   accounts: AccountService;
   repositories: RepositoryService;
   snapshots: SnapshotService;
+  transfers: TransferService;
   forks: ForkService;
   idempotency: IdempotencyService;
 }
@@ -24,11 +26,13 @@ export function createServices(
   const policy = new AccessPolicy(store);
   const accounts = new AccountService(store, policy);
   const repositories = new RepositoryService(store, policy);
+  const snapshots = new SnapshotService(store, chunks, policy, repositories, now);
   return {
     policy,
     accounts,
     repositories,
-    snapshots: new SnapshotService(store, chunks, policy, repositories, now),
+    snapshots,
+    transfers: new TransferService(store, chunks, policy, repositories, snapshots, now),
     forks: new ForkService(store, policy, accounts, repositories, now),
     idempotency: new IdempotencyService(store),
   };

@@ -2,7 +2,7 @@ import type { Readable } from 'node:stream';
 import { v7 as uuidv7 } from 'uuid';
 import { Chunker } from './chunker.js';
 import { conflict, invalid, notFound, tooLarge } from './errors.js';
-import { buildManifest, manifestByteCount, manifestFileCount } from './manifest.js';
+import { checkedManifest, manifestByteCount, manifestFileCount } from './manifest.js';
 import type { ChunkRef, Commit, Manifest, ManifestEntry, Namespace, Page, PageOf, Repository, Tag } from './model.js';
 import { assertTagName } from './names.js';
 import { readTar, writeTar } from './tar-codec.js';
@@ -18,7 +18,7 @@ export interface PushResult {
   files: number;
   /** Bytes of file content in the snapshot. */
   bytes: number;
-  /** Bytes of file content in chunks the store did not hold before this push. */
+  /** Bytes of file content in chunks no repository the caller may see referenced before. */
   newBytes: number;
 }
 
@@ -59,9 +59,8 @@ export class SnapshotService {
 
   /**
    * Stores the tar stream `body` as a new commit and points `tagName` at it, in one step:
-   * chunks are made durable first, then manifest, commit and tag move land in one transaction,
-   * so a failed or cut-off push leaves no commit, no tag move and no visible half-state.
-   * Moving a tag makes the new commit a child of the tag's previous commit.
+   * chunks are made durable first, then the commit is written by commitSnapshot, so a failed or
+   * cut-off push leaves no commit, no tag move and no visible half-state.
    */
   async push(
     principal: Principal,
@@ -73,55 +72,74 @@ export class SnapshotService {
   ): Promise<PushResult> {
     assertTagName(tagName);
     const repository = await this.repositories.getWritable(principal, owner, repoName);
-    const author = this.policy.requireUser(principal).login;
     const writer = this.chunks.writer();
     try {
-      const { entries, newBytes } = await this.importTar(body, writer, options.maxBytes);
+      const entries = await this.importTar(body, writer, options.maxBytes);
       await writer.commit();
-      const manifest = buildManifest(entries);
-      const { tag, commit } = await this.store.transaction(async (tx) => {
-        await tx.putManifest(manifest);
-        const previous = await tx.getTag(repository.id, tagName);
-        const commit: Commit = {
-          id: uuidv7(),
-          repositoryId: repository.id,
-          parentIds: previous ? [previous.commitId] : [],
-          manifestDigest: manifest.digest,
-          message: options.message ?? '',
-          author,
-          createdAt: this.now(),
-          isPublic: false,
-          title: null,
-          description: options.message ?? '',
-        };
-        await tx.createCommit(commit);
-        const tag = await tx.setTag(repository.id, tagName, commit.id, author, previous?.commitId ?? null);
-        if (repository.defaultTag === null) await tx.updateRepository(repository.id, { defaultTag: tagName });
-        return { tag, commit };
-      });
-      return {
-        repository,
-        tag,
-        commit,
-        files: manifestFileCount(manifest),
-        bytes: manifestByteCount(manifest),
-        newBytes,
-      };
+      return await this.commitSnapshot(principal, repository, tagName, checkedManifest(entries), { message: options.message });
     } catch (e) {
       await writer.abort();
       throw e;
     }
   }
 
-  /** Chunks every file of the tar into `writer`; returns the entries (unsorted) and new bytes. */
-  private async importTar(
-    body: Readable,
-    writer: ChunkWriter,
-    maxBytes = Number.MAX_SAFE_INTEGER,
-  ): Promise<{ entries: ManifestEntry[]; newBytes: number }> {
+  /**
+   * Writes `manifest` (checked, its chunks stored) as a new commit of `repository` and points
+   * `tagName` at it: manifest, commit, the repository's chunk records and the tag move land in one
+   * transaction. Moving a tag makes the new commit a child of the tag's previous commit. With
+   * `expectedParent` (null: the tag must not exist yet) the tag must still point there, or
+   * `conflict` and nothing is written (optimistic concurrency between two pushers).
+   * `newBytes` counts chunks that no repository the caller may see referenced before: the
+   * answer never tells whether another tenant stored the same bytes.
+   */
+  async commitSnapshot(
+    principal: Principal,
+    repository: Repository,
+    tagName: string,
+    manifest: Manifest,
+    options: { message?: string; expectedParent?: string | null } = {},
+  ): Promise<PushResult> {
+    const author = this.policy.requireUser(principal).login;
+    const sizes = new Map(manifest.entries.flatMap((e) => e.chunks.map((c) => [c.digest, c.size] as const)));
+    const known = await this.store.reachableChunks(await this.policy.viewerFilter(principal), [...sizes.keys()]);
+    let newBytes = 0;
+    for (const [digest, size] of sizes) if (!known.has(digest)) newBytes += size;
+    const { tag, commit } = await this.store.transaction(async (tx) => {
+      await tx.putManifest(manifest);
+      const previous = await tx.getTag(repository.id, tagName);
+      const commit: Commit = {
+        id: uuidv7(),
+        repositoryId: repository.id,
+        parentIds: previous ? [previous.commitId] : [],
+        manifestDigest: manifest.digest,
+        message: options.message ?? '',
+        author,
+        createdAt: this.now(),
+        isPublic: false,
+        title: null,
+        description: options.message ?? '',
+      };
+      await tx.createCommit(commit);
+      await tx.recordRepositoryChunks(repository.id, [...sizes.keys()]);
+      const expected = options.expectedParent === undefined ? (previous?.commitId ?? null) : options.expectedParent;
+      const tag = await tx.setTag(repository.id, tagName, commit.id, author, expected);
+      if (repository.defaultTag === null) await tx.updateRepository(repository.id, { defaultTag: tagName });
+      return { tag, commit };
+    });
+    return {
+      repository,
+      tag,
+      commit,
+      files: manifestFileCount(manifest),
+      bytes: manifestByteCount(manifest),
+      newBytes,
+    };
+  }
+
+  /** Chunks every file of the tar into `writer`; returns the entries, unsorted. */
+  private async importTar(body: Readable, writer: ChunkWriter, maxBytes = Number.MAX_SAFE_INTEGER): Promise<ManifestEntry[]> {
     // A later entry for the same path replaces an earlier one, as tar extraction does.
     const entries = new Map<string, ManifestEntry>();
-    let newBytes = 0;
     let total = 0;
     await readTar(body, async (e) => {
       let chunks: ChunkRef[] = [];
@@ -139,7 +157,6 @@ export class SnapshotService {
         const store = async (pieces: Buffer[]) => {
           for (const piece of pieces) {
             const put = await writer.put(piece);
-            if (put.created) newBytes += put.size;
             chunks.push({ digest: put.digest, size: put.size });
           }
         };
@@ -156,7 +173,7 @@ export class SnapshotService {
         chunks,
       });
     });
-    return { entries: [...entries.values()], newBytes };
+    return [...entries.values()];
   }
 
   /** A tag of a repository the caller may read, with its commit. */

@@ -13,6 +13,7 @@ import { gitlabDialect } from './gitlab/routes.js';
 import { gitverseDialect } from './gitverse/routes.js';
 import { idempotency } from './idempotency.js';
 import { nativeDialect } from './native/routes.js';
+import { MAX_COMMIT_BODY } from './native/transfer-routes.js';
 import { oxenDialect } from './oxen/routes.js';
 import { versDialect } from './vers/routes.js';
 
@@ -44,7 +45,10 @@ export function createApp(services: Services, tokens: TokenService, config: Conf
     next();
   });
   app.get('/.well-known/jwks.json', (_req, res) => void res.json(tokens.jwks()));
-  app.use(express.json({ limit: '1mb', type: ['application/json', 'application/*+json'] }));
+  const json = (limit: number | string) => express.json({ limit, type: ['application/json', 'application/*+json'] });
+  // A manifest commit names every chunk of a snapshot; parsed first, the 1 MB parser skips it.
+  app.post(`${nativeDialect.prefix}/repos/:owner/:repo/commits`, json(MAX_COMMIT_BODY));
+  app.use(json('1mb'));
   for (const dialect of DIALECTS) if (dialect.bodyParsers) app.use(dialect.prefix || '/', ...dialect.bodyParsers);
   app.use(
     OpenApiValidator.middleware({

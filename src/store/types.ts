@@ -121,6 +121,12 @@ export interface RepositoryPatch {
  */
 export type ViewerFilter = 'all' | { visibilities: readonly Visibility[]; namespaceIds: readonly number[] };
 
+/**
+ * Where chunk reachability is looked up from: every live repository a viewer may see (what a
+ * push may deduplicate against), or one repository (what a pull through it may read).
+ */
+export type ChunkReach = ViewerFilter | { repositoryId: number };
+
 export type ForkOrder = 'id' | 'name' | 'path' | 'created_at' | 'updated_at' | 'star_count' | 'last_activity_at';
 
 export interface ForkQuery extends Page {
@@ -269,6 +275,29 @@ export interface MetadataStore {
   /** Stores a manifest under its digest. Idempotent: an existing digest is left as it is. */
   putManifest(manifest: Manifest): Promise<void>;
   getManifest(digest: string): Promise<Manifest | undefined>;
+
+  // Chunk reachability (the tenant check that the global ChunkStore.has() cannot make) ---------
+  /**
+   * Records that a commit of `repositoryId` references `digests` (duplicates allowed), with the
+   * store's clock as the time a chunk first became part of the repository. Idempotent. Called in
+   * the transaction that writes the commit, so the rows land with it or not at all. Forks record
+   * nothing: they reach their ancestors' chunks through `forkedFromRepoId`.
+   */
+  recordRepositoryChunks(repositoryId: number, digests: readonly string[]): Promise<void>;
+  /**
+   * The subset of `digests` (any number) referenced by a starting repository (every live one
+   * `from` may see, or the live repository `from.repositoryId`) or by an ancestor of one through
+   * `forkedFromRepoId`, deleted or not. An ancestor counts only with the chunks it had recorded
+   * when its fork was created, so an old fork never reaches what its source received later.
+   */
+  reachableChunks(from: ChunkReach, digests: readonly string[]): Promise<Set<string>>;
+  /**
+   * Records that the user sent these chunks (PUT or pack), refreshing the time of ones sent
+   * before. Idempotent. Rows older than the upload grace period mean nothing and may be purged.
+   */
+  recordUploads(userId: number, digests: readonly string[]): Promise<void>;
+  /** The subset of `digests` the user sent at or after `notBefore`. */
+  uploadedChunks(userId: number, digests: readonly string[], notBefore: string): Promise<Set<string>>;
 
   // VMs --------------------------------------------------------------------------------------
   createVm(vm: Vm): Promise<void>;

@@ -711,6 +711,78 @@ export function metadataStoreContract(name: string, open: OpenStore): void {
       });
     });
 
+    describe('chunk reachability', () => {
+      const [a, b, c, d] = [digestOf(0xa1), digestOf(0xb2), digestOf(0xc3), digestOf(0xd4)];
+      const sorted = (set: Set<string>) => [...set].sort();
+      const viewerOf = (namespaceIds: number[]): ViewerFilter => ({ visibilities: ['public'], namespaceIds });
+
+      it('reaches chunks through the repositories a viewer may see, and nothing else', async () => {
+        const alice = await store.ensureUser('alice');
+        const bob = await store.ensureUser('bob');
+        const secret = await repoIn(alice.id, 'secret', { visibility: 'private' });
+        const open = await repoIn(alice.id, 'open');
+        await store.recordRepositoryChunks(secret.id, [a, b, a]);
+        await store.recordRepositoryChunks(open.id, [c]);
+        await store.recordRepositoryChunks(open.id, [c]); // idempotent
+
+        expect(sorted(await store.reachableChunks(viewerOf([alice.id]), [a, b, c, d]))).toEqual([a, b, c].sort());
+        expect(sorted(await store.reachableChunks(viewerOf([bob.id]), [a, b, c, d]))).toEqual([c]);
+        expect(sorted(await store.reachableChunks('all', [a, d]))).toEqual([a]);
+        expect(sorted(await store.reachableChunks({ visibilities: [], namespaceIds: [] }, [a, c]))).toEqual([]);
+        expect(sorted(await store.reachableChunks({ repositoryId: open.id }, [a, c]))).toEqual([c]);
+        expect(await store.reachableChunks(viewerOf([alice.id]), [])).toEqual(new Set());
+
+        await store.deleteRepository(secret.id);
+        expect(sorted(await store.reachableChunks(viewerOf([alice.id]), [a, b, c]))).toEqual([c]);
+        await expectDomainError(store.reachableChunks('all', ['not-a-digest']), 'invalid');
+      });
+
+      it("lets a fork reach what its ancestors held when it was forked, even once they are deleted, and no later chunk", async () => {
+        const alice = await store.ensureUser('alice');
+        const bob = await store.ensureUser('bob');
+        const carol = await store.ensureUser('carol');
+        const source = await repoIn(alice.id, 'source', { visibility: 'private' });
+        await store.recordRepositoryChunks(source.id, [a]);
+        await tick();
+        const fork = await repoIn(bob.id, 'fork', { visibility: 'private', forkedFromRepoId: source.id });
+        await store.recordRepositoryChunks(fork.id, [b]);
+        await tick();
+        const forkOfFork = await repoIn(carol.id, 'deeper', { visibility: 'private', forkedFromRepoId: fork.id });
+        await tick();
+        await store.recordRepositoryChunks(source.id, [c]);
+        await store.recordRepositoryChunks(fork.id, [d]);
+
+        expect(sorted(await store.reachableChunks(viewerOf([bob.id]), [a, b, c, d]))).toEqual([a, b, d].sort());
+        expect(sorted(await store.reachableChunks(viewerOf([carol.id]), [a, b, c, d]))).toEqual([a, b].sort());
+        expect(sorted(await store.reachableChunks({ repositoryId: forkOfFork.id }, [a, b, c, d]))).toEqual([a, b].sort());
+
+        await store.deleteRepository(source.id);
+        expect(sorted(await store.reachableChunks(viewerOf([bob.id]), [a, c]))).toEqual([a]);
+        expect(sorted(await store.reachableChunks({ repositoryId: source.id }, [a, c]))).toEqual([]);
+      });
+
+      it('counts uploads per user from a point in time, refreshed by a second upload', async () => {
+        const alice = await store.ensureUser('alice');
+        const bob = await store.ensureUser('bob');
+        const longAgo = '2000-01-01T00:00:00.000Z';
+        await store.recordUploads(alice.id, [a, b, a]);
+        expect(sorted(await store.uploadedChunks(alice.id, [a, b, c], longAgo))).toEqual([a, b].sort());
+        expect(sorted(await store.uploadedChunks(bob.id, [a, b, c], longAgo))).toEqual([]);
+        await tick();
+        const later = new Date().toISOString();
+        expect(sorted(await store.uploadedChunks(alice.id, [a, b], later))).toEqual([]);
+        await store.recordUploads(alice.id, [b]);
+        expect(sorted(await store.uploadedChunks(alice.id, [a, b], later))).toEqual([b]);
+      });
+
+      it('records and looks up more digests than one statement binds', async () => {
+        const repo = await userRepo();
+        const many = Array.from({ length: 12_345 }, (_, i) => digestOf(i + 1));
+        await store.recordRepositoryChunks(repo.id, many);
+        expect((await store.reachableChunks('all', [...many, digestOf(0)])).size).toBe(many.length);
+      });
+    });
+
     describe('transactions', () => {
       it('persists nothing when work throws, and rethrows its error', async () => {
         const boom = new Error('boom');

@@ -2,23 +2,20 @@
  * The native resource API under /api/v1, in the Gitea/GitHub shape
  * (`/api/v1/repos/{owner}/{repo}`): accounts, repositories, tags, snapshots and commits.
  */
-import { createGunzip } from 'node:zlib';
-import type { Readable } from 'node:stream';
-import { pipeline as pipelineCallback } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { Router, type Request, type Response } from 'express';
 import type { Config } from '../../config.js';
-import { DomainError, invalid } from '../../domain/errors.js';
 import type { Repository } from '../../domain/model.js';
 import type { Principal } from '../../domain/principal.js';
 import type { Services } from '../../domain/services.js';
-import { createZstdCompressStream, createZstdDecompressStream } from '../../lib/zstd.js';
+import { createZstdCompressStream } from '../../lib/zstd.js';
 import { principalOf } from '../auth.js';
 import type { Dialect } from '../dialect.js';
 import { versErrorBody } from '../vers/routes.js';
 import { pageOf, setPageHeaders } from '../pagination.js';
 import { commitJson, orgJson, pushJson, repositoryJson, tagJson, treeJson } from './mapping.js';
 import { fileETag, parseRange } from './ranges.js';
+import { decodedBody, prefersZstd, streamOut } from './streams.js';
+import { transferRoutes } from './transfer-routes.js';
 
 const param = (req: Request, name: string): string => String(req.params[name]);
 
@@ -27,6 +24,7 @@ export const nativeDialect: Dialect = { name: 'native', prefix: '/api/v1', route
 function nativeRoutes(services: Services, config: Config): Router {
   const { accounts, repositories, snapshots } = services;
   const router = Router();
+  router.use(transferRoutes(services));
 
   const repoJson = async (principal: Principal, repo: Repository) =>
     repositoryJson(await repositories.describe(principal, repo));
@@ -125,7 +123,7 @@ function nativeRoutes(services: Services, config: Config): Router {
 
   router.get('/repos/:owner/:repo/tags/:tag/archive', async (req, res) => {
     const { resolved, body } = await snapshots.exportTar(principalOf(res), param(req, 'owner'), param(req, 'repo'), param(req, 'tag'));
-    const zstd = req.accepts(['application/x-tar', 'application/zstd']) === 'application/zstd' && /zstd/.test(req.get('accept') ?? '');
+    const zstd = prefersZstd(req, 'application/x-tar');
     res.setHeader('Content-Type', zstd ? 'application/zstd' : 'application/x-tar');
     res.setHeader('ETag', `"${resolved.commit.id}"`);
     res.setHeader('X-Snapfork-Commit', resolved.commit.id);
@@ -169,39 +167,4 @@ function nativeRoutes(services: Services, config: Config): Router {
   });
 
   return router;
-}
-
-/** The request body with its Content-Encoding removed. */
-function decodedBody(req: Request): Readable {
-  const encoding = (req.get('content-encoding') ?? 'identity').toLowerCase();
-  switch (encoding) {
-    case 'identity':
-      return req;
-    case 'gzip':
-    case 'x-gzip':
-      return decode(req, createGunzip());
-    case 'zstd':
-      return decode(req, createZstdDecompressStream());
-    default:
-      throw invalid(`unsupported Content-Encoding ${encoding}`);
-  }
-}
-
-/** Pipes into a decoder whose errors (and the request's) surface as one stream error. */
-function decode(req: Request, decoder: NodeJS.ReadWriteStream): Readable {
-  return pipelineCallback(req, decoder, () => undefined) as unknown as Readable;
-}
-
-/**
- * Streams to the response once headers are set. A failure after the first byte (a corrupt chunk)
- * cannot change the status any more: the connection is cut so the client sees a truncated body,
- * never a complete-looking wrong one.
- */
-async function streamOut(streams: (Readable | NodeJS.ReadWriteStream)[], res: Response): Promise<void> {
-  try {
-    await pipeline([...streams, res]);
-  } catch (e) {
-    if (!res.headersSent) throw e;
-    res.destroy(e instanceof DomainError ? e : undefined);
-  }
 }

@@ -1,7 +1,8 @@
 /**
  * MetadataStore over SQLite through Kysely. SQL rows stay in this file: each table has one
  * mapper to its domain type. SQLite-only SQL is limited to listHistory (json_extract and a LIMIT
- * inside a recursive CTE); the rest is portable Kysely, so a PostgreSQL store can reuse it.
+ * inside a recursive CTE) and reachableChunks (two-argument min(), PostgreSQL's LEAST); the rest
+ * is portable Kysely, so a PostgreSQL store can reuse it.
  */
 import {
   type ExpressionBuilder,
@@ -28,6 +29,7 @@ import type {
   Vm,
 } from '../../domain/model.js';
 import type {
+  ChunkReach,
   CommitPatch,
   ForkOrder,
   ForkQuery,
@@ -72,6 +74,13 @@ export async function openSqliteMetadataStore(
   }
   return new SqliteMetadataStore(db, options.now ?? (() => new Date().toISOString()));
 }
+
+// Digests per statement of the chunk tables: 3 values a row stay far below SQLite's 32,766 bound
+// parameters, and a 1 GiB snapshot's ~16K chunk rows take 4 statements.
+const DIGEST_BATCH = 4000;
+
+/** Later than any timestamp: a starting repository reaches all of its own chunks. */
+const NO_CUTOFF = '9999-12-31T23:59:59.999Z';
 
 // Rows of 9 values: 500 of them stay far below SQLite's 32,766 bound parameters per statement
 // while making a 20,000-entry manifest 40 statements.
@@ -552,6 +561,79 @@ export class SqliteMetadataStore implements MetadataStore {
     });
   }
 
+  // Chunk reachability -----------------------------------------------------------------------
+
+  async recordRepositoryChunks(repositoryId: number, digests: readonly string[]): Promise<void> {
+    const at = this.now();
+    await this.transaction((tx) =>
+      tx.guard(`chunks of repository ${repositoryId}`, async () => {
+        for (const batch of batches(unique(digests))) {
+          await tx.db
+            .insertInto('repository_chunks')
+            .values(batch.map((d) => ({ digest: digestBytes(d), repository_id: repositoryId, recorded_at: at })))
+            .onConflict((oc) => oc.columns(['digest', 'repository_id']).doNothing())
+            .execute();
+        }
+      }),
+    );
+  }
+
+  async reachableChunks(from: ChunkReach, digests: readonly string[]): Promise<Set<string>> {
+    const start =
+      typeof from === 'object' && 'repositoryId' in from
+        ? sql<SqlBool>`r.id = ${from.repositoryId}`
+        : visibleSql(from);
+    const found = new Set<string>();
+    for (const batch of batches(unique(digests))) {
+      // The walk goes up forked_from_repo_id from every starting repository, carrying the
+      // earliest fork time on the path: an ancestor reaches only chunks recorded by then.
+      // Ancestors may be soft-deleted (their commits still make up their forks' snapshots).
+      const { rows } = await sql<{ digest: Buffer }>`
+        WITH RECURSIVE reach(id, cutoff) AS (
+          SELECT r.id, ${NO_CUTOFF} FROM repositories r WHERE r.deleted_at IS NULL AND ${start}
+          UNION
+          SELECT r.forked_from_repo_id, min(reach.cutoff, r.created_at)
+            FROM reach JOIN repositories r ON r.id = reach.id
+           WHERE r.forked_from_repo_id IS NOT NULL
+        )
+        SELECT DISTINCT rc.digest FROM repository_chunks rc
+          JOIN reach ON reach.id = rc.repository_id AND rc.recorded_at <= reach.cutoff
+         WHERE rc.digest IN (${sql.join(batch.map(digestBytes))})`.execute(this.db);
+      for (const row of rows) found.add(row.digest.toString('hex'));
+    }
+    return found;
+  }
+
+  async recordUploads(userId: number, digests: readonly string[]): Promise<void> {
+    const at = this.now();
+    await this.transaction((tx) =>
+      tx.guard(`uploads of user ${userId}`, async () => {
+        for (const batch of batches(unique(digests))) {
+          await tx.db
+            .insertInto('chunk_uploads')
+            .values(batch.map((d) => ({ user_id: userId, digest: digestBytes(d), created_at: at })))
+            .onConflict((oc) => oc.columns(['user_id', 'digest']).doUpdateSet({ created_at: at }))
+            .execute();
+        }
+      }),
+    );
+  }
+
+  async uploadedChunks(userId: number, digests: readonly string[], notBefore: string): Promise<Set<string>> {
+    const found = new Set<string>();
+    for (const batch of batches(unique(digests))) {
+      const rows = await this.db
+        .selectFrom('chunk_uploads')
+        .select('digest')
+        .where('user_id', '=', userId)
+        .where('created_at', '>=', notBefore)
+        .where('digest', 'in', batch.map(digestBytes))
+        .execute();
+      for (const row of rows) found.add(row.digest.toString('hex'));
+    }
+    return found;
+  }
+
   // VMs --------------------------------------------------------------------------------------
 
   async createVm(vm: Vm): Promise<void> {
@@ -706,6 +788,32 @@ function visibleTo(viewer: ViewerFilter) {
       ...(namespaceIds.length > 0 ? [eb('repositories.namespace_id', 'in', namespaceIds)] : []),
     ]);
   };
+}
+
+/** visibleTo() as a raw SQL condition on `repositories r`, for the recursive CTE. */
+function visibleSql(viewer: ViewerFilter) {
+  if (viewer === 'all') return sql<SqlBool>`1 = 1`;
+  const { visibilities, namespaceIds } = viewer;
+  const terms = [
+    ...(visibilities.length > 0 ? [sql<SqlBool>`r.visibility IN (${sql.join(visibilities)})`] : []),
+    ...(namespaceIds.length > 0 ? [sql<SqlBool>`r.namespace_id IN (${sql.join(namespaceIds)})`] : []),
+  ];
+  return terms.length === 0 ? sql<SqlBool>`1 = 0` : sql<SqlBool>`(${sql.join(terms, sql` OR `)})`;
+}
+
+const unique = (digests: readonly string[]) => [...new Set(digests)];
+
+function batches<T>(items: readonly T[]): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += DIGEST_BATCH) out.push(items.slice(i, i + DIGEST_BATCH));
+  return out;
+}
+
+/** A digest as the 32 raw bytes the chunk tables key on; anything but 64 lower-case hex is refused. */
+function digestBytes(digest: string): Buffer {
+  // Buffer.from(…, 'hex') stops silently at the first non-hex character: check first.
+  if (!SHA256_HEX.test(digest)) throw invalid(`"${digest}" is not a lower-case SHA-256 hex digest`);
+  return Buffer.from(digest, 'hex');
 }
 
 /**

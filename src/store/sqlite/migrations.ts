@@ -152,10 +152,32 @@ const forksCommitsIdempotency = statements([
   `CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at)`,
 ]);
 
+// Which chunks each repository references, and which chunks each user sent: the tenant check of
+// delta pushes and pulls (no answer may reveal that another tenant stored a chunk).
+const chunkReachability = statements([
+  // Keyed by digest first: every lookup asks "which repositories reference these digests". A
+  // soft-deleted repository keeps its rows: its forks still reach them.
+  `CREATE TABLE repository_chunks (
+     digest        BLOB NOT NULL CHECK (length(digest) = 32),
+     repository_id INTEGER NOT NULL REFERENCES repositories (id),
+     recorded_at   TEXT NOT NULL,
+     PRIMARY KEY (digest, repository_id)
+   ) STRICT, WITHOUT ROWID`,
+  `CREATE TABLE chunk_uploads (
+     user_id    INTEGER NOT NULL REFERENCES namespaces (id),
+     digest     BLOB NOT NULL CHECK (length(digest) = 32),
+     created_at TEXT NOT NULL,
+     PRIMARY KEY (user_id, digest)
+   ) STRICT, WITHOUT ROWID`,
+  // The garbage collector drops uploads past the grace period by age.
+  `CREATE INDEX chunk_uploads_created ON chunk_uploads (created_at)`,
+]);
+
 /** Every migration by name; applied in name order. Exported for tests of an upgrade. */
 export const migrations = {
   '0001_initial': initial,
   '0002_forks_commits_idempotency': forksCommitsIdempotency,
+  '0003_chunk_reachability': chunkReachability,
 } as const satisfies Record<string, Migration>;
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

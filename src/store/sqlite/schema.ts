@@ -120,6 +120,23 @@ export interface IdempotencyKeyTable {
   created_at: Timestamp;
 }
 
+/** One chunk referenced by a commit of one repository (src/domain/transfer.service.ts). */
+export interface RepositoryChunkTable {
+  /** The 32 raw bytes of the SHA-256: half the size of hex in the largest table. */
+  digest: Buffer;
+  repository_id: number;
+  /** When a commit of the repository first referenced the chunk. */
+  recorded_at: Timestamp;
+}
+
+/** A chunk a user sent, which counts as present for that user during the upload grace period. */
+export interface ChunkUploadTable {
+  user_id: number;
+  digest: Buffer;
+  /** The last time the user sent it. */
+  created_at: Timestamp;
+}
+
 export interface Database {
   namespaces: NamespaceTable;
   memberships: MembershipTable;
@@ -131,4 +148,6 @@ export interface Database {
   manifest_entries: ManifestEntryTable;
   vms: VmTable;
   idempotency_keys: IdempotencyKeyTable;
+  repository_chunks: RepositoryChunkTable;
+  chunk_uploads: ChunkUploadTable;
 }
