@@ -18,8 +18,8 @@ export class ApiError extends CliError {
 export interface RequestOptions {
   /** Sent as a JSON body. */
   json?: unknown;
-  /** Streamed as the body, never buffered; needs `contentType`. */
-  body?: AsyncIterable<Uint8Array>;
+  /** The body: a buffer as is, or a stream sent without buffering it; needs `contentType`. */
+  body?: Uint8Array | AsyncIterable<Uint8Array>;
   contentType?: string;
   query?: Record<string, string | number | undefined>;
   accept?: string;
@@ -68,12 +68,12 @@ export class ApiClient {
     }
     const headers: Record<string, string> = { accept: options.accept ?? 'application/json' };
     if (this.token) headers.authorization = `Bearer ${this.token}`;
-    let body: string | ReadableStream | undefined;
+    let body: string | Uint8Array | ReadableStream | undefined;
     if (options.json !== undefined) {
       body = JSON.stringify(options.json);
       headers['content-type'] = 'application/json';
     } else if (options.body) {
-      body = Readable.toWeb(Readable.from(options.body));
+      body = options.body instanceof Uint8Array ? options.body : Readable.toWeb(Readable.from(options.body));
       headers['content-type'] = options.contentType ?? 'application/octet-stream';
     }
     let response: Response;
@@ -144,8 +144,30 @@ const seg = encodeURIComponent;
 /** `/api/v1/repos/{owner}/{repo}` with both names escaped. */
 export const repoApiPath = (r: RepoPath): string => `/api/v1/repos/${seg(r.owner)}/${seg(r.repo)}`;
 
-/** The tar of one tag: PUT to push, GET to pull. */
-export const archiveApiPath = (r: Reference): string => `${repoApiPath(r)}/tags/${seg(r.tag)}/archive`;
+/** One tag: GET it for the commit it points at. */
+export const tagApiPath = (r: Reference): string => `${repoApiPath(r)}/tags/${seg(r.tag)}`;
+
+/** The delta transfer routes of a repository (openapi/snapfork.yaml, storage/README.md). */
+export const transferApiPaths = (r: RepoPath) => {
+  const repo = repoApiPath(r);
+  return {
+    missing: `${repo}/chunks/missing`,
+    pack: `${repo}/chunks`,
+    chunk: (digest: string) => `${repo}/chunks/${digest}`,
+    commits: `${repo}/commits`,
+    manifest: (commitId: string) => `${repo}/commits/${seg(commitId)}/manifest`,
+  };
+};
+
+/** The commit a tag points at, or null when the repository has no such tag. */
+export async function tagCommit(client: ApiClient, ref: Reference): Promise<string | null> {
+  try {
+    return (await client.json<{ commit_id: string }>('GET', tagApiPath(ref))).commit_id;
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 404) return null;
+    throw err;
+  }
+}
 
 /** The caller's login, from the token. */
 export async function currentLogin(client: ApiClient): Promise<string> {

@@ -260,17 +260,20 @@ interface Recorded {
 }
 
 /**
- * A stand-in server that records what the CLI sends, keeps pushed tars as they came and serves
- * them back: it pins the requests and the tar round trip without the real server.
+ * A stand-in server that records what the CLI sends and keeps pushed chunks and manifests as
+ * they came, serving them back: it pins the requests of a delta push and pull without the real
+ * server (which the end-to-end suite below and test/transfer/ drive).
  */
 async function stubServer() {
   const requests: Recorded[] = [];
-  const tars = new Map<string, Buffer>();
+  const chunks = new Map<string, Buffer>();
+  const commits = new Map<string, unknown>();
+  const tags = new Map<string, string>();
   const repos = new Set<string>();
   const server = createHttpServer(async (req, res) => {
-    const chunks: Buffer[] = [];
-    for await (const chunk of req) chunks.push(chunk as Buffer);
-    const body = Buffer.concat(chunks);
+    const parts: Buffer[] = [];
+    for await (const part of req) parts.push(part as Buffer);
+    const body = Buffer.concat(parts);
     const url = new URL(req.url ?? '/', 'http://stub');
     const rec: Recorded = {
       method: req.method ?? '',
@@ -295,14 +298,34 @@ async function stubServer() {
       if (repos.has(decodeURIComponent(m[1] as string))) return send(200, {});
       return send(404, { error: 'repository not found', success: false });
     }
-    if ((m = /^\/api\/v1\/repos\/(.+)\/archive$/.exec(path))) {
-      if (req.method === 'PUT') {
-        tars.set(m[1] as string, body);
-        return send(201, { commit_id: 'c1', reference: 'r:t', files: 1, bytes: body.length, new_bytes: 0 });
+    if ((m = /^\/api\/v1\/repos\/(.+)\/tags\/([^/]+)$/.exec(path))) {
+      const commit = tags.get(`${m[1]}:${m[2]}`);
+      return commit ? send(200, { commit_id: commit }) : send(404, { error: 'tag not found', success: false });
+    }
+    if (/\/chunks\/missing$/.test(path)) {
+      return send(200, { missing: (rec.json as { digests: string[] }).digests.filter((d) => !chunks.has(d)) });
+    }
+    if (/\/chunks$/.test(path)) {
+      for (let at = 0; at < body.length; ) {
+        const length = body.readUInt32BE(at);
+        chunks.set(body.toString('hex', at + 4, at + 36), body.subarray(at + 36, at + 36 + length));
+        at += 36 + length;
       }
-      const tar = tars.get(m[1] as string);
-      if (!tar) return send(404, { error: 'tag not found', success: false });
-      return res.writeHead(200, { 'content-type': 'application/x-tar', 'content-length': tar.length }).end(tar);
+      return send(200, { stored: 0, created: 0, bytes: 0 });
+    }
+    if ((m = /\/chunks\/([0-9a-f]{64})$/.exec(path))) {
+      return res.writeHead(200, { 'content-type': 'application/octet-stream' }).end(chunks.get(m[1] as string));
+    }
+    if ((m = /^\/api\/v1\/repos\/(.+)\/commits$/.exec(path))) {
+      const commit = rec.json as { tag: string; manifest: { entries: { size: number }[] } };
+      const id = `c${commits.size + 1}`;
+      commits.set(id, commit.manifest);
+      tags.set(`${m[1]}:${commit.tag}`, id);
+      const bytes = commit.manifest.entries.reduce((n, e) => n + e.size, 0);
+      return send(201, { commit_id: id, reference: `r:${commit.tag}`, files: 1, bytes, new_bytes: 0 });
+    }
+    if ((m = /\/commits\/([^/]+)\/manifest$/.exec(path))) {
+      return send(200, { commit_id: m[1], ...(commits.get(m[1] as string) as object) });
     }
     if (path === '/api/v1/users/alice/repos') {
       // 103 repositories, 50 a page, no X-Total-Count: the short third page ends the listing.
@@ -368,26 +391,50 @@ describe('against a stub server', () => {
     if (work) await rm(work, { recursive: true, force: true });
   });
 
-  it('creates a missing repository, streams the tar, and pulls it back identical', async () => {
+  it('creates a missing repository, sends only missing chunks, commits the manifest, and pulls it back identical', async () => {
     const src = join(work, 'src');
     await makeTree(src);
     const pushed = await cli(['push', src, 'alice/data:v1', '--message', 'first try', '--json'], env);
     expect(pushed.code, pushed.stderr).toBe(0);
-    expect(JSON.parse(pushed.stdout)).toMatchObject({ commit_id: 'c1' });
+    expect(JSON.parse(pushed.stdout)).toMatchObject({ commit_id: 'c1', bytes_hashed: TREE_BYTES, bytes_sent: TREE_BYTES, bytes_reused: 0 });
     expect(stub.requests.map((r) => `${r.method} ${r.url}`)).toEqual([
       'GET /api/v1/repos/alice/data',
       'GET /api/v1/user',
       'POST /api/v1/user/repos',
-      'PUT /api/v1/repos/alice/data/tags/v1/archive?message=first+try',
+      'GET /api/v1/repos/alice/data/tags/v1',
+      'POST /api/v1/repos/alice/data/chunks/missing',
+      'POST /api/v1/repos/alice/data/chunks',
+      'POST /api/v1/repos/alice/data/commits',
     ]);
     expect(stub.requests[2]?.json).toEqual({ name: 'data', visibility: 'private' });
-    expect(stub.requests[3]).toMatchObject({ contentType: 'application/x-tar', auth: 'Bearer tok' });
+    expect(stub.requests[5]).toMatchObject({ contentType: 'application/octet-stream', auth: 'Bearer tok' });
+    const committed = stub.requests[6]?.json as { tag: string; parent: unknown; message: string; manifest: { entries: { path: string; type: string }[] } };
+    expect(committed).toMatchObject({ tag: 'v1', parent: null, message: 'first try' });
+    expect(committed.manifest.entries.map((e) => `${e.type} ${e.path}`)).toEqual([
+      'dir empty dir',
+      'file empty.bin',
+      'file hello.txt',
+      'symlink link to hello',
+      'dir nested',
+      'symlink nested/dangling',
+      'dir nested/deeper',
+      'file nested/deeper/random.bin',
+      'file nested/données é.txt',
+      'file run.sh',
+    ]);
+
+    stub.requests.length = 0;
+    const again = await cli(['push', src, 'alice/data:v1', '--json'], env);
+    expect(again.code, again.stderr).toBe(0);
+    expect(JSON.parse(again.stdout)).toMatchObject({ bytes_sent: 0, bytes_reused: TREE_BYTES });
+    expect(stub.requests.some((r) => r.url.endsWith('/chunks'))).toBe(false);
+    expect(stub.requests.at(-1)?.json).toMatchObject({ parent: 'c1' });
 
     const out = join(work, 'out');
     const pulled = await cli(['pull', 'alice/data:v1', out, '--json'], env);
     expect(pulled.code, pulled.stderr).toBe(0);
-    const summary = { reference: 'alice/data:v1', files: TREE_FILES, bytes: TREE_BYTES, dir: out };
-    expect(JSON.parse(pulled.stdout)).toEqual(summary);
+    const summary = { reference: 'alice/data:v1', commit_id: 'c2', dir: out, files: TREE_FILES, bytes: TREE_BYTES };
+    expect(JSON.parse(pulled.stdout)).toEqual({ ...summary, bytes_hashed: 0, bytes_fetched: TREE_BYTES, bytes_reused: 0 });
     expect(await snapshotTree(out)).toEqual(await snapshotTree(src));
   });
 
@@ -399,7 +446,7 @@ describe('against a stub server', () => {
       const r = await cli(['push', file, `acme/vm:${tag}`, '--visibility', 'public'], env);
       expect(r.code, r.stderr).toBe(0);
     }
-    expect(stub.requests.filter((r) => r.method === 'POST')).toMatchObject([
+    expect(stub.requests.filter((r) => r.method === 'POST' && r.url.endsWith('/repos'))).toMatchObject([
       { url: '/api/v1/orgs/acme/repos', json: { name: 'vm', visibility: 'public' } },
     ]);
   });
@@ -493,8 +540,8 @@ describe.skipIf(!serverModule)('end to end against a real server', () => {
     const out = join(work, 'pulled/v1');
     const pulled = await cli(['pull', 'alice/data:v1', out, '--json'], env);
     expect(pulled.code, pulled.stderr).toBe(0);
-    const summary = { reference: 'alice/data:v1', files: TREE_FILES, bytes: TREE_BYTES, dir: out };
-    expect(JSON.parse(pulled.stdout)).toEqual(summary);
+    const summary = { reference: 'alice/data:v1', dir: out, files: TREE_FILES, bytes: TREE_BYTES };
+    expect(JSON.parse(pulled.stdout)).toMatchObject({ ...summary, bytes_hashed: 0, bytes_fetched: TREE_BYTES, bytes_reused: 0 });
     expect(await snapshotTree(out)).toEqual(expected);
 
     const forked = await cli(['fork', 'alice/data:v1', '--name', 'data-fork', '--json'], env);
@@ -504,7 +551,7 @@ describe.skipIf(!serverModule)('end to end against a real server', () => {
     const forkOut = join(work, 'pulled/fork');
     const pulledFork = await cli(['pull', `alice/data-fork:${fork.tag_name}`, forkOut], env);
     expect(pulledFork.code, pulledFork.stderr).toBe(0);
-    expect(pulledFork.stdout).toBe(`pulled alice/data-fork:${fork.tag_name} into ${forkOut}: 5 files, 3.0 MiB\n`);
+    expect(pulledFork.stdout).toBe(`pulled alice/data-fork:${fork.tag_name} into ${forkOut}: 5 files, 3.0 MiB (3.0 MiB fetched)\n`);
     expect(await snapshotTree(forkOut)).toEqual(expected);
 
     const tags = await cli(['tags', 'alice/data', '--json'], env);
@@ -524,9 +571,10 @@ describe.skipIf(!serverModule)('end to end against a real server', () => {
     await writeFile(disk, randomBytes(256 * 1024));
     const pushed = await cli(['push', disk, 'acme/vm:base', '--visibility', 'internal'], acmeEnv, true);
     expect(pushed.code, pushed.stderr).toBe(0);
-    expect(pushed.stdout).toMatch(/^pushed acme\/vm:base \(commit \S+\): 1 files, 256\.0 KiB, 256\.0 KiB new\n$/);
+    expect(pushed.stdout).toMatch(/^pushed acme\/vm:base \(commit \S+\): 1 files, 256\.0 KiB, 256\.0 KiB sent\n$/);
     expect(pushed.stderr).toContain('created internal repository acme/vm');
-    expect(pushed.stderr).toMatch(/\rpush acme\/vm:base .*\(100%\)/);
+    expect(pushed.stderr).toMatch(/\rhash acme\/vm:base .*\(100%\)/);
+    expect(pushed.stderr).toMatch(/\rsend acme\/vm:base .*\(100%\)/);
 
     const out = join(work, 'pulled/vm');
     const pulled = await cli(['pull', 'acme/vm:base', out], acmeEnv);

@@ -1,0 +1,162 @@
+/**
+ * The client's side of delta transfer on local files: the tree a push sends, each file cut with
+ * the server's own chunker (src/domain/chunker.ts, so that both sides cut identically), and the
+ * place of every chunk in its file, so that a chunk is read back only if it must be sent (push)
+ * or can stand in for a download (pull).
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { lstat, open, readdir, readlink, stat, type FileHandle } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import { Chunker } from '../domain/chunker.js';
+import type { ChunkRef, EntryType } from '../domain/model.js';
+import { CliError } from './errors.js';
+
+/** A manifest entry as the API's JSON has it (openapi ManifestEntry). */
+export interface EntryJson {
+  path: string;
+  type: EntryType;
+  mode: number;
+  size: number;
+  mtime: number;
+  link_target: string | null;
+  chunks: ChunkRef[];
+}
+
+/** Where a chunk's bytes are in a local file. */
+export interface ChunkPlace {
+  file: string;
+  offset: number;
+  size: number;
+}
+
+export interface LocalEntry {
+  /** Manifest path (POSIX, relative). */
+  path: string;
+  /** Absolute path on this machine. */
+  abs: string;
+  type: EntryType;
+  mode: number;
+  mtime: number;
+  size: number;
+  linkTarget: string | null;
+}
+
+const READ_SIZE = 4 * 1024 * 1024;
+
+export const sha256 = (data: Uint8Array) => createHash('sha256').update(data).digest('hex');
+
+/**
+ * The entries to push from `source`: a directory's tree (symlinks kept as links, empty
+ * directories kept; sockets and devices skipped with a warning), or one file under its basename
+ * (a symlink named on the command line means the file it points to).
+ */
+export async function scanSource(source: string, warn: (message: string) => void): Promise<LocalEntry[]> {
+  const st = await stat(source).catch((err: NodeJS.ErrnoException) => {
+    throw new CliError(err.code === 'ENOENT' ? `${source}: no such file or directory` : `${source}: ${err.message}`);
+  });
+  if (st.isFile()) {
+    return [{ path: basename(source), abs: source, type: 'file', mode: st.mode & 0o7777, mtime: seconds(st.mtimeMs), size: st.size, linkTarget: null }];
+  }
+  if (!st.isDirectory()) throw new CliError(`${source}: not a directory or regular file`);
+  const entries: LocalEntry[] = [];
+  const walk = async (rel: string): Promise<void> => {
+    for (const name of (await readdir(join(source, rel))).sort()) {
+      const path = rel ? `${rel}/${name}` : name;
+      const abs = join(source, path);
+      const info = await lstat(abs);
+      const base = { path, abs, mode: info.mode & 0o7777, mtime: seconds(info.mtimeMs), size: 0, linkTarget: null };
+      if (info.isSymbolicLink()) entries.push({ ...base, type: 'symlink', linkTarget: await readlink(abs) });
+      else if (info.isFile()) entries.push({ ...base, type: 'file', size: info.size });
+      else if (info.isDirectory()) {
+        entries.push({ ...base, type: 'dir' });
+        await walk(path);
+      } else warn(`${abs}: skipped (not a regular file, directory or symlink)`);
+    }
+  };
+  await walk('');
+  return entries;
+}
+
+/**
+ * Cuts a file into chunks as the server would, calling `progress` with each piece's length.
+ * Reads the file once, holding at most one read and one chunk in memory.
+ */
+export async function chunkFile(file: string, progress: (bytes: number) => void): Promise<{ refs: ChunkRef[]; places: ChunkPlace[] }> {
+  const chunker = new Chunker();
+  const refs: ChunkRef[] = [];
+  const places: ChunkPlace[] = [];
+  let offset = 0;
+  const take = (pieces: Buffer[]) => {
+    for (const piece of pieces) {
+      refs.push({ digest: sha256(piece), size: piece.length });
+      places.push({ file, offset, size: piece.length });
+      offset += piece.length;
+    }
+  };
+  for await (const data of createReadStream(file, { highWaterMark: READ_SIZE }) as AsyncIterable<Buffer>) {
+    take(chunker.push(data));
+    progress(data.length);
+  }
+  take(chunker.finish());
+  return { refs, places };
+}
+
+/**
+ * Reads chunks back from local files, keeping up to 16 files open; used by one caller at a time
+ * (each worker has its own). `read` answers the bytes only when they still hash to `digest` (a
+ * file may have changed since it was chunked).
+ */
+export class ChunkReader {
+  private readonly handles = new Map<string, Promise<FileHandle>>();
+
+  async read(place: ChunkPlace, digest: string): Promise<Buffer | undefined> {
+    let handle = this.handles.get(place.file);
+    if (!handle) {
+      if (this.handles.size >= 16) await this.close();
+      handle = open(place.file, 'r');
+      handle.catch(() => undefined); // reported by the await below
+      this.handles.set(place.file, handle);
+    }
+    const data = Buffer.allocUnsafe(place.size);
+    let filled = 0;
+    try {
+      const fh = await handle;
+      while (filled < place.size) {
+        const { bytesRead } = await fh.read(data, filled, place.size - filled, place.offset + filled);
+        if (bytesRead === 0) break;
+        filled += bytesRead;
+      }
+    } catch {
+      return undefined; // gone or unreadable: the caller falls back
+    }
+    return filled === place.size && sha256(data) === digest ? data : undefined;
+  }
+
+  async close(): Promise<void> {
+    const handles = [...this.handles.values()];
+    this.handles.clear();
+    await Promise.all(handles.map((h) => h.then((fh) => fh.close()).catch(() => undefined)));
+  }
+}
+
+/** Runs `work` on every item with at most `limit` running at once; the first failure wins. */
+export async function forEachLimited<T>(items: Iterable<T>, limit: number, work: (item: T) => Promise<void>): Promise<void> {
+  const iterator = items[Symbol.iterator]();
+  let failed = false;
+  const worker = async () => {
+    for (let next = iterator.next(); !next.done && !failed; next = iterator.next()) {
+      try {
+        await work(next.value);
+      } catch (err) {
+        failed = true;
+        throw err;
+      }
+    }
+  };
+  const results = await Promise.allSettled(Array.from({ length: limit }, worker));
+  const rejected = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (rejected) throw rejected.reason;
+}
+
+const seconds = (ms: number) => Math.floor(ms / 1000);
