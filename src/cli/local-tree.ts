@@ -5,7 +5,6 @@
  * or can stand in for a download (pull).
  */
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { lstat, open, readdir, readlink, stat, type FileHandle } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { Chunker } from '../domain/chunker.js';
@@ -61,10 +60,14 @@ export async function scanSource(source: string, warn: (message: string) => void
   if (!st.isDirectory()) throw new CliError(`${source}: not a directory or regular file`);
   const entries: LocalEntry[] = [];
   const walk = async (rel: string): Promise<void> => {
-    for (const name of (await readdir(join(source, rel))).sort()) {
+    const names = (await readdir(join(source, rel))).sort();
+    // One lstat per entry, all of a directory's at once: sequential calls cost a thread-pool
+    // round trip each, which is most of the time of a tree of 20,000 small files.
+    const infos = await Promise.all(names.map((name) => lstat(join(source, rel, name))));
+    for (const [i, name] of names.entries()) {
       const path = rel ? `${rel}/${name}` : name;
       const abs = join(source, path);
-      const info = await lstat(abs);
+      const info = infos[i]!;
       const base = { path, abs, mode: info.mode & 0o7777, mtime: seconds(info.mtimeMs), size: 0, linkTarget: null };
       if (info.isSymbolicLink()) entries.push({ ...base, type: 'symlink', linkTarget: await readlink(abs) });
       else if (info.isFile()) entries.push({ ...base, type: 'file', size: info.size });
@@ -79,27 +82,63 @@ export async function scanSource(source: string, warn: (message: string) => void
 }
 
 /**
- * Cuts a file into chunks as the server would, calling `progress` with each piece's length.
- * Reads the file once, holding at most one read and one chunk in memory.
+ * Cuts files into chunks as the server would, one file at a time (one caller): the chunker and
+ * the read buffer are reused from file to file, since a dataset of 20,000 small files must not
+ * allocate buffers for each.
  */
-export async function chunkFile(file: string, progress: (bytes: number) => void): Promise<{ refs: ChunkRef[]; places: ChunkPlace[] }> {
-  const chunker = new Chunker();
-  const refs: ChunkRef[] = [];
-  const places: ChunkPlace[] = [];
-  let offset = 0;
-  const take = (pieces: Buffer[]) => {
-    for (const piece of pieces) {
-      refs.push({ digest: sha256(piece), size: piece.length });
-      places.push({ file, offset, size: piece.length });
-      offset += piece.length;
+export class FileChunker {
+  private readonly chunker = new Chunker();
+  private readonly buffer = Buffer.allocUnsafe(READ_SIZE);
+
+  /** The chunks of `file`, reading it once; `progress` gets each read's length. */
+  async chunk(file: string, progress: (bytes: number) => void): Promise<{ refs: ChunkRef[]; places: ChunkPlace[] }> {
+    const refs: ChunkRef[] = [];
+    const places: ChunkPlace[] = [];
+    let offset = 0;
+    const take = (pieces: Buffer[]) => {
+      for (const piece of pieces) {
+        refs.push({ digest: sha256(piece), size: piece.length });
+        places.push({ file, offset, size: piece.length });
+        offset += piece.length;
+      }
+    };
+    const fh = await open(file, 'r');
+    try {
+      // Chunker.push copies what it keeps, so the buffer may be overwritten by the next read.
+      for (;;) {
+        const { bytesRead } = await fh.read(this.buffer, 0, this.buffer.length, null);
+        if (bytesRead === 0) break;
+        take(this.chunker.push(this.buffer.subarray(0, bytesRead)));
+        progress(bytesRead);
+      }
+    } catch (err) {
+      this.chunker.finish(); // drop the failed file's bytes: the next file starts clean
+      throw err;
+    } finally {
+      await fh.close();
     }
-  };
-  for await (const data of createReadStream(file, { highWaterMark: READ_SIZE }) as AsyncIterable<Buffer>) {
-    take(chunker.push(data));
-    progress(data.length);
+    take(this.chunker.finish()); // also resets the chunker for the next file
+    return { refs, places };
   }
-  take(chunker.finish());
-  return { refs, places };
+}
+
+/** Files chunked at once: hides the file system's round trips on trees of small files. */
+const PARALLEL_CHUNKERS = 4;
+
+/**
+ * The chunks of each file, in input order, chunking PARALLEL_CHUNKERS files at a time (each
+ * worker with its own FileChunker).
+ */
+export async function chunkFiles(files: readonly string[], progress: (bytes: number) => void) {
+  const results: Awaited<ReturnType<FileChunker['chunk']>>[] = new Array(files.length);
+  const workers = Array.from({ length: PARALLEL_CHUNKERS }, () => new FileChunker());
+  let next = 0;
+  await Promise.all(
+    workers.map(async (chunker) => {
+      for (let i = next++; i < files.length; i = next++) results[i] = await chunker.chunk(files[i]!, progress);
+    }),
+  );
+  return results;
 }
 
 /**

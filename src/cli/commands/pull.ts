@@ -5,11 +5,15 @@ import { defineCommand, HTTP_FLAGS, JSON_FLAG, output, progress } from '../comma
 import { CliError } from '../errors.js';
 import { formatBytes } from '../format.js';
 import { ApiClient, tagApiPath, transferApiPaths } from '../http-client.js';
-import { chunkFile, ChunkReader, forEachLimited, sha256, type ChunkPlace, type EntryJson } from '../local-tree.js';
+import { chunkFiles, ChunkReader, forEachLimited, sha256, type ChunkPlace, type EntryJson } from '../local-tree.js';
 import { formatReference, parseReference } from '../reference.js';
 
-/** Files written at once; each fetches its chunks WINDOW ahead of where it writes. */
-const PARALLEL_FILES = 4;
+/**
+ * Files written at once, each fetching its chunks WINDOW ahead of where it writes: many small
+ * files need many in flight (each is a few file system calls and one request), and a large one
+ * still keeps WINDOW requests going.
+ */
+const PARALLEL_FILES = 16;
 const WINDOW = 8;
 
 interface ManifestJson {
@@ -63,12 +67,13 @@ export const pull = defineCommand({
     const hashing = progress(io, flags.json, `hash ${root}`, [...existing.values()].reduce((a, b) => a + b, 0));
     const local = new Map<string, ChunkPlace>();
     const unchanged = new Set<string>();
-    for (const e of files) {
-      if (!existing.has(e.path)) continue;
-      const cut = await chunkFile(join(root, e.path), (n) => hashing.add(n));
+    const present = files.filter((e) => existing.has(e.path));
+    const cuts = await chunkFiles(present.map((e) => join(root, e.path)), (n) => hashing.add(n));
+    present.forEach((e, k) => {
+      const cut = cuts[k]!;
       cut.refs.forEach((c, i) => local.set(c.digest, cut.places[i]!));
       if (cut.refs.length === e.chunks.length && cut.refs.every((c, i) => c.digest === e.chunks[i]!.digest)) unchanged.add(e.path);
-    }
+    });
     hashing.finish();
 
     // Directories, symlinks and every file's parents first, in path order (a parent sorts before

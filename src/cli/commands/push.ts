@@ -3,7 +3,7 @@ import { defineCommand, HTTP_FLAGS, JSON_FLAG, output, progress, type Io } from 
 import { CliError, UsageError } from '../errors.js';
 import { formatBytes } from '../format.js';
 import { ApiClient, ApiError, currentLogin, repoApiPath, tagCommit, transferApiPaths } from '../http-client.js';
-import { chunkFile, ChunkReader, forEachLimited, scanSource, type ChunkPlace, type EntryJson } from '../local-tree.js';
+import { chunkFiles, ChunkReader, forEachLimited, scanSource, type ChunkPlace, type EntryJson } from '../local-tree.js';
 import { formatReference, parseReference, type Reference } from '../reference.js';
 
 const VISIBILITIES = ['public', 'private', 'internal'];
@@ -81,13 +81,13 @@ export const push = defineCommand({
     const hashing = progress(io, flags.json, `hash ${formatReference(ref)}`, total);
     const entries: EntryJson[] = [];
     const places = new Map<string, ChunkPlace>();
+    const files = local.filter((e) => e.type === 'file');
+    const cuts = await chunkFiles(files.map((e) => e.abs), (n) => hashing.add(n));
+    const cutOf = new Map(files.map((e, i) => [e, cuts[i]!]));
     for (const e of local) {
-      let chunks: EntryJson['chunks'] = [];
-      if (e.type === 'file') {
-        const cut = await chunkFile(e.abs, (n) => hashing.add(n));
-        chunks = cut.refs;
-        cut.refs.forEach((c, i) => places.set(c.digest, cut.places[i]!));
-      }
+      const cut = cutOf.get(e);
+      const chunks = cut?.refs ?? [];
+      cut?.refs.forEach((c, i) => places.set(c.digest, cut.places[i]!));
       const size = chunks.reduce((n, c) => n + c.size, 0);
       entries.push({ path: e.path, type: e.type, mode: e.mode, size, mtime: e.mtime, link_target: e.linkTarget, chunks });
     }
