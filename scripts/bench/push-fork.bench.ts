@@ -8,8 +8,8 @@
  * disk), so the figure is the server's. Then 1 KiB and 1 GiB snapshots are forked alternately,
  * side by side in one run, and the medians and their ratio are printed.
  */
-import { spawn, execFileSync } from 'node:child_process';
-import { createWriteStream, readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,41 +17,18 @@ import { performance } from 'node:perf_hooks';
 import { pipeline } from 'node:stream/promises';
 import { expect, it } from 'vitest';
 import { generatedTar } from '../../test/support/generated.js';
+import { median, startServerProcess } from './server-process.js';
 
 const GIB = 1024 ** 3;
 const PUSHES = Number(process.env.BENCH_PUSHES ?? 3);
 const FORKS = Number(process.env.BENCH_FORKS ?? 25);
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
-
-async function startServerProcess(dataDir: string) {
-  const child = spawn(process.execPath, ['dist/cli/main.js', 'serve', '--port', '0', '--data-dir', dataDir], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const url = await new Promise<string>((resolve, reject) => {
-    child.stdout.on('data', (d: Buffer) => {
-      const m = /listening on (\S+)/.exec(d.toString());
-      if (m) resolve(m[1]!);
-    });
-    child.once('exit', (code) => reject(new Error(`server exited with ${code}`)));
-  });
-  return {
-    url,
-    /** Peak resident memory of the server process so far, from /proc (Linux). */
-    peakRssMiB: () => Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1] ?? NaN) / 1024,
-    stop: () => new Promise((resolve) => child.once('exit', resolve).kill('SIGTERM')),
-  };
-}
-
 it.skipIf(!process.env.SNAPFORK_BENCH)('push MB/s for 1 GiB, fork latency for 1 KiB and 1 GiB sources', async () => {
   const work = await mkdtemp(join(tmpdir(), 'snapfork-bench-'));
   const server = await startServerProcess(join(work, 'data'));
   try {
-    const token = (user: string) =>
-      execFileSync(process.execPath, ['dist/cli/main.js', 'token', 'create', '--user', user, '--data-dir', join(work, 'data')]).toString().trim();
-    const alice = token('alice');
-    const bob = token('bob');
+    const alice = server.token('alice');
+    const bob = server.token('bob');
     const api = (path: string, tokenValue: string, json?: unknown) =>
       fetch(server.url + path, {
         method: json === undefined ? 'GET' : 'POST',

@@ -102,7 +102,7 @@ export const pull = defineCommand({
           await symlink(e.link_target ?? '', abs);
         }
         await lutimes(abs, e.mtime, e.mtime);
-      } else if (e.type === 'file' && existing.has(e.path) === false) {
+      } else if (e.type === 'file' && !existing.has(e.path)) {
         const st = await lstatOrNone(abs);
         if (st && !st.isFile()) await remove(abs); // a rename cannot replace a directory
       }
