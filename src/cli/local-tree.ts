@@ -10,6 +10,7 @@ import { basename, join } from 'node:path';
 import { Chunker } from '../domain/chunker.js';
 import type { ChunkRef, EntryType } from '../domain/model.js';
 import { CliError } from './errors.js';
+import { scanTar } from './tar-source.js';
 
 /** A manifest entry as the API's JSON has it (openapi ManifestEntry). */
 export interface EntryJson {
@@ -39,7 +40,20 @@ export interface LocalEntry {
   mtime: number;
   size: number;
   linkTarget: string | null;
+  /** Where the file's bytes start inside `abs`: set for a file inside a pushed tar archive. */
+  dataOffset?: number;
 }
+
+/** Bytes of a local file to chunk: the whole file, or `length` bytes from `offset` (in a tar). */
+export interface FileSpan {
+  file: string;
+  offset?: number;
+  length?: number;
+}
+
+/** The span of a scanned file entry. */
+export const spanOf = (e: LocalEntry): FileSpan =>
+  e.dataOffset === undefined ? { file: e.abs } : { file: e.abs, offset: e.dataOffset, length: e.size };
 
 const READ_SIZE = 4 * 1024 * 1024;
 
@@ -54,6 +68,7 @@ export async function scanSource(source: string, warn: (message: string) => void
   const st = await stat(source).catch((err: NodeJS.ErrnoException) => {
     throw new CliError(err.code === 'ENOENT' ? `${source}: no such file or directory` : `${source}: ${err.message}`);
   });
+  if (st.isFile() && source.endsWith('.tar')) return scanTar(source, warn);
   if (st.isFile()) {
     return [{ path: basename(source), abs: source, type: 'file', mode: st.mode & 0o7777, mtime: seconds(st.mtimeMs), size: st.size, linkTarget: null }];
   }
@@ -90,11 +105,11 @@ export class FileChunker {
   private readonly chunker = new Chunker();
   private readonly buffer = Buffer.allocUnsafe(READ_SIZE);
 
-  /** The chunks of `file`, reading it once; `progress` gets each read's length. */
-  async chunk(file: string, progress: (bytes: number) => void): Promise<{ refs: ChunkRef[]; places: ChunkPlace[] }> {
+  /** The chunks of a file (or of its span), reading it once; `progress` gets each read's length. */
+  async chunk({ file, offset: start = 0, length = Infinity }: FileSpan, progress: (bytes: number) => void): Promise<{ refs: ChunkRef[]; places: ChunkPlace[] }> {
     const refs: ChunkRef[] = [];
     const places: ChunkPlace[] = [];
-    let offset = 0;
+    let offset = start;
     const take = (pieces: Buffer[]) => {
       for (const piece of pieces) {
         refs.push({ digest: sha256(piece), size: piece.length });
@@ -105,9 +120,10 @@ export class FileChunker {
     const fh = await open(file, 'r');
     try {
       // Chunker.push copies what it keeps, so the buffer may be overwritten by the next read.
-      for (;;) {
-        const { bytesRead } = await fh.read(this.buffer, 0, this.buffer.length, null);
+      for (let position = start; position - start < length; ) {
+        const { bytesRead } = await fh.read(this.buffer, 0, Math.min(this.buffer.length, length - (position - start)), position);
         if (bytesRead === 0) break;
+        position += bytesRead;
         take(this.chunker.push(this.buffer.subarray(0, bytesRead)));
         progress(bytesRead);
       }
@@ -129,7 +145,7 @@ const PARALLEL_CHUNKERS = 4;
  * The chunks of each file, in input order, chunking PARALLEL_CHUNKERS files at a time (each
  * worker with its own FileChunker).
  */
-export async function chunkFiles(files: readonly string[], progress: (bytes: number) => void) {
+export async function chunkFiles(files: readonly FileSpan[], progress: (bytes: number) => void) {
   const results: Awaited<ReturnType<FileChunker['chunk']>>[] = new Array(files.length);
   const workers = Array.from({ length: PARALLEL_CHUNKERS }, () => new FileChunker());
   let next = 0;

@@ -67,9 +67,9 @@ it('loses no acknowledged write and shows nothing of a push cut off by kill -9',
   expect((await readdir(join(dataDir, 'chunks', 'tmp'))).length).toBeGreaterThan(0);
 
   server = await start();
-  const tags = await (await api('/api/v1/repos/alice/disk/tags')).json();
-  expect(tags.map((t: { name: string }) => t.name)).toEqual(['v1']);
-  const history = await (await api('/api/v1/repos/alice/disk/commits?tag=v1')).json();
+  const tags = (await (await api('/api/v1/repos/alice/disk/tags')).json()) as { name: string }[];
+  expect(tags.map((t) => t.name)).toEqual(['v1']);
+  const history = (await (await api('/api/v1/repos/alice/disk/commits?tag=v1')).json()) as unknown[];
   expect(history).toHaveLength(1);
   expect(await readdir(join(dataDir, 'chunks', 'tmp'))).toEqual([]);
   const pulled = await tempDir();

@@ -68,7 +68,7 @@ export const pull = defineCommand({
     const local = new Map<string, ChunkPlace>();
     const unchanged = new Set<string>();
     const present = files.filter((e) => existing.has(e.path));
-    const cuts = await chunkFiles(present.map((e) => join(root, e.path)), (n) => hashing.add(n));
+    const cuts = await chunkFiles(present.map((e) => ({ file: join(root, e.path) })), (n) => hashing.add(n));
     present.forEach((e, k) => {
       const cut = cuts[k]!;
       cut.refs.forEach((c, i) => local.set(c.digest, cut.places[i]!));

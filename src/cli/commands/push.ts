@@ -3,7 +3,7 @@ import { defineCommand, HTTP_FLAGS, JSON_FLAG, output, progress, type Io } from 
 import { CliError, UsageError } from '../errors.js';
 import { formatBytes } from '../format.js';
 import { ApiClient, ApiError, currentLogin, repoApiPath, tagCommit, transferApiPaths } from '../http-client.js';
-import { chunkFiles, ChunkReader, forEachLimited, scanSource, type ChunkPlace, type EntryJson } from '../local-tree.js';
+import { chunkFiles, ChunkReader, forEachLimited, scanSource, spanOf, type ChunkPlace, type EntryJson } from '../local-tree.js';
 import { formatReference, parseReference, type Reference } from '../reference.js';
 
 const VISIBILITIES = ['public', 'private', 'internal'];
@@ -59,8 +59,9 @@ export const push = defineCommand({
   args: ['<dir|file>', '<owner/repo:tag>'],
   flagsUsage: '[--message M] [--visibility public|private|internal] [--json] [--url U] [--token T]',
   summary:
-    'Upload a directory or a single file (a VM disk, say) as a tag, sending only the chunks the\n' +
-    'server lacks; run it again after an interruption to send only the rest. Creates the\n' +
+    'Upload a directory, the contents of a .tar archive (read in place, not unpacked) or a\n' +
+    'single file (a VM disk, say) as a tag, sending only the chunks the server lacks; run it\n' +
+    'again after an interruption to send only the rest. Creates the\n' +
     'repository (private by default) when it does not exist. Fails, changing nothing, when the\n' +
     'tag moved meanwhile (a concurrent push).',
   flags: { message: { type: 'string' }, visibility: { type: 'string' }, ...JSON_FLAG, ...HTTP_FLAGS },
@@ -82,7 +83,7 @@ export const push = defineCommand({
     const entries: EntryJson[] = [];
     const places = new Map<string, ChunkPlace>();
     const files = local.filter((e) => e.type === 'file');
-    const cuts = await chunkFiles(files.map((e) => e.abs), (n) => hashing.add(n));
+    const cuts = await chunkFiles(files.map(spanOf), (n) => hashing.add(n));
     const cutOf = new Map(files.map((e, i) => [e, cuts[i]!]));
     for (const e of local) {
       const cut = cutOf.get(e);
