@@ -1,5 +1,5 @@
-import { mkdtemp, open, readdir, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdtemp, open, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DomainError } from '../../src/domain/errors.js';
@@ -114,6 +114,15 @@ describe('FsChunkStore', () => {
       for await (const _ of store.stream([digest])) return 'served';
     })().catch((e: unknown) => (e as DomainError).kind);
     expect(streamed).toBe('corrupt');
+  });
+
+  it('refuses a second open of a directory in use, and takes over the lock of a dead process', async () => {
+    await expect(openFsChunkStore(dir)).rejects.toThrow(/in use by process/);
+    await store.close();
+    // A lock left by a process that no longer exists (kill -9) does not block the next start.
+    await writeFile(join(dir, 'LOCK'), `${2 ** 22 + 12345}\n${hostname()}\n`);
+    store = await openFsChunkStore(dir);
+    expect(await readFile(join(dir, 'LOCK'), 'utf8')).toBe(`${process.pid}\n${hostname()}\n`);
   });
 
   it('reports a missing pack file as corrupt', async () => {

@@ -27,6 +27,7 @@ import { DomainError, corrupt, notFound, tooLarge, unprocessable } from '../../d
 import type { ChunkStat, ChunkStore, ChunkWriter, PutResult } from '../types.js';
 import { MAX_BLOCK_SIZE, compressBlock, decompressBlock, zstdReady } from '../../lib/zstd.js';
 import { fsyncDir } from '../../lib/durable-fs.js';
+import { readAhead } from '../../lib/read-ahead.js';
 import {
   ENTRY_HEADER_SIZE,
   PACK_HEADER_SIZE,
@@ -36,6 +37,7 @@ import {
   type Compression,
   type EntryHeader,
 } from './pack-format.js';
+import { lockDirectory } from './dir-lock.js';
 import { PackReaders } from './pack-readers.js';
 
 /** A pack is sealed once it holds this much: one fsync per 64 MiB, and packs few enough to list. */
@@ -74,6 +76,8 @@ interface PendingPack {
 }
 
 export async function openFsChunkStore(dir: string): Promise<FsChunkStore> {
+  await mkdir(dir, { recursive: true });
+  const unlock = await lockDirectory(dir);
   try {
     // Leftover temp packs belong to writers that never committed: their chunks were never visible.
     await rm(join(dir, 'tmp'), { recursive: true, force: true });
@@ -84,11 +88,12 @@ export async function openFsChunkStore(dir: string): Promise<FsChunkStore> {
     await fsyncDir(join(dir, 'packs'));
     await fsyncDir(dir);
     const index = openIndex(join(dir, 'index.db'));
-    const store = new FsChunkStore(dir, index);
+    const store = new FsChunkStore(dir, index, unlock);
     await store.removeOrphanPacks();
     await zstdReady();
     return store;
   } catch (e) {
+    await unlock();
     throw storageError(e);
   }
 }
@@ -100,6 +105,7 @@ export class FsChunkStore implements ChunkStore {
   constructor(
     private readonly dir: string,
     private readonly index: BetterSqlite3.Database,
+    private readonly unlock: () => Promise<void>,
   ) {
     this.statements = {
       get: index.prepare<[string], ChunkRow>('SELECT pack, offset, stored_size, size, compression FROM chunks WHERE digest = ?'),
@@ -218,6 +224,7 @@ export class FsChunkStore implements ChunkStore {
   async close(): Promise<void> {
     this.readers.close();
     this.index.close();
+    await this.unlock();
   }
 
   // Internals shared with FsChunkWriter and openFsChunkStore -----------------------------------
@@ -285,27 +292,21 @@ export class FsChunkStore implements ChunkStore {
   /** The bytes of stream(): chunks fetched READ_AHEAD at a time ahead of the consumer. */
   private async *read(chunks: Iterable<string>, skip: number, length: number): AsyncGenerator<Buffer> {
     const digests = chunks[Symbol.iterator]();
-    const ahead: Promise<Buffer>[] = [];
     // Whole chunks inside `skip` are passed over by their indexed size, without reading them.
-    let next = digests.next();
-    for (; !next.done && skip > 0; next = digests.next()) {
-      const size = this.statements.get.get(next.value)?.size;
+    let first = digests.next();
+    for (; !first.done && skip > 0; first = digests.next()) {
+      const size = this.statements.get.get(first.value)?.size;
       if (size === undefined || size > skip) break;
       skip -= size;
     }
-    const fetchNext = () => {
-      if (next.done) return;
-      const fetched = this.get(next.value);
-      fetched.catch(() => undefined); // surfaced when awaited; the consumer may have left before
-      ahead.push(fetched);
-      next = digests.next();
+    if (first.done || length <= 0) return;
+    const start: string = first.value;
+    const rest = function* () {
+      yield start;
+      for (let next = digests.next(); !next.done; next = digests.next()) yield next.value;
     };
     let left = length;
-    while (left > 0) {
-      while (ahead.length < READ_AHEAD && !next.done) fetchNext();
-      const fetched = ahead.shift();
-      if (!fetched) break;
-      let data = await fetched;
+    for await (let data of readAhead(rest(), READ_AHEAD, (digest) => this.get(digest))) {
       if (skip > 0) {
         data = data.subarray(skip);
         skip = 0;
@@ -313,6 +314,7 @@ export class FsChunkStore implements ChunkStore {
       if (data.length > left) data = data.subarray(0, left);
       left -= data.length;
       if (data.length > 0) yield data;
+      if (left <= 0) return;
     }
   }
 }
