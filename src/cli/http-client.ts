@@ -153,7 +153,7 @@ export const transferApiPaths = (r: RepoPath) => {
   return {
     missing: `${repo}/chunks/missing`,
     pack: `${repo}/chunks`,
-    chunk: (digest: string) => `${repo}/chunks/${digest}`,
+    fetch: `${repo}/chunks/fetch`,
     commits: `${repo}/commits`,
     manifest: (commitId: string) => `${repo}/commits/${seg(commitId)}/manifest`,
   };

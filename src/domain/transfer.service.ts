@@ -7,10 +7,16 @@ import type { AccessPolicy } from './access-policy.js';
 import type { Principal, UserPrincipal } from './principal.js';
 import type { RepositoryService } from './repository.service.js';
 import type { PushResult, SnapshotService } from './snapshot.service.js';
+import { readAhead } from '../lib/read-ahead.js';
 import type { ChunkStore, MetadataStore } from '../store/types.js';
 
-/** Digests one `missing` call may ask about: ~670 KB of JSON, one round trip per 640 MiB. */
+/**
+ * Digests one `missing` or batch read call may name: ~670 KB of JSON, one round trip per 640
+ * MiB.
+ */
 export const MAX_MISSING_QUERY = 10_000;
+/** Chunks a batch read loads ahead of its consumer: hides read latency, holds ~1 MiB at most. */
+const READ_AHEAD = 4;
 /**
  * How long chunks a user sent count as present for that user without a commit referencing them,
  * so that a push cut off overnight resumes without resending them. The garbage collector must
@@ -116,10 +122,21 @@ export class TransferService {
 
   /** The bytes of a chunk that the repository (or one of its ancestors) references. */
   async getChunk(principal: Principal, owner: string, repoName: string, digest: string): Promise<Buffer> {
-    const repository = await this.repositories.get(principal, owner, repoName);
-    const reachable = await this.store.reachableChunks({ repositoryId: repository.id }, [digest]);
-    if (!reachable.has(digest)) throw notFound(`chunk ${digest} not found`);
+    await this.assertReadable(principal, owner, repoName, [digest]);
     return this.chunks.get(digest);
+  }
+
+  /**
+   * The chunks named by `digests` (at most MAX_MISSING_QUERY, `too_large` beyond), in request
+   * order, a duplicate served each time. Every digest is checked before the first byte is read
+   * (`not_found` naming the first unreachable one), so a caller never receives part of an answer
+   * that includes chunks it may not read. Chunks are read READ_AHEAD ahead of the consumer and
+   * verified by the chunk store; a corrupt one fails the iteration where it stands.
+   */
+  async readChunks(principal: Principal, owner: string, repoName: string, digests: readonly string[]): Promise<AsyncIterable<{ digest: string; data: Buffer }>> {
+    if (digests.length > MAX_MISSING_QUERY) throw tooLarge(`at most ${MAX_MISSING_QUERY} digests per call, got ${digests.length}`);
+    await this.assertReadable(principal, owner, repoName, digests);
+    return readAhead(digests, READ_AHEAD, async (digest) => ({ digest, data: await this.chunks.get(digest) }));
   }
 
   /**
@@ -161,6 +178,17 @@ export class TransferService {
   async getManifest(principal: Principal, owner: string, repoName: string, commitId: string): Promise<{ commit: Commit; manifest: Manifest }> {
     const commit = await this.snapshots.getCommit(principal, owner, repoName, commitId);
     return { commit, manifest: await this.snapshots.manifestOf(commit) };
+  }
+
+  /**
+   * `not_found` naming the first of `digests` that the repository (or an ancestor) does not
+   * reference: what makes a chunk readable through it, whoever else stored the same bytes.
+   */
+  private async assertReadable(principal: Principal, owner: string, repoName: string, digests: readonly string[]): Promise<void> {
+    const repository = await this.repositories.get(principal, owner, repoName);
+    const reachable = await this.store.reachableChunks({ repositoryId: repository.id }, [...new Set(digests)]);
+    const unreachable = digests.find((d) => !reachable.has(d));
+    if (unreachable !== undefined) throw notFound(`chunk ${unreachable} not found`);
   }
 
   /** The digests (of `digests`) present for the caller: stored, and reachable or sent in grace. */

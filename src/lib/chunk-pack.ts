@@ -1,6 +1,7 @@
 /**
- * The framing of a chunk pack on the wire (`POST /api/v1/repos/{owner}/{repo}/chunks`, described
- * in openapi/ and storage/README.md): records back to back, each
+ * The framing of a chunk pack on the wire (the body of `POST /api/v1/repos/{owner}/{repo}/chunks`
+ * and the answer of `POST .../chunks/fetch`, described in openapi/ and storage/README.md):
+ * records back to back, each
  *
  *   u32 big-endian length | 32 raw bytes of the chunk's SHA-256 | length bytes of the chunk
  *
@@ -23,6 +24,14 @@ export function recordHeader(digest: string, length: number): Buffer {
   header.writeUInt32BE(length, 0);
   if (header.write(digest, 4, 32, 'hex') !== 32) throw new RangeError(`"${digest}" is not a SHA-256 hex digest`);
   return header;
+}
+
+/** The bytes of a pack holding `records`, in order, a record at a time (for a stream's backpressure). */
+export async function* encodeChunkRecords(records: AsyncIterable<ChunkRecord>): AsyncGenerator<Buffer> {
+  for await (const { digest, data } of records) {
+    yield recordHeader(digest, data.length);
+    yield data;
+  }
 }
 
 /**

@@ -314,8 +314,16 @@ async function stubServer() {
       }
       return send(200, { stored: 0, created: 0, bytes: 0 });
     }
-    if ((m = /\/chunks\/([0-9a-f]{64})$/.exec(path))) {
-      return res.writeHead(200, { 'content-type': 'application/octet-stream' }).end(chunks.get(m[1] as string));
+    if (/\/chunks\/fetch$/.test(path)) {
+      // The pack framing, written out here rather than with the CLI's own code it pins.
+      const records = (rec.json as { digests: string[] }).digests.flatMap((d) => {
+        const data = chunks.get(d) ?? Buffer.alloc(0);
+        const header = Buffer.alloc(36);
+        header.writeUInt32BE(data.length, 0);
+        header.write(d, 4, 'hex');
+        return [header, data];
+      });
+      return res.writeHead(200, { 'content-type': 'application/octet-stream' }).end(Buffer.concat(records));
     }
     if ((m = /^\/api\/v1\/repos\/(.+)\/commits$/.exec(path))) {
       const commit = rec.json as { tag: string; manifest: { entries: { size: number }[] } };

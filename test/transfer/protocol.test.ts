@@ -3,8 +3,9 @@
  * manifest commit's checks, and the tenant check (no dedup oracle across tenants).
  */
 import { createHash, randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { recordHeader } from '../../src/lib/chunk-pack.js';
+import { readChunkRecords, recordHeader } from '../../src/lib/chunk-pack.js';
 import { compressBlock, decompressBlock } from '../../src/lib/zstd.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 
@@ -53,6 +54,8 @@ const putPack = (token: string, repo: string, body: Buffer) =>
   s.api(`/api/v1/repos/${repo}/chunks`, { method: 'POST', token, body, headers: { 'content-type': 'application/octet-stream' } });
 const commit = (token: string, repo: string, body: Record<string, unknown>) =>
   s.api(`/api/v1/repos/${repo}/commits`, { method: 'POST', token, json: body });
+const fetchChunks = (token: string | undefined, repo: string, digests: string[]) =>
+  s.api(`/api/v1/repos/${repo}/chunks/fetch`, { method: 'POST', token, json: { digests } });
 const getChunk = (token: string, repo: string, digest: string, accept = 'application/octet-stream') =>
   s.api(`/api/v1/repos/${repo}/chunks/${digest}`, { token, headers: { accept } });
 
@@ -153,6 +156,47 @@ describe('wire protocol', () => {
     // Uploaded but referenced by no commit: not readable through the repository.
     expect((await putChunk(alice, 'alice/commits', unsent!.digest, unsent!.data)).status).toBe(201);
     expect((await getChunk(alice, 'alice/commits', unsent!.digest)).status).toBe(404);
+  });
+});
+
+describe('batch read (chunks/fetch)', () => {
+  it('streams the requested records in order, duplicates included, and refuses unreachable, too many and malformed digests', async () => {
+    await createRepo(alice, 'batch');
+    const [a, b, c] = [chunk(), chunk(1), chunk(200_000)];
+    expect((await putPack(alice, 'alice/batch', pack([a!, b!, c!]))).status).toBe(200);
+    expect((await commit(alice, 'alice/batch', { tag: 'v1', manifest: { entries: [fileEntry('f', [a!, b!, c!])] } })).status).toBe(201);
+
+    const asked = [c!, a!, c!, b!];
+    const res = await fetchChunks(alice, 'alice/batch', asked.map((x) => x.digest));
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toContain('application/octet-stream');
+    const body = Buffer.from(await res.arrayBuffer());
+    const records = [];
+    for await (const r of readChunkRecords(Readable.from([body]), 256 * 1024)) records.push(r);
+    expect(records.map((r) => r.digest)).toEqual(asked.map((x) => x.digest));
+    records.forEach((r, i) => expect(r.data.equals(asked[i]!.data)).toBe(true));
+    expect(body.length).toBe(asked.reduce((n, x) => n + 36 + x.size, 0));
+
+    // Bob's private chunk is stored, but alice/batch does not reference it: the whole call is a
+    // 404 naming it, before any byte of the chunks alice may read.
+    await createRepo(bob, 'batch');
+    const bobs = chunk();
+    expect((await putPack(bob, 'bob/batch', pack([bobs]))).status).toBe(200);
+    expect((await commit(bob, 'bob/batch', { tag: 'v1', manifest: { entries: [fileEntry('g', [bobs])] } })).status).toBe(201);
+    const refused = await fetchChunks(alice, 'alice/batch', [a!.digest, bobs.digest]);
+    expect(refused.status).toBe(404);
+    expect((await refused.json()).error).toContain(bobs.digest);
+    // Uploaded to the repository but named by no commit: not readable through it either.
+    const unsent = chunk();
+    expect((await putPack(alice, 'alice/batch', pack([unsent]))).status).toBe(200);
+    expect((await fetchChunks(alice, 'alice/batch', [unsent.digest])).status).toBe(404);
+    expect((await fetchChunks(bob, 'alice/batch', [a!.digest])).status).toBe(404);
+    expect((await fetchChunks(undefined, 'alice/batch', [a!.digest])).status).toBe(404);
+
+    const tooMany = Array.from({ length: 10_001 }, () => a!.digest);
+    expect((await fetchChunks(alice, 'alice/batch', tooMany)).status).toBe(413);
+    expect((await fetchChunks(alice, 'alice/batch', ['XYZ'])).status).toBe(400);
+    expect((await fetchChunks(alice, 'alice/batch', [a!.digest.toUpperCase()])).status).toBe(400);
   });
 });
 

@@ -1,17 +1,19 @@
 /**
  * Delta push and pull under /api/v1/repos/{owner}/{repo} (issue 7): which chunks are missing,
- * chunk upload one at a time or as a pack, chunk download, manifest commit and manifest read.
+ * chunk upload one at a time or as a pack, chunk download one at a time or as a pack, manifest
+ * commit and manifest read.
  * Business rules (the tenant check above all) live in TransferService; this file maps HTTP.
  */
+import { Readable } from 'node:stream';
 import { Router, type Request } from 'express';
 import { MAX_CHUNK_SIZE } from '../../domain/chunker.js';
 import { tooLarge } from '../../domain/errors.js';
 import type { Services } from '../../domain/services.js';
-import { readChunkRecords } from '../../lib/chunk-pack.js';
+import { encodeChunkRecords, readChunkRecords } from '../../lib/chunk-pack.js';
 import { compressBlock } from '../../lib/zstd.js';
 import { principalOf } from '../auth.js';
 import { manifestEntryOf, manifestJson, pushJson, type ManifestEntryJson } from './mapping.js';
-import { decodedBody, prefersZstd } from './streams.js';
+import { decodedBody, prefersZstd, streamOut } from './streams.js';
 
 /**
  * JSON bodies of a manifest commit may be this large: a commit names every chunk of a snapshot
@@ -36,6 +38,13 @@ export function transferRoutes(services: Services): Router {
   router.post('/repos/:owner/:repo/chunks/missing', async (req, res) => {
     const digests = (req.body as { digests: string[] }).digests;
     res.json({ missing: await transfers.missing(principalOf(res), param(req, 'owner'), param(req, 'repo'), digests) });
+  });
+
+  router.post('/repos/:owner/:repo/chunks/fetch', async (req, res) => {
+    const digests = (req.body as { digests: string[] }).digests;
+    const records = await transfers.readChunks(principalOf(res), param(req, 'owner'), param(req, 'repo'), digests);
+    res.setHeader('Content-Type', 'application/octet-stream');
+    await streamOut([Readable.from(encodeChunkRecords(records))], res);
   });
 
   router.put('/repos/:owner/:repo/chunks/:digest', async (req, res) => {
