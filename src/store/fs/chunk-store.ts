@@ -320,8 +320,13 @@ export class FsChunkStore implements ChunkStore {
 }
 
 class FsChunkWriter implements ChunkWriter {
-  /** Packs filled and fsynced but not yet published. */
+  /** Packs filled (their fsync may still run in `syncing`) but not yet published. */
   private readonly sealed: PendingPack[] = [];
+  /**
+   * Seals in progress: a full pack is fsynced and closed in the background while the next one
+   * fills, so a push does not stop for the disk every 64 MiB; commit() waits for all of them.
+   */
+  private readonly syncing: Promise<void>[] = [];
   private current: OpenPack | undefined;
   /** Digests put through this writer since the last commit: stored once. */
   private readonly seen = new Set<string>();
@@ -354,7 +359,7 @@ class FsChunkWriter implements ChunkWriter {
       pack.bufferedSize += ENTRY_HEADER_SIZE + stored.length;
       pack.entries.push({ ...entry, offset: pack.size });
       pack.size += ENTRY_HEADER_SIZE + stored.length;
-      if (pack.size >= PACK_TARGET_SIZE) await this.seal();
+      if (pack.size >= PACK_TARGET_SIZE) this.seal();
       else if (pack.bufferedSize >= WRITE_BUFFER_SIZE) await flush(pack);
     } catch (e) {
       throw storageError(e);
@@ -365,11 +370,13 @@ class FsChunkWriter implements ChunkWriter {
 
   async commit(): Promise<void> {
     try {
-      await this.seal();
+      this.seal();
+      await Promise.all(this.syncing);
       if (this.sealed.length > 0) await this.store.publish(this.sealed);
     } catch (e) {
       throw storageError(e);
     }
+    this.syncing.length = 0;
     this.sealed.length = 0;
     this.seen.clear();
   }
@@ -377,8 +384,10 @@ class FsChunkWriter implements ChunkWriter {
   async abort(): Promise<void> {
     this.aborted = true;
     const packs = [...this.sealed, ...(this.current ? [this.current] : [])];
+    await this.current?.writing.catch(() => undefined);
     await this.current?.file.close().catch(() => undefined);
     this.current = undefined;
+    await Promise.allSettled(this.syncing.splice(0));
     this.sealed.length = 0;
     this.seen.clear();
     await Promise.all(packs.map((p) => unlink(this.store.tempPath(p.id)).catch(ignoreMissing)));
@@ -387,22 +396,30 @@ class FsChunkWriter implements ChunkWriter {
   private async startPack(): Promise<OpenPack> {
     const id = randomBytes(16).toString('hex');
     const file = await open(this.store.tempPath(id), 'wx');
-    this.current = { id, entries: [], size: PACK_HEADER_SIZE, file, buffered: [packHeader()], bufferedSize: PACK_HEADER_SIZE };
+    this.current = { id, entries: [], size: PACK_HEADER_SIZE, file, buffered: [packHeader()], bufferedSize: PACK_HEADER_SIZE, writing: Promise.resolve() };
     return this.current;
   }
 
-  /** Makes the current pack durable and closes it; it stays in tmp/ until commit publishes it. */
-  private async seal(): Promise<void> {
+  /**
+   * Starts making the current pack durable (last writes, fsync, close) in the background; it
+   * stays in tmp/ until commit publishes it. Its failure surfaces in commit().
+   */
+  private seal(): void {
     const pack = this.current;
     if (!pack) return;
     this.current = undefined;
     this.sealed.push({ id: pack.id, entries: pack.entries, size: pack.size });
-    try {
-      await flush(pack);
-      await pack.file.sync();
-    } finally {
-      await pack.file.close();
-    }
+    const sealing = (async () => {
+      try {
+        await flush(pack);
+        await pack.writing;
+        await pack.file.sync();
+      } finally {
+        await pack.file.close();
+      }
+    })();
+    sealing.catch(() => undefined); // awaited by commit(); never an unhandled rejection meanwhile
+    this.syncing.push(sealing);
   }
 }
 
@@ -411,15 +428,26 @@ interface OpenPack extends PendingPack {
   file: FileHandle;
   buffered: Buffer[];
   bufferedSize: number;
+  /** The write in flight: one buffer goes to the disk while the next one fills. */
+  writing: Promise<void>;
 }
 
-/** Appends the buffered bytes, looping over short writes. */
+/**
+ * Hands the buffered bytes to the disk after the previous write finished (appends stay in
+ * order, at most one buffer in flight), looping over short writes; resolves once the previous
+ * write is done, so its failure stops the push at the next flush.
+ */
 async function flush(pack: OpenPack): Promise<void> {
   const bytes = Buffer.concat(pack.buffered.splice(0), pack.bufferedSize);
   pack.bufferedSize = 0;
-  for (let done = 0; done < bytes.length; ) {
-    done += (await pack.file.write(bytes, done, bytes.length - done)).bytesWritten;
-  }
+  const previous = pack.writing;
+  pack.writing = previous.then(async () => {
+    for (let done = 0; done < bytes.length; ) {
+      done += (await pack.file.write(bytes, done, bytes.length - done)).bytesWritten;
+    }
+  });
+  pack.writing.catch(() => undefined); // surfaced by the next flush or the seal
+  await previous;
 }
 
 function openIndex(file: string): BetterSqlite3.Database {
