@@ -30,7 +30,7 @@ async function start(): Promise<{ url: string; child: ChildProcess }> {
 
 beforeAll(async () => {
   // The child runs what `npm start` runs; build it from the sources under test.
-  execFileSync(process.execPath, [join('node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'], { stdio: 'inherit' });
+  execFileSync('npm', ['run', '--silent', 'build'], { stdio: 'inherit' });
   dataDir = await mkdtemp(join(tmpdir(), 'snapfork-crash-'));
 });
 afterAll(async () => {
