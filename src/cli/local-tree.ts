@@ -12,17 +12,6 @@ import type { ChunkRef, EntryType } from '../domain/model.js';
 import { CliError } from './errors.js';
 import { scanTar } from './tar-source.js';
 
-/** A manifest entry as the API's JSON has it (openapi ManifestEntry). */
-export interface EntryJson {
-  path: string;
-  type: EntryType;
-  mode: number;
-  size: number;
-  mtime: number;
-  link_target: string | null;
-  chunks: ChunkRef[];
-}
-
 /** Where a chunk's bytes are in a local file. */
 export interface ChunkPlace {
   file: string;

@@ -226,11 +226,9 @@ export class SnapshotService {
   /** A commit the caller may read by id alone: public, or made in a repository they can read. */
   async readableCommit(principal: Principal, commitId: string): Promise<Commit> {
     const commit = await this.store.getCommit(commitId);
-    if (commit && !commit.isPublic) {
-      const repo = await this.store.getRepositoryById(commit.repositoryId);
-      if (!repo || !(await this.policy.canRead(principal, repo))) throw notFound(`commit ${commitId} not found`);
-    }
-    if (!commit) throw notFound(`commit ${commitId} not found`);
+    const repo = commit && !commit.isPublic ? await this.store.getRepositoryById(commit.repositoryId) : undefined;
+    const readable = commit !== undefined && (commit.isPublic || (repo !== undefined && (await this.policy.canRead(principal, repo))));
+    if (!readable) throw notFound(`commit ${commitId} not found`);
     return commit;
   }
 

@@ -6,7 +6,8 @@ import { ChunkFetcher } from '../chunk-fetcher.js';
 import { CliError } from '../errors.js';
 import { formatBytes } from '../format.js';
 import { ApiClient, tagApiPath, transferApiPaths } from '../http-client.js';
-import { chunkFiles, ChunkReader, forEachLimited, type ChunkPlace, type EntryJson } from '../local-tree.js';
+import { chunkFiles, ChunkReader, forEachLimited, type ChunkPlace } from '../local-tree.js';
+import type { ManifestEntryJson } from '../../lib/manifest-json.js';
 import { formatReference, parseReference } from '../reference.js';
 
 /**
@@ -21,7 +22,7 @@ const AHEAD_BYTES = 32 * 1024 * 1024;
 
 interface ManifestJson {
   commit_id: string;
-  entries: EntryJson[];
+  entries: ManifestEntryJson[];
 }
 
 /** A manifest path is joined under the target only when it is plainly relative and inside it. */
@@ -139,7 +140,7 @@ export const pull = defineCommand({
       const out = await open(temp, 'wx', 0o600);
       try {
         // Local bytes when a local copy still holds the chunk, the server's otherwise.
-        const load = async (c: EntryJson['chunks'][number]) => {
+        const load = async (c: ManifestEntryJson['chunks'][number]) => {
           const place = local.get(c.digest);
           const data = place && (await reader.read(place, c.digest));
           if (data) reused += data.length;
@@ -197,7 +198,7 @@ export const pull = defineCommand({
 });
 
 /** --delete: removes every entry of `root` that is neither in the tag nor a parent of one. */
-async function removeUnknown(root: string, entries: readonly EntryJson[]): Promise<void> {
+async function removeUnknown(root: string, entries: readonly ManifestEntryJson[]): Promise<void> {
   const keep = new Set<string>();
   for (const e of entries) {
     keep.add(e.path);

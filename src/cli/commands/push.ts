@@ -3,7 +3,8 @@ import { defineCommand, HTTP_FLAGS, JSON_FLAG, output, progress, type Io } from 
 import { CliError, UsageError } from '../errors.js';
 import { formatBytes } from '../format.js';
 import { ApiClient, ApiError, currentLogin, repoApiPath, tagCommit, transferApiPaths } from '../http-client.js';
-import { chunkFiles, ChunkReader, forEachLimited, scanSource, spanOf, type ChunkPlace, type EntryJson } from '../local-tree.js';
+import { chunkFiles, ChunkReader, forEachLimited, scanSource, spanOf, type ChunkPlace } from '../local-tree.js';
+import type { ManifestEntryJson } from '../../lib/manifest-json.js';
 import { formatReference, parseReference, type Reference } from '../reference.js';
 
 const VISIBILITIES = ['public', 'private', 'internal'];
@@ -80,7 +81,7 @@ export const push = defineCommand({
 
     const total = local.reduce((n, e) => n + e.size, 0);
     const hashing = progress(io, flags.json, `hash ${formatReference(ref)}`, total);
-    const entries: EntryJson[] = [];
+    const entries: ManifestEntryJson[] = [];
     const places = new Map<string, ChunkPlace>();
     const files = local.filter((e) => e.type === 'file');
     const cuts = await chunkFiles(files.map(spanOf), (n) => hashing.add(n));

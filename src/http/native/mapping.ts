@@ -1,5 +1,6 @@
-import type { Commit, Manifest, ManifestEntry, Namespace, Repository, Tag } from '../../domain/model.js';
+import type { Commit, Manifest, Namespace, Repository, Tag } from '../../domain/model.js';
 import { reference } from '../../domain/names.js';
+import { manifestEntryJson } from '../../lib/manifest-json.js';
 import type { RepositoryView } from '../../domain/repository.service.js';
 import type { PushResult, TreeNode } from '../../domain/snapshot.service.js';
 
@@ -81,39 +82,8 @@ export const treeJson = (n: TreeNode) => ({
   link_target: n.linkTarget,
 });
 
-/** A manifest entry as the API's JSON (openapi ManifestEntry); the validator checked its shape. */
-export interface ManifestEntryJson {
-  path: string;
-  type: ManifestEntry['type'];
-  mode: number;
-  size: number;
-  mtime: number;
-  link_target: string | null;
-  chunks: { digest: string; size: number }[];
-}
-
 export const manifestJson = (commit: Commit, m: Manifest) => ({
   commit_id: commit.id,
   digest: m.digest,
-  entries: m.entries.map(
-    (e): ManifestEntryJson => ({
-      path: e.path,
-      type: e.type,
-      mode: e.mode,
-      size: e.size,
-      mtime: e.mtime,
-      link_target: e.linkTarget,
-      chunks: e.chunks,
-    }),
-  ),
-});
-
-export const manifestEntryOf = (e: ManifestEntryJson): ManifestEntry => ({
-  path: e.path,
-  type: e.type,
-  mode: e.mode,
-  size: e.size,
-  mtime: e.mtime,
-  linkTarget: e.link_target,
-  chunks: e.chunks.map((c) => ({ digest: c.digest, size: c.size })),
+  entries: m.entries.map(manifestEntryJson),
 });

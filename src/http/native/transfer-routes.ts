@@ -12,7 +12,8 @@ import type { Services } from '../../domain/services.js';
 import { encodeChunkRecords, readChunkRecords } from '../../lib/chunk-pack.js';
 import { compressBlock } from '../../lib/zstd.js';
 import { principalOf } from '../auth.js';
-import { manifestEntryOf, manifestJson, pushJson, type ManifestEntryJson } from './mapping.js';
+import { manifestEntryOf, type ManifestEntryJson } from '../../lib/manifest-json.js';
+import { manifestJson, pushJson } from './mapping.js';
 import { decodedBody, prefersZstd, streamOut } from './streams.js';
 
 /**
