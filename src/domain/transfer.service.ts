@@ -46,6 +46,8 @@ export interface CommitInput {
   parent?: string | null;
   message?: string;
   entries: ManifestEntry[];
+  /** The digest the client expects the entries to have (one read from a manifest); checked. */
+  digest?: string;
 }
 
 /**
@@ -141,14 +143,18 @@ export class TransferService {
 
   /**
    * Commits a manifest the client built: checked like a tar push's (checkedManifest), its digest
-   * computed here (a client's is never trusted), every chunk present for the caller with the
-   * size it is stored with. `unprocessable` with `details.missing` (the digests to send) when
-   * chunks are not present for the caller; `conflict` when `parent` no longer holds.
+   * computed here (a client's is never trusted: `unprocessable` when `input.digest` differs
+   * from it), every chunk present for the caller with the size it is stored with.
+   * `unprocessable` with `details.missing` (the digests to send) when chunks are not present for
+   * the caller; `conflict` when `parent` no longer holds.
    */
   async commitManifest(principal: Principal, owner: string, repoName: string, input: CommitInput): Promise<PushResult> {
     assertTagName(input.tag);
     const repository = await this.repositories.getWritable(principal, owner, repoName);
     const manifest = checkedManifest(input.entries);
+    if (input.digest !== undefined && input.digest !== manifest.digest) {
+      throw unprocessable(`the manifest's entries have digest ${manifest.digest}, not ${input.digest}`);
+    }
     const sizes = new Map<string, number>();
     for (const entry of manifest.entries) {
       for (const chunk of entry.chunks) {

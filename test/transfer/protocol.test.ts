@@ -157,6 +157,32 @@ describe('wire protocol', () => {
     expect((await putChunk(alice, 'alice/commits', unsent!.digest, unsent!.data)).status).toBe(201);
     expect((await getChunk(alice, 'alice/commits', unsent!.digest)).status).toBe(404);
   });
+
+  it('commits a manifest read back unchanged under another tag (same digest), and refuses a digest that does not match', async () => {
+    await createRepo(alice, 'roundtrip');
+    const [a, b] = [chunk(), chunk(30_000)];
+    expect((await putPack(alice, 'alice/roundtrip', pack([a!, b!]))).status).toBe(200);
+    const entries = [fileEntry('weights/b.bin', [b!]), fileEntry('a.bin', [a!])];
+    const v1 = await (await commit(alice, 'alice/roundtrip', { tag: 'v1', manifest: { entries } })).json();
+    const read = await (await s.api(`/api/v1/repos/alice/roundtrip/commits/${v1.commit_id}/manifest`, { token: alice })).json();
+    expect(Object.keys(read).sort()).toEqual(['commit_id', 'digest', 'entries']);
+
+    const copied = await commit(alice, 'alice/roundtrip', { tag: 'copy', manifest: read });
+    expect(copied.status).toBe(201);
+    const copy = await copied.json();
+    expect(copy.commit_id).not.toBe(v1.commit_id);
+    const commitOf = async (id: string) => (await s.api(`/api/v1/repos/alice/roundtrip/commits/${id}`, { token: alice })).json();
+    expect((await commitOf(copy.commit_id)).manifest_digest).toBe(read.digest);
+    expect((await commitOf(v1.commit_id)).manifest_digest).toBe(read.digest);
+
+    const wrongDigest = await commit(alice, 'alice/roundtrip', { tag: 'wrong', manifest: { ...read, digest: 'f'.repeat(64) } });
+    expect(wrongDigest.status).toBe(422);
+    expect((await wrongDigest.json()).error).toContain(read.digest);
+    // The digest is over the entries: the same digest with one entry left out does not match.
+    const fewer = await commit(alice, 'alice/roundtrip', { tag: 'wrong', manifest: { ...read, entries: read.entries.slice(1) } });
+    expect(fewer.status).toBe(422);
+    expect((await s.api('/api/v1/repos/alice/roundtrip/tags/wrong', { token: alice })).status).toBe(404);
+  });
 });
 
 describe('batch read (chunks/fetch)', () => {

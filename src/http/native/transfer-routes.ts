@@ -29,7 +29,8 @@ interface CommitBody {
   tag: string;
   parent?: string | null;
   message?: string;
-  manifest: { entries: ManifestEntryJson[] };
+  /** As a manifest read answers it: `commit_id` is informational, `digest` is checked. */
+  manifest: { commit_id?: string; digest?: string; entries: ManifestEntryJson[] };
 }
 
 export function transferRoutes(services: Services): Router {
@@ -75,6 +76,7 @@ export function transferRoutes(services: Services): Router {
       parent: body.parent,
       message: body.message,
       entries: body.manifest.entries.map(manifestEntryOf),
+      digest: body.manifest.digest,
     });
     res.status(201).json(pushJson(result));
   });
