@@ -152,12 +152,13 @@ describe('GET /api/repos/{namespace}/{repo_name}/fork/status', () => {
 });
 
 describe('GET /api/repos/{namespace}/{repo_name}', () => {
-  it("answers Oxen's RepositoryResponse, tags counted as branches", async () => {
+  it("answers the RepositoryDataTypesResponse liboxen deserializes (storage_kind included), tags counted as branches", async () => {
     const res = await s.api('/api/repos/ox/yolov7-repo', { token: bob });
     expect(res.status).toBe(200);
     expect(await res.json()).toEqual({
       status: 'success',
       status_message: 'resource_found',
+      oxen_version: '0.50.0',
       repository: {
         namespace: 'ox',
         name: 'yolov7-repo',
@@ -165,6 +166,8 @@ describe('GET /api/repos/{namespace}/{repo_name}', () => {
         data_types: [],
         min_version: '0.36.0',
         is_empty: false,
+        // liboxen's RepositoryView requires it ("Could not deserialize repository" without).
+        storage_kind: 'local',
         branch_count: 2,
       },
     });

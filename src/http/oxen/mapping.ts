@@ -58,10 +58,21 @@ export interface RepositoryFacts {
   tagCount: number;
 }
 
-/** `RepositoryDataTypesResponse` of `GET /api/repos/{namespace}/{repo_name}`. */
+/**
+ * Oxen's `StorageKind` of a repository: where its version files live. Ours are in the embedded
+ * chunk store, a local directory (storage/README.md).
+ */
+const STORAGE_KIND = 'local';
+
+/**
+ * `RepositoryDataTypesResponse` of `GET /api/repos/{namespace}/{repo_name}`. liboxen's client
+ * reads `repository` as its `RepositoryView`, whose `namespace`, `name`, `is_empty`,
+ * `storage_kind` and `min_version` it requires ("Could not deserialize repository" otherwise).
+ */
 export const repositoryResponseJson = (repo: Repository, facts: RepositoryFacts) => ({
   status: 'success' as const,
   status_message: 'resource_found',
+  oxen_version: OXEN_VERSION,
   repository: {
     namespace: repo.namespace,
     name: repo.name,
@@ -70,6 +81,7 @@ export const repositoryResponseJson = (repo: Repository, facts: RepositoryFacts)
     data_types: [],
     min_version: MIN_VERSION,
     is_empty: facts.tagCount === 0,
+    storage_kind: STORAGE_KIND,
     branch_count: facts.tagCount,
   },
 });
