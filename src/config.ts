@@ -16,6 +16,11 @@ export interface Config {
   };
   /** Largest tar body a push accepts, in bytes (uncompressed size is not limited). */
   readonly maxPushBytes: number;
+  /**
+   * The base of every absolute URL the server prints (`https://host[/prefix]`, no trailing
+   * slash), for a server behind a proxy; undefined: each request's own origin.
+   */
+  readonly publicUrl?: string;
 }
 
 export interface ConfigOverrides {
@@ -34,10 +39,20 @@ function parsePort(raw: string, source: string): number {
   return port;
 }
 
+/** An absolute http(s) URL without query, fragment or credentials, its trailing slashes removed. */
+function parsePublicUrl(raw: string): string {
+  const url = URL.canParse(raw) ? new URL(raw) : undefined;
+  if (!url || !['http:', 'https:'].includes(url.protocol) || url.search || url.hash || url.username || url.password) {
+    throw new Error(`SNAPFORK_PUBLIC_URL must be an http(s) URL without query or fragment, e.g. https://snapfork.example.com, got "${raw}"`);
+  }
+  return `${url.origin}${url.pathname.replace(/\/+$/, '')}`;
+}
+
 /**
  * Reads SNAPFORK_HOST, SNAPFORK_PORT (or PORT), SNAPFORK_DATA_DIR, SNAPFORK_JWT_ISSUER,
  * SNAPFORK_JWT_AUDIENCE, SNAPFORK_JWKS_URL with SNAPFORK_JWKS_ISSUER and SNAPFORK_JWKS_AUDIENCE,
- * SNAPFORK_MAX_PUSH_BYTES. Flags of `snapfork serve` (overrides) win over the environment.
+ * SNAPFORK_MAX_PUSH_BYTES, SNAPFORK_PUBLIC_URL. Flags of `snapfork serve` (overrides) win over the
+ * environment.
  */
 export function loadConfig(env: Env = process.env, overrides: ConfigOverrides = {}): Config {
   const portRaw = env.SNAPFORK_PORT ?? env.PORT;
@@ -66,5 +81,6 @@ export function loadConfig(env: Env = process.env, overrides: ConfigOverrides = 
       external,
     }),
     maxPushBytes,
+    publicUrl: env.SNAPFORK_PUBLIC_URL ? parsePublicUrl(env.SNAPFORK_PUBLIC_URL) : undefined,
   });
 }

@@ -15,6 +15,7 @@ import { idempotency } from './idempotency.js';
 import { nativeDialect } from './native/routes.js';
 import { MAX_COMMIT_BODY } from './native/transfer-routes.js';
 import { oxenDialect } from './oxen/routes.js';
+import { setPublicUrl } from './public-url.js';
 import { versDialect } from './vers/routes.js';
 
 export const OPENAPI_DOCUMENT = fileURLToPath(new URL('../../openapi/snapfork.yaml', import.meta.url));
@@ -37,6 +38,7 @@ export function createApp(services: Services, tokens: TokenService, config: Conf
   const app = express();
   app.disable('x-powered-by');
   app.set('trust proxy', 'loopback');
+  setPublicUrl(app, config.publicUrl);
 
   app.use((req, res, next) => {
     const id = req.get('x-request-id') ?? randomUUID();

@@ -1,5 +1,6 @@
 import type { Request, Response } from 'express';
 import type { Page } from '../domain/model.js';
+import { publicBase } from './public-url.js';
 
 export const DEFAULT_PER_PAGE = 30;
 export const MAX_PER_PAGE = 100;
@@ -11,10 +12,10 @@ export function pageOf(req: Request): Page & { page: number } {
   return { page, limit, offset: (page - 1) * limit };
 }
 
-/** Absolute URLs of the neighbouring pages of this request (absent where there is none). */
+/** Absolute URLs (publicBase) of the neighbouring pages of this request (absent where there is none). */
 export function pageLinks(req: Request, page: Page & { page: number }, total: number) {
   const last = Math.max(1, Math.ceil(total / page.limit));
-  const url = new URL(req.originalUrl, `${req.protocol}://${req.get('host')}`);
+  const url = new URL(`${publicBase(req)}${req.originalUrl}`);
   const to = (n: number) => {
     url.searchParams.set('page', String(n));
     url.searchParams.set('per_page', String(page.limit));

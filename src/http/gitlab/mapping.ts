@@ -67,11 +67,11 @@ export const ABSENT_FEATURES = {
   },
 } as const;
 
-/** What a project's JSON needs beside its view: the visible fork count and this server's origin. */
+/** What a project's JSON needs beside its view: the visible fork count and this server's public base. */
 export interface ProjectFacts {
   view: RepositoryView;
   forksCount: number;
-  /** `${protocol}://${host}` of the request, so every URL works against this server. */
+  /** The request's public base URL (http/public-url.ts), so every URL works against this server. */
   base: string;
 }
 

@@ -12,6 +12,7 @@ import { principalOf } from '../auth.js';
 import type { Dialect } from '../dialect.js';
 import { HttpStatusError, type HttpError } from '../errors.js';
 import { pageLinks, pageOf } from '../pagination.js';
+import { publicBase } from '../public-url.js';
 import {
   ACCESS_LEVEL,
   asksForAbsentFeature,
@@ -78,7 +79,6 @@ function refParam(req: Request, name: string): RepositoryRef {
   if (!ref) throw new HttpStatusError(404, PROJECT_NOT_FOUND);
   return ref;
 }
-const originOf = (req: Request) => `${req.protocol}://${req.get('host')}`;
 
 function gitlabRoutes(services: Services): Router {
   const { accounts, forks, policy, repositories } = services;
@@ -117,7 +117,7 @@ function gitlabRoutes(services: Services): Router {
   router.get('/projects/:id', async (req, res) => {
     const principal = principalOf(res);
     const repo = await resolveProject(principal, req);
-    res.json(await full(principal, repo, originOf(req)));
+    res.json(await full(principal, repo, publicBase(req)));
   });
 
   router.post('/projects/:id/fork', async (req, res) => {
@@ -130,7 +130,7 @@ function gitlabRoutes(services: Services): Router {
     try {
       // Source and target are resolved already: what is left to miss is a branch (tag).
       const fork = await found('Source Branch', forks.fork(principal, forkInputOf(source, body, target)));
-      res.status(201).json(await full(principal, fork.repository, originOf(req)));
+      res.status(201).json(await full(principal, fork.repository, publicBase(req)));
     } catch (e) {
       // An archived source is the fork's only other conflict; the rest is a taken name.
       if (!(isDomainError(e) && e.kind === 'conflict' && !source.archived)) throw e;
@@ -149,7 +149,7 @@ function gitlabRoutes(services: Services): Router {
         ? { items: [], total: 0 }
         : await forks.listForks(principal, { id: source.id }, { ...forkFilters(q), namespaceIds, ...page });
     setGitlabPageHeaders(req, res, page, total);
-    const base = originOf(req);
+    const base = publicBase(req);
     // `statistics` has no effect: storage is shared between forks by content, so GitLab's
     // per-project sizes have no truthful value here.
     const present = flag(q.simple) === true ? simple : full;
@@ -159,7 +159,7 @@ function gitlabRoutes(services: Services): Router {
   router.post('/projects/:id/fork/:forked_from_id', async (req, res) => {
     const principal = principalOf(res);
     const linked = await found('Project', forks.link(principal, refParam(req, 'id'), refParam(req, 'forked_from_id')));
-    res.status(201).json(await full(principal, linked, originOf(req)));
+    res.status(201).json(await full(principal, linked, publicBase(req)));
   });
 
   router.delete('/projects/:id/fork', async (req, res) => {

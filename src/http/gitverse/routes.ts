@@ -12,6 +12,7 @@ import { principalOf } from '../auth.js';
 import type { Dialect } from '../dialect.js';
 import { HttpStatusError, type HttpError } from '../errors.js';
 import { linkHeader, pageLinks, pageOf } from '../pagination.js';
+import { publicBase } from '../public-url.js';
 import { ownerJson, repositoryJson, type RepositoryFacts } from './mapping.js';
 
 interface CreateForkRequest {
@@ -59,7 +60,6 @@ export const gitverseDialect: Dialect = {
 const OBJECT_MEDIA_TYPE = 'application/vnd.gitverse.object+json';
 
 const param = (req: Request, name: string): string => String(req.params[name]);
-const baseOf = (req: Request) => `${req.protocol}://${req.get('host')}`;
 
 function send(req: Request, res: Response, status: number, body: unknown): void {
   if ((req.get('accept') ?? '').toLowerCase().includes(OBJECT_MEDIA_TYPE)) {
@@ -89,7 +89,7 @@ function gitverseRoutes(services: Services): Router {
 
   const sendRepository = async (req: Request, res: Response, status: number, repo: Repository) => {
     const principal = principalOf(res);
-    send(req, res, status, repositoryJson(baseOf(req), await factsOf(principal, repo, true)));
+    send(req, res, status, repositoryJson(publicBase(req), await factsOf(principal, repo, true)));
   };
 
   /** A page of repositories with GitHub's absolute `Link` to the next and last pages. */
@@ -97,7 +97,7 @@ function gitverseRoutes(services: Services): Router {
     const principal = principalOf(res);
     const link = linkHeader(pageLinks(req, page, total));
     if (link) res.setHeader('Link', link);
-    const base = baseOf(req);
+    const base = publicBase(req);
     send(req, res, 200, await Promise.all(items.map(async (r) => repositoryJson(base, await factsOf(principal, r, true)))));
   };
 
@@ -155,7 +155,7 @@ function gitverseRoutes(services: Services): Router {
   router.get('/repos/:owner/:repo/languages', empty({}));
 
   router.get('/users/:login', async (req, res) => {
-    send(req, res, 200, ownerJson(baseOf(req), await accounts.getNamespace(param(req, 'login'))));
+    send(req, res, 200, ownerJson(publicBase(req), await accounts.getNamespace(param(req, 'login'))));
   });
 
   router.get('/users/:login/repos', async (req, res) => {

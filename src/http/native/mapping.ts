@@ -19,7 +19,12 @@ export const orgJson = (org: Namespace) => ({
   created_at: org.createdAt,
 });
 
-export function repositoryJson({ repository: repo, owner, parent }: RepositoryView) {
+/**
+ * `base`: the request's public base URL. The URL fields are GitHub's, which GitHub clients follow
+ * (PyGithub POSTs a fork to `{url}/forks`, served by the forge dialect).
+ */
+export function repositoryJson(base: string, { repository: repo, owner, parent }: RepositoryView) {
+  const url = `${base}/api/v1/repos/${repo.namespace}/${repo.name}`;
   return {
     id: repo.id,
     uuid: repo.uuid,
@@ -41,6 +46,11 @@ export function repositoryJson({ repository: repo, owner, parent }: RepositoryVi
     init_status: INIT_STATUS,
     created_at: repo.createdAt,
     updated_at: repo.updatedAt,
+    url,
+    // No web interface: the page of a repository is its resource.
+    html_url: url,
+    forks_url: `${url}/forks`,
+    tags_url: `${url}/tags`,
   };
 }
 

@@ -12,6 +12,7 @@ import { principalOf } from '../auth.js';
 import type { Dialect } from '../dialect.js';
 import { versErrorBody } from '../vers/routes.js';
 import { pageOf, setPageHeaders } from '../pagination.js';
+import { publicBase } from '../public-url.js';
 import { commitJson, orgJson, pushJson, repositoryJson, tagJson, treeJson } from './mapping.js';
 import { fileETag, parseRange } from './ranges.js';
 import { decodedBody, prefersZstd, streamOut } from './streams.js';
@@ -26,8 +27,8 @@ function nativeRoutes(services: Services, config: Config): Router {
   const router = Router();
   router.use(transferRoutes(services));
 
-  const repoJson = async (principal: Principal, repo: Repository) =>
-    repositoryJson(await repositories.describe(principal, repo));
+  const repoJson = async (req: Request, principal: Principal, repo: Repository) =>
+    repositoryJson(publicBase(req), await repositories.describe(principal, repo));
 
   router.get('/user', async (_req, res) => {
     const { user, orgs } = await accounts.me(principalOf(res));
@@ -54,7 +55,7 @@ function nativeRoutes(services: Services, config: Config): Router {
   const createIn = (owner: (req: Request, res: Response) => string) => async (req: Request, res: Response) => {
     const principal = principalOf(res);
     const repo = await repositories.create(principal, owner(req, res), req.body);
-    res.status(201).json(await repoJson(principal, repo));
+    res.status(201).json(await repoJson(req, principal, repo));
   };
   router.post('/user/repos', createIn((_req, res) => services.policy.requireUser(principalOf(res)).login));
   router.post('/orgs/:org/repos', async (req, res, next) => {
@@ -69,14 +70,14 @@ function nativeRoutes(services: Services, config: Config): Router {
     const page = pageOf(req);
     const { items, total } = await repositories.list(principal, owner, page);
     setPageHeaders(req, res, page, total);
-    res.json(await Promise.all(items.map((r) => repoJson(principal, r))));
+    res.json(await Promise.all(items.map((r) => repoJson(req, principal, r))));
   };
   router.get('/users/:owner/repos', listIn('owner', false));
   router.get('/orgs/:org/repos', listIn('org', true));
 
   router.get('/repos/:owner/:repo', async (req, res) => {
     const principal = principalOf(res);
-    res.json(await repoJson(principal, await repositories.get(principal, param(req, 'owner'), param(req, 'repo'))));
+    res.json(await repoJson(req, principal, await repositories.get(principal, param(req, 'owner'), param(req, 'repo'))));
   });
 
   router.patch('/repos/:owner/:repo', async (req, res) => {
@@ -89,7 +90,7 @@ function nativeRoutes(services: Services, config: Config): Router {
       defaultTag: body.default_tag,
       name: body.name,
     });
-    res.json(await repoJson(principal, repo));
+    res.json(await repoJson(req, principal, repo));
   });
 
   router.delete('/repos/:owner/:repo', async (req, res) => {

@@ -1,0 +1,113 @@
+/**
+ * Absolute URLs the server prints, in every dialect: built from SNAPFORK_PUBLIC_URL when it is
+ * configured, else from the request's own origin; each one answers. The native repository record
+ * carries GitHub's URL fields, which PyGithub follows (a fork POSTs to `{url}/forks`).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../src/config.js';
+import { startTestServer, type TestServer } from '../support/server.js';
+
+/** The `rel="next"` URL of a Link header. */
+const nextLink = (link: string | null) => /<([^>]+)>; rel="next"/.exec(link ?? '')?.[1];
+
+async function setUp(s: TestServer) {
+  const alice = await s.token('alice');
+  const bob = await s.token('bob');
+  const carol = await s.token('carol');
+  for (const name of ['x', 'y']) {
+    expect((await s.api('/api/v1/user/repos', { method: 'POST', token: alice, json: { name, visibility: 'public' } })).status).toBe(201);
+  }
+  await s.pushFiles(alice, 'alice/x', 'v1', { 'a.txt': 'a' });
+  for (const token of [bob, carol]) expect((await s.api('/api/v1/repos/alice/x/forks', { method: 'POST', token, json: {} })).status).toBe(201);
+  return { alice };
+}
+
+describe("without SNAPFORK_PUBLIC_URL: the request's own origin", () => {
+  let s: TestServer;
+  let alice: string;
+  beforeAll(async () => {
+    s = await startTestServer();
+    ({ alice } = await setUp(s));
+  });
+  afterAll(() => s.stop());
+
+  it("gives the native repository GitHub's url, html_url, forks_url and tags_url, each answering", async () => {
+    const repo = await (await s.api('/api/v1/repos/alice/x', { token: alice })).json();
+    const url = `${s.url}/api/v1/repos/alice/x`;
+    expect(repo).toMatchObject({ url, html_url: url, forks_url: `${url}/forks`, tags_url: `${url}/tags` });
+    for (const field of ['url', 'html_url', 'forks_url', 'tags_url']) {
+      const res = await fetch(repo[field], { headers: { authorization: `token ${alice}` } });
+      expect(res.status, field).toBe(200);
+    }
+    const tags = (await (await fetch(repo.tags_url)).json()) as { name: string }[];
+    expect(tags.map((t) => t.name)).toEqual(['v1']);
+    // What PyGithub's create_fork() sends: an empty object to `{url}/forks`.
+    const dave = await s.token('dave');
+    const fork = await fetch(repo.forks_url, { method: 'POST', headers: { authorization: `token ${dave}`, 'content-type': 'application/json' }, body: '{}' });
+    expect(fork.status).toBe(201);
+    const forked = await (await s.api('/api/v1/repos/dave/x', { token: dave })).json();
+    expect(forked).toMatchObject({ fork: true, parent: { full_name: 'alice/x' }, url: `${s.url}/api/v1/repos/dave/x` });
+    // Every answer carrying a native repository has them: a list, a create, an update.
+    const list = await (await s.api('/api/v1/users/alice/repos', { token: alice })).json();
+    expect(list.map((r: { url: string }) => r.url)).toEqual([url, `${s.url}/api/v1/repos/alice/y`]);
+    const patched = await (await s.api('/api/v1/repos/alice/y', { method: 'PATCH', token: alice, json: { description: 'why' } })).json();
+    expect(patched.forks_url).toBe(`${s.url}/api/v1/repos/alice/y/forks`);
+  });
+
+  it('takes the origin a trusted proxy forwards (X-Forwarded-Proto and X-Forwarded-Host)', async () => {
+    const headers = { 'x-forwarded-proto': 'https', 'x-forwarded-host': 'snapfork.example.com' };
+    const repo = await (await s.api('/api/v1/repos/alice/x', { token: alice, headers })).json();
+    expect(repo.url).toBe('https://snapfork.example.com/api/v1/repos/alice/x');
+    const page = await s.api('/api/v1/users/alice/repos?per_page=1', { token: alice, headers });
+    expect(nextLink(page.headers.get('link'))).toBe('https://snapfork.example.com/api/v1/users/alice/repos?per_page=1&page=2');
+  });
+});
+
+describe('with SNAPFORK_PUBLIC_URL: the configured base, in every dialect', () => {
+  const PUBLIC = 'https://snapfork.example.com/forge';
+  let s: TestServer;
+  let alice: string;
+  /** The URL the proxy at PUBLIC would forward `url` to. */
+  const behindProxy = (url: string) => {
+    expect(url.startsWith(`${PUBLIC}/`), url).toBe(true);
+    return s.url + url.slice(PUBLIC.length);
+  };
+  const expectAnswers = async (urls: (string | undefined)[]) => {
+    for (const url of urls) {
+      expect(url).toBeDefined();
+      const res = await fetch(behindProxy(url!), { headers: { authorization: `Bearer ${alice}` } });
+      expect(res.status, url).toBe(200);
+    }
+  };
+  beforeAll(async () => {
+    // A trailing slash is dropped.
+    s = await startTestServer({ SNAPFORK_PUBLIC_URL: `${PUBLIC}/` });
+    ({ alice } = await setUp(s));
+  });
+  afterAll(() => s.stop());
+
+  it('prints it whatever Host or X-Forwarded-Host the request came with', async () => {
+    const headers = { 'x-forwarded-host': 'elsewhere.example' };
+    const native = await (await s.api('/api/v1/repos/alice/x', { token: alice, headers })).json();
+    expect(native.url).toBe(`${PUBLIC}/api/v1/repos/alice/x`);
+    const nativePage = await s.api('/api/v1/users/alice/repos?per_page=1', { token: alice, headers });
+    const forgePage = await s.api('/api/v1/repos/alice/x/forks?per_page=1', { token: alice, headers });
+    await expectAnswers([native.url, native.html_url, native.forks_url, native.tags_url, nextLink(nativePage.headers.get('link')), nextLink(forgePage.headers.get('link'))]);
+
+    const gitverse = await (await s.api('/repos/alice/x', { token: alice, headers })).json();
+    expect(gitverse.url).toBe(`${PUBLIC}/repos/alice/x`);
+    const gitversePage = await s.api('/users/alice/repos?per_page=1', { token: alice, headers });
+    await expectAnswers([gitverse.url, gitverse.forks_url, gitverse.owner.url, gitverse.owner.repos_url, nextLink(gitversePage.headers.get('link'))]);
+
+    const gitlab = await (await s.api('/api/v4/projects/alice%2Fx', { token: alice, headers })).json();
+    expect(gitlab._links.self).toBe(`${PUBLIC}/api/v4/projects/${gitlab.id}`);
+    const gitlabPage = await s.api(`/api/v4/projects/${gitlab.id}/forks?per_page=1`, { token: alice, headers });
+    await expectAnswers([gitlab.web_url, gitlab._links.self, gitlab._links.repo_branches, gitlab.namespace.web_url, nextLink(gitlabPage.headers.get('link'))]);
+  });
+
+  it('refuses a value that is not an absolute http(s) URL', () => {
+    for (const bad of ['snapfork.example.com', 'ftp://snapfork.example.com', 'https://snapfork.example.com/?a=1']) {
+      expect(() => loadConfig({ SNAPFORK_PUBLIC_URL: bad })).toThrow(/SNAPFORK_PUBLIC_URL/);
+    }
+  });
+});
