@@ -11,7 +11,8 @@ import { toHttpError } from './errors.js';
 import { forgeDialect } from './forge/routes.js';
 import { gitlabDialect } from './gitlab/routes.js';
 import { gitverseDialect } from './gitverse/routes.js';
-import { idempotency } from './idempotency.js';
+import { hashParsedBody } from './body-digest.js';
+import { hashIdempotentBodies, idempotency } from './idempotency.js';
 import { nativeDialect } from './native/routes.js';
 import { MAX_COMMIT_BODY } from './native/transfer-routes.js';
 import { oxenDialect } from './oxen/routes.js';
@@ -47,7 +48,9 @@ export function createApp(services: Services, tokens: TokenService, config: Conf
     next();
   });
   app.get('/.well-known/jwks.json', (_req, res) => void res.json(tokens.jwks()));
-  const json = (limit: number | string) => express.json({ limit, type: ['application/json', 'application/*+json'] });
+  app.use(hashIdempotentBodies);
+  const json = (limit: number | string) =>
+    express.json({ limit, type: ['application/json', 'application/*+json'], verify: hashParsedBody });
   // A manifest commit names every chunk of a snapshot; parsed first, the 1 MB parser skips it.
   app.post(`${nativeDialect.prefix}/repos/:owner/:repo/commits`, json(MAX_COMMIT_BODY));
   app.use(json('1mb'));

@@ -151,18 +151,18 @@ export interface CommitPatch {
   description?: string;
 }
 
-/** An HTTP answer kept for an idempotency key, replayed to a retry of the same request. */
+/** An HTTP answer kept for an idempotency key, replayed byte for byte to a retry. */
 export interface StoredResponse {
   status: number;
   headers: Record<string, string>;
-  body: string;
+  body: Buffer;
 }
 
 export type IdempotencyReservation =
   | { state: 'new' }
   | { state: 'in_progress' }
-  | { state: 'mismatch' }
-  | { state: 'done'; response: StoredResponse };
+  /** `bodyDigest`: what the request that completed the claim sent, to compare a retry with. */
+  | { state: 'done'; bodyDigest: string; response: StoredResponse };
 
 export interface TagLogEntry {
   tagName: string;
@@ -305,15 +305,20 @@ export interface MetadataStore {
 
   // Idempotency keys ---------------------------------------------------------------------------
   /**
-   * Claims `key` within `scope` (the caller) for a request whose fingerprint is `requestHash`.
-   * `new`: the caller must act and then complete() or release(); `done`: replay the stored
-   * answer; `in_progress`: the first request is still running; `mismatch`: the key was used for
-   * a different request. Claims older than `notBefore` are forgotten and may be claimed anew.
+   * Claims `key` within `scope` (who asks, for which route). `new`: the caller must act and then
+   * complete or release the claim; `in_progress`: another request holds it; `done`: the claim
+   * was completed, with the body digest of that request and its answer, which the caller
+   * compares and replays. Claims created before `notBefore` are forgotten and may be claimed
+   * anew. Atomic: of concurrent reservations of one key exactly one gets `new`.
    */
-  reserveIdempotencyKey(scope: string, key: string, requestHash: string, notBefore: string): Promise<IdempotencyReservation>;
-  /** Stores the answer of a claimed key. */
-  completeIdempotencyKey(scope: string, key: string, response: StoredResponse): Promise<void>;
-  /** Drops a claim whose request failed, so that a retry acts again. */
+  reserveIdempotencyKey(scope: string, key: string, notBefore: string): Promise<IdempotencyReservation>;
+  /**
+   * Stores the body digest of the request that holds the claim and its answer. Only a claim in
+   * progress is completed: a released or expired one stays gone, a completed one keeps its first
+   * answer.
+   */
+  completeIdempotencyKey(scope: string, key: string, bodyDigest: string, response: StoredResponse): Promise<void>;
+  /** Drops a claim, whatever its state, so that a retry acts again. No-op for an unknown key. */
   releaseIdempotencyKey(scope: string, key: string): Promise<void>;
 
   close(): Promise<void>;

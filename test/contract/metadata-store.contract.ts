@@ -829,54 +829,56 @@ export function metadataStoreContract(name: string, open: OpenStore): void {
     describe('idempotency keys', () => {
       const longAgo = '2000-01-01T00:00:00.000Z';
       const farAhead = '2999-01-01T00:00:00.000Z';
-      const answer: StoredResponse = { status: 201, headers: { location: '/r/1', 'x-id': '7' }, body: '{"id":1}' };
+      // Bytes that are not valid UTF-8 come back as they went in.
+      const answer: StoredResponse = { status: 201, headers: { location: '/r/1', 'x-id': '7' }, body: Buffer.from([0x7b, 0xff, 0x00, 0xc3, 0x7d]) };
 
-      it('claims a key once, reports it in progress, then replays the stored answer', async () => {
-        expect(await store.reserveIdempotencyKey('alice', 'k1', 'hash-a', longAgo)).toEqual({ state: 'new' });
-        expect(await store.reserveIdempotencyKey('alice', 'k1', 'hash-a', longAgo)).toEqual({ state: 'in_progress' });
-        await store.completeIdempotencyKey('alice', 'k1', answer);
-        const replay = { state: 'done', response: answer };
-        expect(await store.reserveIdempotencyKey('alice', 'k1', 'hash-a', longAgo)).toEqual(replay);
-        expect(await store.reserveIdempotencyKey('alice', 'k1', 'hash-a', longAgo)).toEqual(replay);
-        // Keys are per scope: the same key of another caller is another claim.
-        expect(await store.reserveIdempotencyKey('bob', 'k1', 'hash-a', longAgo)).toEqual({ state: 'new' });
+      it('claims a key once, reports it in progress, then returns the body digest and the answer', async () => {
+        expect(await store.reserveIdempotencyKey('alice', 'k1', longAgo)).toEqual({ state: 'new' });
+        expect(await store.reserveIdempotencyKey('alice', 'k1', longAgo)).toEqual({ state: 'in_progress' });
+        await store.completeIdempotencyKey('alice', 'k1', 'digest-a', answer);
+        const replay = { state: 'done', bodyDigest: 'digest-a', response: answer };
+        expect(await store.reserveIdempotencyKey('alice', 'k1', longAgo)).toEqual(replay);
+        expect(await store.reserveIdempotencyKey('alice', 'k1', longAgo)).toEqual(replay);
+        // Keys are per scope: the same key in another scope is another claim.
+        expect(await store.reserveIdempotencyKey('bob', 'k1', longAgo)).toEqual({ state: 'new' });
       });
 
-      it('reports a key reused for a different request as a mismatch, in progress or done', async () => {
-        await store.reserveIdempotencyKey('alice', 'k1', 'hash-a', longAgo);
-        expect(await store.reserveIdempotencyKey('alice', 'k1', 'hash-b', longAgo)).toEqual({ state: 'mismatch' });
-        await store.completeIdempotencyKey('alice', 'k1', answer);
-        expect(await store.reserveIdempotencyKey('alice', 'k1', 'hash-b', longAgo)).toEqual({ state: 'mismatch' });
+      it('keeps an empty answer as an empty body', async () => {
+        await store.reserveIdempotencyKey('alice', 'k1', longAgo);
+        const empty: StoredResponse = { status: 204, headers: {}, body: Buffer.alloc(0) };
+        await store.completeIdempotencyKey('alice', 'k1', 'digest-a', empty);
+        expect(await store.reserveIdempotencyKey('alice', 'k1', longAgo)).toEqual({ state: 'done', bodyDigest: 'digest-a', response: empty });
       });
 
       it('forgets a released claim, so that a retry acts again and a late answer is not stored', async () => {
-        await store.reserveIdempotencyKey('alice', 'k1', 'hash-a', longAgo);
+        await store.reserveIdempotencyKey('alice', 'k1', longAgo);
         await store.releaseIdempotencyKey('alice', 'k1');
-        await store.completeIdempotencyKey('alice', 'k1', answer);
-        expect(await store.reserveIdempotencyKey('alice', 'k1', 'hash-b', longAgo)).toEqual({ state: 'new' });
+        await store.completeIdempotencyKey('alice', 'k1', 'digest-a', answer);
+        expect(await store.reserveIdempotencyKey('alice', 'k1', longAgo)).toEqual({ state: 'new' });
         await store.releaseIdempotencyKey('alice', 'unknown');
       });
 
       it('keeps the first answer when a claim is completed twice', async () => {
-        await store.reserveIdempotencyKey('alice', 'k1', 'hash-a', longAgo);
-        await store.completeIdempotencyKey('alice', 'k1', answer);
-        await store.completeIdempotencyKey('alice', 'k1', { status: 500, headers: {}, body: '' });
-        expect(await store.reserveIdempotencyKey('alice', 'k1', 'hash-a', longAgo)).toEqual({
+        await store.reserveIdempotencyKey('alice', 'k1', longAgo);
+        await store.completeIdempotencyKey('alice', 'k1', 'digest-a', answer);
+        await store.completeIdempotencyKey('alice', 'k1', 'digest-b', { status: 500, headers: {}, body: Buffer.alloc(0) });
+        expect(await store.reserveIdempotencyKey('alice', 'k1', longAgo)).toEqual({
           state: 'done',
+          bodyDigest: 'digest-a',
           response: answer,
         });
       });
 
-      it('lets claims older than notBefore be claimed anew, whatever their state or request', async () => {
-        await store.reserveIdempotencyKey('alice', 'done', 'hash-a', longAgo);
-        await store.completeIdempotencyKey('alice', 'done', answer);
-        await store.reserveIdempotencyKey('alice', 'running', 'hash-a', longAgo);
+      it('lets claims older than notBefore be claimed anew, whatever their state', async () => {
+        await store.reserveIdempotencyKey('alice', 'done', longAgo);
+        await store.completeIdempotencyKey('alice', 'done', 'digest-a', answer);
+        await store.reserveIdempotencyKey('alice', 'running', longAgo);
         await tick();
 
-        expect(await store.reserveIdempotencyKey('alice', 'done', 'hash-b', farAhead)).toEqual({ state: 'new' });
+        expect(await store.reserveIdempotencyKey('alice', 'done', farAhead)).toEqual({ state: 'new' });
         // That reservation expired the other old claim too; a fresh one now holds 'done'.
-        expect(await store.reserveIdempotencyKey('alice', 'running', 'hash-b', longAgo)).toEqual({ state: 'new' });
-        expect(await store.reserveIdempotencyKey('alice', 'done', 'hash-a', longAgo)).toEqual({ state: 'mismatch' });
+        expect(await store.reserveIdempotencyKey('alice', 'running', longAgo)).toEqual({ state: 'new' });
+        expect(await store.reserveIdempotencyKey('alice', 'done', longAgo)).toEqual({ state: 'in_progress' });
       });
     });
 

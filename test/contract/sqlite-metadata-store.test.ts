@@ -52,7 +52,7 @@ describe('SQLite metadata store', () => {
 
   it('applies each migration once and keeps the data across reopening', async () => {
     const db = openSqliteDatabase(file);
-    expect(await migrateToLatest(db)).toEqual(['0001_initial', '0002_forks_commits_idempotency', '0003_chunk_reachability']);
+    expect(await migrateToLatest(db)).toEqual(['0001_initial', '0002_forks_commits_idempotency', '0003_chunk_reachability', '0004_idempotency_bytes']);
     await db.destroy();
 
     const first = await openSqliteMetadataStore(file);
@@ -67,6 +67,7 @@ describe('SQLite metadata store', () => {
         { name: '0001_initial' },
         { name: '0002_forks_commits_idempotency' },
         { name: '0003_chunk_reachability' },
+        { name: '0004_idempotency_bytes' },
       ]);
     } finally {
       await again.destroy();
@@ -92,7 +93,7 @@ describe('SQLite metadata store', () => {
               VALUES ('m', 0, 0, ${at})`.execute(db);
     await sql`INSERT INTO commits (id, repository_id, parent_ids, manifest_digest, message, author, created_at)
               VALUES ('c-1', 1, '[]', 'm', 'old', 'alice', ${at})`.execute(db);
-    expect(await migrateToLatest(db)).toEqual(['0002_forks_commits_idempotency', '0003_chunk_reachability']);
+    expect(await migrateToLatest(db)).toEqual(['0002_forks_commits_idempotency', '0003_chunk_reachability', '0004_idempotency_bytes']);
     await db.destroy();
 
     const store = await openSqliteMetadataStore(file);

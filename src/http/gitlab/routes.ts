@@ -9,6 +9,7 @@ import type { Principal } from '../../domain/principal.js';
 import type { RepositoryRef } from '../../domain/repository.service.js';
 import type { Services } from '../../domain/services.js';
 import { principalOf } from '../auth.js';
+import { hashParsedBody } from '../body-digest.js';
 import type { Dialect } from '../dialect.js';
 import { HttpStatusError, type HttpError } from '../errors.js';
 import { pageLinks, pageOf } from '../pagination.js';
@@ -58,7 +59,7 @@ export const gitlabDialect: Dialect = {
   routes: gitlabRoutes,
   errorBody: gitlabErrorBody,
   // GitLab also takes form-encoded bodies (curl -d, python-gitlab's some calls).
-  bodyParsers: [express.urlencoded({ extended: false, limit: '1mb' })],
+  bodyParsers: [express.urlencoded({ extended: false, limit: '1mb', verify: hashParsedBody })],
 };
 
 /** Awaits a domain call, answering GitLab's `404 <what> Not Found` when it finds nothing. */

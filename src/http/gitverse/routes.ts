@@ -9,6 +9,7 @@ import type { PageOf, Repository } from '../../domain/model.js';
 import type { Principal } from '../../domain/principal.js';
 import type { Services } from '../../domain/services.js';
 import { principalOf } from '../auth.js';
+import { hashParsedBody } from '../body-digest.js';
 import type { Dialect } from '../dialect.js';
 import { HttpStatusError, type HttpError } from '../errors.js';
 import { linkHeader, pageLinks, pageOf } from '../pagination.js';
@@ -39,7 +40,7 @@ export function gitverseErrorBody(e: HttpError) {
  * (`curl -d '{"organization": ...}'` without a Content-Type) arrives form-encoded: read such
  * bodies of /repos/ writes as JSON, and say so to the validator.
  */
-const jsonWhateverTheType = express.json({ type: () => true, limit: '1mb' });
+const jsonWhateverTheType = express.json({ type: () => true, limit: '1mb', verify: hashParsedBody });
 const readBodyAsJson: RequestHandler = (req, res, next) => {
   const formOrNone = !req.is('application/json') && (req.headers['content-type'] === undefined || req.is('application/x-www-form-urlencoded'));
   if (!req.path.startsWith('/repos/') || req.method === 'GET' || !formOrNone) return next();

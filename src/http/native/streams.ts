@@ -6,18 +6,22 @@ import { createGunzip } from 'node:zlib';
 import type { Request, Response } from 'express';
 import { DomainError, invalid } from '../../domain/errors.js';
 import { createZstdDecompressStream } from '../../lib/zstd.js';
+import { hashedBody } from '../body-digest.js';
 
-/** The request body with its Content-Encoding removed. */
+/**
+ * The request body with its Content-Encoding removed; its raw bytes are hashed on the way for an
+ * idempotent retry (body-digest.ts).
+ */
 export function decodedBody(req: Request): Readable {
   const encoding = (req.get('content-encoding') ?? 'identity').toLowerCase();
   switch (encoding) {
     case 'identity':
-      return req;
+      return hashedBody(req);
     case 'gzip':
     case 'x-gzip':
-      return decode(req, createGunzip());
+      return decode(hashedBody(req), createGunzip());
     case 'zstd':
-      return decode(req, createZstdDecompressStream());
+      return decode(hashedBody(req), createZstdDecompressStream());
     default:
       throw invalid(`unsupported Content-Encoding ${encoding}`);
   }
@@ -31,9 +35,9 @@ export function prefersZstd(req: Request, plain: string): boolean {
   return req.accepts([plain, 'application/zstd']) === 'application/zstd' && /zstd/.test(req.get('accept') ?? '');
 }
 
-/** Pipes into a decoder whose errors (and the request's) surface as one stream error. */
-function decode(req: Request, decoder: NodeJS.ReadWriteStream): Readable {
-  return pipelineCallback(req, decoder, () => undefined) as unknown as Readable;
+/** Pipes into a decoder whose errors (and the body's) surface as one stream error. */
+function decode(body: Readable, decoder: NodeJS.ReadWriteStream): Readable {
+  return pipelineCallback(body, decoder, () => undefined) as unknown as Readable;
 }
 
 /**

@@ -647,12 +647,7 @@ export class SqliteMetadataStore implements MetadataStore {
 
   // Idempotency keys ---------------------------------------------------------------------------
 
-  async reserveIdempotencyKey(
-    scope: string,
-    key: string,
-    requestHash: string,
-    notBefore: string,
-  ): Promise<IdempotencyReservation> {
+  async reserveIdempotencyKey(scope: string, key: string, notBefore: string): Promise<IdempotencyReservation> {
     return this.transaction((tx) =>
       tx.guard(`idempotency key "${key}"`, async () => {
         // Forgetting every expired claim here keeps the table bounded by the keys of one expiry
@@ -664,7 +659,7 @@ export class SqliteMetadataStore implements MetadataStore {
           .values({
             scope,
             key,
-            request_hash: requestHash,
+            body_digest: null,
             status: null,
             headers: null,
             body: null,
@@ -679,20 +674,16 @@ export class SqliteMetadataStore implements MetadataStore {
           .where('scope', '=', scope)
           .where('key', '=', key)
           .executeTakeFirstOrThrow();
-        return toReservation(row, requestHash);
+        return toReservation(row);
       }),
     );
   }
 
-  /**
-   * Answers only a claim still in progress: a claim that was released or expired is gone, and a
-   * completed one keeps the first answer.
-   */
-  async completeIdempotencyKey(scope: string, key: string, response: StoredResponse): Promise<void> {
+  async completeIdempotencyKey(scope: string, key: string, bodyDigest: string, response: StoredResponse): Promise<void> {
     await this.guard(`idempotency key "${key}"`, () =>
       this.db
         .updateTable('idempotency_keys')
-        .set({ status: response.status, headers: JSON.stringify(response.headers), body: response.body })
+        .set({ body_digest: bodyDigest, status: response.status, headers: JSON.stringify(response.headers), body: response.body })
         .where('scope', '=', scope)
         .where('key', '=', key)
         .where('status', 'is', null)
@@ -986,18 +977,14 @@ const fromVm = (v: Vm): Selectable<VmTable> => ({
   created_at: v.createdAt,
 });
 
-/** What a reservation of a stored key means for a request whose fingerprint is `requestHash`. */
-const toReservation = (r: Selectable<IdempotencyKeyTable>, requestHash: string): IdempotencyReservation => {
-  if (r.request_hash !== requestHash) return { state: 'mismatch' };
-  if (r.status === null) return { state: 'in_progress' };
+/** What a reservation that found the key already claimed means. */
+const toReservation = (r: Selectable<IdempotencyKeyTable>): IdempotencyReservation => {
+  // The table's CHECK sets status, digest, headers and body together.
+  if (r.status === null || r.body_digest === null || r.body === null) return { state: 'in_progress' };
   return {
     state: 'done',
-    response: {
-      status: r.status,
-      // completeIdempotencyKey writes status, headers and body together.
-      headers: JSON.parse(r.headers ?? '{}') as Record<string, string>,
-      body: r.body ?? '',
-    },
+    bodyDigest: r.body_digest,
+    response: { status: r.status, headers: JSON.parse(r.headers ?? '{}') as Record<string, string>, body: r.body },
   };
 };
 

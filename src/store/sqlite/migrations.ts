@@ -173,11 +173,34 @@ const chunkReachability = statements([
   `CREATE INDEX chunk_uploads_created ON chunk_uploads (created_at)`,
 ]);
 
+// Idempotency keys scoped to the principal and route, answers kept as bytes. The rows are claims
+// and answers of the last 24 hours that clients retry with, so the table is recreated rather
+// than converted: a claim lost here makes a retry act again, as an expired one would.
+const idempotencyBytes = statements([
+  `DROP TABLE idempotency_keys`,
+  // A rowid table, unlike 0002's: an answer of up to 64 KiB makes rows too wide for WITHOUT ROWID.
+  `CREATE TABLE idempotency_keys (
+     scope       TEXT NOT NULL,
+     key         TEXT NOT NULL,
+     body_digest TEXT,
+     status      INTEGER,
+     headers     TEXT,
+     body        BLOB,
+     created_at  TEXT NOT NULL,
+     PRIMARY KEY (scope, key),
+     CHECK ((body_digest IS NULL) = (status IS NULL)
+        AND (status IS NULL) = (headers IS NULL)
+        AND (status IS NULL) = (body IS NULL))
+   ) STRICT`,
+  `CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at)`,
+]);
+
 /** Every migration by name; applied in name order. Exported for tests of an upgrade. */
 export const migrations = {
   '0001_initial': initial,
   '0002_forks_commits_idempotency': forksCommitsIdempotency,
   '0003_chunk_reachability': chunkReachability,
+  '0004_idempotency_bytes': idempotencyBytes,
 } as const satisfies Record<string, Migration>;
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

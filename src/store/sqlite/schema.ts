@@ -106,17 +106,17 @@ export interface VmTable {
   created_at: Timestamp;
 }
 
-/** A claimed idempotency key; status, headers and body stay null until the request completes. */
+/** A claimed idempotency key; the other columns stay null until the request completes. */
 export interface IdempotencyKeyTable {
-  /** Whose key it is (the caller): keys of different callers never collide. */
+  /** Whose key it is and for which route (src/domain/idempotency.service.ts). */
   scope: string;
   key: string;
-  /** Fingerprint of the request that claimed the key. */
-  request_hash: string;
+  /** SHA-256 (hex) of the body of the request that completed the claim. */
+  body_digest: string | null;
   status: number | null;
   /** JSON object of header names to values. */
   headers: string | null;
-  body: string | null;
+  body: Buffer | null;
   created_at: Timestamp;
 }
 
