@@ -1,5 +1,5 @@
-import { forbidden, notFound, unauthorized } from './errors.js';
-import type { Namespace, Repository, Role } from './model.js';
+import { forbidden, notFound, unauthorized, unprocessable } from './errors.js';
+import { VISIBILITY_RANK, type Namespace, type Repository, type Role, type Visibility } from './model.js';
 import type { Principal, Scope, UserPrincipal } from './principal.js';
 import type { MetadataStore, ViewerFilter } from '../store/types.js';
 
@@ -9,6 +9,10 @@ import type { MetadataStore, ViewerFilter } from '../store/types.js';
  * reported as missing (404), never as forbidden, so its existence does not leak. Writes need the
  * `repo:write` scope and a role in the owning namespace; administration (delete, visibility,
  * archive, membership) needs ownership. The `admin` scope is a site administrator.
+ *
+ * Data never widens: a repository can never be more visible than any repository whose data it
+ * inherits (a fork's source, that one's source, and so on), checked when a fork is made and when
+ * a visibility widens. A fork link made after the fact inherits nothing, so it is not bound.
  */
 export class AccessPolicy {
   constructor(private readonly store: MetadataStore) {}
@@ -46,6 +50,46 @@ export class AccessPolicy {
     if (principal.kind !== 'user') return false;
     if (repo.visibility === 'internal' || principal.scopes.has('admin')) return true;
     return (await this.roleIn(principal, repo.namespaceId)) !== undefined;
+  }
+
+  /**
+   * Whether the caller may read the commits of a repository by id: as canRead while it lives;
+   * once deleted (its commits stay), only members of its namespace and administrators may.
+   */
+  async canReadCommitsOf(principal: Principal, record: { repository: Repository; deletedAt: string | null }): Promise<boolean> {
+    if (record.deletedAt === null) return this.canRead(principal, record.repository);
+    if (principal.kind !== 'user') return false;
+    return principal.scopes.has('admin') || (await this.roleIn(principal, record.repository.namespaceId)) !== undefined;
+  }
+
+  /**
+   * The widest visibility a repository holding the data of `source` may have: the narrowest of
+   * `source` and of every repository whose data it inherits, deleted ones included.
+   */
+  async visibilityLimit(source: Repository): Promise<Visibility> {
+    let limit = source.visibility;
+    // The chain is set at creation towards older rows only, so it ends.
+    for (let id = source.inheritsFromRepoId; id !== null; ) {
+      const record = await this.store.getRepositoryRecord(id);
+      if (!record) break;
+      if (VISIBILITY_RANK[record.repository.visibility] < VISIBILITY_RANK[limit]) limit = record.repository.visibility;
+      id = record.repository.inheritsFromRepoId;
+    }
+    return limit;
+  }
+
+  /**
+   * Throws `unprocessable` when `visibility` is wider than `limit` (see visibilityLimit), with
+   * `details` naming the field, so that a dialect can answer in its own validation shape.
+   */
+  assertVisibilityWithin(visibility: Visibility, limit: Visibility): void {
+    if (VISIBILITY_RANK[visibility] > VISIBILITY_RANK[limit]) {
+      throw unprocessable(`visibility ${visibility} is wider than ${limit}, the visibility of the data this repository is forked from`, {
+        field: 'visibility',
+        visibility,
+        limit,
+      });
+    }
   }
 
   /** Throws `not_found` unless the caller may read the repository; checks the read scope. */

@@ -30,7 +30,8 @@ export const invalid = (message: string, details?: Record<string, unknown>) =>
 export const unauthorized = (message: string) => new DomainError('unauthorized', message);
 export const forbidden = (message: string) => new DomainError('forbidden', message);
 export const notFound = (message: string) => new DomainError('not_found', message);
-export const conflict = (message: string) => new DomainError('conflict', message);
+export const conflict = (message: string, details?: Record<string, unknown>) =>
+  new DomainError('conflict', message, details);
 export const tooLarge = (message: string) => new DomainError('too_large', message);
 export const unprocessable = (message: string, details?: Record<string, unknown>) =>
   new DomainError('unprocessable', message, details);

@@ -1,11 +1,11 @@
 import { v4 as uuidv4, v7 as uuidv7 } from 'uuid';
-import { conflict, notFound, unprocessable } from './errors.js';
-import { VISIBILITY_RANK, type Commit, type Namespace, type PageOf, type Repository, type Tag, type Visibility, type Vm } from './model.js';
+import { conflict, notFound } from './errors.js';
+import type { Commit, Namespace, PageOf, Repository, Tag, Visibility, Vm } from './model.js';
 import { assertRepositoryName, assertTagName } from './names.js';
 import type { AccessPolicy } from './access-policy.js';
 import type { AccountService } from './account.service.js';
 import type { Principal } from './principal.js';
-import type { RepositoryRef, RepositoryService } from './repository.service.js';
+import { namesTaken, type RepositoryRef, type RepositoryService } from './repository.service.js';
 import type { ForkQuery, MetadataStore } from '../store/types.js';
 
 export interface ForkInput {
@@ -19,13 +19,14 @@ export interface ForkInput {
   targetNamespace?: string;
   /** The new repository's URL name; defaults to the source's name. */
   name?: string | null;
-  /** The new repository's title; defaults to its name. */
+  /** The new repository's title; defaults to its name. Name and title are each unique in the namespace. */
   displayName?: string;
   /** Defaults to the source's description. */
   description?: string;
   /**
-   * Defaults to the source's visibility. More visible than the source is `unprocessable`: a
-   * fork may be narrower than its source, never wider.
+   * Defaults to the widest allowed: the narrowest of the source and of every repository whose
+   * data it inherits. Wider is `unprocessable` (AccessPolicy.assertVisibilityWithin): a fork
+   * may be narrower than its source, never wider.
    */
   visibility?: Visibility;
   /** Also create a VM record from the forked commit (the Vers fork). */
@@ -67,25 +68,25 @@ export class ForkService {
     await this.policy.assertWriteIn(principal, target);
 
     const name = assertRepositoryName(input.name ?? source.name);
-    const visibility = input.visibility ?? source.visibility;
-    if (VISIBILITY_RANK[visibility] > VISIBILITY_RANK[source.visibility]) {
-      throw unprocessable(`visibility ${visibility} exceeds the source's visibility ${source.visibility}`);
-    }
+    const displayName = input.displayName ?? name;
+    const limit = await this.policy.visibilityLimit(source);
+    const visibility = input.visibility ?? limit;
+    this.policy.assertVisibilityWithin(visibility, limit);
     const selected = await this.selectTags(source, input.tags);
 
     return this.store.transaction(async (tx) => {
-      if (await tx.getRepository(target.name, name)) {
-        throw conflict(
-          target.id === source.namespaceId && name.toLowerCase() === source.name.toLowerCase()
-            ? `cannot fork ${source.namespace}/${source.name} onto itself: choose another name`
-            : `repository ${target.name}/${name} already exists`,
-        );
+      const taken = await tx.takenNames(target.id, { name, displayName });
+      if (taken.length > 0) {
+        const ontoItself = target.id === source.namespaceId && name.toLowerCase() === source.name.toLowerCase();
+        throw ontoItself
+          ? conflict(`cannot fork ${source.namespace}/${source.name} onto itself: choose another name`, { taken })
+          : namesTaken(target.name, { name, displayName }, taken);
       }
       const forkPoint = selected[0]?.tag.commitId ?? null;
       const repository = await tx.createRepository({
         namespaceId: target.id,
         name,
-        displayName: input.displayName,
+        displayName,
         visibility,
         description: input.description ?? source.description,
         defaultTag: selected.find((t) => t.tag.name === source.defaultTag)?.target ?? selected[0]?.target ?? null,
@@ -159,8 +160,11 @@ export class ForkService {
   }
 
   /**
-   * Records after the fact that `ref` is a fork of `parent` (GitLab). Owners only; a repository
-   * that is already a fork, a fork of itself, or a cycle is a conflict.
+   * Records after the fact that `ref` is a fork of `parent` (GitLab), as GitLab requires: an
+   * owner of `ref`'s namespace or an administrator (403 otherwise), who may read `parent`. The
+   * link is a relationship only: it grants `ref` no read of the parent's chunks, commits or
+   * manifests, so it needs no visibility rule. A repository that is already a fork, a fork of
+   * itself, or a cycle is a conflict.
    */
   async link(principal: Principal, ref: RepositoryRef, parentRef: RepositoryRef): Promise<Repository> {
     const repo = await this.ownedRepository(principal, ref);
@@ -169,15 +173,17 @@ export class ForkService {
     for (let p: Repository | undefined = parent; p; p = p.forkedFromRepoId === null ? undefined : await this.store.getRepositoryById(p.forkedFromRepoId)) {
       if (p.id === repo.id) throw conflict('a repository cannot be a fork of itself or of its own forks');
     }
-    const parentTag = parent.defaultTag === null ? undefined : await this.store.getTag(parent.id, parent.defaultTag);
-    return this.store.setForkSource(repo.id, { repositoryId: parent.id, commitId: parentTag?.commitId ?? null });
+    return this.store.setForkParent(repo.id, parent.id);
   }
 
-  /** Removes the fork relationship; false when the repository was not a fork. Owners only. */
+  /**
+   * Removes the fork relationship; false when the repository was not a fork. Owners only. A
+   * fork keeps the data it was made with, as a GitLab fork keeps its objects when unlinked.
+   */
   async unlink(principal: Principal, ref: RepositoryRef): Promise<boolean> {
     const repo = await this.ownedRepository(principal, ref);
     if (repo.forkedFromRepoId === null) return false;
-    await this.store.setForkSource(repo.id, null);
+    await this.store.setForkParent(repo.id, null);
     return true;
   }
 

@@ -28,7 +28,17 @@ export interface Repository {
   visibility: Visibility;
   description: string;
   defaultTag: string | null;
+  /**
+   * The fork relationship clients see (GitLab's `forked_from_project`, the native `parent`): the
+   * source of a real fork, or whatever GitLab's link set after the fact. It grants no data.
+   */
   forkedFromRepoId: number | null;
+  /**
+   * The repository whose data this one inherits, set once by the fork operation and never by a
+   * link: its chunks recorded before this repository was created, and so on up the chain.
+   */
+  inheritsFromRepoId: number | null;
+  /** The source commit a real fork was made at, whose history it reads; null otherwise. */
   forkedFromCommitId: string | null;
   archived: boolean;
   createdAt: string;

@@ -1,9 +1,9 @@
-import { conflict, notFound, unprocessable } from './errors.js';
-import { VISIBILITY_RANK, type Namespace, type Page, type PageOf, type Repository, type Visibility } from './model.js';
+import { conflict, type DomainError, notFound, unprocessable } from './errors.js';
+import type { Namespace, Page, PageOf, Repository, Visibility } from './model.js';
 import { assertRepositoryName, assertTagName } from './names.js';
 import type { AccessPolicy } from './access-policy.js';
 import type { Principal } from './principal.js';
-import type { MetadataStore, RepositoryPatch } from '../store/types.js';
+import type { MetadataStore, RepositoryNameField, RepositoryPatch } from '../store/types.js';
 
 export interface CreateRepositoryInput {
   name: string;
@@ -23,6 +23,17 @@ export interface RepositoryView {
 /** Private by default: datasets and VM images are rarely meant for everyone on first push. */
 export const DEFAULT_VISIBILITY: Visibility = 'private';
 
+/**
+ * The `conflict` of names another live repository of `namespace` holds (MetadataStore.takenNames):
+ * `details.taken` lists the fields, so that a dialect can say which one clashes.
+ */
+export function namesTaken(namespace: string, names: { name?: string; displayName?: string }, taken: RepositoryNameField[]): DomainError {
+  const reasons = taken.map((field) =>
+    field === 'name' ? `repository ${namespace}/${names.name} already exists` : `a repository of ${namespace} is already titled "${names.displayName}"`,
+  );
+  return conflict(reasons.join('; '), { taken });
+}
+
 /** Repositories: create, read, list, change and delete, with access checks. */
 export class RepositoryService {
   constructor(
@@ -35,11 +46,17 @@ export class RepositoryService {
     const ns = await this.store.getNamespace(owner);
     if (!ns) throw notFound(`namespace ${owner} not found`);
     await this.policy.assertWriteIn(principal, ns);
-    return this.store.createRepository({
-      namespaceId: ns.id,
-      name: assertRepositoryName(input.name),
-      visibility: input.visibility ?? DEFAULT_VISIBILITY,
-      description: input.description ?? '',
+    const name = assertRepositoryName(input.name);
+    return this.store.transaction(async (tx) => {
+      // The title defaults to the name, so the name must be free as a title too.
+      const taken = await tx.takenNames(ns.id, { name, displayName: name });
+      if (taken.length > 0) throw namesTaken(ns.name, { name, displayName: name }, taken);
+      return tx.createRepository({
+        namespaceId: ns.id,
+        name,
+        visibility: input.visibility ?? DEFAULT_VISIBILITY,
+        description: input.description ?? '',
+      });
     });
   }
 
@@ -94,18 +111,19 @@ export class RepositoryService {
     return this.store.listRepositories(ns.id, page, visible);
   }
 
-  /** Changes settings; owners only. A fork may not become more visible than its source. */
+  /**
+   * Changes settings; owners only. A fork may not become more visible than any repository whose
+   * data it inherits (AccessPolicy.visibilityLimit); names stay unique in the namespace.
+   */
   async update(principal: Principal, owner: string, name: string, patch: RepositoryPatch): Promise<Repository> {
     const repo = await this.get(principal, owner, name);
     const ns = await this.store.getNamespaceById(repo.namespaceId);
     if (!ns) throw notFound('repository not found');
     await this.policy.assertOwnerOf(principal, ns);
     if (patch.name !== undefined) assertRepositoryName(patch.name);
-    if (patch.visibility !== undefined && repo.forkedFromRepoId !== null) {
-      const parent = await this.store.getRepositoryById(repo.forkedFromRepoId);
-      if (parent && VISIBILITY_RANK[patch.visibility] > VISIBILITY_RANK[parent.visibility]) {
-        throw unprocessable(`a fork cannot be more visible than its source (${parent.visibility})`);
-      }
+    if (patch.visibility !== undefined && repo.inheritsFromRepoId !== null) {
+      const source = await this.store.getRepositoryRecord(repo.inheritsFromRepoId);
+      if (source) this.policy.assertVisibilityWithin(patch.visibility, await this.policy.visibilityLimit(source.repository));
     }
     if (patch.defaultTag !== undefined && patch.defaultTag !== null) {
       assertTagName(patch.defaultTag);
@@ -113,7 +131,12 @@ export class RepositoryService {
         throw unprocessable(`tag ${patch.defaultTag} does not exist`);
       }
     }
-    return this.store.updateRepository(repo.id, patch);
+    const names = { name: patch.name, displayName: patch.displayName };
+    return this.store.transaction(async (tx) => {
+      const taken = await tx.takenNames(ns.id, names, repo.id);
+      if (taken.length > 0) throw namesTaken(ns.name, names, taken);
+      return tx.updateRepository(repo.id, patch);
+    });
   }
 
   /**

@@ -223,40 +223,50 @@ export class SnapshotService {
     });
   }
 
-  /** A commit the caller may read by id alone: public, or made in a repository they can read. */
+  /**
+   * A commit the caller may read by id alone: public, or made in a repository whose commits
+   * they may read (AccessPolicy.canReadCommitsOf), deleted repositories included: commits
+   * outlive their repository.
+   */
   async readableCommit(principal: Principal, commitId: string): Promise<Commit> {
     const commit = await this.store.getCommit(commitId);
-    const repo = commit && !commit.isPublic ? await this.store.getRepositoryById(commit.repositoryId) : undefined;
-    const readable = commit !== undefined && (commit.isPublic || (repo !== undefined && (await this.policy.canRead(principal, repo))));
+    const record = commit && !commit.isPublic ? await this.store.getRepositoryRecord(commit.repositoryId) : undefined;
+    const readable = commit !== undefined && (commit.isPublic || (record !== undefined && (await this.policy.canReadCommitsOf(principal, record))));
     if (!readable) throw notFound(`commit ${commitId} not found`);
     return commit;
   }
 
-  /** Commits made in a namespace's repositories, newest first; members only. */
+  /** Commits made in a namespace's repositories, deleted ones included, newest first; members only. */
   async namespaceCommits(principal: Principal, namespace: Namespace, page: Page): Promise<PageOf<Commit>> {
     this.policy.requireScope(principal, 'repo:read');
     if ((await this.policy.roleIn(principal, namespace.id)) === undefined) throw notFound(`namespace ${namespace.name} not found`);
     return this.store.listNamespaceCommits(namespace.id, page);
   }
 
-  /** Public commits of every namespace, newest first. */
+  /** Public commits of every namespace, deleted repositories included, newest first. */
   async publicCommits(page: Page): Promise<PageOf<Commit>> {
     return this.store.listPublicCommits(page);
   }
 
   /**
-   * Each commit with the id of the namespace owning its repository (Vers' `owner_id`), in input
-   * order; a commit whose repository was deleted meanwhile is left out, as listings leave it out.
+   * Each commit with the id of the namespace owning the repository it was made in, deleted or
+   * not (Vers' `owner_id`), in input order.
    */
   async withOwners(commits: readonly Commit[]): Promise<{ commit: Commit; ownerId: number }[]> {
-    const owners = new Map<number, number | undefined>();
-    for (const id of new Set(commits.map((c) => c.repositoryId))) {
-      owners.set(id, (await this.store.getRepositoryById(id))?.namespaceId);
+    const owners = new Map<number, number>();
+    const owned: { commit: Commit; ownerId: number }[] = [];
+    for (const commit of commits) {
+      let ownerId = owners.get(commit.repositoryId);
+      if (ownerId === undefined) {
+        const record = await this.store.getRepositoryRecord(commit.repositoryId);
+        // A commit's repository row is never removed (soft delete, foreign key).
+        if (!record) throw notFound(`repository of commit ${commit.id} not found`);
+        ownerId = record.repository.namespaceId;
+        owners.set(commit.repositoryId, ownerId);
+      }
+      owned.push({ commit, ownerId });
     }
-    return commits.flatMap((commit) => {
-      const ownerId = owners.get(commit.repositoryId);
-      return ownerId === undefined ? [] : [{ commit, ownerId }];
-    });
+    return owned;
   }
 
   /** Publishes, retitles or redescribes a commit; writers of its repository only. */
@@ -271,10 +281,11 @@ export class SnapshotService {
     await this.store.deleteCommit(commit.id);
   }
 
+  /** A readable commit whose repository's namespace (deleted repositories included) the caller may write in. */
   private async writableCommit(principal: Principal, commitId: string): Promise<Commit> {
     const commit = await this.readableCommit(principal, commitId);
-    const repo = await this.store.getRepositoryById(commit.repositoryId);
-    const ns = repo && (await this.store.getNamespaceById(repo.namespaceId));
+    const record = await this.store.getRepositoryRecord(commit.repositoryId);
+    const ns = record && (await this.store.getNamespaceById(record.repository.namespaceId));
     if (!ns) throw notFound(`commit ${commitId} not found`);
     await this.policy.assertWriteIn(principal, ns);
     return commit;

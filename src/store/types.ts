@@ -102,9 +102,16 @@ export interface NewRepository {
   visibility: Visibility;
   description: string;
   defaultTag?: string | null;
+  /**
+   * The source of a fork made by the fork operation, which the new repository inherits the data
+   * of (it becomes both `forkedFromRepoId` and `inheritsFromRepoId`).
+   */
   forkedFromRepoId?: number | null;
   forkedFromCommitId?: string | null;
 }
+
+/** The name fields of a repository that must each be unique among the live ones of a namespace. */
+export type RepositoryNameField = 'name' | 'displayName';
 
 export interface RepositoryPatch {
   description?: string;
@@ -203,10 +210,24 @@ export interface MetadataStore {
   listMembers(orgId: number): Promise<{ user: Namespace; role: Role }[]>;
 
   // Repositories -----------------------------------------------------------------------------
-  /** `conflict` when the namespace already has a live repository of that name. */
+  /**
+   * `conflict` when the namespace already has a live repository of that name (ignoring case) or
+   * that display name (exactly).
+   */
   createRepository(repo: NewRepository): Promise<Repository>;
   getRepository(namespace: string, name: string): Promise<Repository | undefined>;
   getRepositoryById(id: number): Promise<Repository | undefined>;
+  /**
+   * A repository by id, live or soft-deleted, with when it was deleted (null while live): for
+   * what outlives a repository, its commits and the data its forks inherit.
+   */
+  getRepositoryRecord(id: number): Promise<{ repository: Repository; deletedAt: string | null } | undefined>;
+  /**
+   * Which of `names` a live repository of the namespace other than `exceptId` already holds
+   * (`name` ignoring case, `displayName` exactly), in the order name, displayName. Read in the
+   * caller's transaction, it tells a writer which fields clash before the unique indexes would.
+   */
+  takenNames(namespaceId: number, names: { name?: string; displayName?: string }, exceptId?: number): Promise<RepositoryNameField[]>;
   /**
    * Live repositories of a namespace, by name; only those of the given visibilities when
    * `visibilities` is set (so that paging and totals count only what the caller may see).
@@ -216,7 +237,7 @@ export interface MetadataStore {
     page: Page,
     visibilities?: readonly Visibility[],
   ): Promise<PageOf<Repository>>;
-  /** `conflict` on a rename onto a taken name; `not_found` when the repository is gone. */
+  /** `conflict` on a rename onto a taken name or display name; `not_found` when the repository is gone. */
   updateRepository(id: number, patch: RepositoryPatch): Promise<Repository>;
   /** Soft delete: the row stays (its commits may be parents of forks) but is never read again. */
   deleteRepository(id: number): Promise<void>;
@@ -227,19 +248,24 @@ export interface MetadataStore {
   /** How many live direct forks of a repository `viewer` may see. */
   countForks(repositoryId: number, viewer: ViewerFilter): Promise<number>;
   /**
-   * Sets (or with null, removes) the fork relationship of a repository after the fact: its
-   * source repository and the commit it was forked at (null when not known).
+   * Sets (or with null, removes) the fork relationship clients see (`forkedFromRepoId`) after
+   * the fact. It changes neither `inheritsFromRepoId` nor `forkedFromCommitId`: a link grants
+   * no data, and an unlinked fork keeps the data it was made with. `not_found` when either
+   * repository is not live.
    */
-  setForkSource(repositoryId: number, source: { repositoryId: number; commitId: string | null } | null): Promise<Repository>;
+  setForkParent(repositoryId: number, parentId: number | null): Promise<Repository>;
 
   // Commits ----------------------------------------------------------------------------------
   createCommit(commit: Commit): Promise<void>;
   getCommit(id: string): Promise<Commit | undefined>;
   /** The commit and its first-parent ancestors, newest first. */
   listHistory(commitId: string, page: Page): Promise<Commit[]>;
-  /** Commits made in the namespace's live repositories, newest first. */
+  /**
+   * Commits made in the namespace's repositories, newest first, those of deleted repositories
+   * included: commits outlive their repository.
+   */
   listNamespaceCommits(namespaceId: number, page: Page): Promise<PageOf<Commit>>;
-  /** Public commits of live repositories, newest first. */
+  /** Public commits, newest first, those of deleted repositories included. */
   listPublicCommits(page: Page): Promise<PageOf<Commit>>;
   /** `not_found` when the commit does not exist. */
   updateCommit(id: string, patch: CommitPatch): Promise<Commit>;
@@ -281,14 +307,15 @@ export interface MetadataStore {
    * Records that a commit of `repositoryId` references `digests` (duplicates allowed), with the
    * store's clock as the time a chunk first became part of the repository. Idempotent. Called in
    * the transaction that writes the commit, so the rows land with it or not at all. Forks record
-   * nothing: they reach their ancestors' chunks through `forkedFromRepoId`.
+   * nothing: they reach their ancestors' chunks through `inheritsFromRepoId`.
    */
   recordRepositoryChunks(repositoryId: number, digests: readonly string[]): Promise<void>;
   /**
    * The subset of `digests` (any number) referenced by a starting repository (every live one
    * `from` may see, or the live repository `from.repositoryId`) or by an ancestor of one through
-   * `forkedFromRepoId`, deleted or not. An ancestor counts only with the chunks it had recorded
-   * when its fork was created, so an old fork never reaches what its source received later.
+   * `inheritsFromRepoId` (never through a link), deleted or not. An ancestor counts only with
+   * the chunks it had recorded when its fork was created, so an old fork never reaches what its
+   * source received later.
    */
   reachableChunks(from: ChunkReach, digests: readonly string[]): Promise<Set<string>>;
   /**

@@ -186,6 +186,7 @@ export function metadataStoreContract(name: string, open: OpenStore): void {
           description: 'training set',
           defaultTag: null,
           forkedFromRepoId: null,
+          inheritsFromRepoId: null,
           forkedFromCommitId: null,
           archived: false,
         });
@@ -447,31 +448,57 @@ export function metadataStoreContract(name: string, open: OpenStore): void {
         expect(await store.countForks(training.id, 'all')).toBe(0);
       });
 
-      it('sets, changes and clears the fork source of a repository after the fact', async () => {
+      it('sets and clears the fork parent after the fact, which neither inherits data nor drops it', async () => {
+        const a = digestOf(0xa1);
+        const sorted = (set: Set<string>) => [...set].sort();
         const alice = await store.ensureUser('alice');
         const source = await repoIn(alice.id, 'source');
         const commit = await commitIn(source);
+        await store.recordRepositoryChunks(source.id, [a]);
         const repo = await repoIn(alice.id, 'copy');
         await tick();
 
-        const forked = await store.setForkSource(repo.id, { repositoryId: source.id, commitId: commit.id });
-        expect(forked).toMatchObject({ id: repo.id, forkedFromRepoId: source.id, forkedFromCommitId: commit.id });
-        expect(forked.updatedAt > repo.updatedAt).toBe(true);
-        expect(await store.getRepositoryById(repo.id)).toEqual(forked);
+        const linked = await store.setForkParent(repo.id, source.id);
+        expect(linked).toMatchObject({ id: repo.id, forkedFromRepoId: source.id, inheritsFromRepoId: null, forkedFromCommitId: null });
+        expect(linked.updatedAt > repo.updatedAt).toBe(true);
+        expect(await store.getRepositoryById(repo.id)).toEqual(linked);
         expect(names(await store.listForks(source.id, { viewer: 'all', ...all }))).toEqual(['copy']);
+        expect(sorted(await store.reachableChunks({ repositoryId: repo.id }, [a]))).toEqual([]);
 
-        const unknownCommit = await store.setForkSource(repo.id, { repositoryId: source.id, commitId: null });
-        expect(unknownCommit).toMatchObject({ forkedFromRepoId: source.id, forkedFromCommitId: null });
-
-        const cleared = await store.setForkSource(repo.id, null);
-        expect(cleared).toMatchObject({ forkedFromRepoId: null, forkedFromCommitId: null });
+        const cleared = await store.setForkParent(repo.id, null);
+        expect(cleared).toMatchObject({ forkedFromRepoId: null });
         expect(await store.countForks(source.id, 'all')).toBe(0);
 
-        const missingSource = { repositoryId: repo.id + 1000, commitId: null };
-        await expectDomainError(store.setForkSource(repo.id, missingSource), 'not_found');
-        await expectDomainError(store.setForkSource(repo.id + 1000, null), 'not_found');
+        // A real fork unlinked keeps what it inherits.
+        const fork = await repoIn(alice.id, 'fork', { forkedFromRepoId: source.id, forkedFromCommitId: commit.id });
+        expect(fork).toMatchObject({ forkedFromRepoId: source.id, inheritsFromRepoId: source.id, forkedFromCommitId: commit.id });
+        expect(await store.setForkParent(fork.id, null)).toMatchObject({ forkedFromRepoId: null, inheritsFromRepoId: source.id, forkedFromCommitId: commit.id });
+        expect(sorted(await store.reachableChunks({ repositoryId: fork.id }, [a]))).toEqual([a]);
+
+        await expectDomainError(store.setForkParent(repo.id, repo.id + 1000), 'not_found');
+        await expectDomainError(store.setForkParent(repo.id + 1000, null), 'not_found');
         await store.deleteRepository(repo.id);
-        await expectDomainError(store.setForkSource(repo.id, null), 'not_found');
+        await expectDomainError(store.setForkParent(repo.id, null), 'not_found');
+        await expectDomainError(store.setForkParent(fork.id, repo.id), 'not_found');
+      });
+
+      it('tells which names of a namespace are taken: the name ignoring case, the title exactly', async () => {
+        const alice = await store.ensureUser('alice');
+        const bob = await store.ensureUser('bob');
+        const repo = await store.createRepository({ namespaceId: alice.id, name: 'data', displayName: 'Training Data', visibility: 'public', description: '' });
+        expect(await store.takenNames(alice.id, { name: 'DATA', displayName: 'Training Data' })).toEqual(['name', 'displayName']);
+        expect(await store.takenNames(alice.id, { name: 'other', displayName: 'training data' })).toEqual([]);
+        expect(await store.takenNames(alice.id, { displayName: 'Training Data' })).toEqual(['displayName']);
+        expect(await store.takenNames(alice.id, { name: 'data', displayName: 'Training Data' }, repo.id)).toEqual([]);
+        expect(await store.takenNames(bob.id, { name: 'data', displayName: 'Training Data' })).toEqual([]);
+        await expectDomainError(
+          store.createRepository({ namespaceId: alice.id, name: 'other', displayName: 'Training Data', visibility: 'public', description: '' }),
+          'conflict',
+        );
+        await store.deleteRepository(repo.id);
+        expect(await store.takenNames(alice.id, { name: 'data', displayName: 'Training Data' })).toEqual([]);
+        expect((await store.getRepositoryRecord(repo.id))?.deletedAt).toEqual(expect.any(String));
+        expect((await store.getRepositoryRecord(repo.id))?.repository).toMatchObject({ id: repo.id, name: 'data' });
       });
     });
 
@@ -518,7 +545,7 @@ export function metadataStoreContract(name: string, open: OpenStore): void {
         expect(await store.listHistory(uuidv7(), all)).toEqual([]);
       });
 
-      it('lists the commits of a namespace\'s live repositories newest first, with paging and a total', async () => {
+      it('lists the commits of a namespace\'s repositories newest first, deleted ones included, with paging and a total', async () => {
         const data = await userRepo('alice', 'data');
         const models = await repoIn(data.namespaceId, 'models');
         const gone = await repoIn(data.namespaceId, 'gone');
@@ -526,20 +553,20 @@ export function metadataStoreContract(name: string, open: OpenStore): void {
         const a = await commitIn(data, [], 'a');
         const b = await commitIn(models, [], 'b');
         await commitIn(bobs, [], 'not alice\'s');
-        await commitIn(gone, [], 'in a deleted repository');
+        const kept = await commitIn(gone, [], 'in a deleted repository');
         const c = await commitIn(data, [a], 'c');
         await store.deleteRepository(gone.id);
 
-        expect(await store.listNamespaceCommits(data.namespaceId, all)).toEqual({ items: [c, b, a], total: 3 });
-        expect(await store.listNamespaceCommits(data.namespaceId, { limit: 1, offset: 1 })).toEqual({
+        expect(await store.listNamespaceCommits(data.namespaceId, all)).toEqual({ items: [c, kept, b, a], total: 4 });
+        expect(await store.listNamespaceCommits(data.namespaceId, { limit: 1, offset: 2 })).toEqual({
           items: [b],
-          total: 3,
+          total: 4,
         });
         const org = await store.createOrg('acme');
         expect(await store.listNamespaceCommits(org.id, all)).toEqual({ items: [], total: 0 });
       });
 
-      it('lists public commits of live repositories newest first, whatever the repository\'s visibility', async () => {
+      it('lists public commits newest first, whatever the repository\'s visibility, deleted ones included', async () => {
         const alice = await store.ensureUser('alice');
         const open = await repoIn(alice.id, 'open');
         const closed = await repoIn(alice.id, 'closed', { visibility: 'private' });
@@ -547,12 +574,12 @@ export function metadataStoreContract(name: string, open: OpenStore): void {
         const a = await commitIn(open, [], 'a', { isPublic: true });
         await commitIn(open, [a], 'not public');
         const b = await commitIn(closed, [], 'b', { isPublic: true });
-        await commitIn(gone, [], 'in a deleted repository', { isPublic: true });
+        const kept = await commitIn(gone, [], 'in a deleted repository', { isPublic: true });
         await store.deleteRepository(gone.id);
         const c = await commitIn(open, [a], 'c', { isPublic: true });
 
-        expect(await store.listPublicCommits(all)).toEqual({ items: [c, b, a], total: 3 });
-        expect(await store.listPublicCommits({ limit: 2, offset: 2 })).toEqual({ items: [a], total: 3 });
+        expect(await store.listPublicCommits(all)).toEqual({ items: [c, kept, b, a], total: 4 });
+        expect(await store.listPublicCommits({ limit: 2, offset: 3 })).toEqual({ items: [a], total: 4 });
       });
 
       it('updates a commit\'s publicity, title and description, leaving the rest as it was', async () => {

@@ -52,7 +52,7 @@ describe('SQLite metadata store', () => {
 
   it('applies each migration once and keeps the data across reopening', async () => {
     const db = openSqliteDatabase(file);
-    expect(await migrateToLatest(db)).toEqual(['0001_initial', '0002_forks_commits_idempotency', '0003_chunk_reachability', '0004_idempotency_bytes']);
+    expect(await migrateToLatest(db)).toEqual(['0001_initial', '0002_forks_commits_idempotency', '0003_chunk_reachability', '0004_idempotency_bytes', '0005_links_and_titles']);
     await db.destroy();
 
     const first = await openSqliteMetadataStore(file);
@@ -68,6 +68,7 @@ describe('SQLite metadata store', () => {
         { name: '0002_forks_commits_idempotency' },
         { name: '0003_chunk_reachability' },
         { name: '0004_idempotency_bytes' },
+        { name: '0005_links_and_titles' },
       ]);
     } finally {
       await again.destroy();
@@ -93,13 +94,50 @@ describe('SQLite metadata store', () => {
               VALUES ('m', 0, 0, ${at})`.execute(db);
     await sql`INSERT INTO commits (id, repository_id, parent_ids, manifest_digest, message, author, created_at)
               VALUES ('c-1', 1, '[]', 'm', 'old', 'alice', ${at})`.execute(db);
-    expect(await migrateToLatest(db)).toEqual(['0002_forks_commits_idempotency', '0003_chunk_reachability', '0004_idempotency_bytes']);
+    expect(await migrateToLatest(db)).toEqual(['0002_forks_commits_idempotency', '0003_chunk_reachability', '0004_idempotency_bytes', '0005_links_and_titles']);
     await db.destroy();
 
     const store = await openSqliteMetadataStore(file);
     try {
       expect((await store.getRepositoryById(1))?.displayName).toBe('Data');
       expect(await store.getCommit('c-1')).toMatchObject({ isPublic: false, title: null, description: '' });
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('upgrades a 0003 database: real forks inherit, links made after the fact do not, clashing titles are told apart', async () => {
+    const db = openSqliteDatabase(file);
+    const upTo0003 = {
+      getMigrations: async () => {
+        const { '0004_idempotency_bytes': _idempotency, '0005_links_and_titles': _links, ...released } = migrations;
+        return released;
+      },
+    };
+    expect((await new Migrator({ db, provider: upTo0003 }).migrateToLatest()).error).toBeUndefined();
+    const at = '2030-01-01T00:00:00.000Z';
+    await sql`INSERT INTO namespaces (id, name, kind, display_name, created_at) VALUES (1, 'alice', 'user', 'alice', ${at})`.execute(db);
+    await sql`INSERT INTO manifests (digest, entry_count, total_size, created_at) VALUES ('m', 0, 0, ${at})`.execute(db);
+    const repo = (id: number, name: string, title: string, forkedFrom: number | null, forkedAt: string | null) =>
+      sql`INSERT INTO repositories (id, uuid, namespace_id, name, display_name, visibility, description, forked_from_repo_id, forked_from_commit_id, created_at, updated_at)
+          VALUES (${id}, ${`u-${id}`}, 1, ${name}, ${title}, 'public', '', ${forkedFrom}, ${forkedAt}, ${at}, ${at})`.execute(db);
+    const commit = (id: string, repositoryId: number, parents: string[]) =>
+      sql`INSERT INTO commits (id, repository_id, parent_ids, manifest_digest, message, author, created_at)
+          VALUES (${id}, ${repositoryId}, ${JSON.stringify(parents)}, 'm', '', 'alice', ${at})`.execute(db);
+    await repo(1, 'source', 'source', null, null);
+    await commit('c-source', 1, []);
+    await repo(2, 'fork', 'Same', 1, 'c-source');
+    await commit('c-fork', 2, ['c-source']);
+    await repo(3, 'linked', 'Same', 1, 'c-source');
+    await repo(4, 'third', 'Same', null, null);
+    expect(await migrateToLatest(db)).toEqual(['0004_idempotency_bytes', '0005_links_and_titles']);
+    await db.destroy();
+
+    const store = await openSqliteMetadataStore(file);
+    try {
+      expect(await store.getRepositoryById(2)).toMatchObject({ forkedFromRepoId: 1, inheritsFromRepoId: 1, forkedFromCommitId: 'c-source', displayName: 'Same' });
+      expect(await store.getRepositoryById(3)).toMatchObject({ forkedFromRepoId: 1, inheritsFromRepoId: null, forkedFromCommitId: null, displayName: 'Same (3)' });
+      expect(await store.getRepositoryById(4)).toMatchObject({ inheritsFromRepoId: null, displayName: 'Same (4)' });
     } finally {
       await store.close();
     }

@@ -49,7 +49,8 @@ const forkOf = (fullName: string, token: string | undefined, json?: unknown, hea
 async function expectError(res: ApiResponse, status: number, message?: RegExp) {
   expect(res.status).toBe(status);
   const body = await res.json();
-  expect(body).toEqual({ error: expect.any(String), success: false });
+  // `details`, when present, is the machine-readable side of the error (the fields it is about).
+  expect(body).toEqual({ error: expect.any(String), success: false, ...('details' in body ? { details: expect.any(Object) } : {}) });
   if (message) expect(body.error).toMatch(message);
 }
 
@@ -110,7 +111,9 @@ describe('POST /api/v1/repos/{owner}/{repo}/forks', () => {
   });
 
   it('answers 409 when the target name is taken or the source is archived', async () => {
-    await expectError(await forkOf('alice/demo', bob, { name: 'demo-fork' }), 409, /already exists/);
+    const taken = await forkOf('alice/demo', bob, { name: 'demo-fork' });
+    expect(await taken.clone().json()).toMatchObject({ details: { taken: ['name', 'displayName'] } });
+    await expectError(taken, 409, /already exists/);
     await createRepo(alice, 'old', 'public');
     const archived = await s.api('/api/v1/repos/alice/old', { method: 'PATCH', token: alice, json: { archived: true } });
     expect(archived.status).toBe(200);

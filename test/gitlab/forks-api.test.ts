@@ -110,13 +110,13 @@ describe('POST /projects/:id/fork', () => {
 
   it('names the target namespace by namespace_id, by the deprecated namespace (id or path), in a form body', async () => {
     const labsId = (await (await gl('/projects/labs%2Fsubset', alice)).json()).namespace.id as number;
-    const byId = await fork(dataset.id, alice, { namespace_id: labsId, path: 'by-id' });
+    const byId = await fork(dataset.id, alice, { namespace_id: labsId, path: 'by-id', name: 'by id' });
     expect(await byId.json()).toMatchObject({ path_with_namespace: 'labs/by-id', namespace: { id: labsId } });
-    const byDeprecatedId = await fork(dataset.id, alice, { namespace: String(labsId), path: 'by-old-id' });
+    const byDeprecatedId = await fork(dataset.id, alice, { namespace: String(labsId), path: 'by-old-id', name: 'by old id' });
     expect((await byDeprecatedId.json()).path_with_namespace).toBe('labs/by-old-id');
     const form = await gl(`/projects/${dataset.id}/fork`, alice, {
       method: 'POST',
-      body: 'namespace=labs&path=by-form&visibility=private&mr_default_target_self=False',
+      body: 'namespace=labs&path=by-form&name=by+form&visibility=private&mr_default_target_self=False',
       headers: { 'content-type': 'application/x-www-form-urlencoded' },
     });
     expect(form.status).toBe(201);
@@ -155,13 +155,62 @@ describe('POST /projects/:id/fork', () => {
     const secret = await createRepo(alice, 'secret', 'private');
     await push(alice, 'alice/secret', 'v1');
     expect((await fork(secret.id, bob)).status).toBe(404);
+    // GitLab's fork API answers a failed model validation 409 with the errors hash.
     const wider = await fork(secret.id, aliceInLabs, { namespace_path: 'labs', visibility: 'public' });
-    expect(wider.status).toBe(422);
-    expect((await wider.json()).message).toContain('visibility');
+    expect({ status: wider.status, body: await wider.json() }).toEqual({
+      status: 409,
+      body: { message: { visibility_level: ['public is not allowed since the fork source project has lower visibility.'] } },
+    });
     const pinned = await fork(secret.id, aliceInLabs, { namespace_path: 'labs' });
     expect(await pinned.json()).toMatchObject({ visibility: 'private', path_with_namespace: 'labs/secret' });
     // Outsiders see neither the private fork nor, in another's fork, its private source.
     expect((await gl('/projects/labs%2Fsecret', bob)).status).toBe(404);
+  });
+
+  it('keeps name and path each unique in the namespace: 409 names the field that clashes (issue 11)', async () => {
+    await createRepo(alice, 'titled', 'public');
+    await push(alice, 'alice/titled', 'v1');
+    expect((await fork('alice%2Ftitled', bob, { path: 'titled-1', name: 'Titled' })).status).toBe(201);
+    const cases: [Record<string, unknown>, Record<string, string[]>][] = [
+      [{ path: 'titled-2', name: 'Titled' }, { name: ['has already been taken'] }],
+      [{ path: 'TITLED-1', name: 'Another title' }, { path: ['has already been taken'] }],
+      [{ path: 'titled-1', name: 'Titled' }, { name: ['has already been taken'], path: ['has already been taken'] }],
+    ];
+    const refuse = async (body: Record<string, unknown>, message: Record<string, string[]>) => {
+      const res = await fork('alice%2Ftitled', bob, body);
+      expect({ body, status: res.status, answer: await res.json() }).toEqual({ body, status: 409, answer: { message } });
+    };
+    for (const [body, message] of cases) await refuse(body, message);
+    // Names compare exactly, paths ignoring case, as GitLab's indexes do; other namespaces are free.
+    expect((await fork('alice%2Ftitled', bob, { path: 'titled-2' })).status).toBe(201);
+    // The name defaults to the source's ("titled"), which the fork above took.
+    await refuse({ path: 'titled-3' }, { name: ['has already been taken'] });
+    expect((await fork('alice%2Ftitled', carol, { path: 'titled-1', name: 'Titled' })).status).toBe(201);
+    const listed = await (await s.api('/api/v1/users/bob/repos?per_page=100', { token: bob })).json();
+    expect(listed.filter((r: { name: string }) => r.name.startsWith('titled')).map((r: { name: string }) => r.name)).toEqual(['titled-1', 'titled-2']);
+  });
+
+  it('bounds a fork by every repository whose data it inherits, even after a source narrows or is deleted', async () => {
+    await createRepo(alice, 'base', 'public');
+    await push(alice, 'alice/base', 'v1');
+    expect((await fork('alice%2Fbase', bob, { path: 'base-bob', name: 'base-bob' })).status).toBe(201);
+    expect((await s.api('/api/v1/repos/alice/base', { method: 'PATCH', token: alice, json: { visibility: 'private' } })).status).toBe(200);
+    // bob's fork is still public and readable, but may not hand alice's data on any wider than she now does.
+    const wider = await fork('bob%2Fbase-bob', carol, { visibility: 'public' });
+    expect({ status: wider.status, body: await wider.json() }).toEqual({
+      status: 409,
+      body: { message: { visibility_level: ['public is not allowed since the fork source project has lower visibility.'] } },
+    });
+    const pinned = await fork('bob%2Fbase-bob', carol, { path: 'base-carol', name: 'base-carol' });
+    expect(await pinned.json()).toMatchObject({ visibility: 'private' });
+
+    await createRepo(alice, 'gone', 'private');
+    await push(alice, 'alice/gone', 'v1');
+    expect((await fork('alice%2Fgone', aliceInLabs, { namespace_path: 'labs', path: 'gone-copy', name: 'gone-copy' })).status).toBe(201);
+    expect((await s.api('/api/v1/repos/alice/gone', { method: 'DELETE', token: alice })).status).toBe(204);
+    const widened = await s.api('/api/v1/repos/labs/gone-copy', { method: 'PATCH', token: aliceInLabs, json: { visibility: 'public' } });
+    expect(widened.status).toBe(422);
+    expect(await widened.json()).toMatchObject({ details: { field: 'visibility', visibility: 'public', limit: 'private' } });
   });
 
   it('refuses an archived source with 409 and a plain message', async () => {
@@ -175,8 +224,8 @@ describe('POST /projects/:id/fork', () => {
 
   it('replays a retried fork with the same Idempotency-Key instead of forking twice', async () => {
     const headers = { 'idempotency-key': 'gl-retry-1' };
-    const first = await gl(`/projects/${dataset.id}/fork`, bob, { method: 'POST', json: { path: 'retried' }, headers });
-    const again = await gl(`/projects/${dataset.id}/fork`, bob, { method: 'POST', json: { path: 'retried' }, headers });
+    const first = await gl(`/projects/${dataset.id}/fork`, bob, { method: 'POST', json: { path: 'retried', name: 'retried' }, headers });
+    const again = await gl(`/projects/${dataset.id}/fork`, bob, { method: 'POST', json: { path: 'retried', name: 'retried' }, headers });
     expect([first.status, again.status]).toEqual([201, 201]);
     expect(again.headers.get('idempotent-replayed')).toBe('true');
     expect((await again.json()).id).toBe((await first.json()).id);
@@ -189,7 +238,7 @@ describe('GET /projects/:id/forks', () => {
   beforeAll(async () => {
     source = await createRepo(alice, 'catalog', 'public');
     await push(alice, 'alice/catalog', 'v1');
-    for (const path of ['c1', 'c2', 'c3', 'c4', 'c5']) expect((await fork(source.id, bob, { path })).status).toBe(201);
+    for (const path of ['c1', 'c2', 'c3', 'c4', 'c5']) expect((await fork(source.id, bob, { path, name: path })).status).toBe(201);
     expect((await fork(source.id, carol, { path: 'hidden', visibility: 'private' })).status).toBe(201);
     expect((await fork(source.id, aliceInLabs, { namespace_path: 'labs', path: 'catalog-labs' })).status).toBe(201);
   });
@@ -287,6 +336,68 @@ describe('POST /projects/:id/fork/:forked_from_id and DELETE /projects/:id/fork'
     const after = await (await gl(`/projects/${mine.id}`, bob)).json();
     expect(after.import_status).toBe('none');
     expect(after).not.toHaveProperty('forked_from_project');
+  });
+
+  /** Everything an anonymous caller tries to read of `commitId`'s data through `fullName`. */
+  async function anonymousReads(fullName: string, commitId: string, digest: string) {
+    const statuses = await Promise.all([
+      s.api(`/api/v1/repos/${fullName}/commits/${commitId}`),
+      s.api(`/api/v1/repos/${fullName}/commits/${commitId}/manifest`),
+      s.api(`/api/v1/repos/${fullName}/chunks/${digest}`),
+      s.api(`/api/v1/repos/${fullName}/chunks/fetch`, { method: 'POST', json: { digests: [digest] } }),
+    ]);
+    return statuses.map((r) => r.status);
+  }
+
+  /** A pushed snapshot of `fullName` as its owner sees it: the commit and its first chunk. */
+  async function snapshotOf(token: string, fullName: string, tag: string) {
+    const { commit_id } = await s.pushFiles(token, fullName, tag, { 'secret.txt': `${fullName} only\n`.repeat(500) });
+    const manifest = await (await s.api(`/api/v1/repos/${fullName}/commits/${commit_id}/manifest`, { token })).json();
+    return { commitId: commit_id as string, digest: manifest.entries[0].chunks[0].digest as string };
+  }
+
+  it('grants the linked project no read of its parent: anonymous reads through a public link stay 404 (issue 10)', async () => {
+    await createRepo(alice, 'internal-data', 'internal');
+    const leaked = await snapshotOf(alice, 'alice/internal-data', 'v1');
+    const mirror = await createRepo(carol, 'mirror', 'public');
+    await push(carol, 'carol/mirror', 'v1');
+
+    const linked = await gl(`/projects/${mirror.id}/fork/alice%2Finternal-data`, carol, { method: 'POST' });
+    expect(linked.status).toBe(201);
+    expect(await linked.json()).toMatchObject({ id: mirror.id, forked_from_project: { path_with_namespace: 'alice/internal-data' } });
+    expect(await anonymousReads('carol/mirror', leaked.commitId, leaked.digest)).toEqual([404, 404, 404, 404]);
+    // Not even carol, who may read the parent itself, reads it through her own project.
+    const asCarol = await s.api(`/api/v1/repos/carol/mirror/commits/${leaked.commitId}/manifest`, { token: carol });
+    expect(asCarol.status).toBe(404);
+    // The parent is not shown to those who cannot read it, and the project keeps its own data.
+    expect(await (await gl(`/projects/${mirror.id}`, undefined)).json()).not.toHaveProperty('forked_from_project');
+    expect((await s.api('/api/v1/repos/carol/mirror/tags/v1/archive')).status).toBe(200);
+  });
+
+  it('lets an organization member link only what she owns, and her link reads nothing of the organization (issue 10)', async () => {
+    const dave = await s.token('dave');
+    await s.api('/api/v1/user', { token: dave });
+    expect((await s.api('/api/v1/orgs/labs/members/dave', { method: 'PUT', token: aliceInLabs, json: { role: 'member' } })).status).toBe(200);
+    const vault = await createRepo(aliceInLabs, 'vault', 'private', 'labs');
+    const leaked = await snapshotOf(aliceInLabs, 'labs/vault', 'v1');
+    const own = await createRepo(dave, 'daves', 'public');
+
+    // The organization's project is not dave's to link: 403 as GitLab (admin_project).
+    const theirs = await gl(`/projects/${vault.id}/fork/${own.id}`, dave, { method: 'POST' });
+    expect({ status: theirs.status, body: await theirs.json() }).toEqual({ status: 403, body: { message: expect.stringMatching(/^403 Forbidden/) } });
+    expect((await gl(`/projects/${own.id}/fork/${vault.id}`, dave, { method: 'POST' })).status).toBe(201);
+    expect(await anonymousReads('dave/daves', leaked.commitId, leaked.digest)).toEqual([404, 404, 404, 404]);
+  });
+
+  it('keeps a real fork\'s data when its relationship is removed', async () => {
+    await createRepo(alice, 'kept', 'public');
+    const source = await snapshotOf(alice, 'alice/kept', 'v1');
+    const forked = await fork('alice%2Fkept', bob, { path: 'kept-fork', name: 'kept fork' });
+    const { id } = await forked.json();
+    expect((await gl(`/projects/${id}/fork`, bob, { method: 'DELETE' })).status).toBe(204);
+    const manifest = await s.api(`/api/v1/repos/bob/kept-fork/commits/${source.commitId}/manifest`);
+    expect(manifest.status).toBe(200);
+    expect((await s.api(`/api/v1/repos/bob/kept-fork/chunks/${source.digest}`)).status).toBe(200);
   });
 
   it('answers 404 for a project or source the caller cannot see', async () => {

@@ -61,7 +61,8 @@ it('forks with Projects.fork and polls it with Projects.show, by id and by path'
 });
 
 it('lists forks across pages with Projects.allForks, and reports GitLab\'s pagination', async () => {
-  for (const path of ['p1', 'p2', 'p3', 'p4']) await bob.Projects.fork(sourceId, { path });
+  // A project's name is unique in its namespace, like its path: each fork names itself.
+  for (const path of ['p1', 'p2', 'p3', 'p4']) await bob.Projects.fork(sourceId, { path, name: path });
   // gitbeaker's typings leave out the paging options of allForks, which it honours at runtime.
   const allPages = { perPage: 2, maxPages: 10 };
   const all = await alice.Projects.allForks(sourceId, { ...allPages, orderBy: 'path', sort: 'asc' });

@@ -204,7 +204,7 @@ describe('errors', () => {
     expect((await fork({ source_org: 'alice', source_repo: 'forkme', source_tag: 'v1', repo_name: 'mine', tag_name: 'base' })).status).toBe(201);
     const again = await fork({ source_org: 'alice', source_repo: 'forkme', source_tag: 'v1', repo_name: 'mine' });
     expect(again.status).toBe(409);
-    expect(await again.json()).toEqual({ error: expect.stringContaining('already exists'), success: false });
+    expect(await again.json()).toEqual({ error: expect.stringContaining('already exists'), success: false, details: { taken: ['name', 'displayName'] } });
     const self = await fork({ source_org: 'alice', source_repo: 'forkme', source_tag: 'v1' }, alice);
     expect(self.status).toBe(409);
   });

@@ -390,3 +390,52 @@ describe('the fork, seen through the other APIs', () => {
     await expectError(await patch('/repositories/bases/visibility', bob, { is_public: true }), 422);
   });
 });
+
+describe('deleting a repository keeps its commits (issue 11)', () => {
+  let kept: string;
+  let last: string;
+
+  beforeAll(async () => {
+    await createRepo(labs, 'ephemeral');
+    kept = await push(labs, 'labs/ephemeral', 'main', 'kept one');
+    last = await push(labs, 'labs/ephemeral', 'main', 'kept two');
+    expect((await del('/repositories/ephemeral', labs)).status).toBe(204);
+  });
+
+  const listed = async (token: string) =>
+    (await (await get('/commits?limit=1000', token)).json()).commits.map((c: { commit_id: string }) => c.commit_id) as string[];
+
+  it('drops the tags, and still lists the commits to the organization only', async () => {
+    await expectError(await get('/repositories/ephemeral/tags', labs), 404);
+    expect(await listed(labs)).toEqual(expect.arrayContaining([kept, last]));
+    const mine = (await (await get('/commits?limit=1000', labs)).json()).commits.find((c: { commit_id: string }) => c.commit_id === last);
+    expect(mine).toMatchObject({ grandparent_commit_id: kept, is_public: false });
+    expect(await listed(bob)).not.toContain(last);
+  });
+
+  it('tags a kept commit into another repository of the organization, whose files then read it back', async () => {
+    await createRepo(labs, 'revived');
+    expect((await post('/repositories/revived/tags', labs, { tag_name: 'back', commit_id: last })).status).toBe(201);
+    const file = await get('/repos/labs/revived/tags/back/files/state.txt', labs);
+    expect(await file.text()).toBe('kept two');
+    // Outside the organization the commit is as missing as its repository.
+    await createRepo(bob, 'grabbed');
+    await expectError(await post('/repositories/grabbed/tags', bob, { tag_name: 'x', commit_id: kept }), 404);
+    await expectError(await patch(`/commits/${kept}`, bob, { is_public: true }), 404);
+  });
+
+  it('publishes a kept commit for anyone, and deletes kept commits once no tag holds them', async () => {
+    expect((await patch(`/commits/${kept}`, labs, { is_public: true, name: 'still here' })).status).toBe(200);
+    const pub = (await (await get('/commits/public?limit=1000', bob)).json()).commits.map((c: { commit_id: string }) => c.commit_id);
+    expect(pub).toContain(kept);
+    expect((await post('/repositories/grabbed/tags', bob, { tag_name: 'x', commit_id: kept })).status).toBe(201);
+
+    await expectError(await del(`/commits/${kept}`, labs), 409, /tagged/);
+    expect((await del('/repositories/grabbed/tags/x', bob)).status).toBe(204);
+    expect((await del(`/commits/${kept}`, labs)).status).toBe(204);
+    await expectError(await del(`/commits/${last}`, labs), 409, /tagged/);
+    expect((await del('/repositories/revived/tags/back', labs)).status).toBe(204);
+    expect((await del(`/commits/${last}`, labs)).status).toBe(204);
+    expect(await listed(labs)).not.toContain(last);
+  });
+});

@@ -2,7 +2,7 @@
  * GitLab's shapes (seed 003) over snapfork's model: a repository is a GitLab project (`path` is
  * our URL name, `name` our display name), a tag is a branch, a namespace is a user or a group.
  */
-import { invalid } from '../../domain/errors.js';
+import { invalid, isDomainError } from '../../domain/errors.js';
 import type { ForkInput } from '../../domain/fork.service.js';
 import type { Namespace, Repository, Visibility } from '../../domain/model.js';
 import type { RepositoryRef, RepositoryView } from '../../domain/repository.service.js';
@@ -194,6 +194,26 @@ export function forkInputOf(source: Repository, body: GitlabForkBody, target: Na
     description: body.description,
     visibility: body.visibility,
   };
+}
+
+/**
+ * GitLab's model validation errors, `{field: [reasons]}`, for a domain error whose details name
+ * the fields it is about: taken names (our `displayName` is GitLab's `name`, our `name` its
+ * `path`) and a visibility wider than the fork source's. Undefined for any other error.
+ */
+export function validationErrors(e: unknown): Record<string, string[]> | undefined {
+  if (!isDomainError(e) || e.details === undefined) return undefined;
+  const { taken, field, visibility } = e.details;
+  if (e.kind === 'conflict' && Array.isArray(taken)) {
+    return {
+      ...(taken.includes('displayName') ? { name: ['has already been taken'] } : {}),
+      ...(taken.includes('name') ? { path: ['has already been taken'] } : {}),
+    };
+  }
+  if (e.kind === 'unprocessable' && field === 'visibility') {
+    return { visibility_level: [`${String(visibility)} is not allowed since the fork source project has lower visibility.`] };
+  }
+  return undefined;
 }
 
 /** GitLab's access levels: owners of a namespace have 50, other members 30 (Developer). */

@@ -24,12 +24,10 @@ import {
   projectRef,
   simpleProjectJson,
   targetRef,
+  validationErrors,
   type ForksQueryString,
   type GitlabForkBody,
 } from './mapping.js';
-
-/** What GitLab answers for a project field naming clash (its `conflict!(errors.messages)`). */
-const NAME_TAKEN = { name: ['has already been taken'], path: ['has already been taken'] };
 
 /**
  * GitLab's envelopes: parameter validation is Grape's `{"error": "..."}`; everything else is
@@ -133,9 +131,11 @@ function gitlabRoutes(services: Services): Router {
       const fork = await found('Source Branch', forks.fork(principal, forkInputOf(source, body, target)));
       res.status(201).json(await full(principal, fork.repository, publicBase(req)));
     } catch (e) {
-      // An archived source is the fork's only other conflict; the rest is a taken name.
-      if (!(isDomainError(e) && e.kind === 'conflict' && !source.archived)) throw e;
-      res.status(409).json({ message: NAME_TAKEN });
+      // GitLab's fork API answers a failed model validation 409 with the errors hash
+      // (`conflict!(project.errors.messages)`); other failures keep their usual answer.
+      const errors = validationErrors(e);
+      if (!errors) throw e;
+      res.status(409).json({ message: errors });
     }
   });
 

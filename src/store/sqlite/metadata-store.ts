@@ -36,6 +36,7 @@ import type {
   IdempotencyReservation,
   MetadataStore,
   NewRepository,
+  RepositoryNameField,
   RepositoryPatch,
   StoredResponse,
   TagLogEntry,
@@ -200,6 +201,7 @@ export class SqliteMetadataStore implements MetadataStore {
           description: repo.description,
           default_tag: repo.defaultTag ?? null,
           forked_from_repo_id: repo.forkedFromRepoId ?? null,
+          inherits_from_repo_id: repo.forkedFromRepoId ?? null,
           forked_from_commit_id: repo.forkedFromCommitId ?? null,
           archived: 0,
           created_at: at,
@@ -223,6 +225,39 @@ export class SqliteMetadataStore implements MetadataStore {
   async getRepositoryById(id: number): Promise<Repository | undefined> {
     const row = await this.liveRepositories().where('repositories.id', '=', id).executeTakeFirst();
     return row && toRepository(row);
+  }
+
+  async getRepositoryRecord(id: number): Promise<{ repository: Repository; deletedAt: string | null } | undefined> {
+    const row = await this.db
+      .selectFrom('repositories')
+      .innerJoin('namespaces', 'namespaces.id', 'repositories.namespace_id')
+      .selectAll('repositories')
+      .select('namespaces.name as namespace')
+      .where('repositories.id', '=', id)
+      .executeTakeFirst();
+    return row && { repository: toRepository(row), deletedAt: row.deleted_at };
+  }
+
+  async takenNames(
+    namespaceId: number,
+    names: { name?: string; displayName?: string },
+    exceptId?: number,
+  ): Promise<RepositoryNameField[]> {
+    const clashes = (field: 'name' | 'display_name', value: string | undefined) =>
+      value === undefined
+        ? Promise.resolve(false)
+        : this.db
+            .selectFrom('repositories')
+            .select('id')
+            .where('namespace_id', '=', namespaceId)
+            // `name` is COLLATE NOCASE and `display_name` binary, as their unique indexes compare.
+            .where(field, '=', value)
+            .where('deleted_at', 'is', null)
+            .$if(exceptId !== undefined, (q) => q.where('id', '!=', exceptId!))
+            .executeTakeFirst()
+            .then((row) => row !== undefined);
+    const [name, displayName] = await Promise.all([clashes('name', names.name), clashes('display_name', names.displayName)]);
+    return [...(name ? ['name' as const] : []), ...(displayName ? ['displayName' as const] : [])];
   }
 
   async listRepositories(
@@ -309,18 +344,12 @@ export class SqliteMetadataStore implements MetadataStore {
     return countOf(this.liveForks(repositoryId, viewer));
   }
 
-  async setForkSource(
-    repositoryId: number,
-    source: { repositoryId: number; commitId: string | null } | null,
-  ): Promise<Repository> {
-    await this.guard(`fork source of repository ${repositoryId}`, () =>
+  async setForkParent(repositoryId: number, parentId: number | null): Promise<Repository> {
+    if (parentId !== null) await this.requireRepository(parentId);
+    await this.guard(`fork parent of repository ${repositoryId}`, () =>
       this.db
         .updateTable('repositories')
-        .set({
-          forked_from_repo_id: source?.repositoryId ?? null,
-          forked_from_commit_id: source?.commitId ?? null,
-          updated_at: this.now(),
-        })
+        .set({ forked_from_repo_id: parentId, updated_at: this.now() })
         .where('id', '=', repositoryId)
         .where('deleted_at', 'is', null)
         .execute(),
@@ -363,11 +392,14 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async listNamespaceCommits(namespaceId: number, page: Page): Promise<PageOf<Commit>> {
-    return pageOf(this.liveCommits().where('repositories.namespace_id', '=', namespaceId), page, toCommit);
+    const made = this.newestCommits()
+      .innerJoin('repositories', 'repositories.id', 'commits.repository_id')
+      .where('repositories.namespace_id', '=', namespaceId);
+    return pageOf(made, page, toCommit);
   }
 
   async listPublicCommits(page: Page): Promise<PageOf<Commit>> {
-    return pageOf(this.liveCommits().where('commits.is_public', '=', 1), page, toCommit);
+    return pageOf(this.newestCommits().where('commits.is_public', '=', 1), page, toCommit);
   }
 
   async updateCommit(id: string, patch: CommitPatch): Promise<Commit> {
@@ -585,16 +617,16 @@ export class SqliteMetadataStore implements MetadataStore {
         : visibleSql(from);
     const found = new Set<string>();
     for (const batch of batches(unique(digests))) {
-      // The walk goes up forked_from_repo_id from every starting repository, carrying the
+      // The walk goes up inherits_from_repo_id from every starting repository, carrying the
       // earliest fork time on the path: an ancestor reaches only chunks recorded by then.
       // Ancestors may be soft-deleted (their commits still make up their forks' snapshots).
       const { rows } = await sql<{ digest: Buffer }>`
         WITH RECURSIVE reach(id, cutoff) AS (
           SELECT r.id, ${NO_CUTOFF} FROM repositories r WHERE r.deleted_at IS NULL AND ${start}
           UNION
-          SELECT r.forked_from_repo_id, min(reach.cutoff, r.created_at)
+          SELECT r.inherits_from_repo_id, min(reach.cutoff, r.created_at)
             FROM reach JOIN repositories r ON r.id = reach.id
-           WHERE r.forked_from_repo_id IS NOT NULL
+           WHERE r.inherits_from_repo_id IS NOT NULL
         )
         SELECT DISTINCT rc.digest FROM repository_chunks rc
           JOIN reach ON reach.id = rc.repository_id AND rc.recorded_at <= reach.cutoff
@@ -746,13 +778,11 @@ export class SqliteMetadataStore implements MetadataStore {
       .where(visibleTo(viewer));
   }
 
-  /** Commits of live repositories, newest first (ids are time-ordered and break ties). */
-  private liveCommits() {
+  /** Commits newest first (ids are time-ordered and break ties). */
+  private newestCommits() {
     return this.db
       .selectFrom('commits')
-      .innerJoin('repositories', 'repositories.id', 'commits.repository_id')
       .selectAll('commits')
-      .where('repositories.deleted_at', 'is', null)
       .orderBy('commits.created_at', 'desc')
       .orderBy('commits.id', 'desc');
   }
@@ -873,6 +903,7 @@ const toRepository = (r: Selectable<RepositoryTable> & { namespace: string }): R
   description: r.description,
   defaultTag: r.default_tag,
   forkedFromRepoId: r.forked_from_repo_id,
+  inheritsFromRepoId: r.inherits_from_repo_id,
   forkedFromCommitId: r.forked_from_commit_id,
   archived: r.archived === 1,
   createdAt: r.created_at,

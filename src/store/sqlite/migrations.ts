@@ -195,12 +195,42 @@ const idempotencyBytes = statements([
   `CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at)`,
 ]);
 
+// Fork links grant no data, and titles are unique per namespace (GitLab's project `name`).
+const linksAndTitles = statements([
+  // Which repository's data a repository inherits: set only when the fork operation creates it,
+  // never by a link made after the fact (forked_from_repo_id, the relationship clients see, may
+  // be linked and unlinked freely). Chunk reach walks this column; history reach starts at
+  // forked_from_commit_id, which is now likewise the fork point of a real fork only.
+  `ALTER TABLE repositories ADD COLUMN inherits_from_repo_id INTEGER REFERENCES repositories (id)`,
+  // Links and real forks were stored alike. A real fork with tags holds a commit whose only
+  // parent is its fork point and which shares that commit's manifest; a link holds none, since
+  // the link only set the columns. A real fork of no tags has nothing to inherit.
+  `UPDATE repositories SET inherits_from_repo_id = forked_from_repo_id
+    WHERE forked_from_commit_id IS NOT NULL
+      AND EXISTS (SELECT 1 FROM commits c JOIN commits p ON p.id = repositories.forked_from_commit_id
+                   WHERE c.repository_id = repositories.id
+                     AND c.parent_ids = json_array(p.id)
+                     AND c.manifest_digest = p.manifest_digest)`,
+  `UPDATE repositories SET forked_from_commit_id = NULL WHERE inherits_from_repo_id IS NULL`,
+  // Titles clashed before this rule: every live duplicate but the oldest gets its id appended,
+  // so that the index below can be built and no title is lost.
+  `UPDATE repositories SET display_name = display_name || ' (' || id || ')'
+    WHERE deleted_at IS NULL
+      AND EXISTS (SELECT 1 FROM repositories o
+                   WHERE o.namespace_id = repositories.namespace_id AND o.display_name = repositories.display_name
+                     AND o.deleted_at IS NULL AND o.id < repositories.id)`,
+  // Case-sensitive, as GitLab's unique index on (name, namespace_id); paths ignore case.
+  `CREATE UNIQUE INDEX repositories_live_display_name
+     ON repositories (namespace_id, display_name) WHERE deleted_at IS NULL`,
+]);
+
 /** Every migration by name; applied in name order. Exported for tests of an upgrade. */
 export const migrations = {
   '0001_initial': initial,
   '0002_forks_commits_idempotency': forksCommitsIdempotency,
   '0003_chunk_reachability': chunkReachability,
   '0004_idempotency_bytes': idempotencyBytes,
+  '0005_links_and_titles': linksAndTitles,
 } as const satisfies Record<string, Migration>;
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

@@ -31,8 +31,12 @@ export interface RepositoryTable {
   visibility: Visibility;
   description: string;
   default_tag: string | null;
+  /** The fork relationship clients see; a link after the fact sets it too. */
   forked_from_repo_id: number | null;
+  /** The fork point of a real fork (see inherits_from_repo_id); null otherwise. */
   forked_from_commit_id: string | null;
+  /** Whose data a real fork inherits: set when the fork operation creates the row, never after. */
+  inherits_from_repo_id: number | null;
   /** 0 or 1. */
   archived: number;
   created_at: Timestamp;
