@@ -74,6 +74,13 @@ describe('POST /api/v1/repos/{owner}/{repo}/forks', () => {
       source_repo_id: demoId,
       default_branch: 'trunk',
       created_at: expect.stringMatching(ISO),
+      // GitHub's identifying fields beside the seed's (test/integration/urls.test.ts follows them).
+      full_name: 'bob/demo-fork',
+      owner: expect.objectContaining({ login: 'bob', id: expect.any(Number), type: 'User', url: `${s.url}/users/bob` }),
+      url: `${s.url}/api/v1/repos/bob/demo-fork`,
+      html_url: `${s.url}/api/v1/repos/bob/demo-fork`,
+      forks_url: `${s.url}/api/v1/repos/bob/demo-fork/forks`,
+      tags_url: `${s.url}/api/v1/repos/bob/demo-fork/tags`,
     });
     expect(s.chunkCount()).toBe(chunks);
 
@@ -194,6 +201,12 @@ describe('GET /api/v1/repos/{owner}/{repo}/forks', () => {
       fork_count: 1,
       init_status: 'initialized',
       created_at: expect.stringMatching(ISO),
+      full_name: 'user1/f1',
+      owner: expect.objectContaining({ login: 'user1', id: expect.any(Number), type: 'User', url: `${s.url}/users/user1` }),
+      url: `${s.url}/api/v1/repos/user1/f1`,
+      html_url: `${s.url}/api/v1/repos/user1/f1`,
+      forks_url: `${s.url}/api/v1/repos/user1/f1/forks`,
+      tags_url: `${s.url}/api/v1/repos/user1/f1/tags`,
     });
     expect(rows.find((r: { name: string }) => r.name === 'f2').fork_count).toBe(0);
 
@@ -251,8 +264,11 @@ describe('@octokit/rest against the forge', () => {
       pages.push(response.data.length);
       return response.data;
     });
-    // The rows are the seed's, not GitHub's: owner_login instead of owner.login.
-    const names = (all as unknown as { owner_login: string; name: string }[]).map((r) => `${r.owner_login}/${r.name}`);
+    // The rows are the seed's, with GitHub's full_name and owner beside owner_login.
+    const names = (all as unknown as { owner_login: string; owner: { login: string }; full_name: string; name: string }[]).map((r) => {
+      expect(r.owner.login).toBe(r.owner_login);
+      return r.full_name;
+    });
     expect(names[0]).toBe('kate/kate-demo');
     expect(names).toContain('carol/demo');
     expect(names).toContain('alice/demo-copy');

@@ -1,7 +1,8 @@
 /**
  * Absolute URLs the server prints, in every dialect: built from SNAPFORK_PUBLIC_URL when it is
  * configured, else from the request's own origin; each one answers. The native repository record
- * carries GitHub's URL fields, which PyGithub follows (a fork POSTs to `{url}/forks`).
+ * and the forge's fork rows carry GitHub's URL fields, which PyGithub follows (a fork POSTs to
+ * `{url}/forks`; an object read from a fork answer is completed from its `url`).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.js';
@@ -54,6 +55,42 @@ describe("without SNAPFORK_PUBLIC_URL: the request's own origin", () => {
     expect(patched.forks_url).toBe(`${s.url}/api/v1/repos/alice/y/forks`);
   });
 
+  it("gives the forge's fork answer and fork list rows GitHub's full_name, owner and URL fields, each answering", async () => {
+    const erin = await s.token('erin');
+    const answers = async (row: Record<string, unknown> & { owner: { url: string } }) => {
+      for (const url of [row.url, row.html_url, row.forks_url, row.tags_url, row.owner.url]) {
+        const res = await fetch(String(url), { headers: { authorization: `token ${erin}` } });
+        expect(res.status, String(url)).toBe(200);
+      }
+      // `url` is the native record of the same repository, which PyGithub completes an object from.
+      expect(await (await fetch(String(row.url), { headers: { authorization: `token ${erin}` } })).json()).toMatchObject({ id: row.id, full_name: row.full_name });
+    };
+
+    const res = await s.api('/api/v1/repos/alice/x/forks', { method: 'POST', token: erin, json: {} });
+    expect(res.status).toBe(201);
+    const fork = await res.json();
+    const url = `${s.url}/api/v1/repos/erin/x`;
+    expect(fork).toMatchObject({
+      name: 'x',
+      owner_login: 'erin',
+      full_name: 'erin/x',
+      owner: { login: 'erin', id: expect.any(Number), type: 'User', url: `${s.url}/users/erin` },
+      url,
+      html_url: url,
+      forks_url: `${url}/forks`,
+      tags_url: `${url}/tags`,
+    });
+    await answers(fork);
+
+    const rows = await (await s.api('/api/v1/repos/alice/x/forks', { token: erin })).json();
+    expect(rows.map((r: { full_name: string }) => r.full_name)).toEqual(expect.arrayContaining(['erin/x', 'carol/x', 'bob/x']));
+    for (const row of rows) {
+      const rowUrl = `${s.url}/api/v1/repos/${row.full_name}`;
+      expect(row).toMatchObject({ owner: { login: row.owner_login }, url: rowUrl, html_url: rowUrl, forks_url: `${rowUrl}/forks`, tags_url: `${rowUrl}/tags` });
+      await answers(row);
+    }
+  });
+
   it('takes the origin a trusted proxy forwards (X-Forwarded-Proto and X-Forwarded-Host)', async () => {
     const headers = { 'x-forwarded-proto': 'https', 'x-forwarded-host': 'snapfork.example.com' };
     const repo = await (await s.api('/api/v1/repos/alice/x', { token: alice, headers })).json();
@@ -93,6 +130,9 @@ describe('with SNAPFORK_PUBLIC_URL: the configured base, in every dialect', () =
     const nativePage = await s.api('/api/v1/users/alice/repos?per_page=1', { token: alice, headers });
     const forgePage = await s.api('/api/v1/repos/alice/x/forks?per_page=1', { token: alice, headers });
     await expectAnswers([native.url, native.html_url, native.forks_url, native.tags_url, nextLink(nativePage.headers.get('link')), nextLink(forgePage.headers.get('link'))]);
+    const [forgeRow] = await forgePage.json();
+    expect(forgeRow.url).toBe(`${PUBLIC}/api/v1/repos/${forgeRow.full_name}`);
+    await expectAnswers([forgeRow.url, forgeRow.html_url, forgeRow.forks_url, forgeRow.tags_url, forgeRow.owner.url]);
 
     const gitverse = await (await s.api('/repos/alice/x', { token: alice, headers })).json();
     expect(gitverse.url).toBe(`${PUBLIC}/repos/alice/x`);

@@ -1,9 +1,14 @@
 import type { Namespace, Repository } from '../../domain/model.js';
-import { INIT_STATUS } from '../native/mapping.js';
+import { ownerJson } from '../gitverse/mapping.js';
+import { INIT_STATUS, repositoryUrls } from '../native/mapping.js';
 
-/** The forge's repository rows (seed 002), as its fork list and fork create answer them. */
-
-export const forgeRepoJson = (repo: Repository, owner: Namespace, forkCount: number) => ({
+/**
+ * The forge's repository rows (seed 002), as its fork list and fork create answer them: the seed's
+ * fields, then GitHub's identifying ones (`full_name`, `owner`, the URL fields), which GitHub
+ * clients read from a fork answer and follow instead of the `/repositories/{id}` they would
+ * otherwise build from `id`. `base`: the request's public base URL.
+ */
+export const forgeRepoJson = (base: string, repo: Repository, owner: Namespace, forkCount: number) => ({
   id: repo.id,
   name: repo.name,
   owner_login: owner.name,
@@ -15,11 +20,14 @@ export const forgeRepoJson = (repo: Repository, owner: Namespace, forkCount: num
   fork_count: forkCount,
   init_status: INIT_STATUS,
   created_at: repo.createdAt,
+  full_name: `${repo.namespace}/${repo.name}`,
+  owner: ownerJson(base, owner),
+  ...repositoryUrls(base, repo),
 });
 
 /** The persisted row of a new fork, with its source and default branch (our default tag). */
-export const forgeForkJson = (fork: Repository, owner: Namespace, source: Repository) => ({
-  ...forgeRepoJson(fork, owner, 0),
+export const forgeForkJson = (base: string, fork: Repository, owner: Namespace, source: Repository) => ({
+  ...forgeRepoJson(base, fork, owner, 0),
   source_repo_id: source.id,
   default_branch: fork.defaultTag,
 });

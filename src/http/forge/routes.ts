@@ -9,6 +9,7 @@ import type { Services } from '../../domain/services.js';
 import { principalOf } from '../auth.js';
 import type { Dialect } from '../dialect.js';
 import { pageOf, setPageHeaders } from '../pagination.js';
+import { publicBase } from '../public-url.js';
 import { versErrorBody } from '../vers/routes.js';
 import { forgeForkJson, forgeRepoJson } from './mapping.js';
 
@@ -25,15 +26,16 @@ function forgeRoutes(services: Services): Router {
   const { accounts, forks, policy } = services;
   const router = Router();
 
-  const rowOf = async (principal: Principal, repo: Repository) =>
-    forgeRepoJson(repo, await accounts.getNamespace(repo.namespace), await forks.countForks(principal, repo));
+  const rowOf = async (base: string, principal: Principal, repo: Repository) =>
+    forgeRepoJson(base, repo, await accounts.getNamespace(repo.namespace), await forks.countForks(principal, repo));
 
   router.get('/repos/:owner/:repo/forks', async (req, res) => {
     const principal = principalOf(res);
     const page = pageOf(req);
     const { items, total } = await forks.listForks(principal, sourceOf(req), { limit: page.limit, offset: page.offset });
     setPageHeaders(req, res, page, total);
-    res.json(await Promise.all(items.map((r) => rowOf(principal, r))));
+    const base = publicBase(req);
+    res.json(await Promise.all(items.map((r) => rowOf(base, principal, r))));
   });
 
   router.post('/repos/:owner/:repo/forks', async (req, res) => {
@@ -47,7 +49,7 @@ function forgeRoutes(services: Services): Router {
       name: body.name,
       visibility: body.visibility,
     });
-    res.status(201).json(forgeForkJson(fork.repository, await accounts.getNamespace(login), fork.source));
+    res.status(201).json(forgeForkJson(publicBase(req), fork.repository, await accounts.getNamespace(login), fork.source));
   });
 
   return router;

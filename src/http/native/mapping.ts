@@ -20,11 +20,23 @@ export const orgJson = (org: Namespace) => ({
 });
 
 /**
- * `base`: the request's public base URL. The URL fields are GitHub's, which GitHub clients follow
- * (PyGithub POSTs a fork to `{url}/forks`, served by the forge dialect).
+ * GitHub's URL fields of a repository under /api/v1, which GitHub clients follow (PyGithub POSTs a
+ * fork to `{url}/forks`, served by the forge dialect, and completes an object by GETting `url`).
+ * `base`: the request's public base URL.
  */
-export function repositoryJson(base: string, { repository: repo, owner, parent }: RepositoryView) {
+export function repositoryUrls(base: string, repo: Repository) {
   const url = `${base}/api/v1/repos/${repo.namespace}/${repo.name}`;
+  return {
+    url,
+    // No web interface: the page of a repository is its resource.
+    html_url: url,
+    forks_url: `${url}/forks`,
+    tags_url: `${url}/tags`,
+  };
+}
+
+/** `base`: the request's public base URL. */
+export function repositoryJson(base: string, { repository: repo, owner, parent }: RepositoryView) {
   return {
     id: repo.id,
     uuid: repo.uuid,
@@ -46,11 +58,7 @@ export function repositoryJson(base: string, { repository: repo, owner, parent }
     init_status: INIT_STATUS,
     created_at: repo.createdAt,
     updated_at: repo.updatedAt,
-    url,
-    // No web interface: the page of a repository is its resource.
-    html_url: url,
-    forks_url: `${url}/forks`,
-    tags_url: `${url}/tags`,
+    ...repositoryUrls(base, repo),
   };
 }
 
