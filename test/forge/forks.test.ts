@@ -81,6 +81,8 @@ describe('POST /api/v1/repos/{owner}/{repo}/forks', () => {
       html_url: `${s.url}/api/v1/repos/bob/demo-fork`,
       forks_url: `${s.url}/api/v1/repos/bob/demo-fork/forks`,
       tags_url: `${s.url}/api/v1/repos/bob/demo-fork/tags`,
+      fork: true,
+      parent: { id: demoId, full_name: 'alice/demo' },
     });
     expect(s.chunkCount()).toBe(chunks);
 
@@ -207,6 +209,8 @@ describe('GET /api/v1/repos/{owner}/{repo}/forks', () => {
       html_url: `${s.url}/api/v1/repos/user1/f1`,
       forks_url: `${s.url}/api/v1/repos/user1/f1/forks`,
       tags_url: `${s.url}/api/v1/repos/user1/f1/tags`,
+      fork: true,
+      parent: { id: expect.any(Number), full_name: 'henry/net' },
     });
     expect(rows.find((r: { name: string }) => r.name === 'f2').fork_count).toBe(0);
 

@@ -23,19 +23,20 @@ export const forgeDialect: Dialect = { name: 'forge', prefix: '/api/v1', routes:
 const sourceOf = (req: Request) => ({ owner: String(req.params.owner), name: String(req.params.repo) });
 
 function forgeRoutes(services: Services): Router {
-  const { accounts, forks, policy } = services;
+  const { accounts, forks, policy, repositories } = services;
   const router = Router();
 
-  const rowOf = async (base: string, principal: Principal, repo: Repository) =>
-    forgeRepoJson(base, repo, await accounts.getNamespace(repo.namespace), await forks.countForks(principal, repo));
+  const rowOf = async (base: string, principal: Principal, repo: Repository, source: Repository) =>
+    forgeRepoJson(base, repo, await accounts.getNamespace(repo.namespace), await forks.countForks(principal, repo), source);
 
   router.get('/repos/:owner/:repo/forks', async (req, res) => {
     const principal = principalOf(res);
     const page = pageOf(req);
-    const { items, total } = await forks.listForks(principal, sourceOf(req), { limit: page.limit, offset: page.offset });
+    const source = await repositories.resolve(principal, sourceOf(req));
+    const { items, total } = await forks.listForks(principal, { id: source.id }, { limit: page.limit, offset: page.offset });
     setPageHeaders(req, res, page, total);
     const base = publicBase(req);
-    res.json(await Promise.all(items.map((r) => rowOf(base, principal, r))));
+    res.json(await Promise.all(items.map((r) => rowOf(base, principal, r, source))));
   });
 
   router.post('/repos/:owner/:repo/forks', async (req, res) => {
