@@ -12,7 +12,7 @@ import {
   utimes,
   writeFile,
 } from 'node:fs/promises';
-import { createServer as createHttpServer } from 'node:http';
+import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -271,7 +271,7 @@ async function stubServer() {
   const commits = new Map<string, unknown>();
   const tags = new Map<string, string>();
   const repos = new Set<string>();
-  const server = createHttpServer(async (req, res) => {
+  const handle = async (req: IncomingMessage, res: ServerResponse) => {
     const parts: Buffer[] = [];
     for await (const part of req) parts.push(part as Buffer);
     const body = Buffer.concat(parts);
@@ -347,6 +347,10 @@ async function stubServer() {
       return send(201, { vm_id: 'vm1', commit_id: 'c2', repo_name: 'copy', tag_name: 'main', reference: 'copy:main' });
     }
     return send(500, { error: 'unexpected request', success: false });
+  };
+  // A stub that throws answers 500 with the reason, for the test to show, not an unhandled rejection.
+  const server = createHttpServer((req, res) => {
+    handle(req, res).catch((e: unknown) => res.writeHead(500).end(String(e)));
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
