@@ -46,7 +46,7 @@ function sink(tty = false): Writable & { text: () => string } {
 async function cli(argv: string[], env: Env = {}, tty = false) {
   const stdout = sink(tty);
   const stderr = sink();
-  const code = await run(argv, { stdout, stderr, env });
+  const code = await run(argv, { stdout, stderr, env, now: Date.now });
   return { code, stdout: stdout.text(), stderr: stderr.text() };
 }
 
@@ -149,16 +149,26 @@ describe('formatting', () => {
 });
 
 describe('progress', () => {
-  const io = (tty: boolean) => ({ stdout: sink(tty), stderr: sink(), env: {} });
+  const io = (tty: boolean, now = () => 0) => ({ stdout: sink(tty), stderr: sink(), env: {}, now });
 
-  it('draws on stderr when stdout is a TTY, at most 10 times a second', () => {
-    const shown = io(true);
+  it('draws on stderr when stdout is a TTY, at most once per 100 ms of its clock, with the rate by that clock', () => {
+    let time = 1_000_000;
+    const shown = io(true, () => time);
     const meter = progress(shown, false, 'push a/b:c', 4000);
-    for (let i = 0; i < 1000; i++) meter.add(4); // all within one throttle window
+    for (let i = 0; i < 500; i++) meter.add(4); // one instant: drawn once, at the first
+    time += 99;
+    meter.add(4); // 99 ms after the last line: not drawn
+    time += 1;
+    for (let i = 0; i < 499; i++) meter.add(4); // 100 ms: drawn once more, at the first
+    time += 1900;
     meter.finish();
-    const drawn = shown.stderr.text();
-    expect(drawn.split('\r').length - 1).toBeLessThanOrEqual(2);
-    expect(drawn).toContain('3.9 KiB / 3.9 KiB (100%)');
+    expect(shown.stderr.text()).toBe(
+      [
+        '\rpush a/b:c 4 B / 3.9 KiB (0%)  3.9 KiB/s\x1b[K', // at 0 ms the rate's divisor is 1 ms
+        '\rpush a/b:c 2.0 KiB / 3.9 KiB (50%)  19.6 KiB/s\x1b[K',
+        '\rpush a/b:c 3.9 KiB / 3.9 KiB (100%)  2.0 KiB/s\x1b[K\n',
+      ].join(''),
+    );
     expect(shown.stdout.text()).toBe('');
   });
 

@@ -37,7 +37,7 @@ async function cli(...argv: string[]) {
     });
   };
   const [stdout, stderr] = [text(), text()];
-  const code = await run(argv, { stdout, stderr, env });
+  const code = await run(argv, { stdout, stderr, env, now: Date.now });
   return { code, stdout: stdout.text(), stderr: stderr.text() };
 }
 const json = async (...argv: string[]) => {
