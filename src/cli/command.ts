@@ -8,6 +8,8 @@ export interface Io {
   stdout: Writable;
   stderr: Writable;
   env: Record<string, string | undefined>;
+  /** The clock progress lines are throttled and timed by, in milliseconds (as Date.now). */
+  now: () => number;
 }
 
 /** What every command that talks HTTP accepts. */
@@ -71,5 +73,5 @@ export function output(io: Io, json: boolean, value: unknown, human: () => strin
 /** A progress line on stderr only for a person watching: stdout a TTY and no `--json`. */
 export function progress(io: Io, json: boolean, label: string, total?: number): Progress {
   const tty = (io.stdout as Writable & { isTTY?: boolean }).isTTY === true;
-  return new Progress(tty && !json ? io.stderr : undefined, label, total);
+  return new Progress(tty && !json ? io.stderr : undefined, io.now, label, total);
 }

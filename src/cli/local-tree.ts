@@ -135,7 +135,7 @@ const PARALLEL_CHUNKERS = 4;
  * worker with its own FileChunker).
  */
 export async function chunkFiles(files: readonly FileSpan[], progress: (bytes: number) => void) {
-  const results: Awaited<ReturnType<FileChunker['chunk']>>[] = new Array(files.length);
+  const results = new Array<Awaited<ReturnType<FileChunker['chunk']>>>(files.length);
   const workers = Array.from({ length: PARALLEL_CHUNKERS }, () => new FileChunker());
   let next = 0;
   await Promise.all(

@@ -84,7 +84,7 @@ function isEntryPoint(): boolean {
 }
 
 if (isEntryPoint()) {
-  const code = await run(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, env: process.env });
+  const code = await run(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, env: process.env, now: Date.now });
   // exitCode rather than exit(): lets stdout drain when it is a pipe.
   process.exitCode = code;
 }

@@ -9,14 +9,17 @@ const REDRAW_MS = 100; // at most 10 redraws a second: a fast transfer must not 
  */
 export class Progress {
   bytes = 0;
-  private readonly started = Date.now();
-  private lastDraw = 0;
+  private readonly started: number;
+  private lastDraw = -Infinity; // the first add draws, whatever the clock's origin
 
   constructor(
     private readonly out: Writable | undefined,
+    private readonly now: () => number,
     private readonly label: string,
     private readonly total?: number,
-  ) {}
+  ) {
+    this.started = now();
+  }
 
   /** Passes `source` through unchanged, counting (and drawing) as chunks go by. */
   async *track(source: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
@@ -28,7 +31,7 @@ export class Progress {
 
   add(n: number): void {
     this.bytes += n;
-    const now = Date.now();
+    const now = this.now();
     if (this.out && now - this.lastDraw >= REDRAW_MS) {
       this.lastDraw = now;
       this.draw(now);
@@ -38,7 +41,7 @@ export class Progress {
   /** Draws the final state and ends the line, so later output starts on a fresh one. */
   finish(): void {
     if (!this.out) return;
-    this.draw(Date.now());
+    this.draw(this.now());
     this.out.write('\n');
   }
 

@@ -53,7 +53,7 @@ export function readTar(body: Readable, onEntry: (entry: TarEntry) => Promise<vo
     const fail = (e: unknown) => {
       if (failed) return;
       failed = true;
-      body.unpipe(parser as unknown as NodeJS.WritableStream);
+      body.unpipe(parser);
       body.resume();
       // The entry in hand gets no more bytes: end its reader, and settle only once its handler
       // has let go, so that no work of the caller (a chunk write, say) outlives the failure.
@@ -87,13 +87,13 @@ export function readTar(body: Readable, onEntry: (entry: TarEntry) => Promise<vo
         mtime: Math.floor((entry.mtime?.getTime() ?? 0) / 1000),
         size: type === 'file' ? (entry.size ?? 0) : 0,
         linkTarget: type === 'symlink' ? (entry.linkpath ?? '') : type === 'hardlink' ? normalizeEntryPath(entry.linkpath ?? '') : null,
-        data: entry as unknown as AsyncIterable<Buffer>,
+        data: entry,
       });
     };
     parser.on('error', fail);
     parser.on('end', () => void queue.then(() => !failed && resolve()));
     body.on('error', (e) => fail(invalid(`request body ended early: ${e.message}`)));
-    body.pipe(parser as unknown as NodeJS.WritableStream);
+    body.pipe(parser);
   });
 }
 

@@ -12,7 +12,7 @@ import {
   utimes,
   writeFile,
 } from 'node:fs/promises';
-import { createServer as createHttpServer } from 'node:http';
+import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -46,7 +46,7 @@ function sink(tty = false): Writable & { text: () => string } {
 async function cli(argv: string[], env: Env = {}, tty = false) {
   const stdout = sink(tty);
   const stderr = sink();
-  const code = await run(argv, { stdout, stderr, env });
+  const code = await run(argv, { stdout, stderr, env, now: Date.now });
   return { code, stdout: stdout.text(), stderr: stderr.text() };
 }
 
@@ -149,16 +149,26 @@ describe('formatting', () => {
 });
 
 describe('progress', () => {
-  const io = (tty: boolean) => ({ stdout: sink(tty), stderr: sink(), env: {} });
+  const io = (tty: boolean, now = () => 0) => ({ stdout: sink(tty), stderr: sink(), env: {}, now });
 
-  it('draws on stderr when stdout is a TTY, at most 10 times a second', () => {
-    const shown = io(true);
+  it('draws on stderr when stdout is a TTY, at most once per 100 ms of its clock, with the rate by that clock', () => {
+    let time = 1_000_000;
+    const shown = io(true, () => time);
     const meter = progress(shown, false, 'push a/b:c', 4000);
-    for (let i = 0; i < 1000; i++) meter.add(4); // all within one throttle window
+    for (let i = 0; i < 500; i++) meter.add(4); // one instant: drawn once, at the first
+    time += 99;
+    meter.add(4); // 99 ms after the last line: not drawn
+    time += 1;
+    for (let i = 0; i < 499; i++) meter.add(4); // 100 ms: drawn once more, at the first
+    time += 1900;
     meter.finish();
-    const drawn = shown.stderr.text();
-    expect(drawn.split('\r').length - 1).toBeLessThanOrEqual(2);
-    expect(drawn).toContain('3.9 KiB / 3.9 KiB (100%)');
+    expect(shown.stderr.text()).toBe(
+      [
+        '\rpush a/b:c 4 B / 3.9 KiB (0%)  3.9 KiB/s\x1b[K', // at 0 ms the rate's divisor is 1 ms
+        '\rpush a/b:c 2.0 KiB / 3.9 KiB (50%)  19.6 KiB/s\x1b[K',
+        '\rpush a/b:c 3.9 KiB / 3.9 KiB (100%)  2.0 KiB/s\x1b[K\n',
+      ].join(''),
+    );
     expect(shown.stdout.text()).toBe('');
   });
 
@@ -271,7 +281,7 @@ async function stubServer() {
   const commits = new Map<string, unknown>();
   const tags = new Map<string, string>();
   const repos = new Set<string>();
-  const server = createHttpServer(async (req, res) => {
+  const handle = async (req: IncomingMessage, res: ServerResponse) => {
     const parts: Buffer[] = [];
     for await (const part of req) parts.push(part as Buffer);
     const body = Buffer.concat(parts);
@@ -347,6 +357,10 @@ async function stubServer() {
       return send(201, { vm_id: 'vm1', commit_id: 'c2', repo_name: 'copy', tag_name: 'main', reference: 'copy:main' });
     }
     return send(500, { error: 'unexpected request', success: false });
+  };
+  // A stub that throws answers 500 with the reason, for the test to show, not an unhandled rejection.
+  const server = createHttpServer((req, res) => {
+    handle(req, res).catch((e: unknown) => res.writeHead(500).end(String(e)));
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;

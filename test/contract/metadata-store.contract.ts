@@ -1,8 +1,8 @@
 /**
  * The suite every MetadataStore implementation must pass (SQLite now, PostgreSQL later). Each
- * test gets a fresh, empty store from `open` and releases it with `cleanup`.
+ * test gets a fresh, empty store from `open`, stamping its times with the suite's clock `now`,
+ * and releases it with `cleanup`.
  */
-import { setTimeout as sleep } from 'node:timers/promises';
 import { v7 as uuidv7 } from 'uuid';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DomainError, type ErrorKind } from '../../src/domain/errors.js';
@@ -18,7 +18,7 @@ import type {
 } from '../../src/domain/model.js';
 import type { ForkQuery, MetadataStore, NewRepository, StoredResponse, ViewerFilter } from '../../src/store/types.js';
 
-export type OpenStore = () => Promise<{ store: MetadataStore; cleanup: () => Promise<void> }>;
+export type OpenStore = (now: () => string) => Promise<{ store: MetadataStore; cleanup: () => Promise<void> }>;
 
 /** Resolves when `promise` rejects with a DomainError of `kind`. */
 async function expectDomainError(promise: Promise<unknown>, kind: ErrorKind): Promise<void> {
@@ -60,19 +60,19 @@ const smallManifest = (): Manifest =>
     },
   ]);
 
-/** Resolves once the clock has moved past the current millisecond, so that timestamps differ. */
-async function tick(): Promise<void> {
-  const start = new Date().toISOString();
-  while (new Date().toISOString() === start) await sleep(1);
-}
-
 export function metadataStoreContract(name: string, open: OpenStore): void {
   describe(`MetadataStore contract: ${name}`, () => {
     let store: MetadataStore;
     let cleanup: () => Promise<void>;
+    /** The store's clock, in milliseconds; it stands still until a test moves it. */
+    let clock: number;
+    const now = () => new Date(clock).toISOString();
+    /** Moves the store's clock on by a millisecond, so that later timestamps differ. */
+    const tick = () => void (clock += 1);
 
     beforeEach(async () => {
-      ({ store, cleanup } = await open());
+      clock = Date.parse('2030-01-01T00:00:00.000Z');
+      ({ store, cleanup } = await open(now));
     });
     afterEach(async () => {
       await cleanup();
@@ -360,16 +360,16 @@ export function metadataStoreContract(name: string, open: OpenStore): void {
           ...more,
         });
         const copy = await repoIn(bob.id, 'data_copy', forkOf(source));
-        await tick();
+        tick();
         const training = await repoIn(acme.id, 'Training', forkOf(source, { visibility: 'private' }));
-        await tick();
+        tick();
         const mirror = await repoIn(alice.id, 'mirror', forkOf(source, { visibility: 'internal' }));
         await store.updateRepository(mirror.id, { archived: true });
         const deleted = await repoIn(bob.id, 'deleted', forkOf(source));
         await store.deleteRepository(deleted.id);
         await repoIn(bob.id, 'deep', forkOf(copy));
         await repoIn(bob.id, 'unrelated');
-        await tick();
+        tick();
         const updated = await store.updateRepository(training.id, { description: 'touched last' });
         const settled = await store.getRepositoryById(mirror.id);
         if (!settled) throw new Error('mirror vanished');
@@ -456,7 +456,7 @@ export function metadataStoreContract(name: string, open: OpenStore): void {
         const commit = await commitIn(source);
         await store.recordRepositoryChunks(source.id, [a]);
         const repo = await repoIn(alice.id, 'copy');
-        await tick();
+        tick();
 
         const linked = await store.setForkParent(repo.id, source.id);
         expect(linked).toMatchObject({ id: repo.id, forkedFromRepoId: source.id, inheritsFromRepoId: null, forkedFromCommitId: null });
@@ -689,7 +689,7 @@ export function metadataStoreContract(name: string, open: OpenStore): void {
         const repo = await userRepo();
         const commit = await commitIn(repo);
         const tag = await store.setTag(repo.id, 'main', commit.id, 'alice');
-        await tick();
+        tick();
 
         const described = await store.setTagDescription(repo.id, 'main', 'the release');
         expect(described).toEqual({ ...tag, description: 'the release', updatedAt: described.updatedAt });
@@ -770,12 +770,12 @@ export function metadataStoreContract(name: string, open: OpenStore): void {
         const carol = await store.ensureUser('carol');
         const source = await repoIn(alice.id, 'source', { visibility: 'private' });
         await store.recordRepositoryChunks(source.id, [a]);
-        await tick();
+        tick();
         const fork = await repoIn(bob.id, 'fork', { visibility: 'private', forkedFromRepoId: source.id });
         await store.recordRepositoryChunks(fork.id, [b]);
-        await tick();
+        tick();
         const forkOfFork = await repoIn(carol.id, 'deeper', { visibility: 'private', forkedFromRepoId: fork.id });
-        await tick();
+        tick();
         await store.recordRepositoryChunks(source.id, [c]);
         await store.recordRepositoryChunks(fork.id, [d]);
 
@@ -795,8 +795,8 @@ export function metadataStoreContract(name: string, open: OpenStore): void {
         await store.recordUploads(alice.id, [a, b, a]);
         expect(sorted(await store.uploadedChunks(alice.id, [a, b, c], longAgo))).toEqual([a, b].sort());
         expect(sorted(await store.uploadedChunks(bob.id, [a, b, c], longAgo))).toEqual([]);
-        await tick();
-        const later = new Date().toISOString();
+        tick();
+        const later = now();
         expect(sorted(await store.uploadedChunks(alice.id, [a, b], later))).toEqual([]);
         await store.recordUploads(alice.id, [b]);
         expect(sorted(await store.uploadedChunks(alice.id, [a, b], later))).toEqual([b]);
@@ -900,7 +900,7 @@ export function metadataStoreContract(name: string, open: OpenStore): void {
         await store.reserveIdempotencyKey('alice', 'done', longAgo);
         await store.completeIdempotencyKey('alice', 'done', 'digest-a', answer);
         await store.reserveIdempotencyKey('alice', 'running', longAgo);
-        await tick();
+        tick();
 
         expect(await store.reserveIdempotencyKey('alice', 'done', farAhead)).toEqual({ state: 'new' });
         // That reservation expired the other old claim too; a fresh one now holds 'done'.

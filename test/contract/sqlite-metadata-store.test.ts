@@ -12,9 +12,9 @@ import { metadataStoreContract } from './metadata-store.contract.js';
 
 const tempDir = () => mkdtemp(join(tmpdir(), 'snapfork-sqlite-'));
 
-metadataStoreContract('SQLite', async () => {
+metadataStoreContract('SQLite', async (now) => {
   const dir = await tempDir();
-  const store = await openSqliteMetadataStore(join(dir, 'snapfork.db'));
+  const store = await openSqliteMetadataStore(join(dir, 'snapfork.db'), { now });
   return {
     store,
     cleanup: async () => {

@@ -353,7 +353,7 @@ describe('POST /projects/:id/fork/:forked_from_id and DELETE /projects/:id/fork'
   async function snapshotOf(token: string, fullName: string, tag: string) {
     const { commit_id } = await s.pushFiles(token, fullName, tag, { 'secret.txt': `${fullName} only\n`.repeat(500) });
     const manifest = await (await s.api(`/api/v1/repos/${fullName}/commits/${commit_id}/manifest`, { token })).json();
-    return { commitId: commit_id as string, digest: manifest.entries[0].chunks[0].digest as string };
+    return { commitId: commit_id, digest: manifest.entries[0].chunks[0].digest as string };
   }
 
   it('grants the linked project no read of its parent: anonymous reads through a public link stay 404 (issue 10)', async () => {

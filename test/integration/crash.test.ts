@@ -19,7 +19,7 @@ let server: { url: string; child: ChildProcess } | undefined;
 async function start(): Promise<{ url: string; child: ChildProcess }> {
   const child = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--data-dir', dataDir], { stdio: ['ignore', 'pipe', 'pipe'] });
   const url = await new Promise<string>((resolve, reject) => {
-    child.stdout!.on('data', (d: Buffer) => {
+    child.stdout.on('data', (d: Buffer) => {
       const m = /listening on (\S+)/.exec(d.toString());
       if (m) resolve(m[1]!);
     });
@@ -60,8 +60,8 @@ it('loses no acknowledged write and shows nothing of a push cut off by kill -9',
     }
   }
   const cut = await api('/api/v1/repos/alice/disk/tags/v2/archive', {
-    method: 'PUT', headers: { 'content-type': 'application/x-tar' }, body: Readable.from(body()) as unknown as RequestInit['body'], duplex: 'half',
-  } as RequestInit).catch((e: unknown) => e);
+    method: 'PUT', headers: { 'content-type': 'application/x-tar' }, body: Readable.from(body()), duplex: 'half',
+  }).catch((e: unknown) => e);
   expect(cut).toBeInstanceOf(Error);
   await new Promise((resolve) => (server!.child.exitCode !== null || server!.child.signalCode !== null ? resolve(undefined) : server!.child.once('exit', resolve)));
   expect((await readdir(join(dataDir, 'chunks', 'tmp'))).length).toBeGreaterThan(0);

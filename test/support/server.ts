@@ -72,7 +72,7 @@ export async function startTestServer(env: Record<string, string> = {}): Promise
       headers,
       body,
       ...(body && typeof (body as { pipe?: unknown }).pipe === 'function' ? { duplex: 'half' } : {}),
-    } as RequestInit);
+    });
   };
   return {
     url: server.url,

@@ -37,7 +37,7 @@ async function cli(...argv: string[]) {
     });
   };
   const [stdout, stderr] = [text(), text()];
-  const code = await run(argv, { stdout, stderr, env });
+  const code = await run(argv, { stdout, stderr, env, now: Date.now });
   return { code, stdout: stdout.text(), stderr: stderr.text() };
 }
 const json = async (...argv: string[]) => {
@@ -45,6 +45,9 @@ const json = async (...argv: string[]) => {
   expect(r.code, r.stderr).toBe(0);
   return JSON.parse(r.stdout) as { bytes: number; bytes_hashed: number; bytes_sent: number; bytes_fetched: number; bytes_reused: number; new_bytes: number };
 };
+
+/** The URL a fetch() call asks for, whichever of its three forms the caller used. */
+const urlOf = (input: string | URL | Request) => (typeof input === 'string' ? input : input instanceof URL ? input.href : input.url);
 
 async function writeGenerated(file: string, size: number, seed: number) {
   const out = await open(file, 'w');
@@ -71,7 +74,7 @@ describe('delta push', () => {
     let packs = 0;
     let acked = 0;
     globalThis.fetch = async (input, init) => {
-      const isPack = init?.method === 'POST' && String(input).endsWith('/chunks');
+      const isPack = init?.method === 'POST' && urlOf(input).endsWith('/chunks');
       if (isPack && ++packs === 2) {
         throw new TypeError('fetch failed', { cause: Object.assign(new Error('socket hang up'), { code: 'UND_ERR_SOCKET' }) });
       }
@@ -111,7 +114,7 @@ describe('delta push', () => {
     // The other writer lands between this push's tag read and its commit.
     const realFetch = globalThis.fetch;
     globalThis.fetch = async (input, init) => {
-      if (init?.method === 'POST' && String(input).endsWith('/commits')) {
+      if (init?.method === 'POST' && urlOf(input).endsWith('/commits')) {
         globalThis.fetch = realFetch;
         expect((await cli('push', src, 'alice/race:v1')).code).toBe(0);
       }

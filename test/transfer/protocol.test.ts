@@ -63,27 +63,27 @@ describe('wire protocol', () => {
   it('answers missing, stores chunks one by one (201 new, 200 again, 422, 413) and in packs', async () => {
     await createRepo(alice, 'wire');
     const [one, two, three, four] = [chunk(), chunk(), chunk(), chunk(100)];
-    const asked = await missing(alice, 'alice/wire', [one!.digest, two!.digest, one!.digest]);
+    const asked = await missing(alice, 'alice/wire', [one.digest, two.digest, one.digest]);
     expect(asked.status).toBe(200);
-    expect(await asked.json()).toEqual({ missing: [one!.digest, two!.digest] });
+    expect(await asked.json()).toEqual({ missing: [one.digest, two.digest] });
 
-    const first = await putChunk(alice, 'alice/wire', one!.digest, one!.data);
+    const first = await putChunk(alice, 'alice/wire', one.digest, one.data);
     expect(first.status).toBe(201);
-    expect(await first.json()).toEqual({ digest: one!.digest, size: one!.size, created: true });
-    expect((await putChunk(alice, 'alice/wire', one!.digest, one!.data)).status).toBe(200);
-    const wrong = await putChunk(alice, 'alice/wire', two!.digest, one!.data);
+    expect(await first.json()).toEqual({ digest: one.digest, size: one.size, created: true });
+    expect((await putChunk(alice, 'alice/wire', one.digest, one.data)).status).toBe(200);
+    const wrong = await putChunk(alice, 'alice/wire', two.digest, one.data);
     expect(wrong.status).toBe(422);
     expect(await wrong.json()).toMatchObject({ success: false });
     const big = Buffer.alloc(256 * 1024 + 1);
     expect((await putChunk(alice, 'alice/wire', sha(big), big)).status).toBe(413);
-    const zstd = await putChunk(alice, 'alice/wire', four!.digest, compressBlock(four!.data), { 'content-encoding': 'zstd' });
+    const zstd = await putChunk(alice, 'alice/wire', four.digest, compressBlock(four.data), { 'content-encoding': 'zstd' });
     expect(zstd.status).toBe(201);
-    expect((await missing(alice, 'alice/wire', [one!.digest, two!.digest]).then((r) => r.json())).missing).toEqual([two!.digest]);
+    expect((await missing(alice, 'alice/wire', [one.digest, two.digest]).then((r) => r.json())).missing).toEqual([two.digest]);
 
-    const packed = await putPack(alice, 'alice/wire', pack([two!, three!, two!]));
+    const packed = await putPack(alice, 'alice/wire', pack([two, three, two]));
     expect(packed.status).toBe(200);
     expect(await packed.json()).toEqual({ stored: 3, created: 2, bytes: 3 * 40_000 });
-    expect((await missing(alice, 'alice/wire', [two!.digest, three!.digest]).then((r) => r.json())).missing).toEqual([]);
+    expect((await missing(alice, 'alice/wire', [two.digest, three.digest]).then((r) => r.json())).missing).toEqual([]);
 
     const five = chunk();
     const lying = pack([five]);
@@ -97,15 +97,15 @@ describe('wire protocol', () => {
     const tooMany = Array.from({ length: 10_001 }, (_, i) => i.toString(16).padStart(64, '0'));
     expect((await missing(alice, 'alice/wire', tooMany)).status).toBe(413);
     expect((await missing(alice, 'alice/wire', ['XYZ'])).status).toBe(400);
-    expect((await missing(bob, 'alice/wire', [one!.digest])).status).toBe(404);
+    expect((await missing(bob, 'alice/wire', [one.digest])).status).toBe(404);
   });
 
   it('commits a manifest (201), refuses a moved parent (409) and bad manifests (422), serves manifest and chunks', async () => {
     await createRepo(alice, 'commits');
     const [a, b, unsent] = [chunk(), chunk(20_000), chunk()];
-    expect((await putPack(alice, 'alice/commits', pack([a!, b!]))).status).toBe(200);
+    expect((await putPack(alice, 'alice/commits', pack([a, b]))).status).toBe(200);
     const entries = [
-      fileEntry('data/train.bin', [a!, b!]),
+      fileEntry('data/train.bin', [a, b]),
       { path: 'data', type: 'dir', mode: 0o755, size: 0, mtime: 1_700_000_000, link_target: null, chunks: [] },
       { path: 'latest', type: 'symlink', mode: 0o777, size: 0, mtime: 1_700_000_000, link_target: 'data/train.bin', chunks: [] },
       fileEntry('empty', []),
@@ -124,18 +124,18 @@ describe('wire protocol', () => {
     const tag = await (await s.api('/api/v1/repos/alice/commits/tags/v1', { token: alice })).json();
     expect(tag.commit_id).toBe(v2.commit_id);
 
-    const withUnsent = await commit(alice, 'alice/commits', { tag: 'v3', manifest: { entries: [fileEntry('x', [a!, unsent!])] } });
+    const withUnsent = await commit(alice, 'alice/commits', { tag: 'v3', manifest: { entries: [fileEntry('x', [a, unsent])] } });
     expect(withUnsent.status).toBe(422);
-    expect((await withUnsent.json()).details).toEqual({ missing: [unsent!.digest] });
-    const badSize = { ...fileEntry('x', [a!]), size: 1 };
+    expect((await withUnsent.json()).details).toEqual({ missing: [unsent.digest] });
+    const badSize = { ...fileEntry('x', [a]), size: 1 };
     expect((await commit(alice, 'alice/commits', { tag: 'v3', manifest: { entries: [badSize] } })).status).toBe(422);
-    const liedSize = fileEntry('x', [{ ...a!, size: a!.size + 1 }]);
+    const liedSize = fileEntry('x', [{ ...a, size: a.size + 1 }]);
     expect((await commit(alice, 'alice/commits', { tag: 'v3', manifest: { entries: [liedSize] } })).status).toBe(422);
-    const twice = [fileEntry('x', [a!]), fileEntry('./x', [b!])];
+    const twice = [fileEntry('x', [a]), fileEntry('./x', [b])];
     expect((await commit(alice, 'alice/commits', { tag: 'v3', manifest: { entries: twice } })).status).toBe(422);
-    const escaping = [fileEntry('../x', [a!])];
+    const escaping = [fileEntry('../x', [a])];
     expect((await commit(alice, 'alice/commits', { tag: 'v3', manifest: { entries: escaping } })).status).toBe(400);
-    const belowLink = [entries[2]!, fileEntry('latest/x', [a!])];
+    const belowLink = [entries[2]!, fileEntry('latest/x', [a])];
     expect((await commit(alice, 'alice/commits', { tag: 'v3', manifest: { entries: belowLink } })).status).toBe(422);
     expect((await s.api('/api/v1/repos/alice/commits/tags/v3', { token: alice })).status).toBe(404);
 
@@ -147,22 +147,22 @@ describe('wire protocol', () => {
     expect(body.entries.map((e: { path: string }) => e.path)).toEqual(['data', 'data/train.bin', 'empty', 'latest']);
     expect(body.entries[1]).toEqual(entries[0]);
 
-    const raw = await getChunk(alice, 'alice/commits', a!.digest);
+    const raw = await getChunk(alice, 'alice/commits', a.digest);
     expect(raw.status).toBe(200);
-    expect(Buffer.from(await raw.arrayBuffer()).equals(a!.data)).toBe(true);
-    const zstd = await getChunk(alice, 'alice/commits', b!.digest, 'application/zstd');
+    expect(Buffer.from(await raw.arrayBuffer()).equals(a.data)).toBe(true);
+    const zstd = await getChunk(alice, 'alice/commits', b.digest, 'application/zstd');
     expect(zstd.headers.get('content-type')).toContain('application/zstd');
-    expect(decompressBlock(Buffer.from(await zstd.arrayBuffer()), b!.size).equals(b!.data)).toBe(true);
+    expect(decompressBlock(Buffer.from(await zstd.arrayBuffer()), b.size).equals(b.data)).toBe(true);
     // Uploaded but referenced by no commit: not readable through the repository.
-    expect((await putChunk(alice, 'alice/commits', unsent!.digest, unsent!.data)).status).toBe(201);
-    expect((await getChunk(alice, 'alice/commits', unsent!.digest)).status).toBe(404);
+    expect((await putChunk(alice, 'alice/commits', unsent.digest, unsent.data)).status).toBe(201);
+    expect((await getChunk(alice, 'alice/commits', unsent.digest)).status).toBe(404);
   });
 
   it('commits a manifest read back unchanged under another tag (same digest), and refuses a digest that does not match', async () => {
     await createRepo(alice, 'roundtrip');
     const [a, b] = [chunk(), chunk(30_000)];
-    expect((await putPack(alice, 'alice/roundtrip', pack([a!, b!]))).status).toBe(200);
-    const entries = [fileEntry('weights/b.bin', [b!]), fileEntry('a.bin', [a!])];
+    expect((await putPack(alice, 'alice/roundtrip', pack([a, b]))).status).toBe(200);
+    const entries = [fileEntry('weights/b.bin', [b]), fileEntry('a.bin', [a])];
     const v1 = await (await commit(alice, 'alice/roundtrip', { tag: 'v1', manifest: { entries } })).json();
     const read = await (await s.api(`/api/v1/repos/alice/roundtrip/commits/${v1.commit_id}/manifest`, { token: alice })).json();
     expect(Object.keys(read).sort()).toEqual(['commit_id', 'digest', 'entries']);
@@ -189,10 +189,10 @@ describe('batch read (chunks/fetch)', () => {
   it('streams the requested records in order, duplicates included, and refuses unreachable, too many and malformed digests', async () => {
     await createRepo(alice, 'batch');
     const [a, b, c] = [chunk(), chunk(1), chunk(200_000)];
-    expect((await putPack(alice, 'alice/batch', pack([a!, b!, c!]))).status).toBe(200);
-    expect((await commit(alice, 'alice/batch', { tag: 'v1', manifest: { entries: [fileEntry('f', [a!, b!, c!])] } })).status).toBe(201);
+    expect((await putPack(alice, 'alice/batch', pack([a, b, c]))).status).toBe(200);
+    expect((await commit(alice, 'alice/batch', { tag: 'v1', manifest: { entries: [fileEntry('f', [a, b, c])] } })).status).toBe(201);
 
-    const asked = [c!, a!, c!, b!];
+    const asked = [c, a, c, b];
     const res = await fetchChunks(alice, 'alice/batch', asked.map((x) => x.digest));
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toContain('application/octet-stream');
@@ -209,20 +209,20 @@ describe('batch read (chunks/fetch)', () => {
     const bobs = chunk();
     expect((await putPack(bob, 'bob/batch', pack([bobs]))).status).toBe(200);
     expect((await commit(bob, 'bob/batch', { tag: 'v1', manifest: { entries: [fileEntry('g', [bobs])] } })).status).toBe(201);
-    const refused = await fetchChunks(alice, 'alice/batch', [a!.digest, bobs.digest]);
+    const refused = await fetchChunks(alice, 'alice/batch', [a.digest, bobs.digest]);
     expect(refused.status).toBe(404);
     expect((await refused.json()).error).toContain(bobs.digest);
     // Uploaded to the repository but named by no commit: not readable through it either.
     const unsent = chunk();
     expect((await putPack(alice, 'alice/batch', pack([unsent]))).status).toBe(200);
     expect((await fetchChunks(alice, 'alice/batch', [unsent.digest])).status).toBe(404);
-    expect((await fetchChunks(bob, 'alice/batch', [a!.digest])).status).toBe(404);
-    expect((await fetchChunks(undefined, 'alice/batch', [a!.digest])).status).toBe(404);
+    expect((await fetchChunks(bob, 'alice/batch', [a.digest])).status).toBe(404);
+    expect((await fetchChunks(undefined, 'alice/batch', [a.digest])).status).toBe(404);
 
-    const tooMany = Array.from({ length: 10_001 }, () => a!.digest);
+    const tooMany = Array.from({ length: 10_001 }, () => a.digest);
     expect((await fetchChunks(alice, 'alice/batch', tooMany)).status).toBe(413);
     expect((await fetchChunks(alice, 'alice/batch', ['XYZ'])).status).toBe(400);
-    expect((await fetchChunks(alice, 'alice/batch', [a!.digest.toUpperCase()])).status).toBe(400);
+    expect((await fetchChunks(alice, 'alice/batch', [a.digest.toUpperCase()])).status).toBe(400);
   });
 });
 

@@ -48,7 +48,7 @@ it('asks for the chunks of one turn in one request, once per digest, and checks 
   requests = 0;
   const fetcher = new ChunkFetcher(client, '/chunks/fetch');
   const [again, ...all] = await Promise.all([fetcher.get(digestOf(chunks[0]!), 1000), ...chunks.map((c) => fetcher.get(digestOf(c), c.length))]);
-  expect(again!.equals(chunks[0]!)).toBe(true);
+  expect(again.equals(chunks[0]!)).toBe(true);
   expect(all.map((b, i) => b.equals(chunks[i]!))).toEqual([true, true, true]);
   expect(requests).toBe(1);
 });

@@ -147,11 +147,16 @@ describe('zstd', () => {
   it('holds back decoding while the reader is slow', async () => {
     const frame = await singleFrame(await semiCompressible(32 * MIB));
     const decoder = createZstdDecompressStream();
-    decoder.end(frame);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    expect(decoder.readableLength).toBeLessThan(4 * MIB);
+    decoder.end(frame); // one 16 MiB write
+    // Each read takes all that is buffered, so the largest read is the most the decoder ran
+    // ahead of its reader; one that ignored backpressure would hand over all 32 MiB at once.
+    let largestRead = 0;
     let total = 0;
-    for await (const chunk of decoder) total += (chunk as Buffer).length;
+    for await (const chunk of decoder) {
+      largestRead = Math.max(largestRead, (chunk as Buffer).length);
+      total += (chunk as Buffer).length;
+    }
+    expect(largestRead).toBeLessThan(4 * MIB);
     expect(total).toBe(32 * MIB);
   });
 });

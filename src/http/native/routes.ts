@@ -4,8 +4,9 @@
  */
 import { Router, type Request, type Response } from 'express';
 import type { Config } from '../../config.js';
-import type { Repository } from '../../domain/model.js';
+import type { Repository, Role } from '../../domain/model.js';
 import type { Principal } from '../../domain/principal.js';
+import type { CreateRepositoryInput } from '../../domain/repository.service.js';
 import type { Services } from '../../domain/services.js';
 import { createZstdCompressStream } from '../../lib/zstd.js';
 import { principalOf } from '../auth.js';
@@ -42,19 +43,21 @@ function nativeRoutes(services: Services, config: Config): Router {
   });
 
   router.post('/orgs', async (req, res) => {
-    res.status(201).json(orgJson(await accounts.createOrg(principalOf(res), req.body.name)));
+    const { name } = req.body as { name: string };
+    res.status(201).json(orgJson(await accounts.createOrg(principalOf(res), name)));
   });
 
   router.put('/orgs/:org/members/:login', async (req, res) => {
     const org = param(req, 'org');
     const login = param(req, 'login');
-    await accounts.setMember(principalOf(res), org, login, req.body.role);
-    res.json({ org, login, role: req.body.role });
+    const { role } = req.body as { role: Role };
+    await accounts.setMember(principalOf(res), org, login, role);
+    res.json({ org, login, role });
   });
 
   const createIn = (owner: (req: Request, res: Response) => string) => async (req: Request, res: Response) => {
     const principal = principalOf(res);
-    const repo = await repositories.create(principal, owner(req, res), req.body);
+    const repo = await repositories.create(principal, owner(req, res), req.body as CreateRepositoryInput);
     res.status(201).json(await repoJson(req, principal, repo));
   };
   router.post('/user/repos', createIn((_req, res) => services.policy.requireUser(principalOf(res)).login));
@@ -133,13 +136,13 @@ function nativeRoutes(services: Services, config: Config): Router {
   });
 
   router.get('/repos/:owner/:repo/tags/:tag/tree', async (req, res) => {
-    const path = String(req.query.path ?? '').replace(/^\/+|\/+$/g, '');
+    const path = ((req.query.path as string | undefined) ?? '').replace(/^\/+|\/+$/g, '');
     const nodes = await snapshots.tree(principalOf(res), param(req, 'owner'), param(req, 'repo'), param(req, 'tag'), path);
     res.json(nodes.map(treeJson));
   });
 
   router.get('/repos/:owner/:repo/tags/:tag/files/*path', async (req, res) => {
-    const segments = req.params.path as unknown as string[];
+    const segments = req.params.path;
     const path = segments.join('/');
     const file = await snapshots.openFile(principalOf(res), param(req, 'owner'), param(req, 'repo'), param(req, 'tag'), path);
     const { size } = file.entry;
