@@ -95,6 +95,15 @@ export interface Manifest {
   entries: ManifestEntry[];
 }
 
+/** What a manifest amounts to, stored beside it: read without loading a single entry. */
+export interface ManifestSummary {
+  digest: string;
+  /** Entries of every type. */
+  entryCount: number;
+  /** Bytes of file content: the sum of the entries' sizes. */
+  totalSize: number;
+}
+
 export type VmState = 'booting' | 'running' | 'paused' | 'sleeping' | 'dead';
 
 export interface Vm {

@@ -327,18 +327,16 @@ export class SnapshotService {
   /**
    * What a repository holds, for forge-style listings: the bytes of file content in its default
    * tag's snapshot (0 without one) and when its newest tagged commit was made (null without
-   * tags). The caller has already checked that the repository may be read.
+   * tags). A few reads of stored totals, whatever the size of the manifests or the number of
+   * tags, since listings call it per row. The caller has already checked that the repository may
+   * be read.
    */
   async footprint(repository: Repository): Promise<{ bytes: number; lastCommitAt: string | null }> {
-    let bytes = 0;
-    let lastCommitAt: string | null = null;
-    for (const tag of await this.store.listTags(repository.id)) {
-      const commit = await this.store.getCommit(tag.commitId);
-      if (!commit) continue;
-      if (lastCommitAt === null || commit.createdAt > lastCommitAt) lastCommitAt = commit.createdAt;
-      if (tag.name === repository.defaultTag) bytes = manifestByteCount(await this.manifestOf(commit));
-    }
-    return { bytes, lastCommitAt };
+    const lastCommitAt = await this.store.newestTaggedCommitAt(repository.id);
+    const tag = repository.defaultTag === null ? undefined : await this.store.getTag(repository.id, repository.defaultTag);
+    const commit = tag && (await this.store.getCommit(tag.commitId));
+    const summary = commit && (await this.store.getManifestSummary(commit.manifestDigest));
+    return { bytes: summary?.totalSize ?? 0, lastCommitAt };
   }
 
   /** The snapshot a tag points at, as a tar stream. */
