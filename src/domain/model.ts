@@ -64,6 +64,12 @@ export interface Tag {
 
 export type EntryType = 'file' | 'dir' | 'symlink';
 
+/**
+ * The mode bits a manifest entry keeps: read, write and execute for owner, group and others.
+ * Setuid, setgid and sticky bits are never stored, so a pulled tree cannot carry them.
+ */
+export const PERMISSION_BITS = 0o777;
+
 /** One content-defined chunk of a file, in file order. */
 export interface ChunkRef {
   /** Lower-case hex SHA-256 of the uncompressed chunk. */
@@ -76,7 +82,7 @@ export interface ManifestEntry {
   /** Relative POSIX path, no leading `/`, no `.` or `..` segments. Directories have no trailing `/`. */
   path: string;
   type: EntryType;
-  /** Permission bits (0o7777 at most). */
+  /** Permission bits (PERMISSION_BITS at most). */
   mode: number;
   /** File length in bytes; 0 for directories and symlinks. */
   size: number;
