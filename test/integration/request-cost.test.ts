@@ -1,14 +1,16 @@
 /**
  * What one request can make the server do (issue 10, sections 2 and 4), each attack replayed over
  * real HTTP: listings read stored totals and never a manifest's entries; a client-built manifest
- * references chunks as the chunker cuts them; tar import and client-built manifests obey one path
- * and mode rule.
+ * references chunks as the chunker cuts them; an uploaded chunk pack is bounded; tar import and
+ * client-built manifests obey one path and mode rule.
  */
 import { createHash } from 'node:crypto';
+import { Readable } from 'node:stream';
 import { Header } from 'tar';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MIN_CHUNK_SIZE } from '../../src/domain/chunker.js';
-import { recordHeader } from '../../src/lib/chunk-pack.js';
+import { MAX_PACK_BYTES, MAX_PACK_RECORDS, recordHeader } from '../../src/lib/chunk-pack.js';
+import { createZstdCompressStream } from '../../src/lib/zstd.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 
 let s: TestServer;
@@ -33,6 +35,16 @@ const putPack = (token: string, repo: string, body: Buffer, headers: Record<stri
   s.api(`/api/v1/repos/${repo}/chunks`, { method: 'POST', token, body, headers: { 'content-type': 'application/octet-stream', ...headers } });
 const commit = (token: string, repo: string, entries: object[]) =>
   s.api(`/api/v1/repos/${repo}/commits`, { method: 'POST', token, json: { tag: 'v1', manifest: { entries } } });
+
+/** `repeat` copies of `block`, zstd-compressed as a stream (a small body that decodes large). */
+async function zstdOf(block: Buffer, repeat: number): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  const blocks = Readable.from((function* () {
+    for (let i = 0; i < repeat; i++) yield block;
+  })());
+  for await (const part of blocks.pipe(createZstdCompressStream())) parts.push(part as Buffer);
+  return Buffer.concat(parts);
+}
 
 const file = (path: string, chunks: { digest: string; size: number }[], mode = 0o644) => ({
   path,
@@ -118,5 +130,42 @@ describe('client-built manifests', () => {
     const { commit_id } = await pushed.json();
     const manifest = await (await s.api(`/api/v1/repos/alice/suid/commits/${commit_id}/manifest`, { token: alice })).json();
     expect(manifest.entries.map((e: { path: string; mode: number }) => [e.path, e.mode])).toEqual([['run', 0o755]]);
+  });
+});
+
+describe('chunk packs', () => {
+  it('refuse the 30 KB zstd pack of 10 million empty records at its first record, and empty chunks (400)', async () => {
+    await createRepo(alice, 'empty');
+    const uploads = s.metadataRows().chunk_uploads;
+    const empty = recordHeader(sha(Buffer.alloc(0)), 0);
+    const body = await zstdOf(Buffer.concat(Array.from({ length: 100_000 }, () => empty)), 100);
+    expect(body.length).toBeLessThan(100_000);
+    const res = await putPack(alice, 'alice/empty', body, { 'content-encoding': 'zstd' });
+    expect(res.status).toBe(400);
+    expect(await res.json()).toMatchObject({ success: false, error: expect.stringContaining('no bytes') });
+    expect((await putPack(alice, 'alice/empty', empty)).status).toBe(400);
+    const single = await s.api(`/api/v1/repos/alice/empty/chunks/${sha(Buffer.alloc(0))}`, {
+      method: 'PUT',
+      token: alice,
+      body: Buffer.alloc(0),
+      headers: { 'content-type': 'application/octet-stream' },
+    });
+    expect(single.status).toBe(400);
+    expect(s.metadataRows().chunk_uploads).toBe(uploads);
+  });
+
+  it(`refuse more than ${MAX_PACK_RECORDS} records and more than ${MAX_PACK_BYTES} bytes (413)`, async () => {
+    await createRepo(alice, 'bounded');
+    const bytes = Array.from({ length: 256 }, (_, i) => record(Buffer.of(i)));
+    const many = Buffer.concat(Array.from({ length: MAX_PACK_RECORDS + 1 }, (_, i) => bytes[i % 256]!));
+    const tooMany = await putPack(alice, 'alice/bounded', many);
+    expect(tooMany.status).toBe(413);
+    expect(await tooMany.json()).toMatchObject({ success: false, error: expect.stringContaining(`${MAX_PACK_RECORDS} records`) });
+    expect((await putPack(alice, 'alice/bounded', many.subarray(0, MAX_PACK_RECORDS * 37))).status).toBe(200);
+
+    const zeros = record(Buffer.alloc(256 * 1024));
+    const large = await putPack(alice, 'alice/bounded', await zstdOf(zeros, Math.ceil(MAX_PACK_BYTES / zeros.length) + 1), { 'content-encoding': 'zstd' });
+    expect(large.status).toBe(413);
+    expect(await large.json()).toMatchObject({ success: false, error: expect.stringContaining(`${MAX_PACK_BYTES} bytes`) });
   });
 });

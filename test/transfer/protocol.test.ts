@@ -172,7 +172,7 @@ describe('batch read (chunks/fetch)', () => {
     expect(res.headers.get('content-type')).toContain('application/octet-stream');
     const body = Buffer.from(await res.arrayBuffer());
     const records = [];
-    for await (const r of readChunkRecords(Readable.from([body]), 256 * 1024)) records.push(r);
+    for await (const r of readChunkRecords(Readable.from([body]), { maxChunkSize: 256 * 1024 })) records.push(r);
     expect(records.map((r) => r.digest)).toEqual(asked.map((x) => x.digest));
     records.forEach((r, i) => expect(r.data.equals(asked[i]!.data)).toBe(true));
     expect(body.length).toBe(asked.reduce((n, x) => n + 36 + x.size, 0));
