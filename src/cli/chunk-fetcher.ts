@@ -77,7 +77,7 @@ export class ChunkFetcher {
     let received = 0;
     try {
       const response = await this.client.request('POST', this.path, { json: { digests: batch }, accept: 'application/octet-stream' });
-      for await (const { digest, data } of readChunkRecords(this.client.stream(response), MAX_CHUNK_SIZE)) {
+      for await (const { digest, data } of readChunkRecords(this.client.stream(response), { maxChunkSize: MAX_CHUNK_SIZE })) {
         const expected = batch[received];
         const wanted = this.wanted.get(digest);
         if (digest !== expected || !wanted || data.length !== wanted.size || sha256(data) !== digest) {

@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { lstat, open, readdir, readlink, stat, type FileHandle } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { Chunker } from '../domain/chunker.js';
-import type { ChunkRef, EntryType } from '../domain/model.js';
+import { PERMISSION_BITS, type ChunkRef, type EntryType } from '../domain/model.js';
 import { CliError } from './errors.js';
 import { scanTar } from './tar-source.js';
 
@@ -59,7 +59,7 @@ export async function scanSource(source: string, warn: (message: string) => void
   });
   if (st.isFile() && source.endsWith('.tar')) return scanTar(source, warn);
   if (st.isFile()) {
-    return [{ path: basename(source), abs: source, type: 'file', mode: st.mode & 0o7777, mtime: seconds(st.mtimeMs), size: st.size, linkTarget: null }];
+    return [{ path: basename(source), abs: source, type: 'file', mode: st.mode & PERMISSION_BITS, mtime: seconds(st.mtimeMs), size: st.size, linkTarget: null }];
   }
   if (!st.isDirectory()) throw new CliError(`${source}: not a directory or regular file`);
   const entries: LocalEntry[] = [];
@@ -72,7 +72,7 @@ export async function scanSource(source: string, warn: (message: string) => void
       const path = rel ? `${rel}/${name}` : name;
       const abs = join(source, path);
       const info = infos[i]!;
-      const base = { path, abs, mode: info.mode & 0o7777, mtime: seconds(info.mtimeMs), size: 0, linkTarget: null };
+      const base = { path, abs, mode: info.mode & PERMISSION_BITS, mtime: seconds(info.mtimeMs), size: 0, linkTarget: null };
       if (info.isSymbolicLink()) entries.push({ ...base, type: 'symlink', linkTarget: await readlink(abs) });
       else if (info.isFile()) entries.push({ ...base, type: 'file', size: info.size });
       else if (info.isDirectory()) {

@@ -5,6 +5,7 @@
  */
 import { open } from 'node:fs/promises';
 import { Header, Pax, type HeaderData } from 'tar';
+import { PERMISSION_BITS } from '../domain/model.js';
 import { normalizeEntryPath } from '../domain/tar-codec.js';
 import { CliError } from './errors.js';
 import type { LocalEntry } from './local-tree.js';
@@ -67,7 +68,7 @@ export async function scanTar(path: string, warn: (message: string) => void): Pr
       extended = undefined;
       const entryPath = normalizeEntryPath(header.path ?? '');
       if (entryPath === '') continue;
-      const base = { path: entryPath, abs: path, mode: (header.mode ?? 0o644) & 0o7777, mtime: Math.floor((header.mtime?.getTime() ?? 0) / 1000) };
+      const base = { path: entryPath, abs: path, mode: (header.mode ?? 0o644) & PERMISSION_BITS, mtime: Math.floor((header.mtime?.getTime() ?? 0) / 1000) };
       const type = ENTRY_TYPES[header.type];
       if (type === 'file') entries.set(entryPath, { ...base, type, size, linkTarget: null, dataOffset });
       else if (type) entries.set(entryPath, { ...base, type, size: 0, linkTarget: type === 'symlink' ? (header.linkpath ?? '') : null });

@@ -74,6 +74,12 @@ export interface Tag {
 
 export type EntryType = 'file' | 'dir' | 'symlink';
 
+/**
+ * The mode bits a manifest entry keeps: read, write and execute for owner, group and others.
+ * Setuid, setgid and sticky bits are never stored, so a pulled tree cannot carry them.
+ */
+export const PERMISSION_BITS = 0o777;
+
 /** One content-defined chunk of a file, in file order. */
 export interface ChunkRef {
   /** Lower-case hex SHA-256 of the uncompressed chunk. */
@@ -86,7 +92,7 @@ export interface ManifestEntry {
   /** Relative POSIX path, no leading `/`, no `.` or `..` segments. Directories have no trailing `/`. */
   path: string;
   type: EntryType;
-  /** Permission bits (0o7777 at most). */
+  /** Permission bits (PERMISSION_BITS at most). */
   mode: number;
   /** File length in bytes; 0 for directories and symlinks. */
   size: number;
@@ -103,6 +109,15 @@ export interface Manifest {
   digest: string;
   /** Sorted by path (byte order), so the same tree always has the same digest. */
   entries: ManifestEntry[];
+}
+
+/** What a manifest amounts to, stored beside it: read without loading a single entry. */
+export interface ManifestSummary {
+  digest: string;
+  /** Entries of every type. */
+  entryCount: number;
+  /** Bytes of file content: the sum of the entries' sizes. */
+  totalSize: number;
 }
 
 export type VmState = 'booting' | 'running' | 'paused' | 'sleeping' | 'dead';

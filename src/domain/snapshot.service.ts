@@ -2,7 +2,7 @@ import type { Readable } from 'node:stream';
 import { v7 as uuidv7 } from 'uuid';
 import { Chunker } from './chunker.js';
 import { conflict, invalid, notFound, tooLarge } from './errors.js';
-import { checkedManifest, manifestByteCount, manifestFileCount } from './manifest.js';
+import { assertManifestBounds, checkedManifest, manifestByteCount, manifestFileCount } from './manifest.js';
 import type { ChunkRef, Commit, Manifest, ManifestEntry, Namespace, Page, PageOf, Repository, Tag } from './model.js';
 import { assertTagName } from './names.js';
 import { readTar, writeTar } from './tar-codec.js';
@@ -136,12 +136,19 @@ export class SnapshotService {
     };
   }
 
-  /** Chunks every file of the tar into `writer`; returns the entries, unsorted. */
+  /**
+   * Chunks every file of the tar into `writer`; returns the entries, unsorted. Stops with
+   * `too_large` as soon as the manifest would pass its bounds (an archive of empty files costs
+   * no push bytes, but an entry each).
+   */
   private async importTar(body: Readable, writer: ChunkWriter, maxBytes = Number.MAX_SAFE_INTEGER): Promise<ManifestEntry[]> {
     // A later entry for the same path replaces an earlier one, as tar extraction does.
     const entries = new Map<string, ManifestEntry>();
     let total = 0;
+    let chunkRefs = 0;
     await readTar(body, async (e) => {
+      const replaced = entries.get(e.path);
+      chunkRefs -= replaced?.chunks.length ?? 0;
       let chunks: ChunkRef[] = [];
       let type = e.type;
       let size = e.size;
@@ -149,6 +156,7 @@ export class SnapshotService {
         const target = entries.get(e.linkTarget ?? '');
         if (!target || target.type !== 'file') throw invalid(`hard link ${e.path} to a missing file`);
         ({ chunks, size } = target);
+        chunkRefs += chunks.length;
         type = 'file';
       } else if (e.type === 'file') {
         total += e.size;
@@ -156,6 +164,7 @@ export class SnapshotService {
         const chunker = new Chunker();
         const store = async (pieces: Buffer[]) => {
           for (const piece of pieces) {
+            assertManifestBounds(entries.size, ++chunkRefs);
             const put = await writer.put(piece);
             chunks.push({ digest: put.digest, size: put.size });
           }
@@ -163,6 +172,7 @@ export class SnapshotService {
         for await (const data of e.data) await store(chunker.push(data));
         await store(chunker.finish());
       }
+      assertManifestBounds(entries.size + (replaced ? 0 : 1), chunkRefs);
       entries.set(e.path, {
         path: e.path,
         type: type === 'hardlink' ? 'file' : type,
@@ -338,18 +348,16 @@ export class SnapshotService {
   /**
    * What a repository holds, for forge-style listings: the bytes of file content in its default
    * tag's snapshot (0 without one) and when its newest tagged commit was made (null without
-   * tags). The caller has already checked that the repository may be read.
+   * tags). A few reads of stored totals, whatever the size of the manifests or the number of
+   * tags, since listings call it per row. The caller has already checked that the repository may
+   * be read.
    */
   async footprint(repository: Repository): Promise<{ bytes: number; lastCommitAt: string | null }> {
-    let bytes = 0;
-    let lastCommitAt: string | null = null;
-    for (const tag of await this.store.listTags(repository.id)) {
-      const commit = await this.store.getCommit(tag.commitId);
-      if (!commit) continue;
-      if (lastCommitAt === null || commit.createdAt > lastCommitAt) lastCommitAt = commit.createdAt;
-      if (tag.name === repository.defaultTag) bytes = manifestByteCount(await this.manifestOf(commit));
-    }
-    return { bytes, lastCommitAt };
+    const lastCommitAt = await this.store.newestTaggedCommitAt(repository.id);
+    const tag = repository.defaultTag === null ? undefined : await this.store.getTag(repository.id, repository.defaultTag);
+    const commit = tag && (await this.store.getCommit(tag.commitId));
+    const summary = commit && (await this.store.getManifestSummary(commit.manifestDigest));
+    return { bytes: summary?.totalSize ?? 0, lastCommitAt };
   }
 
   /** The snapshot a tag points at, as a tar stream. */

@@ -7,7 +7,7 @@
 import { Readable } from 'node:stream';
 import { Header, Parser, Pax, type ReadEntry } from 'tar';
 import { DomainError, invalid, unprocessable } from './errors.js';
-import type { EntryType, ManifestEntry } from './model.js';
+import { PERMISSION_BITS, type EntryType, type ManifestEntry } from './model.js';
 
 export interface TarEntry {
   path: string;
@@ -31,14 +31,20 @@ const TYPES: Record<string, TarEntry['type'] | undefined> = {
 };
 
 /**
- * Makes a tar path a manifest path: strips `./` and trailing `/`, refuses absolute paths and
- * `..` segments (a snapshot never points outside its own tree). Returns '' for the root itself.
+ * Makes a path of a tar or of a client-built manifest a manifest path (one rule for both):
+ * strips `./` and trailing `/`; refuses a NUL (a tar header ends the name there, so the file
+ * would come back under another name), absolute paths and `..` segments (a snapshot never
+ * points outside its own tree), with `\` counted as a separator too, as it is where a pull may
+ * write the tree (Windows). Returns '' for the root itself.
  */
 export function normalizeEntryPath(raw: string): string {
-  if (raw.startsWith('/')) throw invalid(`absolute path in archive: ${raw}`);
-  const parts = raw.split('/').filter((p) => p !== '' && p !== '.');
-  if (parts.includes('..')) throw invalid(`path escapes the archive root: ${raw}`);
-  return parts.join('/');
+  if (raw.includes('\0')) throw invalid(`path holds a NUL character: ${JSON.stringify(raw)}`);
+  if (raw.startsWith('/') || raw.startsWith('\\')) throw invalid(`absolute path: ${raw}`);
+  if (raw.split(/[\\/]/).includes('..')) throw invalid(`path escapes the snapshot's root: ${raw}`);
+  return raw
+    .split('/')
+    .filter((p) => p !== '' && p !== '.')
+    .join('/');
 }
 
 /** Calls `onEntry` for each entry of the tar stream, in order; rejects on a malformed archive. */
@@ -83,7 +89,7 @@ export function readTar(body: Readable, onEntry: (entry: TarEntry) => Promise<vo
       await onEntry({
         path,
         type,
-        mode: (entry.mode ?? (type === 'dir' ? 0o755 : 0o644)) & 0o7777,
+        mode: (entry.mode ?? (type === 'dir' ? 0o755 : 0o644)) & PERMISSION_BITS,
         mtime: Math.floor((entry.mtime?.getTime() ?? 0) / 1000),
         size: type === 'file' ? (entry.size ?? 0) : 0,
         linkTarget: type === 'symlink' ? (entry.linkpath ?? '') : type === 'hardlink' ? normalizeEntryPath(entry.linkpath ?? '') : null,

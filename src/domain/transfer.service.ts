@@ -1,5 +1,5 @@
 import { MAX_CHUNK_SIZE } from './chunker.js';
-import { notFound, tooLarge, unprocessable } from './errors.js';
+import { invalid, notFound, tooLarge, unprocessable } from './errors.js';
 import { checkedManifest } from './manifest.js';
 import type { Commit, Manifest, ManifestEntry } from './model.js';
 import { assertTagName } from './names.js';
@@ -50,6 +50,12 @@ export interface CommitInput {
   digest?: string;
 }
 
+/** `invalid` for an empty chunk (no chunker cuts one), `too_large` past MAX_CHUNK_SIZE. */
+function assertChunkLength(length: number): void {
+  if (length === 0) throw invalid('a chunk holds at least 1 byte');
+  if (length > MAX_CHUNK_SIZE) throw tooLarge(`a chunk of ${length} bytes exceeds the limit of ${MAX_CHUNK_SIZE}`);
+}
+
 /**
  * Delta transfer: a client asks which chunks of a snapshot it must send, sends only those, and
  * commits a manifest naming them; a puller reads a commit's manifest and fetches only the chunks
@@ -86,7 +92,7 @@ export class TransferService {
   async putChunk(principal: Principal, owner: string, repoName: string, digest: string, data: Buffer): Promise<ChunkPut> {
     await this.repositories.getWritable(principal, owner, repoName);
     const user = this.policy.requireUser(principal);
-    if (data.length > MAX_CHUNK_SIZE) throw tooLarge(`a chunk of ${data.length} bytes exceeds the limit of ${MAX_CHUNK_SIZE}`);
+    assertChunkLength(data.length);
     const present = await this.presentFor(user, [digest]);
     const put = await this.chunks.put(data, digest);
     await this.store.recordUploads(user.userId, [digest]);
@@ -95,19 +101,22 @@ export class TransferService {
 
   /**
    * Stores a stream of chunk records (a pack), each checked against its digest, committed
-   * together: when any record fails, none of the pack's new chunks becomes visible.
+   * together: when any record fails, none of the pack's new chunks becomes visible. Holds the
+   * distinct digests only; the caller bounds the records of one pack.
    */
   async putPack(principal: Principal, owner: string, repoName: string, records: AsyncIterable<{ digest: string; data: Buffer }>): Promise<PackPut> {
     await this.repositories.getWritable(principal, owner, repoName);
     const user = this.policy.requireUser(principal);
     const writer = this.chunks.writer();
-    const digests: string[] = [];
+    const digests = new Set<string>();
+    let stored = 0;
     let bytes = 0;
     try {
       for await (const { digest, data } of records) {
-        if (data.length > MAX_CHUNK_SIZE) throw tooLarge(`a chunk of ${data.length} bytes exceeds the limit of ${MAX_CHUNK_SIZE}`);
+        assertChunkLength(data.length);
         await writer.put(data, digest);
-        digests.push(digest);
+        digests.add(digest);
+        stored += 1;
         bytes += data.length;
       }
       await writer.commit();
@@ -115,11 +124,11 @@ export class TransferService {
       await writer.abort();
       throw e;
     }
+    const distinct = [...digests];
     // Read before the uploads are recorded: what the caller could not count as present before.
-    const present = await this.presentFor(user, digests);
-    await this.store.recordUploads(user.userId, digests);
-    const created = new Set(digests.filter((d) => !present.has(d))).size;
-    return { stored: digests.length, created, bytes };
+    const present = await this.presentFor(user, distinct);
+    await this.store.recordUploads(user.userId, distinct);
+    return { stored, created: distinct.filter((d) => !present.has(d)).length, bytes };
   }
 
   /** The bytes of a chunk that the repository (or one of its ancestors) references. */

@@ -12,6 +12,26 @@ import { invalid, tooLarge } from '../domain/errors.js';
 
 export const RECORD_HEADER_SIZE = 36;
 
+/**
+ * Records one uploaded pack may hold. The CLI sends packs of ~8 MiB, so only chunks under 128
+ * bytes on average (small files) reach it; it cuts its packs here too.
+ */
+export const MAX_PACK_RECORDS = 65_536;
+/**
+ * Bytes (framing included, after Content-Encoding) one uploaded pack may hold: 4 times what the
+ * CLI sends, so that a small compressed body cannot make the server read without end.
+ */
+export const MAX_PACK_BYTES = 32 * 1024 * 1024;
+
+export interface PackLimits {
+  /** Longest record: a longer length is `too_large` before its bytes are read. */
+  maxChunkSize: number;
+  /** Records the pack may hold: `too_large` at the next header. Unbounded when absent. */
+  maxRecords?: number;
+  /** Bytes the pack may hold, framing included: `too_large` as soon as more arrive. Unbounded when absent. */
+  maxBytes?: number;
+}
+
 export interface ChunkRecord {
   /** Lower-case hex, as the client claims it; the store checks it against the bytes. */
   digest: string;
@@ -36,12 +56,15 @@ export async function* encodeChunkRecords(records: AsyncIterable<ChunkRecord>): 
 
 /**
  * The records of a pack stream, in order, holding at most one record (and one input piece) in
- * memory. A length over `maxChunkSize` is `too_large` before its bytes are read; a stream that
- * ends inside a record is `invalid`.
+ * memory. Past one of `limits`, `too_large`; a record of no bytes (no chunk is empty) or a stream
+ * that ends inside a record is `invalid`.
  */
-export async function* readChunkRecords(body: AsyncIterable<Uint8Array>, maxChunkSize: number): AsyncGenerator<ChunkRecord> {
+export async function* readChunkRecords(body: AsyncIterable<Uint8Array>, limits: PackLimits): AsyncGenerator<ChunkRecord> {
+  const { maxChunkSize, maxRecords = Infinity, maxBytes = Infinity } = limits;
   const pieces: Buffer[] = [];
   let buffered = 0;
+  let received = 0;
+  let records = 0;
   /** Removes and returns the first `n` buffered bytes (n <= buffered). */
   const take = (n: number): Buffer => {
     const out = Buffer.allocUnsafe(n);
@@ -63,7 +86,9 @@ export async function* readChunkRecords(body: AsyncIterable<Uint8Array>, maxChun
         if (buffered < RECORD_HEADER_SIZE) return;
         const bytes = take(RECORD_HEADER_SIZE);
         const length = bytes.readUInt32BE(0);
+        if (length === 0) throw invalid('a record of the chunk pack holds no bytes');
         if (length > maxChunkSize) throw tooLarge(`a chunk of ${length} bytes exceeds the limit of ${maxChunkSize}`);
+        if (++records > maxRecords) throw tooLarge(`a chunk pack holds at most ${maxRecords} records`);
         header = { length, digest: bytes.toString('hex', 4) };
       }
       if (buffered < header.length) return;
@@ -73,6 +98,8 @@ export async function* readChunkRecords(body: AsyncIterable<Uint8Array>, maxChun
     }
   };
   for await (const piece of body) {
+    received += piece.byteLength;
+    if (received > maxBytes) throw tooLarge(`a chunk pack holds at most ${maxBytes} bytes`);
     pieces.push(Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength));
     buffered += piece.byteLength;
     yield* next();

@@ -11,6 +11,7 @@ import type { Readable } from 'node:stream';
 import type {
   Commit,
   Manifest,
+  ManifestSummary,
   Namespace,
   Page,
   PageOf,
@@ -296,11 +297,21 @@ export interface MetadataStore {
   deleteTag(repositoryId: number, name: string, actor: string): Promise<boolean>;
   /** The tag log of a repository, newest first. */
   tagLog(repositoryId: number, tagName?: string): Promise<TagLogEntry[]>;
+  /**
+   * When the newest commit that a tag of the repository points at was made; null when the
+   * repository has no tag. One read, whatever the number of tags (listings call it per row).
+   */
+  newestTaggedCommitAt(repositoryId: number): Promise<string | null>;
 
   // Manifests --------------------------------------------------------------------------------
   /** Stores a manifest under its digest. Idempotent: an existing digest is left as it is. */
   putManifest(manifest: Manifest): Promise<void>;
   getManifest(digest: string): Promise<Manifest | undefined>;
+  /**
+   * The counts stored with a manifest, read without its entries: a constant cost whatever the
+   * manifest's size (listings call it per row). Undefined when the manifest is not stored.
+   */
+  getManifestSummary(digest: string): Promise<ManifestSummary | undefined>;
 
   // Chunk reachability (the tenant check that the global ChunkStore.has() cannot make) ---------
   /**

@@ -701,6 +701,20 @@ export function metadataStoreContract(name: string, open: OpenStore): void {
         await expectDomainError(store.setTagDescription(repo.id + 1000, 'main', 'x'), 'not_found');
       });
 
+      it('tells when the newest tagged commit was made, untagged commits aside', async () => {
+        const repo = await userRepo();
+        expect(await store.newestTaggedCommitAt(repo.id)).toBeNull();
+        const old = await commitIn(repo);
+        tick();
+        const newest = await commitIn(repo, [old]);
+        tick();
+        await commitIn(repo, [newest]);
+        await store.setTag(repo.id, 'a-newest', newest.id, 'alice');
+        await store.setTag(repo.id, 'z-old', old.id, 'alice');
+        expect(await store.newestTaggedCommitAt(repo.id)).toBe(newest.createdAt);
+        expect(await store.newestTaggedCommitAt(repo.id + 1000)).toBeNull();
+      });
+
       it('refuses a tag on a commit that does not exist', async () => {
         const repo = await userRepo();
         await expectDomainError(store.setTag(repo.id, 'main', uuidv7(), 'alice'), 'not_found');
@@ -717,6 +731,17 @@ export function metadataStoreContract(name: string, open: OpenStore): void {
         await store.putManifest({ digest: manifest.digest, entries: [file('other', chunks(1, 99))] });
         expect(await store.getManifest(manifest.digest)).toEqual(manifest);
         expect(await store.getManifest(digestOf(1))).toBeUndefined();
+      });
+
+      it('summarizes a stored manifest: its entry count and bytes of file content', async () => {
+        const manifest = smallManifest();
+        await store.putManifest(manifest);
+        expect(await store.getManifestSummary(manifest.digest)).toEqual({
+          digest: manifest.digest,
+          entryCount: 4,
+          totalSize: manifest.entries.reduce((n, e) => n + e.size, 0),
+        });
+        expect(await store.getManifestSummary(digestOf(1))).toBeUndefined();
       });
 
       it('stores 20,000 entries and a file of 70,000 chunks, returned in canonical order', async () => {

@@ -27,6 +27,11 @@ export interface TestServer {
   chunkCount(): number;
   /** Row counts of every table of the metadata database. */
   metadataRows(): Record<string, number>;
+  /**
+   * Runs `sql` on the metadata database beside the running server (WAL lets it): a test
+   * removes what it proves the server never reads.
+   */
+  alterMetadata(sql: string): void;
   stop(): Promise<void>;
 }
 
@@ -104,6 +109,14 @@ export async function startTestServer(env: Record<string, string> = {}): Promise
     },
     chunkCount: () => rowCounts(join(dataDir, 'chunks', 'index.db')).chunks ?? 0,
     metadataRows: () => rowCounts(join(dataDir, 'snapfork.db')),
+    alterMetadata: (sql) => {
+      const db = new Database(join(dataDir, 'snapfork.db'));
+      try {
+        db.exec(sql);
+      } finally {
+        db.close();
+      }
+    },
     stop: async () => {
       await server.close();
       await rm(dataDir, { recursive: true, force: true });

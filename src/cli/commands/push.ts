@@ -1,4 +1,4 @@
-import { recordHeader, RECORD_HEADER_SIZE } from '../../lib/chunk-pack.js';
+import { MAX_PACK_RECORDS, recordHeader, RECORD_HEADER_SIZE } from '../../lib/chunk-pack.js';
 import { defineCommand, HTTP_FLAGS, JSON_FLAG, output, progress, type Io } from '../command.js';
 import { CliError, UsageError } from '../errors.js';
 import { formatBytes } from '../format.js';
@@ -10,7 +10,10 @@ import { formatReference, parseReference, type Reference } from '../reference.js
 const VISIBILITIES = ['public', 'private', 'internal'];
 /** The server's limit per `missing` call. */
 const MISSING_BATCH = 10_000;
-/** Chunk bytes per pack request: large enough to amortize a round trip, small enough to retry. */
+/**
+ * Chunk bytes per pack request: large enough to amortize a round trip, small enough to retry
+ * (and well under the server's MAX_PACK_BYTES with the framing and the last chunk added).
+ */
 const PACK_BYTES = 8 * 1024 * 1024;
 /** Packs in flight: enough to hide the round trip and the server's fsync, on a 2-core server. */
 const PARALLEL_PACKS = 3;
@@ -39,14 +42,17 @@ async function ensureRepository(client: ApiClient, io: Io, ref: Reference, visib
   if (!json) io.stderr.write(`created ${visibility} repository ${ref.owner}/${ref.repo}\n`);
 }
 
-/** Groups chunks into packs of about PACK_BYTES, in file order (reads stay sequential). */
-function* packsOf(chunks: readonly { digest: string; place: ChunkPlace }[]) {
+/**
+ * Groups chunks into packs of about PACK_BYTES and at most MAX_PACK_RECORDS chunks (many small
+ * files), in file order (reads stay sequential).
+ */
+export function* packsOf(chunks: readonly { digest: string; place: ChunkPlace }[]) {
   let pack: { digest: string; place: ChunkPlace }[] = [];
   let bytes = 0;
   for (const c of chunks) {
     pack.push(c);
     bytes += c.place.size;
-    if (bytes >= PACK_BYTES) {
+    if (bytes >= PACK_BYTES || pack.length === MAX_PACK_RECORDS) {
       yield pack;
       pack = [];
       bytes = 0;

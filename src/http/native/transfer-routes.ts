@@ -9,7 +9,7 @@ import { Router, type Request } from 'express';
 import { MAX_CHUNK_SIZE } from '../../domain/chunker.js';
 import { tooLarge } from '../../domain/errors.js';
 import type { Services } from '../../domain/services.js';
-import { encodeChunkRecords, readChunkRecords } from '../../lib/chunk-pack.js';
+import { encodeChunkRecords, MAX_PACK_BYTES, MAX_PACK_RECORDS, readChunkRecords } from '../../lib/chunk-pack.js';
 import { compressBlock } from '../../lib/zstd.js';
 import { principalOf } from '../auth.js';
 import { manifestEntryOf, type ManifestEntryJson } from '../../lib/manifest-json.js';
@@ -56,7 +56,11 @@ export function transferRoutes(services: Services): Router {
   });
 
   router.post('/repos/:owner/:repo/chunks', async (req, res) => {
-    const records = readChunkRecords(decodedBody(req), MAX_CHUNK_SIZE);
+    const records = readChunkRecords(decodedBody(req), {
+      maxChunkSize: MAX_CHUNK_SIZE,
+      maxRecords: MAX_PACK_RECORDS,
+      maxBytes: MAX_PACK_BYTES,
+    });
     res.json(await transfers.putPack(principalOf(res), param(req, 'owner'), param(req, 'repo'), records));
   });
 

@@ -19,6 +19,7 @@ import type {
   Commit,
   Manifest,
   ManifestEntry,
+  ManifestSummary,
   Namespace,
   Page,
   PageOf,
@@ -526,6 +527,16 @@ export class SqliteMetadataStore implements MetadataStore {
     return rows.map(toTagLogEntry);
   }
 
+  async newestTaggedCommitAt(repositoryId: number): Promise<string | null> {
+    const row = await this.db
+      .selectFrom('tags')
+      .innerJoin('commits', 'commits.id', 'tags.commit_id')
+      .select((eb) => eb.fn.max<string | null>('commits.created_at').as('at'))
+      .where('tags.repository_id', '=', repositoryId)
+      .executeTakeFirst();
+    return row?.at ?? null;
+  }
+
   private async logTagMove(
     repositoryId: number,
     tagName: string,
@@ -591,6 +602,15 @@ export class SqliteMetadataStore implements MetadataStore {
         .execute();
       return { digest, entries: rows.map(toManifestEntry) };
     });
+  }
+
+  async getManifestSummary(digest: string): Promise<ManifestSummary | undefined> {
+    const row = await this.db
+      .selectFrom('manifests')
+      .select(['entry_count', 'total_size'])
+      .where('digest', '=', digest)
+      .executeTakeFirst();
+    return row && { digest, entryCount: row.entry_count, totalSize: row.total_size };
   }
 
   // Chunk reachability -----------------------------------------------------------------------
