@@ -1,5 +1,5 @@
 import { forbidden, notFound, unauthorized, unprocessable } from './errors.js';
-import { VISIBILITY_RANK, type Namespace, type Repository, type Role, type Visibility } from './model.js';
+import { VISIBILITY_RANK, type Commit, type Namespace, type Repository, type Role, type Visibility } from './model.js';
 import type { Principal, Scope, UserPrincipal } from './principal.js';
 import type { MetadataStore, ViewerFilter } from '../store/types.js';
 
@@ -11,11 +11,18 @@ import type { MetadataStore, ViewerFilter } from '../store/types.js';
  * archive, membership) needs ownership. The `admin` scope is a site administrator.
  *
  * Data never widens: a repository can never be more visible than any repository whose data it
- * inherits (a fork's source, that one's source, and so on), checked when a fork is made and when
- * a visibility widens. A fork link made after the fact inherits nothing, so it is not bound.
+ * inherits (a fork's source, that one's source, and so on), nor than the repository a non-public
+ * commit its tag points at was made in (Vers tags any readable commit), checked when a fork is
+ * made, a tag is set, a visibility widens and a commit stops being public. A fork link made after
+ * the fact inherits nothing, so it is not bound.
  */
 export class AccessPolicy {
   constructor(private readonly store: MetadataStore) {}
+
+  /** This policy reading through `tx`, for a check that must hold when the write it guards lands. */
+  within(tx: MetadataStore): AccessPolicy {
+    return new AccessPolicy(tx);
+  }
 
   /** The caller's role in a namespace: `owner` of their own user namespace. */
   async roleIn(principal: Principal, namespaceId: number): Promise<Role | undefined> {
@@ -72,24 +79,92 @@ export class AccessPolicy {
     for (let id = source.inheritsFromRepoId; id !== null; ) {
       const record = await this.store.getRepositoryRecord(id);
       if (!record) break;
-      if (VISIBILITY_RANK[record.repository.visibility] < VISIBILITY_RANK[limit]) limit = record.repository.visibility;
+      if (isWider(limit, record.repository.visibility)) limit = record.repository.visibility;
       id = record.repository.inheritsFromRepoId;
     }
     return limit;
   }
 
   /**
+   * The widest visibility a repository whose tag points at `commit` may have: any when the commit
+   * is public (anyone may read it anyway) or was made in `repositoryId` itself, else the
+   * visibilityLimit of the repository it was made in, deleted or not.
+   */
+  async tagLimit(repositoryId: number, commit: Commit): Promise<Visibility> {
+    if (commit.isPublic || commit.repositoryId === repositoryId) return 'public';
+    return this.limitOf(commit.repositoryId);
+  }
+
+  /**
+   * Throws `unprocessable` (`details.field` `commit_id`) unless `repository` may point a tag at
+   * `commit` (see tagLimit).
+   */
+  async assertMayTag(repository: Repository, commit: Commit): Promise<void> {
+    const limit = await this.tagLimit(repository.id, commit);
+    if (isWider(repository.visibility, limit)) {
+      throw unprocessable(
+        `a ${repository.visibility} repository cannot tag commit ${commit.id}: its data may be at most ${limit} until the commit is made public`,
+        { field: 'commit_id', visibility: repository.visibility, limit },
+      );
+    }
+  }
+
+  /**
+   * Throws `unprocessable` (`details.field` `visibility`) when `repository` may not become
+   * `visibility`: wider than the data it inherits, or than the data of a non-public commit made
+   * elsewhere that one of its tags points at (`details.tag` names one).
+   */
+  async assertMayBecome(repository: Repository, visibility: Visibility): Promise<void> {
+    if (repository.inheritsFromRepoId !== null) {
+      this.assertVisibilityWithin(visibility, await this.limitOf(repository.inheritsFromRepoId));
+    }
+    for (const { tagName, sourceRepositoryId } of await this.store.foreignPrivateTags(repository.id)) {
+      this.assertVisibilityWithin(visibility, await this.limitOf(sourceRepositoryId), `the commit tag ${tagName} points at`, { tag: tagName });
+    }
+  }
+
+  /**
+   * Throws `unprocessable` (`details.field` `is_public`) when `commit` may not stop being public:
+   * while a tag of a repository wider than the commit's data may be (tagLimit) points at it.
+   */
+  async assertMayUnpublish(commit: Commit): Promise<void> {
+    const limit = await this.limitOf(commit.repositoryId);
+    for (const { repository, tagName } of await this.store.foreignTaggers(commit.id)) {
+      if (isWider(repository.visibility, limit)) {
+        const tagged = `${repository.namespace}/${repository.name}:${tagName}`;
+        throw unprocessable(
+          `commit ${commit.id} must stay public while ${tagged}, a ${repository.visibility} repository, points at it: its data may be at most ${limit}`,
+          { field: 'is_public', tag: tagged, visibility: repository.visibility, limit },
+        );
+      }
+    }
+  }
+
+  /**
    * Throws `unprocessable` when `visibility` is wider than `limit` (see visibilityLimit), with
    * `details` naming the field, so that a dialect can answer in its own validation shape.
    */
-  assertVisibilityWithin(visibility: Visibility, limit: Visibility): void {
-    if (VISIBILITY_RANK[visibility] > VISIBILITY_RANK[limit]) {
-      throw unprocessable(`visibility ${visibility} is wider than ${limit}, the visibility of the data this repository is forked from`, {
+  assertVisibilityWithin(
+    visibility: Visibility,
+    limit: Visibility,
+    data = 'the data this repository is forked from',
+    details: Record<string, unknown> = {},
+  ): void {
+    if (isWider(visibility, limit)) {
+      throw unprocessable(`visibility ${visibility} is wider than ${limit}, the visibility of ${data}`, {
         field: 'visibility',
         visibility,
         limit,
+        ...details,
       });
     }
+  }
+
+  /** The visibilityLimit of a repository by id, live or deleted (commits and forks outlive it). */
+  private async limitOf(repositoryId: number): Promise<Visibility> {
+    const record = await this.store.getRepositoryRecord(repositoryId);
+    if (!record) throw notFound(`repository ${repositoryId} not found`);
+    return this.visibilityLimit(record.repository);
   }
 
   /** Throws `not_found` unless the caller may read the repository; checks the read scope. */
@@ -119,3 +194,5 @@ export class AccessPolicy {
     return user;
   }
 }
+
+const isWider = (visibility: Visibility, limit: Visibility) => VISIBILITY_RANK[visibility] > VISIBILITY_RANK[limit];

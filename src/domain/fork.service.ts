@@ -1,6 +1,6 @@
 import { v4 as uuidv4, v7 as uuidv7 } from 'uuid';
 import { conflict, notFound } from './errors.js';
-import type { Commit, Namespace, PageOf, Repository, Tag, Visibility, Vm } from './model.js';
+import { VISIBILITY_RANK, type Commit, type Namespace, type PageOf, type Repository, type Tag, type Visibility, type Vm } from './model.js';
 import { assertRepositoryName, assertTagName } from './names.js';
 import type { AccessPolicy } from './access-policy.js';
 import type { AccountService } from './account.service.js';
@@ -24,9 +24,10 @@ export interface ForkInput {
   /** Defaults to the source's description. */
   description?: string;
   /**
-   * Defaults to the widest allowed: the narrowest of the source and of every repository whose
-   * data it inherits. Wider is `unprocessable` (AccessPolicy.assertVisibilityWithin): a fork
-   * may be narrower than its source, never wider.
+   * Defaults to the widest allowed: the narrowest of the source, of every repository whose data
+   * it inherits, and of the data of non-public commits made elsewhere that the forked tags point
+   * at. Wider is `unprocessable` (AccessPolicy.assertVisibilityWithin): a fork may be narrower
+   * than its source, never wider.
    */
   visibility?: Visibility;
   /** Also create a VM record from the forked commit (the Vers fork). */
@@ -69,10 +70,10 @@ export class ForkService {
 
     const name = assertRepositoryName(input.name ?? source.name);
     const displayName = input.displayName ?? name;
-    const limit = await this.policy.visibilityLimit(source);
+    const selected = await this.selectTags(source, input.tags);
+    const limit = await this.limitOf(source, selected);
     const visibility = input.visibility ?? limit;
     this.policy.assertVisibilityWithin(visibility, limit);
-    const selected = await this.selectTags(source, input.tags);
 
     return this.store.transaction(async (tx) => {
       const taken = await tx.takenNames(target.id, { name, displayName });
@@ -127,6 +128,22 @@ export class ForkService {
       }
       return { repository, source, tags, commits, vm };
     });
+  }
+
+  /**
+   * The widest visibility a fork of `source` with the `selected` tags may have: the narrowest of
+   * what the source inherits (visibilityLimit) and of what its selected tags may point at
+   * (tagLimit: a fork's commit holds the data of a commit made elsewhere and tagged in the source).
+   */
+  private async limitOf(source: Repository, selected: readonly { tag: Tag }[]): Promise<Visibility> {
+    let limit = await this.policy.visibilityLimit(source);
+    for (const commitId of new Set(selected.map((s) => s.tag.commitId))) {
+      const commit = await this.store.getCommit(commitId);
+      if (!commit) throw notFound(`commit ${commitId} not found`);
+      const tagged = await this.policy.tagLimit(source.id, commit);
+      if (VISIBILITY_RANK[tagged] < VISIBILITY_RANK[limit]) limit = tagged;
+    }
+    return limit;
   }
 
   private async selectTags(source: Repository, wanted: ForkInput['tags']): Promise<{ tag: Tag; target: string }[]> {

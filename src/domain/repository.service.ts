@@ -112,8 +112,9 @@ export class RepositoryService {
   }
 
   /**
-   * Changes settings; owners only. A fork may not become more visible than any repository whose
-   * data it inherits (AccessPolicy.visibilityLimit); names stay unique in the namespace.
+   * Changes settings; owners only. A repository may not become more visible than the data it
+   * holds allows (AccessPolicy.assertMayBecome: what it inherits, and non-public commits made
+   * elsewhere that its tags point at); names stay unique in the namespace.
    */
   async update(principal: Principal, owner: string, name: string, patch: RepositoryPatch): Promise<Repository> {
     const repo = await this.get(principal, owner, name);
@@ -121,10 +122,6 @@ export class RepositoryService {
     if (!ns) throw notFound('repository not found');
     await this.policy.assertOwnerOf(principal, ns);
     if (patch.name !== undefined) assertRepositoryName(patch.name);
-    if (patch.visibility !== undefined && repo.inheritsFromRepoId !== null) {
-      const source = await this.store.getRepositoryRecord(repo.inheritsFromRepoId);
-      if (source) this.policy.assertVisibilityWithin(patch.visibility, await this.policy.visibilityLimit(source.repository));
-    }
     if (patch.defaultTag !== undefined && patch.defaultTag !== null) {
       assertTagName(patch.defaultTag);
       if (!(await this.store.getTag(repo.id, patch.defaultTag))) {
@@ -133,6 +130,8 @@ export class RepositoryService {
     }
     const names = { name: patch.name, displayName: patch.displayName };
     return this.store.transaction(async (tx) => {
+      // In the transaction, so that no tag lands between the check and the change.
+      if (patch.visibility !== undefined) await this.policy.within(tx).assertMayBecome(repo, patch.visibility);
       const taken = await tx.takenNames(ns.id, names, repo.id);
       if (taken.length > 0) throw namesTaken(ns.name, names, taken);
       return tx.updateRepository(repo.id, patch);

@@ -203,23 +203,27 @@ export class SnapshotService {
 
   /**
    * Points a new tag at an existing commit (Vers' tag create). The commit must be one the caller
-   * may read: made in a repository they can read, or public. `conflict` when the tag exists.
+   * may read: made in a repository they can read, or public; and one the repository may tag
+   * (AccessPolicy.assertMayTag, `unprocessable` otherwise). `conflict` when the tag exists.
    */
   async createTag(principal: Principal, owner: string, repoName: string, tagName: string, commitId: string, description = ''): Promise<ResolvedTag> {
     assertTagName(tagName);
     const repository = await this.repositories.getWritable(principal, owner, repoName);
     const actor = this.policy.requireUser(principal).login;
-    const commit = await this.readableCommit(principal, commitId);
+    const readable = await this.readableCommit(principal, commitId);
     return this.store.transaction(async (tx) => {
       if (await tx.getTag(repository.id, tagName)) throw conflict(`tag ${tagName} already exists`);
-      let tag = await tx.setTag(repository.id, tagName, commit.id, actor, null);
-      if (description !== '') tag = await tx.setTagDescription(repository.id, tagName, description);
+      const { tag: set, commit } = await this.pointTag(tx, repository, tagName, readable.id, actor, null);
+      const tag = description === '' ? set : await tx.setTagDescription(repository.id, tagName, description);
       if (repository.defaultTag === null) await tx.updateRepository(repository.id, { defaultTag: tagName });
       return { repository, tag, commit };
     });
   }
 
-  /** Moves a tag to another readable commit (logged) and/or changes its description. */
+  /**
+   * Moves a tag to another readable commit that the repository may tag (as createTag; logged)
+   * and/or changes its description.
+   */
   async updateTag(principal: Principal, owner: string, repoName: string, tagName: string, patch: { commitId?: string; description?: string }): Promise<Tag> {
     const repository = await this.repositories.getWritable(principal, owner, repoName);
     const actor = this.policy.requireUser(principal).login;
@@ -227,10 +231,36 @@ export class SnapshotService {
     return this.store.transaction(async (tx) => {
       let tag = await tx.getTag(repository.id, tagName);
       if (!tag) throw notFound(`tag ${tagName} not found`);
-      if (target) tag = await tx.setTag(repository.id, tagName, target.id, actor, tag.commitId);
+      if (target) ({ tag } = await this.pointTag(tx, repository, tagName, target.id, actor, tag.commitId));
       if (patch.description !== undefined) tag = await tx.setTagDescription(repository.id, tagName, patch.description);
       return tag;
     });
+  }
+
+  /**
+   * Sets a tag of `repository` to `commitId` in `tx`, checked against the commit and repository
+   * as they are in that transaction (a concurrent unpublish or widening cannot slip between). A
+   * commit made in another repository has its manifest's chunks recorded (recordManifestChunks),
+   * so that a delta pull through this repository reaches what the tag makes readable.
+   */
+  private async pointTag(
+    tx: MetadataStore,
+    repository: Repository,
+    tagName: string,
+    commitId: string,
+    actor: string,
+    expected: string | null,
+  ): Promise<{ tag: Tag; commit: Commit }> {
+    const [commit, current] = await Promise.all([tx.getCommit(commitId), tx.getRepositoryById(repository.id)]);
+    if (!commit) throw notFound(`commit ${commitId} not found`);
+    if (!current) throw notFound('repository not found');
+    await this.policy.within(tx).assertMayTag(current, commit);
+    if (commit.repositoryId !== repository.id) {
+      const manifest = await tx.getManifest(commit.manifestDigest);
+      if (!manifest) throw notFound(`manifest ${commit.manifestDigest} not found`);
+      await tx.recordManifestChunks(manifest.digest, manifest.entries.flatMap((e) => e.chunks.map((c) => c.digest)));
+    }
+    return { tag: await tx.setTag(repository.id, tagName, commit.id, actor, expected), commit };
   }
 
   /**
@@ -279,10 +309,18 @@ export class SnapshotService {
     return owned;
   }
 
-  /** Publishes, retitles or redescribes a commit; writers of its repository only. */
+  /**
+   * Publishes, retitles or redescribes a commit; writers of its repository only. Unpublishing is
+   * `unprocessable` while a repository wider than the commit's data may be tags it
+   * (AccessPolicy.assertMayUnpublish).
+   */
   async updateCommit(principal: Principal, commitId: string, patch: CommitPatch): Promise<Commit> {
     const commit = await this.writableCommit(principal, commitId);
-    return this.store.updateCommit(commit.id, patch);
+    return this.store.transaction(async (tx) => {
+      const current = await tx.getCommit(commit.id);
+      if (current?.isPublic === true && patch.isPublic === false) await this.policy.within(tx).assertMayUnpublish(current);
+      return tx.updateCommit(commit.id, patch);
+    });
   }
 
   /** Deletes a commit; `conflict` while a tag or a VM still refers to it. */
@@ -310,7 +348,10 @@ export class SnapshotService {
     });
   }
 
-  /** A commit reachable from the repository: its own, or an ancestor (forks share history). */
+  /**
+   * A commit reachable from the repository: its own, one its tags point at, or an ancestor (forks
+   * share history).
+   */
   async getCommit(principal: Principal, owner: string, repoName: string, commitId: string): Promise<Commit> {
     const repository = await this.repositories.get(principal, owner, repoName);
     const commit = await this.store.getCommit(commitId);
@@ -320,10 +361,11 @@ export class SnapshotService {
 
   /**
    * A fork's commits have the source commit as parent, so the first-parent history from the
-   * fork point covers the source, its own source, and so on.
+   * fork point covers the source, its own source, and so on. A commit made elsewhere and tagged
+   * here is reachable while tagged, itself only: its history stays where it was made.
    */
   private async isReachable(repository: Repository, commit: Commit): Promise<boolean> {
-    if (commit.repositoryId === repository.id) return true;
+    if (commit.repositoryId === repository.id || (await this.store.isTagged(repository.id, commit.id))) return true;
     if (repository.forkedFromCommitId === null) return false;
     const history = await this.store.listHistory(repository.forkedFromCommitId, { limit: MAX_HISTORY, offset: 0 });
     return history.some((c) => c.id === commit.id);

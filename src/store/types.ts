@@ -153,6 +153,13 @@ export interface ForkQuery extends Page {
   sort?: 'asc' | 'desc';
 }
 
+/** A tag pointing at a commit made in another repository than the tag's own (Vers tags any readable commit). */
+export interface ForeignTag {
+  tagName: string;
+  /** The repository the commit was made in, live or deleted. */
+  sourceRepositoryId: number;
+}
+
 export interface CommitPatch {
   isPublic?: boolean;
   title?: string | null;
@@ -291,6 +298,19 @@ export interface MetadataStore {
     actor: string,
     expectedCommitId?: string | null,
   ): Promise<Tag>;
+  /** Whether a tag of the repository points at the commit. */
+  isTagged(repositoryId: number, commitId: string): Promise<boolean>;
+  /**
+   * The tags of `repositoryId` that point at a non-public commit made in another repository, one
+   * per such source repository (the first by tag name), by source id: what bounds how visible
+   * the repository may be. One query, whatever the tagged snapshots hold.
+   */
+  foreignPrivateTags(repositoryId: number): Promise<ForeignTag[]>;
+  /**
+   * The live repositories, other than the one the commit was made in, with a tag pointing at
+   * `commitId`, by id, each with the first such tag by name.
+   */
+  foreignTaggers(commitId: string): Promise<{ repository: Repository; tagName: string }[]>;
   /** Changes a tag's description; `not_found` when the tag does not exist. */
   setTagDescription(repositoryId: number, name: string, description: string): Promise<Tag>;
   /** Removes a tag (logged); false when it did not exist. */
@@ -322,11 +342,20 @@ export interface MetadataStore {
    */
   recordRepositoryChunks(repositoryId: number, digests: readonly string[]): Promise<void>;
   /**
+   * Records that the manifest `manifestDigest` references `digests` (duplicates allowed), for
+   * reachableChunks through tags. Idempotent. Called in the transaction that points a tag at a
+   * commit made in another repository, so that a delta pull through the tagging repository
+   * reaches exactly what the tag makes readable.
+   */
+  recordManifestChunks(manifestDigest: string, digests: readonly string[]): Promise<void>;
+  /**
    * The subset of `digests` (any number) referenced by a starting repository (every live one
    * `from` may see, or the live repository `from.repositoryId`) or by an ancestor of one through
    * `inheritsFromRepoId` (never through a link), deleted or not. An ancestor counts only with
    * the chunks it had recorded when its fork was created, so an old fork never reaches what its
-   * source received later.
+   * source received later. A starting repository also reaches the chunks recorded by
+   * recordManifestChunks for the manifest of any commit one of its tags points at now: a tag
+   * moved or deleted takes that reach with it.
    */
   reachableChunks(from: ChunkReach, digests: readonly string[]): Promise<Set<string>>;
   /**

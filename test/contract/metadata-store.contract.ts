@@ -715,6 +715,40 @@ export function metadataStoreContract(name: string, open: OpenStore): void {
         expect(await store.newestTaggedCommitAt(repo.id + 1000)).toBeNull();
       });
 
+      it('tells which tags point at commits made in another repository, non-public ones by source', async () => {
+        const alice = await store.ensureUser('alice');
+        const bob = await store.ensureUser('bob');
+        const secret = await repoIn(alice.id, 'secret', { visibility: 'private' });
+        const other = await repoIn(alice.id, 'other', { visibility: 'internal' });
+        const mine = await repoIn(bob.id, 'mine');
+        const own = await commitIn(mine);
+        const [hidden, hidden2] = [await commitIn(secret), await commitIn(secret)];
+        const shown = await commitIn(other, [], 'published', { isPublic: true });
+        const internal = await commitIn(other);
+        await store.setTag(mine.id, 'own', own.id, 'bob');
+        await store.setTag(mine.id, 'zz', hidden.id, 'bob');
+        await store.setTag(mine.id, 'b', hidden2.id, 'bob');
+        await store.setTag(mine.id, 'pub', shown.id, 'bob');
+        await store.setTag(secret.id, 'main', hidden.id, 'alice');
+
+        expect(await store.foreignPrivateTags(mine.id)).toEqual([{ tagName: 'b', sourceRepositoryId: secret.id }]);
+        await store.setTag(mine.id, 'c', internal.id, 'bob');
+        expect(await store.foreignPrivateTags(mine.id)).toEqual([
+          { tagName: 'b', sourceRepositoryId: secret.id },
+          { tagName: 'c', sourceRepositoryId: other.id },
+        ]);
+        expect(await store.foreignPrivateTags(secret.id)).toEqual([]);
+
+        const taggers = await store.foreignTaggers(hidden.id);
+        expect(taggers.map((t) => [t.repository.id, t.repository.namespace, t.tagName])).toEqual([[mine.id, 'bob', 'zz']]);
+        expect(await store.foreignTaggers(own.id)).toEqual([]);
+        await store.deleteRepository(mine.id);
+        expect(await store.foreignTaggers(hidden.id)).toEqual([]);
+
+        expect(await store.isTagged(secret.id, hidden.id)).toBe(true);
+        expect(await store.isTagged(secret.id, hidden2.id)).toBe(false);
+      });
+
       it('refuses a tag on a commit that does not exist', async () => {
         const repo = await userRepo();
         await expectDomainError(store.setTag(repo.id, 'main', uuidv7(), 'alice'), 'not_found');
@@ -811,6 +845,37 @@ export function metadataStoreContract(name: string, open: OpenStore): void {
         await store.deleteRepository(source.id);
         expect(sorted(await store.reachableChunks(viewerOf([bob.id]), [a, c]))).toEqual([a]);
         expect(sorted(await store.reachableChunks({ repositoryId: source.id }, [a, c]))).toEqual([]);
+      });
+
+      it('reaches the recorded chunks of a manifest while a tag of the repository points at a commit of it', async () => {
+        const alice = await store.ensureUser('alice');
+        const bob = await store.ensureUser('bob');
+        const source = await repoIn(alice.id, 'source', { visibility: 'private' });
+        const borrower = await repoIn(bob.id, 'borrower', { visibility: 'private' });
+        const fork = await repoIn(bob.id, 'fork', { visibility: 'private', forkedFromRepoId: borrower.id });
+        const commit = await commitIn(source);
+        const otherManifest = buildManifest([file('other', chunks(1, 50))]);
+        await store.putManifest(otherManifest);
+        const later: Commit = { ...commit, id: uuidv7(), parentIds: [commit.id], manifestDigest: otherManifest.digest };
+        await store.createCommit(later);
+        await store.recordManifestChunks(commit.manifestDigest, [a, b, a]);
+        await store.recordManifestChunks(commit.manifestDigest, [b]); // idempotent
+        expect(sorted(await store.reachableChunks({ repositoryId: borrower.id }, [a, b, c]))).toEqual([]);
+
+        await store.setTag(borrower.id, 'borrowed', commit.id, 'bob');
+        expect(sorted(await store.reachableChunks({ repositoryId: borrower.id }, [a, b, c]))).toEqual([a, b].sort());
+        expect(sorted(await store.reachableChunks(viewerOf([bob.id]), [a, c]))).toEqual([a]);
+        expect(sorted(await store.reachableChunks(viewerOf([]), [a]))).toEqual([]);
+        // Forks walk recorded repository chunks only: a tag of their source gives them nothing.
+        expect(sorted(await store.reachableChunks({ repositoryId: fork.id }, [a, b]))).toEqual([]);
+
+        // `later` has another manifest: moving the tag takes the reach with it.
+        await store.setTag(borrower.id, 'borrowed', later.id, 'bob');
+        expect(sorted(await store.reachableChunks({ repositoryId: borrower.id }, [a, b]))).toEqual([]);
+        await store.setTag(borrower.id, 'borrowed', commit.id, 'bob');
+        await store.deleteRepository(borrower.id);
+        expect(sorted(await store.reachableChunks('all', [a, b]))).toEqual([]);
+        await expectDomainError(store.recordManifestChunks(commit.manifestDigest, ['not-a-digest']), 'invalid');
       });
 
       it('counts uploads per user from a point in time, refreshed by a second upload', async () => {

@@ -52,7 +52,7 @@ describe('SQLite metadata store', () => {
 
   it('applies each migration once and keeps the data across reopening', async () => {
     const db = openSqliteDatabase(file);
-    expect(await migrateToLatest(db)).toEqual(['0001_initial', '0002_forks_commits_idempotency', '0003_chunk_reachability', '0004_idempotency_bytes', '0005_links_and_titles']);
+    expect(await migrateToLatest(db)).toEqual(['0001_initial', '0002_forks_commits_idempotency', '0003_chunk_reachability', '0004_idempotency_bytes', '0005_links_and_titles', '0006_foreign_tags']);
     await db.destroy();
 
     const first = await openSqliteMetadataStore(file);
@@ -69,6 +69,7 @@ describe('SQLite metadata store', () => {
         { name: '0003_chunk_reachability' },
         { name: '0004_idempotency_bytes' },
         { name: '0005_links_and_titles' },
+        { name: '0006_foreign_tags' },
       ]);
     } finally {
       await again.destroy();
@@ -94,7 +95,7 @@ describe('SQLite metadata store', () => {
               VALUES ('m', 0, 0, ${at})`.execute(db);
     await sql`INSERT INTO commits (id, repository_id, parent_ids, manifest_digest, message, author, created_at)
               VALUES ('c-1', 1, '[]', 'm', 'old', 'alice', ${at})`.execute(db);
-    expect(await migrateToLatest(db)).toEqual(['0002_forks_commits_idempotency', '0003_chunk_reachability', '0004_idempotency_bytes', '0005_links_and_titles']);
+    expect(await migrateToLatest(db)).toEqual(['0002_forks_commits_idempotency', '0003_chunk_reachability', '0004_idempotency_bytes', '0005_links_and_titles', '0006_foreign_tags']);
     await db.destroy();
 
     const store = await openSqliteMetadataStore(file);
@@ -110,7 +111,7 @@ describe('SQLite metadata store', () => {
     const db = openSqliteDatabase(file);
     const upTo0003 = {
       getMigrations: async () => {
-        const { '0004_idempotency_bytes': _idempotency, '0005_links_and_titles': _links, ...released } = migrations;
+        const { '0004_idempotency_bytes': _idempotency, '0005_links_and_titles': _links, '0006_foreign_tags': _tags, ...released } = migrations;
         return released;
       },
     };
@@ -130,7 +131,7 @@ describe('SQLite metadata store', () => {
     await commit('c-fork', 2, ['c-source']);
     await repo(3, 'linked', 'Same', 1, 'c-source');
     await repo(4, 'third', 'Same', null, null);
-    expect(await migrateToLatest(db)).toEqual(['0004_idempotency_bytes', '0005_links_and_titles']);
+    expect(await migrateToLatest(db)).toEqual(['0004_idempotency_bytes', '0005_links_and_titles', '0006_foreign_tags']);
     await db.destroy();
 
     const store = await openSqliteMetadataStore(file);

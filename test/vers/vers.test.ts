@@ -439,3 +439,100 @@ describe('deleting a repository keeps its commits (issue 11)', () => {
     expect(await listed(labs)).not.toContain(last);
   });
 });
+
+describe('a tag never makes data more visible than its source allows (issue 10)', () => {
+  /** dave acting in `intranet`, whose internal repository `secret` holds `cs`. */
+  let intranet: string;
+  let carol: string;
+  let cs: string;
+  let digest: string;
+
+  const nativePatch = (path: string, token: string, json: unknown) => s.api(`/api/v1/repos/${path}`, { method: 'PATCH', token, json });
+  const fetchChunks = (fullName: string, token: string | undefined, digests: string[]) => post(`/repos/${fullName}/chunks/fetch`, token, { digests });
+  const secretFile = (fullName: string, tag: string, token?: string) => get(`/repos/${fullName}/tags/${tag}/files/state.txt`, token);
+
+  beforeAll(async () => {
+    intranet = await s.token('dave', { org: 'intranet' });
+    carol = await s.token('carol');
+    await createRepo(intranet, 'secret');
+    expect((await nativePatch('intranet/secret', intranet, { visibility: 'internal' })).status).toBe(200);
+    cs = await push(intranet, 'intranet/secret', 'main', 'dave secret');
+    const manifest = await (await get(`/repos/intranet/secret/commits/${cs}/manifest`, intranet)).json();
+    digest = manifest.entries[0].chunks[0].digest;
+    // carol (signed in, so she may read the internal commit) owns a public and an internal repository.
+    await createRepo(carol, 'pub');
+    expect((await patch('/repositories/pub/visibility', carol, { is_public: true })).status).toBe(204);
+    await push(carol, 'carol/pub', 'own', 'carol data');
+    await createRepo(carol, 'inner');
+    expect((await nativePatch('carol/inner', carol, { visibility: 'internal' })).status).toBe(200);
+  });
+
+  it("refuses to tag an internal commit of another repository into a public one (422), so no anonymous read gets it", async () => {
+    await expectError(await post('/repositories/pub/tags', carol, { tag_name: 'x', commit_id: cs }), 422, /public repository cannot tag commit .* at most internal/);
+    await expectError(await secretFile('carol/pub', 'x'), 404);
+    // Moving a tag there is the same: the tag stays where it was.
+    await expectError(await patch('/repositories/pub/tags/own', carol, { commit_id: cs }), 422, /at most internal/);
+    const own = await (await get('/repositories/pub/tags/own', carol)).json();
+    expect(own.commit_id).not.toBe(cs);
+    expect(await (await secretFile('carol/pub', 'own')).text()).toBe('carol data');
+  });
+
+  it('tags it into a repository no wider than its source; pulls through that tag read the snapshot, and only while tagged', async () => {
+    const bob = await s.token('bob');
+    expect((await post('/repositories/inner/tags', carol, { tag_name: 'borrowed', commit_id: cs })).status).toBe(201);
+    expect(await (await secretFile('carol/inner', 'borrowed', bob)).text()).toBe('dave secret');
+    // A delta pull through carol/inner answers as the tag does: the manifest and its chunks.
+    const manifest = await get(`/repos/carol/inner/commits/${cs}/manifest`, bob);
+    expect(manifest.status).toBe(200);
+    expect((await manifest.json()).entries[0].chunks[0].digest).toBe(digest);
+    const one = await get(`/repos/carol/inner/chunks/${digest}`, bob);
+    expect(one.status).toBe(200);
+    expect(Buffer.from(await one.arrayBuffer()).toString()).toBe('dave secret');
+    const pack = await fetchChunks('carol/inner', bob, [digest]);
+    expect(pack.status).toBe(200);
+    expect(Buffer.from(await pack.arrayBuffer()).subarray(36).toString()).toBe('dave secret');
+
+    // A reach the tag gave goes with it.
+    expect((await del('/repositories/inner/tags/borrowed', carol)).status).toBe(204);
+    await expectError(await get(`/repos/carol/inner/commits/${cs}/manifest`, bob), 404);
+    await expectError(await get(`/repos/carol/inner/chunks/${digest}`, bob), 404);
+    await expectError(await fetchChunks('carol/inner', bob, [digest]), 404);
+  });
+
+  it('refuses to widen a repository past the data its tags point at, in every dialect that changes visibility', async () => {
+    expect((await post('/repositories/inner/tags', carol, { tag_name: 'borrowed', commit_id: cs })).status).toBe(201);
+    await expectError(await patch('/repositories/inner/visibility', carol, { is_public: true }), 422, /wider than internal.* tag borrowed/);
+    const native = await nativePatch('carol/inner', carol, { visibility: 'public' });
+    expect(native.status).toBe(422);
+    expect(await native.json()).toMatchObject({ success: false, details: { field: 'visibility', visibility: 'public', limit: 'internal', tag: 'borrowed' } });
+    expect((await (await get('/repos/carol/inner', carol)).json()).visibility).toBe('internal');
+    await expectError(await secretFile('carol/inner', 'borrowed'), 404);
+    // A fork of it is held to the same limit: its commit holds the same data.
+    await expectError(await post('/repos/carol/inner/forks', carol, { name: 'inner-pub', visibility: 'public' }), 422, /wider than internal/);
+    const fork = await post('/repos/carol/inner/forks', carol, { name: 'inner-fork' });
+    expect(fork.status).toBe(201);
+    expect((await (await get('/repos/carol/inner-fork', carol)).json()).visibility).toBe('internal');
+
+    // Narrowing is always allowed; once the tag is gone, so is widening.
+    expect((await patch('/repositories/inner/visibility', carol, { is_public: false })).status).toBe(204);
+    expect((await del('/repositories/inner/tags/borrowed', carol)).status).toBe(204);
+    expect((await patch('/repositories/inner/visibility', carol, { is_public: true })).status).toBe(204);
+  });
+
+  it('tags a public commit into any repository, and keeps it public while a wider repository tags it', async () => {
+    expect((await patch(`/commits/${cs}`, intranet, { is_public: true })).status).toBe(200);
+    expect((await post('/repositories/pub/tags', carol, { tag_name: 'shared', commit_id: cs })).status).toBe(201);
+    expect(await (await secretFile('carol/pub', 'shared')).text()).toBe('dave secret');
+    expect((await fetchChunks('carol/pub', undefined, [digest])).status).toBe(200);
+
+    const refused = await patch(`/commits/${cs}`, intranet, { is_public: false });
+    await expectError(refused, 422, /must stay public while carol\/pub:shared, a public repository/);
+    const listed = (await (await get('/commits?limit=1000', intranet)).json()).commits.find((c: { commit_id: string }) => c.commit_id === cs);
+    expect(listed).toMatchObject({ is_public: true });
+
+    expect((await del('/repositories/pub/tags/shared', carol)).status).toBe(204);
+    expect((await patch(`/commits/${cs}`, intranet, { is_public: false })).status).toBe(200);
+    await expectError(await post('/repositories/pub/tags', carol, { tag_name: 'shared', commit_id: cs }), 422);
+    await expectError(await fetchChunks('carol/pub', undefined, [digest]), 404);
+  });
+});

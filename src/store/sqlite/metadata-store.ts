@@ -32,6 +32,7 @@ import type {
 import type {
   ChunkReach,
   CommitPatch,
+  ForeignTag,
   ForkOrder,
   ForkQuery,
   IdempotencyReservation,
@@ -495,6 +496,43 @@ export class SqliteMetadataStore implements MetadataStore {
     );
   }
 
+  async isTagged(repositoryId: number, commitId: string): Promise<boolean> {
+    const row = await this.db
+      .selectFrom('tags')
+      .select('id')
+      .where('repository_id', '=', repositoryId)
+      .where('commit_id', '=', commitId)
+      .executeTakeFirst();
+    return row !== undefined;
+  }
+
+  async foreignPrivateTags(repositoryId: number): Promise<ForeignTag[]> {
+    const rows = await this.db
+      .selectFrom('tags')
+      .innerJoin('commits', 'commits.id', 'tags.commit_id')
+      .select((eb) => [eb.fn.min('tags.name').as('tag_name'), 'commits.repository_id as source_id'])
+      .where('tags.repository_id', '=', repositoryId)
+      .where('commits.repository_id', '!=', repositoryId)
+      .where('commits.is_public', '=', 0)
+      .groupBy('commits.repository_id')
+      .orderBy('commits.repository_id')
+      .execute();
+    return rows.map((r) => ({ tagName: r.tag_name, sourceRepositoryId: r.source_id }));
+  }
+
+  async foreignTaggers(commitId: string): Promise<{ repository: Repository; tagName: string }[]> {
+    const rows = await this.liveRepositories()
+      .innerJoin('tags', 'tags.repository_id', 'repositories.id')
+      .innerJoin('commits', 'commits.id', 'tags.commit_id')
+      .select((eb) => eb.fn.min('tags.name').as('tag_name'))
+      .where('tags.commit_id', '=', commitId)
+      .whereRef('repositories.id', '!=', 'commits.repository_id')
+      .groupBy('repositories.id')
+      .orderBy('repositories.id')
+      .execute();
+    return rows.map((r) => ({ repository: toRepository(r), tagName: r.tag_name }));
+  }
+
   async setTagDescription(repositoryId: number, name: string, description: string): Promise<Tag> {
     return this.transaction(async (tx) => {
       const { numUpdatedRows } = await tx.db
@@ -630,6 +668,20 @@ export class SqliteMetadataStore implements MetadataStore {
     );
   }
 
+  async recordManifestChunks(manifestDigest: string, digests: readonly string[]): Promise<void> {
+    await this.transaction((tx) =>
+      tx.guard(`chunks of manifest ${manifestDigest}`, async () => {
+        for (const batch of batches(unique(digests))) {
+          await tx.db
+            .insertInto('manifest_chunks')
+            .values(batch.map((d) => ({ digest: digestBytes(d), manifest_digest: manifestDigest })))
+            .onConflict((oc) => oc.columns(['digest', 'manifest_digest']).doNothing())
+            .execute();
+        }
+      }),
+    );
+  }
+
   async reachableChunks(from: ChunkReach, digests: readonly string[]): Promise<Set<string>> {
     const start =
       typeof from === 'object' && 'repositoryId' in from
@@ -640,6 +692,9 @@ export class SqliteMetadataStore implements MetadataStore {
       // The walk goes up inherits_from_repo_id from every starting repository, carrying the
       // earliest fork time on the path: an ancestor reaches only chunks recorded by then.
       // Ancestors may be soft-deleted (their commits still make up their forks' snapshots).
+      // Beside that, a starting repository reaches the manifest chunks of the commits its tags
+      // point at now (commits made elsewhere and tagged here; forks do not walk these).
+      const wanted = sql.join(batch.map(digestBytes));
       const { rows } = await sql<{ digest: Buffer }>`
         WITH RECURSIVE reach(id, cutoff) AS (
           SELECT r.id, ${NO_CUTOFF} FROM repositories r WHERE r.deleted_at IS NULL AND ${start}
@@ -648,9 +703,15 @@ export class SqliteMetadataStore implements MetadataStore {
             FROM reach JOIN repositories r ON r.id = reach.id
            WHERE r.inherits_from_repo_id IS NOT NULL
         )
-        SELECT DISTINCT rc.digest FROM repository_chunks rc
+        SELECT rc.digest FROM repository_chunks rc
           JOIN reach ON reach.id = rc.repository_id AND rc.recorded_at <= reach.cutoff
-         WHERE rc.digest IN (${sql.join(batch.map(digestBytes))})`.execute(this.db);
+         WHERE rc.digest IN (${wanted})
+        UNION
+        SELECT mc.digest FROM manifest_chunks mc
+          JOIN commits c ON c.manifest_digest = mc.manifest_digest
+          JOIN tags t ON t.commit_id = c.id
+          JOIN repositories r ON r.id = t.repository_id AND r.deleted_at IS NULL AND ${start}
+         WHERE mc.digest IN (${wanted})`.execute(this.db);
       for (const row of rows) found.add(row.digest.toString('hex'));
     }
     return found;

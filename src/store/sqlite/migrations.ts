@@ -224,6 +224,22 @@ const linksAndTitles = statements([
      ON repositories (namespace_id, display_name) WHERE deleted_at IS NULL`,
 ]);
 
+// Vers tags any commit the caller may read, one made in another repository too. Such a tag makes
+// the commit's snapshot readable through the tagging repository, so a delta pull through it reaches
+// the snapshot's chunks as well, and only while a tag points there (reachableChunks joins the tags
+// of now). Rows are written when such a tag is set; tags set before this migration gain them when
+// set again.
+const foreignTags = statements([
+  // Keyed by digest first, like repository_chunks: lookups ask which manifests reference digests.
+  `CREATE TABLE manifest_chunks (
+     digest          BLOB NOT NULL CHECK (length(digest) = 32),
+     manifest_digest TEXT NOT NULL REFERENCES manifests (digest),
+     PRIMARY KEY (digest, manifest_digest)
+   ) STRICT, WITHOUT ROWID`,
+  // From a manifest to the commits (and through tags_commit, the tags) that hold it.
+  `CREATE INDEX commits_manifest ON commits (manifest_digest)`,
+]);
+
 /** Every migration by name; applied in name order. Exported for tests of an upgrade. */
 export const migrations = {
   '0001_initial': initial,
@@ -231,6 +247,7 @@ export const migrations = {
   '0003_chunk_reachability': chunkReachability,
   '0004_idempotency_bytes': idempotencyBytes,
   '0005_links_and_titles': linksAndTitles,
+  '0006_foreign_tags': foreignTags,
 } as const satisfies Record<string, Migration>;
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

@@ -133,6 +133,13 @@ export interface RepositoryChunkTable {
   recorded_at: Timestamp;
 }
 
+/** One chunk referenced by a manifest that a tag of another repository than its commit's points at. */
+export interface ManifestChunkTable {
+  /** The 32 raw bytes of the SHA-256, as in repository_chunks. */
+  digest: Buffer;
+  manifest_digest: string;
+}
+
 /** A chunk a user sent, which counts as present for that user during the upload grace period. */
 export interface ChunkUploadTable {
   user_id: number;
@@ -153,5 +160,6 @@ export interface Database {
   vms: VmTable;
   idempotency_keys: IdempotencyKeyTable;
   repository_chunks: RepositoryChunkTable;
+  manifest_chunks: ManifestChunkTable;
   chunk_uploads: ChunkUploadTable;
 }
