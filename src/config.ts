@@ -21,6 +21,21 @@ export interface Config {
    * slash), for a server behind a proxy; undefined: each request's own origin.
    */
   readonly publicUrl?: string;
+  /**
+   * How long a client may take to send a request. Pushes of large images upload for hours, so
+   * no deadline covers a whole request: a body only has to keep arriving at a minimum rate.
+   */
+  readonly timeouts: {
+    /** The request line and headers must arrive within this (Node's `headersTimeout`). */
+    readonly headersMs: number;
+    /** A JSON or form body (at most 1 MiB, parsed whole) must arrive within this once reading starts. */
+    readonly bufferedBodyMs: number;
+    /** Over each window this long, a body must bring at least `minBodyBytesPerSecond`. */
+    readonly bodyRateWindowMs: number;
+    readonly minBodyBytesPerSecond: number;
+    /** A connection with no byte in either direction for this long is closed (Node's `timeout`). */
+    readonly idleMs: number;
+  };
 }
 
 export interface ConfigOverrides {
@@ -30,6 +45,14 @@ export interface ConfigOverrides {
 }
 
 type Env = Record<string, string | undefined>;
+
+function positiveInteger(env: Env, name: string, fallback: number): number {
+  const raw = env[name];
+  if (raw === undefined) return fallback;
+  const value = Number(raw);
+  if (!Number.isSafeInteger(value) || value <= 0) throw new Error(`${name} must be a positive integer, got "${raw}"`);
+  return value;
+}
 
 function parsePort(raw: string, source: string): number {
   const port = Number(raw);
@@ -51,8 +74,9 @@ function parsePublicUrl(raw: string): string {
 /**
  * Reads SNAPFORK_HOST, SNAPFORK_PORT (or PORT), SNAPFORK_DATA_DIR, SNAPFORK_JWT_ISSUER,
  * SNAPFORK_JWT_AUDIENCE, SNAPFORK_JWKS_URL with SNAPFORK_JWKS_ISSUER and SNAPFORK_JWKS_AUDIENCE,
- * SNAPFORK_MAX_PUSH_BYTES, SNAPFORK_PUBLIC_URL. Flags of `snapfork serve` (overrides) win over the
- * environment.
+ * SNAPFORK_MAX_PUSH_BYTES, SNAPFORK_PUBLIC_URL, and the timeouts SNAPFORK_HEADERS_TIMEOUT_MS,
+ * SNAPFORK_BODY_TIMEOUT_MS, SNAPFORK_BODY_RATE_WINDOW_MS, SNAPFORK_BODY_MIN_RATE (bytes per second)
+ * and SNAPFORK_IDLE_TIMEOUT_MS. Flags of `snapfork serve` (overrides) win over the environment.
  */
 export function loadConfig(env: Env = process.env, overrides: ConfigOverrides = {}): Config {
   const portRaw = env.SNAPFORK_PORT ?? env.PORT;
@@ -66,11 +90,6 @@ export function loadConfig(env: Env = process.env, overrides: ConfigOverrides = 
     }
     external = Object.freeze({ jwksUrl, issuer, audience });
   }
-  const maxPushRaw = env.SNAPFORK_MAX_PUSH_BYTES;
-  const maxPushBytes = maxPushRaw === undefined ? 1024 ** 4 : Number(maxPushRaw);
-  if (!Number.isSafeInteger(maxPushBytes) || maxPushBytes <= 0) {
-    throw new Error(`SNAPFORK_MAX_PUSH_BYTES must be a positive integer, got "${maxPushRaw}"`);
-  }
   return Object.freeze({
     host: overrides.host ?? env.SNAPFORK_HOST ?? '127.0.0.1',
     port: overrides.port ?? (portRaw === undefined ? 3000 : parsePort(portRaw, 'SNAPFORK_PORT')),
@@ -80,7 +99,15 @@ export function loadConfig(env: Env = process.env, overrides: ConfigOverrides = 
       audience: env.SNAPFORK_JWT_AUDIENCE ?? 'snapfork',
       external,
     }),
-    maxPushBytes,
+    maxPushBytes: positiveInteger(env, 'SNAPFORK_MAX_PUSH_BYTES', 1024 ** 4),
     publicUrl: env.SNAPFORK_PUBLIC_URL ? parsePublicUrl(env.SNAPFORK_PUBLIC_URL) : undefined,
+    timeouts: Object.freeze({
+      headersMs: positiveInteger(env, 'SNAPFORK_HEADERS_TIMEOUT_MS', 30_000),
+      bufferedBodyMs: positiveInteger(env, 'SNAPFORK_BODY_TIMEOUT_MS', 30_000),
+      bodyRateWindowMs: positiveInteger(env, 'SNAPFORK_BODY_RATE_WINDOW_MS', 30_000),
+      // 8 KiB/s (64 kbit/s): far below any real upload, far above a trickle.
+      minBodyBytesPerSecond: positiveInteger(env, 'SNAPFORK_BODY_MIN_RATE', 8 * 1024),
+      idleMs: positiveInteger(env, 'SNAPFORK_IDLE_TIMEOUT_MS', 300_000),
+    }),
   });
 }

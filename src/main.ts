@@ -3,6 +3,7 @@
  * and serves HTTP. The only place (with config.ts) that knows which implementations run.
  */
 import { mkdir } from 'node:fs/promises';
+import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { TokenService } from './auth/token-service.js';
@@ -35,13 +36,24 @@ export async function startServer(config: Config, options: AppOptions = {}): Pro
   const tokens = await TokenService.open(config);
   const app = createApp(createServices(metadata, chunks), tokens, config, options);
 
-  const server = app.listen(config.port, config.host);
+  const { headersMs, idleMs } = config.timeouts;
+  const server = createServer(
+    {
+      headersTimeout: headersMs,
+      // No deadline for a whole request: pushes of large images upload for hours. The body
+      // rate and the deadline of parsed bodies (http/request-limits.ts) cut slow bodies instead.
+      requestTimeout: 0,
+      // Node checks header deadlines on this period (30 s by default, which would double a short one).
+      connectionsCheckingInterval: Math.max(10, Math.ceil(headersMs / 4)),
+    },
+    app,
+  );
+  server.timeout = idleMs;
+  server.listen(config.port, config.host);
   await new Promise<void>((resolve, reject) => {
     server.once('listening', resolve);
     server.once('error', reject);
   });
-  // Pushes of large images may upload for a long time: no request timeout, idle sockets still close.
-  server.requestTimeout = 0;
   const { port } = server.address() as AddressInfo;
   const host = config.host.includes(':') ? `[${config.host}]` : config.host;
 

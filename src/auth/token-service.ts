@@ -9,6 +9,7 @@ import { link, mkdir, open, readFile, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import {
   createRemoteJWKSet,
+  decodeProtectedHeader,
   exportJWK,
   generateKeyPair,
   importJWK,
@@ -21,10 +22,15 @@ import {
 import type { Config } from '../config.js';
 import { fsyncDir } from '../lib/durable-fs.js';
 import { invalid, unauthorized } from '../domain/errors.js';
+import { isNamespaceName } from '../domain/names.js';
 import { SCOPES, type Scope } from '../domain/principal.js';
 
 const ALG = 'EdDSA';
 export const SIGNING_KEY_FILE = 'signing-key.jwk';
+/** The longest lifetime this server signs a token for, so the furthest `exp` it accepts. */
+export const MAX_TOKEN_TTL_SECONDS = 366 * 24 * 3600;
+/** How far the clocks of a token's issuer and of this server may disagree. */
+const CLOCK_SKEW_SECONDS = 60;
 
 export interface TokenClaims {
   /** The login of the user. */
@@ -75,8 +81,8 @@ export class TokenService {
   }
 
   async sign(req: TokenRequest): Promise<string> {
-    if (!Number.isSafeInteger(req.ttlSeconds) || req.ttlSeconds <= 0) {
-      throw invalid('token lifetime must be a positive number of seconds');
+    if (!Number.isSafeInteger(req.ttlSeconds) || req.ttlSeconds <= 0 || req.ttlSeconds > MAX_TOKEN_TTL_SECONDS) {
+      throw invalid(`token lifetime must be from 1 to ${MAX_TOKEN_TTL_SECONDS} seconds (366 days)`);
     }
     const payload: JWTPayload = { scope: req.scopes.join(' ') };
     if (req.org) payload.org = req.org;
@@ -92,8 +98,11 @@ export class TokenService {
   }
 
   /**
-   * Verifies signature, issuer, audience and expiry; throws `unauthorized` otherwise. Only
-   * asymmetric algorithms are accepted, so `alg: none` and HMAC forgeries fail.
+   * Verifies signature, issuer, audience and the times (`exp`, `nbf`, `iat` not in the future,
+   * `exp` no further than MAX_TOKEN_TTL_SECONDS, each with CLOCK_SKEW_SECONDS of slack), and
+   * that `sub` (and `org`, when present) is a valid name; throws `unauthorized` otherwise. Only
+   * asymmetric algorithms are accepted, so `alg: none` and HMAC forgeries fail, and a token
+   * whose header names a key (`kid`) is verified with that key only.
    */
   async verify(token: string): Promise<TokenClaims> {
     let payload: JWTPayload;
@@ -102,37 +111,48 @@ export class TokenService {
     } catch {
       throw unauthorized('invalid or expired token');
     }
-    const sub = payload.sub;
-    if (typeof sub !== 'string' || sub === '' || typeof payload.exp !== 'number') {
-      throw unauthorized('token lacks a subject or an expiry');
+    const { sub, exp, iat } = payload;
+    if (typeof sub !== 'string' || !isNamespaceName(sub) || typeof exp !== 'number') {
+      throw unauthorized('token lacks a valid subject or an expiry');
     }
+    const now = Math.floor(Date.now() / 1000);
+    if (iat !== undefined && iat > now + CLOCK_SKEW_SECONDS) throw unauthorized('token issued in the future');
+    if (exp > now + MAX_TOKEN_TTL_SECONDS + CLOCK_SKEW_SECONDS) throw unauthorized('token expires later than this server allows');
     const scopes = (typeof payload.scope === 'string' ? payload.scope.split(' ') : []).filter(
       (s): s is Scope => (SCOPES as readonly string[]).includes(s),
     );
     const org = typeof payload.org === 'string' && payload.org !== '' ? payload.org : undefined;
-    return { sub, scopes, org, jti: String(payload.jti ?? ''), exp: payload.exp };
+    if (org !== undefined && !isNamespaceName(org)) throw unauthorized('token names an invalid organization');
+    return { sub, scopes, org, jti: String(payload.jti ?? ''), exp };
   }
 
   private async verifyWithAnyKey(token: string): Promise<JWTPayload> {
-    try {
-      const { payload } = await jwtVerify(token, this.publicKey, {
-        algorithms: [ALG],
-        issuer: this.config.issuer,
-        audience: this.config.audience,
-        requiredClaims: ['exp', 'sub'],
-      });
-      return payload;
-    } catch (ownKeyError) {
-      const ext = this.config.external;
-      if (!this.external || !ext) throw ownKeyError;
-      const { payload } = await jwtVerify(token, this.external, {
-        algorithms: ['RS256', 'RS384', 'RS512', 'PS256', 'ES256', 'ES384', 'ES512', 'EdDSA'],
-        issuer: ext.issuer,
-        audience: ext.audience,
-        requiredClaims: ['exp', 'sub'],
-      });
-      return payload;
+    const { kid } = decodeProtectedHeader(token);
+    const ext = this.config.external;
+    // A token that names a key other than ours can only be the external issuer's.
+    if (kid === undefined || kid === this.publicJwk.kid) {
+      try {
+        const { payload } = await jwtVerify(token, this.publicKey, {
+          algorithms: [ALG],
+          issuer: this.config.issuer,
+          audience: this.config.audience,
+          requiredClaims: ['exp', 'sub'],
+          clockTolerance: CLOCK_SKEW_SECONDS,
+        });
+        return payload;
+      } catch (ownKeyError) {
+        if (!this.external || !ext) throw ownKeyError;
+      }
     }
+    if (!this.external || !ext) throw new Error(`no key ${kid} here`);
+    const { payload } = await jwtVerify(token, this.external, {
+      algorithms: ['RS256', 'RS384', 'RS512', 'PS256', 'ES256', 'ES384', 'ES512', 'EdDSA'],
+      issuer: ext.issuer,
+      audience: ext.audience,
+      requiredClaims: ['exp', 'sub'],
+      clockTolerance: CLOCK_SKEW_SECONDS,
+    });
+    return payload;
   }
 }
 

@@ -7,8 +7,10 @@ const REPOSITORY_NAME = /^[A-Za-z0-9_.-]{1,100}$/;
 /** As Vers: 1-64 of letters, digits, `-`, `_`, `.`. */
 const TAG_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
 
+export const isNamespaceName = (name: string): boolean => NAMESPACE_NAME.test(name);
+
 export function assertNamespaceName(name: string): string {
-  if (!NAMESPACE_NAME.test(name)) {
+  if (!isNamespaceName(name)) {
     throw invalid(`invalid name "${name}": 1-39 letters, digits, "-", "_" or ".", starting with a letter or digit`);
   }
   return name;

@@ -1,25 +1,23 @@
 import { randomUUID } from 'node:crypto';
-import { fileURLToPath } from 'node:url';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import * as OpenApiValidator from 'express-openapi-validator';
 import type { TokenService } from '../auth/token-service.js';
 import type { Config } from '../config.js';
 import type { Services } from '../domain/services.js';
-import { authenticate } from './auth.js';
+import { authenticate, principalOf } from './auth.js';
+import { loadContract } from './contract.js';
 import type { Dialect } from './dialect.js';
-import { toHttpError } from './errors.js';
+import { HttpStatusError, toHttpError } from './errors.js';
 import { forgeDialect } from './forge/routes.js';
 import { gitlabDialect } from './gitlab/routes.js';
 import { gitverseDialect } from './gitverse/routes.js';
-import { hashParsedBody } from './body-digest.js';
 import { hashIdempotentBodies, idempotency } from './idempotency.js';
 import { nativeDialect } from './native/routes.js';
 import { MAX_COMMIT_BODY } from './native/transfer-routes.js';
 import { oxenDialect } from './oxen/routes.js';
 import { setPublicUrl } from './public-url.js';
+import { bodyRateWatch, jsonBody, withBodyDeadline, type CutRequest } from './request-limits.js';
 import { versDialect } from './vers/routes.js';
-
-export const OPENAPI_DOCUMENT = fileURLToPath(new URL('../../openapi/snapfork.yaml', import.meta.url));
 
 export interface AppOptions {
   /** Check every answer against openapi/ too (tests turn this on). */
@@ -27,19 +25,41 @@ export interface AppOptions {
   log?: (line: string) => void;
 }
 
+type OpenApiValidatorOptions = Parameters<typeof OpenApiValidator.middleware>[0];
+
 /** Mounted in this order; errors take the envelope of the longest matching prefix. */
 const DIALECTS: readonly Dialect[] = [versDialect, nativeDialect, oxenDialect, forgeDialect, gitlabDialect, gitverseDialect];
 
 const BY_PREFIX_LENGTH = [...DIALECTS].sort((a, b) => b.prefix.length - a.prefix.length);
+const under = (path: string, prefix: string) => prefix === '' || path === prefix || path.startsWith(`${prefix}/`);
+/** The dialect whose paths hold `path`; snapfork's own (native) for a path no dialect holds. */
 const dialectOf = (path: string): Dialect =>
-  BY_PREFIX_LENGTH.find((d) => d.prefix === '' || path === d.prefix || path.startsWith(`${d.prefix}/`)) ?? nativeDialect;
+  BY_PREFIX_LENGTH.find((d) => under(path, d.prefix) && (d.paths ?? ['']).some((p) => under(path, d.prefix + p))) ?? nativeDialect;
 
 export function createApp(services: Services, tokens: TokenService, config: Config, options: AppOptions = {}) {
   const log = options.log ?? ((line: string) => console.error(line));
+  const contract = loadContract();
   const app = express();
   app.disable('x-powered-by');
   app.set('trust proxy', 'loopback');
   setPublicUrl(app, config.publicUrl);
+
+  const sendError = (req: Request, res: Response, err: unknown) => {
+    const e = toHttpError(err);
+    if (e.status >= 500) {
+      log(`[${res.locals.requestId}] ${req.method} ${req.originalUrl}: ${(err as Error)?.stack ?? String(err)}`);
+    }
+    if (res.headersSent) return void res.destroy();
+    for (const [name, value] of Object.entries(e.headers ?? {})) res.setHeader(name, value);
+    // Answered before its body was read (401, 413, 408): close rather than read the rest.
+    if (!req.complete) res.setHeader('Connection', 'close');
+    // baseUrl: a request cut while inside a dialect's router sees only the rest of its path.
+    res.status(e.status).json(dialectOf(req.baseUrl + req.path).errorBody(e));
+  };
+  const cut: CutRequest = (req, res, message) => {
+    if (res.headersSent) return void req.socket.destroy();
+    sendError(req, res, new HttpStatusError(408, message));
+  };
 
   app.use((req, res, next) => {
     const id = req.get('x-request-id') ?? randomUUID();
@@ -48,16 +68,33 @@ export function createApp(services: Services, tokens: TokenService, config: Conf
     next();
   });
   app.get('/.well-known/jwks.json', (_req, res) => void res.json(tokens.jwks()));
+  app.get('/openapi.json', (_req, res) => void res.type('application/json').send(contract.json));
+  app.get('/openapi.yaml', (_req, res) => void res.type('application/yaml').send(contract.yaml));
+
+  // Who is asking comes first, from headers alone: no body is read for a caller who may not send it.
+  app.use(bodyRateWatch(config.timeouts, cut));
+  app.use(authenticate(tokens, services.accounts));
+  app.use((req, res, next) => {
+    if (contract.needsUser(req.method, req.path)) services.policy.requireUser(principalOf(res));
+    next();
+  });
+
+  // Hashing starts before any parser reads a body: an idempotent retry is matched on all of it.
   app.use(hashIdempotentBodies);
-  const json = (limit: number | string) =>
-    express.json({ limit, type: ['application/json', 'application/*+json'], verify: hashParsedBody });
-  // A manifest commit names every chunk of a snapshot; parsed first, the 1 MB parser skips it.
-  app.post(`${nativeDialect.prefix}/repos/:owner/:repo/commits`, json(MAX_COMMIT_BODY));
-  app.use(json('1mb'));
-  for (const dialect of DIALECTS) if (dialect.bodyParsers) app.use(dialect.prefix || '/', ...dialect.bodyParsers);
+  // A manifest commit names every chunk of a snapshot: only a signed-in caller may send that much.
+  const commitBody = jsonBody(MAX_COMMIT_BODY);
+  app.post(`${nativeDialect.prefix}/repos/:owner/:repo/commits`, (req, res, next) =>
+    principalOf(res).kind === 'user' ? commitBody(req, res, next) : next(),
+  );
+  const parsed = (parser: express.RequestHandler) => withBodyDeadline(parser, config.timeouts, cut);
+  app.use(parsed(jsonBody()));
+  for (const dialect of DIALECTS) {
+    for (const parser of dialect.bodyParsers ?? []) app.use(dialect.prefix || '/', parsed(parser));
+  }
   app.use(
     OpenApiValidator.middleware({
-      apiSpec: OPENAPI_DOCUMENT,
+      // The document served at /openapi.json (the validator works on its own deep copy).
+      apiSpec: contract.document as unknown as OpenApiValidatorOptions['apiSpec'],
       validateRequests: { allowUnknownQueryParameters: true },
       validateResponses: options.validateResponses ?? false,
       validateSecurity: false,
@@ -65,19 +102,10 @@ export function createApp(services: Services, tokens: TokenService, config: Conf
       $refParser: { mode: 'dereference' },
     }),
   );
-  app.use(authenticate(tokens, services.accounts));
   app.use(idempotency(services.idempotency));
   for (const dialect of DIALECTS) app.use(dialect.prefix || '/', dialect.routes(services, config));
 
   app.use((_req: Request, _res: Response, next: NextFunction) => next({ status: 404, message: 'not found' }));
-  app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
-    const e = toHttpError(err);
-    if (e.status >= 500) {
-      log(`[${res.locals.requestId}] ${req.method} ${req.originalUrl}: ${(err as Error)?.stack ?? String(err)}`);
-    }
-    if (res.headersSent) return void res.destroy();
-    for (const [name, value] of Object.entries(e.headers ?? {})) res.setHeader(name, value);
-    res.status(e.status).json(dialectOf(req.path).errorBody(e));
-  });
+  app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => sendError(req, res, err));
   return app;
 }

@@ -5,7 +5,7 @@ import { isDomainError } from '../domain/errors.js';
 export interface HttpError {
   status: number;
   message: string;
-  kind: ErrorKind | 'method_not_allowed' | 'unsupported_media_type' | 'range_not_satisfiable' | 'internal';
+  kind: ErrorKind | 'method_not_allowed' | 'request_timeout' | 'unsupported_media_type' | 'range_not_satisfiable' | 'internal';
   details?: Record<string, unknown>;
   headers?: Record<string, string>;
 }
@@ -28,6 +28,7 @@ const KIND_OF_STATUS: Record<number, HttpError['kind']> = {
   403: 'forbidden',
   404: 'not_found',
   405: 'method_not_allowed',
+  408: 'request_timeout',
   409: 'conflict',
   413: 'too_large',
   415: 'unsupported_media_type',

@@ -1,14 +1,35 @@
 import type { Request, Response } from 'express';
+import { invalid } from '../domain/errors.js';
 import type { Page } from '../domain/model.js';
 import { publicBase } from './public-url.js';
 
 export const DEFAULT_PER_PAGE = 30;
 export const MAX_PER_PAGE = 100;
+/**
+ * The bound of every paging parameter (`page`, `per_page`, `limit`, `offset`; the contract says
+ * so too): the int32 range clients send. With at most 1000 rows a page, an offset computed
+ * from it stays an integer that SQLite and a JS number hold exactly.
+ */
+export const MAX_PAGING_INTEGER = 2 ** 31 - 1;
 
-/** `page` (from 1) and `per_page` query parameters as a limit and offset. */
+/** An integer query parameter of at most MAX_PAGING_INTEGER either way; 400 otherwise. */
+export function pagingInteger(req: Request, name: string, fallback: number): number {
+  const raw = req.query[name];
+  if (raw === undefined) return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || Math.abs(value) > MAX_PAGING_INTEGER) {
+    throw invalid(`query ${name} must be an integer of at most ${MAX_PAGING_INTEGER}`);
+  }
+  return value;
+}
+
+/**
+ * `page` (from 1) and `per_page` query parameters as a limit and offset. As GitHub and GitLab,
+ * a page below 1 is the first and a larger `per_page` is MAX_PER_PAGE.
+ */
 export function pageOf(req: Request): Page & { page: number } {
-  const page = Math.max(1, Number(req.query.page ?? 1) || 1);
-  const limit = Math.min(MAX_PER_PAGE, Math.max(1, Number(req.query.per_page ?? DEFAULT_PER_PAGE) || DEFAULT_PER_PAGE));
+  const page = Math.max(1, pagingInteger(req, 'page', 1));
+  const limit = Math.min(MAX_PER_PAGE, Math.max(1, pagingInteger(req, 'per_page', DEFAULT_PER_PAGE) || DEFAULT_PER_PAGE));
   return { page, limit, offset: (page - 1) * limit };
 }
 

@@ -210,6 +210,7 @@ describe('run', () => {
     [['pull', 'alice/data', 'out'], 'snapfork: bad reference "alice/data": expected owner/repo:tag'],
     [['tags', 'a/b', 'c'], 'snapfork: tags: unexpected argument "c"'],
     [['token', 'create', '--user', 'alice', '--scope', 'root'], 'snapfork: bad --scope "root"'],
+    [['token', 'create', '--user', 'alice', '--scope', 'repo:read root'], 'snapfork: bad --scope "root"'],
     [['token', 'create', '--user', 'alice', '--ttl', '1y'], 'snapfork: bad --ttl "1y"'],
     [['token', 'create'], 'snapfork: token create: --user LOGIN is required\n'],
     [['push', '.', 'a/b:c', '--visibility', 'secret'], 'snapfork: bad --visibility "secret"'],
@@ -620,6 +621,19 @@ describe('end to end against a real server', () => {
     expect(pulled.code, pulled.stderr).toBe(0);
     expect(await snapshotTree(out)).toEqual(await snapshotTree(dir));
   }, 60_000);
+
+  it("takes OAuth's space-separated --scope as it takes repeated ones", async () => {
+    const minted = await cli(['token', 'create', '--user', 'alice', '--scope', 'repo:read  repo:write', '--data-dir', join(work, 'data')]);
+    expect(minted.code, minted.stderr).toBe(0);
+    const token = minted.stdout.trim();
+    const payload = JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString('utf8')) as { scope: string };
+    expect(payload.scope).toBe('repo:read repo:write');
+    // The write scope is really there: the token pushes.
+    const file = join(work, 'spaced.txt');
+    await writeFile(file, 'spaced scopes\n');
+    const pushed = await cli(['push', file, 'alice/spaced:v1'], { SNAPFORK_URL: server.url, SNAPFORK_TOKEN: token });
+    expect(pushed.code, pushed.stderr).toBe(0);
+  });
 
   it('prints a server error as one line and exits 1', async () => {
     const r = await cli(['pull', 'alice/missing:v1', join(work, 'never')], env);

@@ -303,8 +303,10 @@ describe('GET /repos/{owner}/{repo}', () => {
     await expectError(await gv('/users/nobody', bob), 404);
   });
 
-  it('speaks its envelope for unknown paths and bad parameters too', async () => {
-    expect(await expectError(await gv('/no/such/path', bob), 404)).toEqual({ message: 'Not Found', documentation_url: expect.any(String) });
+  it('speaks its envelope for unknown paths under its own and bad parameters too', async () => {
+    for (const path of ['/repos/awesome-org/project-x/no/such/path', '/users/bob/nothing', '/avatars']) {
+      expect(await expectError(await gv(path, bob), 404)).toEqual({ message: 'Not Found', documentation_url: expect.any(String) });
+    }
     await expectError(await gv('/repos/awesome-org/project-x/forks?sort=sideways', bob), 400, /sort/);
   });
 });

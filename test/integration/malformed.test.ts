@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { load } from 'js-yaml';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { OPENAPI_DOCUMENT } from '../../src/http/app.js';
+import { OPENAPI_DOCUMENT } from '../../src/http/contract.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 
 interface Operation {

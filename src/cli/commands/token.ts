@@ -14,7 +14,8 @@ export const tokenCreate = defineCommand({
   flagsUsage: '--user LOGIN [--org ORG] [--scope S]... [--ttl 1h] [--data-dir D]',
   summary:
     `Sign a token with the server's key (read from the data directory) and print it.\n` +
-    `Scopes: ${SCOPES.join(', ')} (default ${DEFAULT_SCOPES.join(', ')}). ` +
+    `Scopes: ${SCOPES.join(', ')} (default ${DEFAULT_SCOPES.join(', ')}), as repeated --scope flags or ` +
+    `space-separated in one. ` +
     'TTL: 30s, 15m, 1h, 7d or seconds (default 24h).',
   flags: {
     user: { type: 'string' },
@@ -26,9 +27,11 @@ export const tokenCreate = defineCommand({
   async run(io, _positionals, flags) {
     const user = flags.user;
     if (!user) throw new UsageError('token create: --user LOGIN is required');
-    const bad = flags.scope.find((s) => !isScope(s));
+    // OAuth spells several scopes as one space-separated string: `--scope 'repo:read repo:write'`.
+    const asked = flags.scope.flatMap((s) => s.split(/\s+/)).filter((s) => s !== '');
+    const bad = asked.find((s) => !isScope(s));
     if (bad !== undefined) throw new UsageError(`bad --scope "${bad}": expected one of ${SCOPES.join(', ')}`);
-    const scopes = flags.scope.length > 0 ? [...new Set(flags.scope.filter(isScope))] : DEFAULT_SCOPES;
+    const scopes = asked.length > 0 ? [...new Set(asked.filter(isScope))] : DEFAULT_SCOPES;
     const ttlSeconds = flags.ttl === undefined ? DEFAULT_TTL_SECONDS : parseTtl(flags.ttl);
     const config = configFrom(io, { dataDir: flags['data-dir'] });
     const { mintToken } = await loadServer();

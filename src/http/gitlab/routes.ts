@@ -2,18 +2,18 @@
  * The GitLab dialect (seed 003) under /api/v4: fork a project, list its forks, read it (the
  * polling endpoint of a fork), and link or unlink a fork relationship after the fact.
  */
-import express, { Router, type Request, type Response } from 'express';
+import { Router, type Request, type Response } from 'express';
 import { isDomainError } from '../../domain/errors.js';
 import type { Namespace, Page, Repository } from '../../domain/model.js';
 import type { Principal } from '../../domain/principal.js';
 import type { RepositoryRef } from '../../domain/repository.service.js';
 import type { Services } from '../../domain/services.js';
 import { principalOf } from '../auth.js';
-import { hashParsedBody } from '../body-digest.js';
 import type { Dialect } from '../dialect.js';
 import { HttpStatusError, type HttpError } from '../errors.js';
 import { pageLinks, pageOf } from '../pagination.js';
 import { publicBase } from '../public-url.js';
+import { formBody } from '../request-limits.js';
 import {
   ACCESS_LEVEL,
   asksForAbsentFeature,
@@ -57,7 +57,7 @@ export const gitlabDialect: Dialect = {
   routes: gitlabRoutes,
   errorBody: gitlabErrorBody,
   // GitLab also takes form-encoded bodies (curl -d, python-gitlab's some calls).
-  bodyParsers: [express.urlencoded({ extended: false, limit: '1mb', verify: hashParsedBody })],
+  bodyParsers: [formBody()],
 };
 
 /** Awaits a domain call, answering GitLab's `404 <what> Not Found` when it finds nothing. */

@@ -3,17 +3,17 @@
  * (octokit with `baseUrl` set to this server, PyGithub) work unchanged: repositories, their forks,
  * and the owners and collections their URLs point at.
  */
-import express, { Router, type Request, type RequestHandler, type Response } from 'express';
+import { Router, type Request, type RequestHandler, type Response } from 'express';
 import { isDomainError } from '../../domain/errors.js';
 import type { PageOf, Repository } from '../../domain/model.js';
 import type { Principal } from '../../domain/principal.js';
 import type { Services } from '../../domain/services.js';
 import { principalOf } from '../auth.js';
-import { hashParsedBody } from '../body-digest.js';
 import type { Dialect } from '../dialect.js';
 import { HttpStatusError, type HttpError } from '../errors.js';
 import { linkHeader, pageLinks, pageOf } from '../pagination.js';
 import { publicBase } from '../public-url.js';
+import { jsonBody, MAX_PARSED_BODY } from '../request-limits.js';
 import { ownerJson, repositoryJson, type RepositoryFacts } from './mapping.js';
 
 interface CreateForkRequest {
@@ -40,7 +40,7 @@ export function gitverseErrorBody(e: HttpError) {
  * (`curl -d '{"organization": ...}'` without a Content-Type) arrives form-encoded: read such
  * bodies of /repos/ writes as JSON, and say so to the validator.
  */
-const jsonWhateverTheType = express.json({ type: () => true, limit: '1mb', verify: hashParsedBody });
+const jsonWhateverTheType = jsonBody(MAX_PARSED_BODY, () => true);
 const readBodyAsJson: RequestHandler = (req, res, next) => {
   const formOrNone = !req.is('application/json') && (req.headers['content-type'] === undefined || req.is('application/x-www-form-urlencoded'));
   if (!req.path.startsWith('/repos/') || req.method === 'GET' || !formOrNone) return next();
@@ -52,6 +52,8 @@ const readBodyAsJson: RequestHandler = (req, res, next) => {
 export const gitverseDialect: Dialect = {
   name: 'gitverse',
   prefix: '',
+  // GitHub's paths; every other path at the root is snapfork's own.
+  paths: ['/repos', '/users', '/avatars'],
   routes: gitverseRoutes,
   errorBody: gitverseErrorBody,
   bodyParsers: [readBodyAsJson],

@@ -19,7 +19,8 @@ import { decodedBody, prefersZstd, streamOut } from './streams.js';
 /**
  * JSON bodies of a manifest commit may be this large: a commit names every chunk of a snapshot
  * (~1.3 MB of JSON per GiB of content), so 256 MiB covers ~190 GiB per commit. app.ts parses
- * the commit route with this limit; every other JSON body keeps the 1 MB one.
+ * the commit route of a signed-in caller with this limit; every other JSON body keeps
+ * MAX_PARSED_BODY (request-limits.ts).
  */
 export const MAX_COMMIT_BODY = 256 * 1024 * 1024;
 

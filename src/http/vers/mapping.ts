@@ -1,6 +1,7 @@
 import type { Request } from 'express';
 import type { Commit, Page, Repository, Tag } from '../../domain/model.js';
 import { reference } from '../../domain/names.js';
+import { pagingInteger } from '../pagination.js';
 
 /**
  * Domain objects as Vers' JSON (openapi/snapfork.yaml, the `Vers*` schemas). Vers keeps an unset
@@ -76,8 +77,8 @@ export const DEFAULT_COMMIT_LIMIT = 50;
 /** One answer's bound; the rest is reached with `offset` (reported in `X-Total-Count`). */
 export const MAX_LIMIT = 1000;
 
-/** Vers' `limit` and `offset` query parameters (the validator has checked their types). */
+/** Vers' `limit` and `offset` query parameters; a larger `limit` is MAX_LIMIT. */
 export function limitOffset(req: Request, defaultLimit: number): Page {
-  const limit = Math.min(MAX_LIMIT, Number(req.query.limit ?? defaultLimit));
-  return { limit, offset: Number(req.query.offset ?? 0) };
+  const limit = Math.min(MAX_LIMIT, Math.max(1, pagingInteger(req, 'limit', defaultLimit)));
+  return { limit, offset: Math.max(0, pagingInteger(req, 'offset', 0)) };
 }
