@@ -1,0 +1,76 @@
+/**
+ * What the domain needs from a VM runtime (issue 12): boot a microVM whose root disk is read
+ * lazily from a source the domain provides (a file of a commit, served from the chunk store),
+ * with every write going to the VM's own copy-on-write layer; then pause, resume, exec and stop
+ * it. The QEMU implementation lives in src/runtime/qemu/; nothing here knows QEMU.
+ */
+
+/** Read-only bytes of a VM's base disk, read on demand (never copied whole). */
+export interface DiskSource {
+  /** Length of the disk in bytes. */
+  readonly size: number;
+  /**
+   * `length` bytes from `offset` (offset + length <= size). MUST verify what it returns (the
+   * chunk store checks every chunk's digest) and reject rather than return wrong bytes.
+   */
+  read(offset: number, length: number): Promise<Buffer>;
+}
+
+export interface VmSpec {
+  /** The VM's id (a UUID): names its work directory and its process. */
+  id: string;
+  vcpuCount: number;
+  memSizeMib: number;
+  /** The base root disk (a raw ext4 image); the VM writes to its own overlay above it. */
+  disk: DiskSource;
+  /** A fresh identity per VM: a snapshot booted twice must not share these. */
+  identity: { hostname: string; machineId: string };
+}
+
+export type RuntimeVmState = 'booting' | 'running' | 'paused' | 'dead';
+
+export interface ExecRequest {
+  command: readonly string[];
+  env?: Readonly<Record<string, string>>;
+  stdin?: Buffer;
+  workingDir?: string;
+  /** The command is killed after this long; the answer then carries exit code 124. */
+  timeoutSecs?: number;
+}
+
+export interface ExecResult {
+  exitCode: number;
+  /** At most MAX_EXEC_OUTPUT bytes of each stream; `truncated` says when more was cut. */
+  stdout: Buffer;
+  stderr: Buffer;
+  truncated: boolean;
+}
+
+/** The most output of one exec stream that is kept and answered. */
+export const MAX_EXEC_OUTPUT = 4 * 1024 * 1024;
+
+export interface RunningVm {
+  readonly id: string;
+  /** The state of the process behind the VM, as of now. */
+  state(): RuntimeVmState;
+  /** Freezes the vCPUs (memory stays). Idempotent. */
+  pause(): Promise<void>;
+  /** Resumes a paused VM. Idempotent. */
+  resume(): Promise<void>;
+  /** Runs a command through the guest agent. `conflict` when the VM is not running. */
+  exec(request: ExecRequest): Promise<ExecResult>;
+  /** Ends the VM's process and removes its work directory (overlay included). Idempotent. */
+  stop(): Promise<void>;
+  /** Called once when the process exits for any reason other than stop(). */
+  onExit(listener: (reason: string) => void): void;
+}
+
+export interface VmRuntime {
+  /**
+   * Boots a VM and resolves once its guest agent answers (state `running`). Rejects (and leaves
+   * no process or file behind) when the boot fails or takes longer than the runtime's limit.
+   */
+  start(spec: VmSpec): Promise<RunningVm>;
+  /** Stops every VM this runtime started (server shutdown): no VM outlives its server. */
+  close(): Promise<void>;
+}
