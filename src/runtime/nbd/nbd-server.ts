@@ -101,7 +101,6 @@ interface Outcome {
 /** The client broke a MUST of the protocol: the connection is dropped (a hard disconnect). */
 class ProtocolViolation extends Error {}
 
-
 class NbdConnection {
   private readonly reader: SocketReader;
   private noZeroes = false;
