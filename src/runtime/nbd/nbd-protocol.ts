@@ -58,7 +58,6 @@ export const NBD_REP_ERR_TOO_BIG = 0x80000009;
 
 // Information types of NBD_REP_INFO.
 export const NBD_INFO_EXPORT = 0;
-export const NBD_INFO_NAME = 1;
 export const NBD_INFO_BLOCK_SIZE = 3;
 
 // Commands.
