@@ -70,7 +70,7 @@ describe('QemuRuntime', () => {
     leftover = { dir: leftoverDir, pid: orphan.pid!, exited: once(orphan, 'exit') };
     await writeFile(join(leftover.dir, 'qemu.pid'), `${leftover.pid}\n`);
 
-    runtime = new QemuRuntime({ runtimeDir, assetsDir: assets, exportDisk: exportImage });
+    runtime = await QemuRuntime.open({ runtimeDir, assetsDir: assets, exportDisk: exportImage });
     [vmA, vmB] = await Promise.all([runtime.start(await spec('vm-a')), runtime.start(await spec('vm-b'))]);
   });
 
@@ -174,14 +174,15 @@ describe('QemuRuntime', () => {
   it('rejects a boot that fails, with the console saying why, and leaves nothing behind', async () => {
     const notExt4 = join(dir, 'zeros.img');
     await writeFile(notExt4, Buffer.alloc(1024 * 1024));
-    const failing = new QemuRuntime({
-      runtimeDir,
+    const failingDir = join(dir, 'vms-failing');
+    const failing = await QemuRuntime.open({
+      runtimeDir: failingDir,
       assetsDir: await buildVmAssets(),
       exportDisk: async () => ({ filename: notExt4, close: async () => undefined }),
     });
     try {
       await expect(failing.start(await spec('vm-c'))).rejects.toThrow(/did not boot: QEMU (exited|shut down)[^]*cannot mount \/dev\/vda/);
-      expect(await readdir(runtimeDir)).toEqual([]);
+      expect(await readdir(failingDir)).toEqual([]);
     } finally {
       await failing.close();
     }

@@ -7,7 +7,7 @@
  *
  * ```
  * <runtimeDir>/
- * └── <vm id>/            removed by stop(), or by the first start() after a server crash
+ * └── <vm id>/            removed by stop(), or by the next open() after a server crash
  *     ├── qemu.pid        the QEMU process id, which is also its process group id
  *     ├── disk.sock       where the base disk is served (NBD), the overlay's backing
  *     ├── overlay.qcow2   everything the VM writes; the base disk is never written
@@ -17,7 +17,7 @@
  * ```
  *
  * No VM outlives its server: close() stops them all, a process 'exit' handler kills what is
- * left, and after a crash (when no handler ran) the first start() kills every QEMU still
+ * left, and after a crash (when no handler ran) the next server's open() kills every QEMU still
  * running in a leftover work directory and removes it.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
@@ -67,13 +67,27 @@ export class QemuRuntime implements VmRuntime {
   private readonly agentTimeoutMs: number;
   /** TCG's TSC ticks at the host's rate; telling the kernel spares a calibration that can hang. */
   private readonly tscKhz = hostTscKhz();
-  private swept: Promise<void> | undefined;
   private closed = false;
   private readonly killAllOnExit = () => {
     for (const vm of this.vms) vm.killAtExit();
   };
 
-  constructor(private readonly options: QemuRuntimeOptions) {
+  /**
+   * A runtime over `options.runtimeDir`, which it owns alone (one server per directory): what a
+   * previous server left there is killed and removed first.
+   */
+  static async open(options: QemuRuntimeOptions): Promise<QemuRuntime> {
+    const runtime = new QemuRuntime(options);
+    try {
+      await runtime.sweepLeftovers();
+    } catch (error) {
+      await runtime.close();
+      throw error;
+    }
+    return runtime;
+  }
+
+  private constructor(private readonly options: QemuRuntimeOptions) {
     // Absolute: QEMU runs in the work directory, and a leftover QEMU is recognised by its cwd.
     this.runtimeDir = resolve(options.runtimeDir);
     this.assetsDir = resolve(options.assetsDir);
@@ -92,7 +106,6 @@ export class QemuRuntime implements VmRuntime {
     const kernel = join(this.assetsDir, 'vmlinux');
     const initrd = join(this.assetsDir, 'initrd.cpio');
     await assertReadable([kernel, initrd], this.assetsDir);
-    await (this.swept ??= this.sweepLeftovers());
     const workDir = join(this.runtimeDir, spec.id);
     try {
       await mkdir(workDir);
@@ -215,9 +228,12 @@ export class QemuVm implements RunningVm {
     return this.paused ? 'paused' : 'running';
   }
 
-  /** Why the process ended, when it ended without this runtime killing it. */
+  /**
+   * Why the process ended, when it ended without this runtime killing it. A guest that shut
+   * down counts even if the kill came while QEMU was still exiting (it closes its sockets first).
+   */
   get endedUnasked(): string | undefined {
-    return this.killSent && this.killedBySignal ? undefined : this.exitReason;
+    return this.shutdownReason !== undefined || !(this.killSent && this.killedBySignal) ? this.exitReason : undefined;
   }
 
   /**
