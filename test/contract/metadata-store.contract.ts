@@ -15,6 +15,7 @@ import type {
   PageOf,
   Repository,
   Vm,
+  VmState,
 } from '../../src/domain/model.js';
 import type { ForkQuery, MetadataStore, NewRepository, StoredResponse, ViewerFilter } from '../../src/store/types.js';
 
@@ -83,6 +84,20 @@ export function metadataStoreContract(name: string, open: OpenStore): void {
       store.createRepository({ namespaceId, name: repoName, visibility: 'public', description: '', ...more });
 
     /** A user and one of their repositories. */
+    /** A VM of `repo`'s namespace started from `commit`, created now by the suite's clock. */
+    const vmOf = (repo: Repository, commit: Commit, state: VmState): Vm => ({
+      id: uuidv7(),
+      commitId: commit.id,
+      repositoryId: repo.id,
+      namespaceId: repo.namespaceId,
+      state,
+      labels: {},
+      vcpuCount: 1,
+      memSizeMib: 256,
+      createdAt: now(),
+      deletedAt: null,
+    });
+
     async function userRepo(login = 'alice', repoName = 'data'): Promise<Repository> {
       return repoIn((await store.ensureUser(login)).id, repoName);
     }
@@ -616,14 +631,11 @@ export function metadataStoreContract(name: string, open: OpenStore): void {
         await expectDomainError(store.deleteCommit(commit.id), 'not_found');
 
         const booted = await commitIn(source);
-        await store.createVm({
-          id: uuidv7(),
-          commitId: booted.id,
-          repositoryId: source.id,
-          namespaceId: source.namespaceId,
-          state: 'running',
-          createdAt: new Date().toISOString(),
-        });
+        const vm = vmOf(source, booted, 'running');
+        await store.createVm(vm);
+        await expectDomainError(store.deleteCommit(booted.id), 'conflict');
+        // A deleted VM's row stays, and so does the commit it was started from.
+        await store.deleteVm(vm.id);
         await expectDomainError(store.deleteCommit(booted.id), 'conflict');
         expect(await store.getCommit(booted.id)).toEqual(booted);
       });
@@ -1000,22 +1012,77 @@ export function metadataStoreContract(name: string, open: OpenStore): void {
     });
 
     describe('vms', () => {
-      it('creates a VM once and reads it back', async () => {
+      it('creates a VM once and reads it back, size and labels included', async () => {
         const repo = await userRepo();
         const commit = await commitIn(repo);
-        const vm: Vm = {
-          id: uuidv7(),
-          commitId: commit.id,
-          repositoryId: repo.id,
-          namespaceId: repo.namespaceId,
-          state: 'sleeping',
-          createdAt: new Date().toISOString(),
-        };
+        const vm: Vm = { ...vmOf(repo, commit, 'sleeping'), labels: { team: 'ml', 'ci run': 'ünïcode' }, vcpuCount: 2, memSizeMib: 512 };
         await store.createVm(vm);
         expect(await store.getVm(vm.id)).toEqual(vm);
         expect(await store.getVm(uuidv7())).toBeUndefined();
         await expectDomainError(store.createVm(vm), 'conflict');
         await expectDomainError(store.createVm({ ...vm, id: uuidv7(), commitId: uuidv7() }), 'not_found');
+      });
+
+      it("lists a namespace's live VMs oldest first, without deleted ones or another namespace's", async () => {
+        const repo = await userRepo('alice');
+        const bobs = await userRepo('bob');
+        const commit = await commitIn(repo);
+        const first = vmOf(repo, commit, 'running');
+        tick();
+        const second = vmOf(repo, commit, 'sleeping');
+        tick();
+        const third = vmOf(repo, commit, 'paused');
+        // Created out of order: the list follows created_at, not insertion.
+        for (const vm of [third, first, second, vmOf(bobs, await commitIn(bobs), 'running')]) await store.createVm(vm);
+
+        expect(await store.listVms(repo.namespaceId)).toEqual([first, second, third]);
+        expect(await store.deleteVm(second.id)).toBe(true);
+        expect((await store.listVms(repo.namespaceId)).map((v) => v.id)).toEqual([first.id, third.id]);
+        expect(await store.listVms(repo.namespaceId + 1000)).toEqual([]);
+      });
+
+      it('records state changes of live VMs only', async () => {
+        const repo = await userRepo();
+        const vm = vmOf(repo, await commitIn(repo), 'booting');
+        await store.createVm(vm);
+        expect(await store.setVmState(vm.id, 'running')).toBe(true);
+        expect((await store.getVm(vm.id))?.state).toBe('running');
+        expect(await store.setVmState(uuidv7(), 'paused')).toBe(false);
+        await store.deleteVm(vm.id);
+        expect(await store.setVmState(vm.id, 'running')).toBe(false);
+        expect((await store.getVm(vm.id))?.state).toBe('dead');
+      });
+
+      it("soft-deletes a VM once, stamped with the store's clock, and keeps its row", async () => {
+        const repo = await userRepo();
+        const vm = vmOf(repo, await commitIn(repo), 'running');
+        await store.createVm(vm);
+        tick();
+        const deletedAt = now();
+        expect(await store.deleteVm(vm.id)).toBe(true);
+        expect(await store.getVm(vm.id)).toEqual({ ...vm, state: 'dead', deletedAt });
+        tick();
+        expect(await store.deleteVm(vm.id)).toBe(false);
+        expect((await store.getVm(vm.id))?.deletedAt).toBe(deletedAt);
+        expect(await store.deleteVm(uuidv7())).toBe(false);
+      });
+
+      it('marks dead the live VMs left booting, running or paused, and only those', async () => {
+        const repo = await userRepo();
+        const commit = await commitIn(repo);
+        const vms = {
+          booting: vmOf(repo, commit, 'booting'),
+          running: vmOf(repo, commit, 'running'),
+          paused: vmOf(repo, commit, 'paused'),
+          sleeping: vmOf(repo, commit, 'sleeping'),
+          dead: vmOf(repo, commit, 'dead'),
+        };
+        for (const vm of Object.values(vms)) await store.createVm(vm);
+        const marked = await store.markRunningVmsDead();
+        expect(marked.sort()).toEqual([vms.booting.id, vms.running.id, vms.paused.id].sort());
+        for (const name of ['booting', 'running', 'paused', 'dead'] as const) expect((await store.getVm(vms[name].id))?.state).toBe('dead');
+        expect((await store.getVm(vms.sleeping.id))?.state).toBe('sleeping');
+        expect(await store.markRunningVmsDead()).toEqual([]);
       });
     });
   });
