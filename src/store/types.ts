@@ -312,6 +312,11 @@ export interface MetadataStore {
    * `commitId`, by id, each with the first such tag by name.
    */
   foreignTaggers(commitId: string): Promise<{ repository: Repository; tagName: string }[]>;
+  /**
+   * The tags named `name` in the namespace's live repositories, each with its repository, by
+   * repository name, at most `limit` of them (Vers names a tag without its repository).
+   */
+  tagsNamed(namespaceId: number, name: string, limit: number): Promise<{ repository: Repository; tag: Tag }[]>;
   /** Changes a tag's description; `not_found` when the tag does not exist. */
   setTagDescription(repositoryId: number, name: string, description: string): Promise<Tag>;
   /** Removes a tag (logged); false when it did not exist. */

@@ -83,7 +83,6 @@ export function metadataStoreContract(name: string, open: OpenStore): void {
     const repoIn = (namespaceId: number, repoName: string, more: Partial<NewRepository> = {}) =>
       store.createRepository({ namespaceId, name: repoName, visibility: 'public', description: '', ...more });
 
-    /** A user and one of their repositories. */
     /** A VM of `repo`'s namespace started from `commit`, created now by the suite's clock. */
     const vmOf = (repo: Repository, commit: Commit, state: VmState): Vm => ({
       id: uuidv7(),
@@ -98,6 +97,7 @@ export function metadataStoreContract(name: string, open: OpenStore): void {
       deletedAt: null,
     });
 
+    /** A user and one of their repositories. */
     async function userRepo(login = 'alice', repoName = 'data'): Promise<Repository> {
       return repoIn((await store.ensureUser(login)).id, repoName);
     }
@@ -642,6 +642,25 @@ export function metadataStoreContract(name: string, open: OpenStore): void {
     });
 
     describe('tags', () => {
+      it("finds the tags of a name across a namespace's live repositories, by repository name, up to a limit", async () => {
+        const zeta = await userRepo('alice', 'zeta');
+        const alice = zeta.namespaceId;
+        const alpha = await repoIn(alice, 'alpha');
+        const gone = await repoIn(alice, 'gone');
+        const other = await userRepo('bob', 'alpha');
+        for (const repo of [zeta, alpha, gone, other]) await store.setTag(repo.id, 'v1', (await commitIn(repo)).id, 'alice');
+        await store.setTag(alpha.id, 'v2', (await commitIn(alpha)).id, 'alice');
+        await store.deleteRepository(gone.id);
+
+        const found = await store.tagsNamed(alice, 'v1', 10);
+        expect(found.map((f) => f.repository.name)).toEqual(['alpha', 'zeta']);
+        expect(found[0]?.tag).toEqual(await store.getTag(alpha.id, 'v1'));
+        expect(found[0]?.repository).toEqual(await store.getRepositoryById(alpha.id));
+        expect((await store.tagsNamed(alice, 'v1', 1)).map((f) => f.repository.name)).toEqual(['alpha']);
+        expect((await store.tagsNamed(alice, 'v2', 10)).map((f) => f.tag.name)).toEqual(['v2']);
+        expect(await store.tagsNamed(alice, 'v3', 10)).toEqual([]);
+      });
+
       it('creates, moves and deletes a tag, logging each change newest first', async () => {
         const repo = await userRepo();
         const one = await commitIn(repo);

@@ -534,6 +534,30 @@ export class SqliteMetadataStore implements MetadataStore {
     return rows.map((r) => ({ repository: toRepository(r), tagName: r.tag_name }));
   }
 
+  async tagsNamed(namespaceId: number, name: string, limit: number): Promise<{ repository: Repository; tag: Tag }[]> {
+    const rows = await this.liveRepositories()
+      .innerJoin('tags', 'tags.repository_id', 'repositories.id')
+      .select(['tags.id as tag_id', 'tags.name as tag_name', 'tags.commit_id as tag_commit_id', 'tags.description as tag_description'])
+      .select(['tags.created_at as tag_created_at', 'tags.updated_at as tag_updated_at'])
+      .where('repositories.namespace_id', '=', namespaceId)
+      .where('tags.name', '=', name)
+      .orderBy('repositories.name')
+      .limit(limit)
+      .execute();
+    return rows.map((r) => ({
+      repository: toRepository(r),
+      tag: toTag({
+        id: r.tag_id,
+        repository_id: r.id,
+        name: r.tag_name,
+        commit_id: r.tag_commit_id,
+        description: r.tag_description,
+        created_at: r.tag_created_at,
+        updated_at: r.tag_updated_at,
+      }),
+    }));
+  }
+
   async setTagDescription(repositoryId: number, name: string, description: string): Promise<Tag> {
     return this.transaction(async (tx) => {
       const { numUpdatedRows } = await tx.db
