@@ -1,0 +1,266 @@
+import { randomInt } from 'node:crypto';
+import type { Socket } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { invalid } from '../../domain/errors.js';
+import { MAX_EXEC_OUTPUT, type ExecRequest, type ExecResult } from '../../domain/ports/vm-runtime.js';
+import { readLines } from './json-lines.js';
+
+/**
+ * The longest answer line accepted: qemu-ga keeps at most 16 MiB of each output stream of a
+ * guest-exec (GUEST_EXEC_MAX_OUTPUT in qga/commands.c), which guest-exec-status sends base64
+ * encoded (4/3 larger), both streams in one line.
+ */
+const MAX_QGA_LINE = 48 * 1024 * 1024;
+
+/** qemu-ga prefixes the answer to guest-sync-delimited with this byte, which UTF-8 never holds. */
+const DELIMITER = 0xff;
+
+/** How often an unanswered guest-sync-delimited is sent again while waiting (the agent may restart). */
+const RESYNC_INTERVAL_MS = 2_000;
+
+/** Polls of guest-exec-status start this fast (most commands end within milliseconds)... */
+const FIRST_POLL_MS = 5;
+/** ...and back off to this, which also bounds how late a timeout's kill is sent. */
+const MAX_POLL_MS = 200;
+
+/** The environment of every exec; the request's variables are added to (or replace) these. */
+const BASE_ENV: Readonly<Record<string, string>> = {
+  PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+  HOME: '/root',
+};
+
+/** The exit code of a command killed at its timeout, as coreutils' `timeout` answers. */
+export const TIMEOUT_EXIT_CODE = 124;
+
+interface ExecStatus {
+  exited: boolean;
+  exitcode?: number;
+  signal?: number;
+  'out-data'?: string;
+  'err-data'?: string;
+  'out-truncated'?: boolean;
+  'err-truncated'?: boolean;
+}
+
+interface InFlight {
+  resolve: (value: unknown) => void;
+  reject: (error: Error) => void;
+}
+
+/**
+ * A client of qemu-guest-agent over its virtio-serial channel
+ * (https://qemu-project.gitlab.io/qemu/interop/qemu-ga-ref.html). The protocol has no request
+ * ids: answers come in the order of commands, so commands run one at a time, and after a command
+ * that timed out (its answer may still come) the channel is resynchronised with
+ * guest-sync-delimited and a random id before the next one.
+ */
+export class QgaClient {
+  private queue: Promise<unknown> = Promise.resolve();
+  private inFlight: InFlight | undefined;
+  /** Set while waiting for the answer to guest-sync-delimited with this id. */
+  private syncing: { id: number; done: () => void } | undefined;
+  private desynced = true;
+  private closedBy: Error | undefined;
+
+  constructor(
+    private readonly socket: Socket,
+    /** How long one command may go unanswered before the guest is taken to be hung. */
+    private readonly commandTimeoutMs: number,
+  ) {
+    readLines(socket, MAX_QGA_LINE, (line) => this.receive(line));
+    socket.on('error', (error) => this.fail(error));
+    socket.on('close', () => this.fail(new Error('guest agent connection closed')));
+  }
+
+  /**
+   * Waits until the agent answers (it starts late in the guest's boot; what is written before
+   * stays queued in the channel), then checks it with guest-ping. Rejects at `deadline` (ms since
+   * the epoch), when `gaveUp()` says the VM is gone, or when the connection closes.
+   */
+  async waitReady(deadline: number, gaveUp: () => boolean): Promise<void> {
+    await this.serialized(async () => {
+      while (this.desynced) {
+        if (gaveUp()) throw new Error('the VM exited before its guest agent answered');
+        const left = deadline - Date.now();
+        if (left <= 0) throw new Error('the guest agent did not answer in time');
+        await this.sync(Math.min(left, RESYNC_INTERVAL_MS));
+      }
+    });
+    await this.command('guest-ping');
+  }
+
+  /** Runs one agent command and resolves with its `return` value (rejects with the agent's error). */
+  command(name: string, args?: Record<string, unknown>): Promise<unknown> {
+    return this.serialized(async () => {
+      if (this.desynced) await this.sync(this.commandTimeoutMs);
+      if (this.desynced) throw new Error('the guest agent does not answer');
+      return this.send(name, args);
+    });
+  }
+
+  /**
+   * Runs a command in the guest (guest-exec, then guest-exec-status polled with backoff) and
+   * answers its exit code and output, each stream cut at MAX_EXEC_OUTPUT bytes. The command runs
+   * through `setsid`, so that it leads its own process group: at its timeout the whole group is
+   * killed (children that would hold the output pipes open too) and the answer is exit code 124.
+   * `beforePoll` runs before each poll (the VM waits there while paused). A command the guest
+   * cannot find exits 127.
+   */
+  async exec(request: ExecRequest, beforePoll: () => Promise<void>): Promise<ExecResult> {
+    const started = Date.now();
+    const deadline = request.timeoutSecs === undefined ? Infinity : started + request.timeoutSecs * 1000;
+    const { pid } = (await this.command('guest-exec', {
+      path: 'setsid',
+      arg: guestArgs(request),
+      env: guestEnv(request.env),
+      'input-data': (request.stdin ?? Buffer.alloc(0)).toString('base64'),
+      'capture-output': true,
+    })) as { pid: number };
+    let killed = false;
+    for (let wait = FIRST_POLL_MS; ; wait = Math.min(wait * 1.5, MAX_POLL_MS)) {
+      await beforePoll();
+      const status = (await this.command('guest-exec-status', { pid })) as ExecStatus;
+      if (status.exited) return execResult(status, killed);
+      if (!killed && Date.now() >= deadline) {
+        killed = true;
+        // A negative pid names the process group that setsid made the command lead.
+        await this.command('guest-exec', { path: 'kill', arg: ['-KILL', `-${pid}`] });
+        continue;
+      }
+      await sleep(killed ? wait : Math.max(0, Math.min(wait, deadline - Date.now())));
+    }
+  }
+
+  /** Closes the connection; pending and later commands reject. Idempotent. */
+  close(): void {
+    this.fail(new Error('guest agent connection closed'));
+    this.socket.destroy();
+  }
+
+  private serialized<T>(run: () => Promise<T>): Promise<T> {
+    const result = this.queue.then(run);
+    this.queue = result.catch(() => undefined);
+    return result;
+  }
+
+  /** Sends one command and waits for the next answer line; on timeout the channel is marked desynced. */
+  private send(name: string, args?: Record<string, unknown>): Promise<unknown> {
+    if (this.closedBy) return Promise.reject(this.closedBy);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.inFlight = undefined;
+        this.desynced = true;
+        reject(new Error(`the guest agent did not answer ${name} within ${this.commandTimeoutMs} ms`));
+      }, this.commandTimeoutMs);
+      const settle =
+        <A>(done: (value: A) => void) =>
+        (value: A) => {
+          clearTimeout(timer);
+          done(value);
+        };
+      this.inFlight = { resolve: settle(resolve), reject: settle(reject) };
+      this.socket.write(JSON.stringify({ execute: name, ...(args && { arguments: args }) }) + '\n');
+    });
+  }
+
+  /**
+   * Sends 0xFF (which resets the agent's JSON parser after a half-written command) and
+   * guest-sync-delimited with a fresh random id, then drops every line until the delimited
+   * answer carrying that id: whatever a timed-out command answered late is skipped this way.
+   * Leaves `desynced` set when no answer comes within `timeoutMs`.
+   */
+  private async sync(timeoutMs: number): Promise<void> {
+    this.assertOpen();
+    const id = randomInt(1, 2 ** 47);
+    const answered = new Promise<void>((resolve) => (this.syncing = { id, done: resolve }));
+    this.socket.write(Buffer.concat([Buffer.of(DELIMITER), Buffer.from(JSON.stringify({ execute: 'guest-sync-delimited', arguments: { id } }) + '\n')]));
+    const timeout = new AbortController();
+    await Promise.race([answered, sleep(timeoutMs, undefined, { signal: timeout.signal }).catch(() => undefined)]);
+    timeout.abort();
+    this.syncing = undefined;
+    this.assertOpen();
+  }
+
+  private assertOpen(): void {
+    if (this.closedBy) throw this.closedBy;
+  }
+
+  private receive(line: Buffer): void {
+    if (this.syncing) {
+      const delimiter = line.lastIndexOf(DELIMITER);
+      if (delimiter === -1) return;
+      const answer = parse(line.subarray(delimiter + 1));
+      if (answer?.return === this.syncing.id) {
+        this.desynced = false;
+        this.syncing.done();
+      }
+      return;
+    }
+    const inFlight = this.inFlight;
+    this.inFlight = undefined;
+    if (!inFlight) return; // the late answer of a timed-out command; a sync precedes the next one
+    const answer = parse(line);
+    const error = answer?.error as { desc?: string } | undefined;
+    if (!answer) inFlight.reject(new Error('the guest agent sent a line that is not JSON'));
+    else if (error) inFlight.reject(new Error(`guest agent: ${error.desc ?? 'error'}`));
+    else inFlight.resolve(answer.return);
+  }
+
+  private fail(error: Error): void {
+    if (this.closedBy) return;
+    this.closedBy = error;
+    this.inFlight?.reject(error);
+    this.inFlight = undefined;
+    this.syncing?.done();
+  }
+}
+
+function parse(line: Buffer): Record<string, unknown> | undefined {
+  try {
+    const value: unknown = JSON.parse(line.toString('utf8'));
+    return typeof value === 'object' && value !== null ? (value as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** What setsid runs: the command itself, or a shell that enters the working directory first. */
+function guestArgs({ command, workingDir }: ExecRequest): string[] {
+  if (command.length === 0) throw invalid('the command is empty');
+  const args = workingDir === undefined ? [...command] : ['sh', '-c', 'cd -- "$1" && shift && exec "$@"', 'sh', workingDir, ...command];
+  // The agent passes C strings: a NUL would silently cut an argument short.
+  if (args.some((arg) => arg.includes('\0'))) throw invalid('a command argument holds a NUL character');
+  return args;
+}
+
+/** guest-exec's `env` replaces the whole environment, so the defaults are always sent along. */
+function guestEnv(env: Readonly<Record<string, string>> | undefined): string[] {
+  const merged = { ...BASE_ENV, ...env };
+  return Object.entries(merged).map(([name, value]) => {
+    if (name === '' || name.includes('=') || name.includes('\0') || value.includes('\0')) {
+      throw invalid(`environment variable "${name}" cannot be passed (empty name, '=' in the name or a NUL)`);
+    }
+    return `${name}=${value}`;
+  });
+}
+
+function execResult(status: ExecStatus, killedAtTimeout: boolean): ExecResult {
+  const stdout = decodeBounded(status['out-data']);
+  const stderr = decodeBounded(status['err-data']);
+  const exitCode =
+    killedAtTimeout && status.signal !== undefined ? TIMEOUT_EXIT_CODE : (status.exitcode ?? 128 + (status.signal ?? 0));
+  return {
+    exitCode,
+    stdout: stdout.bytes,
+    stderr: stderr.bytes,
+    truncated: stdout.truncated || stderr.truncated || !!status['out-truncated'] || !!status['err-truncated'],
+  };
+}
+
+/** Decodes at most MAX_EXEC_OUTPUT bytes of base64, never the whole of a longer string. */
+function decodeBounded(base64: string | undefined): { bytes: Buffer; truncated: boolean } {
+  if (base64 === undefined) return { bytes: Buffer.alloc(0), truncated: false };
+  const maxChars = Math.ceil(MAX_EXEC_OUTPUT / 3) * 4;
+  const bytes = Buffer.from(base64.slice(0, maxChars), 'base64');
+  return { bytes: bytes.subarray(0, MAX_EXEC_OUTPUT), truncated: base64.length > maxChars || bytes.length > MAX_EXEC_OUTPUT };
+}
