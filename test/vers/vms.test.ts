@@ -113,15 +113,16 @@ describe('the VM API before any boot', () => {
     expect(vm).toEqual({ vm_id, owner_id: await ownerIdOf(s, alice), state: 'sleeping', created_at: expect.any(String), labels: {} });
     for (const path of ['/vms', '/vm']) expect(await (await vers.get(path, alice)).json()).toEqual([vm]);
 
-    // Neither bob nor alice acting in labs owns it: 404, as for a VM that does not exist.
-    for (const token of [bob, labs]) {
-      await expectError(await vers.get(`/vm/${vm_id}/status`, token), 404, `vm ${vm_id} not found`);
-      await expectError(await vers.post(`/vm/${vm_id}/exec`, token, { command: ['true'] }), 404);
-      await expectError(await vers.patch(`/vm/${vm_id}/state`, token, { state: 'Paused' }), 404);
-      await expectError(await vers.del(`/vm/${vm_id}`, token), 404);
-      expect(await (await vers.get('/vms', token)).json()).toEqual([]);
-    }
+    // bob is no member of alice's namespace: 404, as for a VM that does not exist.
+    await expectError(await vers.get(`/vm/${vm_id}/status`, bob), 404, `vm ${vm_id} not found`);
+    await expectError(await vers.post(`/vm/${vm_id}/exec`, bob, { command: ['true'] }), 404);
+    await expectError(await vers.patch(`/vm/${vm_id}/state`, bob, { state: 'Paused' }), 404);
+    await expectError(await vers.del(`/vm/${vm_id}`, bob), 404);
+    expect(await (await vers.get('/vms', bob)).json()).toEqual([]);
     await expectError(await vers.get(`/vm/${randomUUID()}/status`, alice), 404);
+    // Acting in labs, alice lists labs' VMs, yet still reaches her own by id.
+    expect(await (await vers.get('/vms', labs)).json()).toEqual([]);
+    expect((await vers.get(`/vm/${vm_id}/status`, labs)).status).toBe(200);
 
     await expectError(await vers.post(`/vm/${vm_id}/exec`, alice, { command: ['true'] }), 409, /is sleeping/);
     await expectError(await vers.patch(`/vm/${vm_id}/state`, alice, { state: 'Paused' }), 409);
@@ -173,7 +174,7 @@ describe('a VM booted from a pushed root disk, with the real QEMU runtime', () =
     bob = await s.token('bob');
     expect((await vers.post('/repositories', labs, { name: 'os' })).status).toBe(201);
     // The guest's own root disk as the tag's rootfs.img, streamed through the native tar push.
-    const body = Readable.from(tar.create({ cwd: assets, portable: true }, ['rootfs.img']) as unknown as AsyncIterable<Buffer>);
+    const body = Readable.from(tar.create({ cwd: assets, portable: true }, ['rootfs.img']));
     const pushed = await s.api('/api/v1/repos/labs/os/tags/v1/archive', { method: 'PUT', token: labs, body, headers: { 'content-type': 'application/x-tar' } });
     expect(pushed.status).toBe(201);
     commitId = (await pushed.json()).commit_id;
@@ -217,14 +218,22 @@ describe('a VM booted from a pushed root disk, with the real QEMU runtime', () =
     expect(await exec(vm1, { command: ['cat', '/root/note'] })).toMatchObject({ stdout: 'kept\n' });
   });
 
-  it('answers 404 to anyone outside the owning namespace, for every call', async () => {
-    for (const token of [bob, await s.token('alice')]) {
+  it('answers 404 to anyone outside the owning namespace, for every call; another member of labs reaches it', async () => {
+    const bobInLabs = await s.token('bob', { org: 'labs' });
+    for (const token of [bob, bobInLabs]) {
       await expectError(await vers.get(`/vm/${vm1}/status`, token), 404);
       await expectError(await vers.post(`/vm/${vm1}/exec`, token, { command: ['true'] }), 404);
       await expectError(await vers.patch(`/vm/${vm1}/state`, token, { state: 'Paused' }), 404);
       await expectError(await vers.del(`/vm/${vm1}`, token), 404);
-      expect(await (await vers.get('/vms', token)).json()).toEqual([]);
     }
+    expect(await (await vers.get('/vms', bob)).json()).toEqual([]);
+    await expectError(await vers.get('/vms', bobInLabs), 403);
+
+    const carol = await s.token('carol', { org: 'labs' });
+    expect((await s.api('/api/v1/orgs/labs/members/carol', { method: 'PUT', token: labs, json: { role: 'member' } })).status).toBe(200);
+    expect((await (await vers.get('/vms', carol)).json()).map((v: { vm_id: string }) => v.vm_id)).toEqual([vm1]);
+    const res = await vers.post(`/vm/${vm1}/exec`, carol, { command: ['cat', '/root/note'] });
+    expect(await res.json()).toMatchObject({ exit_code: 0, stdout: 'kept\n' });
     expect(await stateOf(vm1)).toBe('running');
   });
 
