@@ -56,7 +56,8 @@ type Env = Record<string, string | undefined>;
 function integerAtLeast(min: number, env: Env, name: string, fallback: number): number {
   const raw = env[name];
   if (raw === undefined) return fallback;
-  const value = Number(raw);
+  // Number('') is 0: an empty value is a mistake, not a zero.
+  const value = raw.trim() === '' ? NaN : Number(raw);
   if (!Number.isSafeInteger(value) || value < min) {
     throw new Error(`${name} must be ${min > 0 ? 'a positive' : 'a non-negative'} integer, got "${raw}"`);
   }
