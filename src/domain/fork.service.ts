@@ -122,7 +122,7 @@ export class ForkService {
       const commits = [...commitFor.values()];
       let vm: Vm | null = null;
       if (input.withVm && commits[0]) {
-        // No hypervisor runs yet: the VM is recorded asleep on its commit until a runtime wakes it.
+        // Recorded asleep on its commit: booting a forked VM on its first use is still to come.
         vm = {
           id: uuidv4(),
           commitId: commits[0].id,
