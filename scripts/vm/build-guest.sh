@@ -47,9 +47,11 @@ apt_update() {
 }
 
 ensure_packages() {
-  local pkg missing=()
+  local pkg installed missing=()
+  # One dpkg-query for all: it names each installed package with its state.
+  installed=$'\n'$(dpkg-query -W -f='${Package} ${db:Status-Status}\n' "${PACKAGES[@]}" 2>/dev/null || true)$'\n'
   for pkg in "${PACKAGES[@]}"; do
-    [[ $(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null) == installed ]] || missing+=("$pkg")
+    [[ $installed == *$'\n'"$pkg installed"$'\n'* ]] || missing+=("$pkg")
   done
   ((${#missing[@]})) || return 0
   apt_update
@@ -60,11 +62,19 @@ ensure_packages() {
 # Sets kernel_pkg (linux-image-6.x.y-N-amd64, what linux-image-amd64 depends on), its Debian
 # version and kernel_version (its `uname -r`). Reads the local apt lists; updates them only
 # when they do not know linux-image-amd64 yet (a fresh machine).
+kernel_dependency() {
+  apt-cache show --no-all-versions linux-image-amd64 2>/dev/null | awk '/^Depends:/ && !n++'
+}
 resolve_kernel() {
-  apt-cache show linux-image-amd64 >/dev/null 2>&1 || apt_update
-  kernel_pkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-6/ && !n++ {print $2}')
-  [[ -n $kernel_pkg ]] || die "linux-image-amd64 depends on no linux-image-6.* package"
-  kernel_pkg_version=$(apt-cache show --no-all-versions "$kernel_pkg" | awk '/^Version:/ && !n++ {print $2}')
+  local depends
+  depends=$(kernel_dependency) || { apt_update && depends=$(kernel_dependency); }
+  # "Depends: linux-image-6.1.0-57-amd64 (= 6.1.192-3)": the metapackage pins the version.
+  [[ $depends =~ (linux-image-6[^ ,]*)( \(= ([^\)]+)\))? ]] ||
+    die "linux-image-amd64 depends on no linux-image-6.* package"
+  kernel_pkg=${BASH_REMATCH[1]}
+  kernel_pkg_version=${BASH_REMATCH[3]}
+  [[ -n $kernel_pkg_version ]] ||
+    kernel_pkg_version=$(apt-cache show --no-all-versions "$kernel_pkg" | awk '/^Version:/ && !n++ {print $2}')
   kernel_version=${kernel_pkg#linux-image-}
 }
 
@@ -97,8 +107,8 @@ up_to_date() {
     "$assets/assets.json" 2>/dev/null) == "$stamp" ]]
 }
 
-# Prints the path of the kernel package in the cache, downloading it when absent. A stale apt
-# list may name a version the mirror no longer has: then update and resolve again, once.
+# Prints the path of the kernel package in the cache, downloading it when absent; fails when
+# the download does.
 kernel_deb() {
   local deb=$cache/${kernel_pkg}_${kernel_pkg_version//:/%3a}_amd64.deb
   if [[ ! -f $deb ]]; then
@@ -106,7 +116,7 @@ kernel_deb() {
     log "downloading $kernel_pkg $kernel_pkg_version"
     # Root downloads unsandboxed: the _apt user cannot write into the cache directory.
     (cd "$cache" && apt-get download -qq -o APT::Sandbox::User=root "$kernel_pkg=$kernel_pkg_version") >&2 ||
-      die "apt-get download $kernel_pkg=$kernel_pkg_version failed"
+      return 1
     find "$cache" -name 'linux-image-*.deb' ! -path "$deb" -delete # keep only the one in use
   fi
   echo "$deb"
@@ -366,16 +376,25 @@ main() {
   resolve_kernel
   busybox=$(busybox_path)
   [[ -x $busybox ]] || die "busybox-static installed no /bin/busybox"
+  ! ldd "$AGENT" | grep 'not found' || die "$AGENT needs a library this host lacks"
   stamp=$(inputs_stamp)
   if up_to_date; then
     log "up to date in $assets ($kernel_version)"
     return 0
   fi
 
+  rm -rf "$assets"/.build.* # left by a build that was killed; ours holds the lock
   work=$(mktemp -d "$assets/.build.XXXXXX") # same file system as the assets: renames are atomic
   trap 'rm -rf "$work"' EXIT
   local deb
-  deb=$(kernel_deb)
+  if ! deb=$(kernel_deb); then
+    # Old apt lists may name a version the mirror has dropped: update, resolve, try once more.
+    $apt_updated && die "cannot download $kernel_pkg $kernel_pkg_version"
+    apt_update
+    resolve_kernel
+    stamp=$(inputs_stamp)
+    deb=$(kernel_deb) || die "cannot download $kernel_pkg $kernel_pkg_version"
+  fi
   log "building for kernel $kernel_version into $assets"
   dpkg-deb -x "$deb" "$work/kernel"
   mkdir -p "$work/out"

@@ -10,7 +10,7 @@ import { copyFile, mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isDomainError } from '../../src/domain/errors.js';
-import type { VmSpec } from '../../src/domain/ports/vm-runtime.js';
+import { MAX_EXEC_OUTPUT, type VmSpec } from '../../src/domain/ports/vm-runtime.js';
 import type { ExportDisk } from '../../src/runtime/qemu/disk-export.js';
 import { QemuRuntime, type QemuVm } from '../../src/runtime/qemu/qemu-runtime.js';
 import { buildVmAssets, fileDisk } from '../support/vm-assets.js';
@@ -116,6 +116,13 @@ describe('QemuRuntime', () => {
     expect(result.exitCode).toBe(124);
     const left = await vmA.exec({ command: ['sh', '-c', 'ps -o args | grep -c "^sleep 600" || true'] });
     expect(text(left.stdout)).toBe('0\n');
+  });
+
+  it('cuts output at MAX_EXEC_OUTPUT and says so', async () => {
+    const result = await vmA.exec({ command: ['head', '-c', String(MAX_EXEC_OUTPUT + 100), '/dev/zero'] });
+    expect(result.exitCode).toBe(0);
+    expect(result.stdout.length).toBe(MAX_EXEC_OUTPUT);
+    expect(result.truncated).toBe(true);
   });
 
   it('keeps writes in the VM overlay across execs, never in the base image', async () => {

@@ -12,10 +12,10 @@
  * with simple replies it then takes that sector's 512 bytes from the socket whatever length it
  * asked for: an export that ended mid-sector would desynchronise its reply stream.
  *
- * Memory per connection is bounded: at most MAX_READS_IN_FLIGHT reads and MAX_BYTES_IN_FLIGHT
- * bytes are between being asked of the disk and being handed to the kernel; past that the
- * server stops reading requests, and SocketReader stops the client. Replies go out as reads
- * complete, matched to requests by cookie, as the protocol allows.
+ * Memory per connection is bounded: at most MAX_REQUESTS_IN_FLIGHT requests, and replies of
+ * MAX_BYTES_IN_FLIGHT bytes, are between being received and being handed to the kernel; past
+ * that the server stops reading requests, and SocketReader stops the client. Replies go out as
+ * they are ready, matched to requests by cookie, as the protocol allows.
  */
 import { createServer, type Socket } from 'node:net';
 import type { DiskSource } from '../../domain/ports/vm-runtime.js';
@@ -33,7 +33,7 @@ const KNOWN_CLIENT_FLAGS = nbd.NBD_FLAG_C_FIXED_NEWSTYLE | nbd.NBD_FLAG_C_NO_ZER
 /** Option data a client may send: an export name (4096 bytes at most) and a few info requests. */
 const MAX_OPTION_DATA = 16 * 1024;
 /** QEMU keeps up to 16 requests outstanding per connection; more would only queue here. */
-const MAX_READS_IN_FLIGHT = 16;
+const MAX_REQUESTS_IN_FLIGHT = 16;
 /** Two maximal reads: enough to keep the disk and the socket busy at once. */
 const MAX_BYTES_IN_FLIGHT = 2 * nbd.MAX_PAYLOAD_SIZE;
 const SECTOR_SIZE = 512;
@@ -45,7 +45,7 @@ export interface NbdServerOptions {
   exportName?: string;
   /** Connections served at once; more are refused. */
   maxConnections?: number;
-  /** Told of every failed `disk.read` (the client was answered EIO), to be logged. */
+  /** Told of every failed `disk.read` (the client was answered EIO), to be logged; must not throw. */
   onReadError?: (error: unknown, range: { offset: number; length: number }) => void;
 }
 
@@ -78,6 +78,8 @@ export async function serveNbd(socketPath: string, disk: DiskSource, options: Nb
       resolve();
     });
   });
+  // A failed accept (EMFILE, say) costs that one client its connection; the server listens on.
+  server.on('error', () => undefined);
   return {
     socketPath,
     size: exportSize,
@@ -90,6 +92,12 @@ export async function serveNbd(socketPath: string, disk: DiskSource, options: Nb
   };
 }
 
+/** How a request is answered: an error value (0 for success) and, for a read, its bytes. */
+interface Outcome {
+  error: number;
+  data?: Buffer;
+}
+
 /** The client broke a MUST of the protocol: the connection is dropped (a hard disconnect). */
 class ProtocolViolation extends Error {}
 
@@ -97,9 +105,9 @@ class ProtocolViolation extends Error {}
 class NbdConnection {
   private readonly reader: SocketReader;
   private noZeroes = false;
-  private readsInFlight = 0;
+  private inFlight = 0;
   private bytesInFlight = 0;
-  private readFinished: (() => void) | undefined;
+  private answered: (() => void) | undefined;
 
   constructor(
     private readonly socket: Socket,
@@ -246,67 +254,71 @@ class NbdConnection {
         case nbd.NBD_CMD_READ:
           // No command flag applies: FUA was not offered and DF needs structured replies.
           if (flags !== 0 || length > nbd.MAX_PAYLOAD_SIZE || offset + BigInt(length) > BigInt(this.exportSize)) {
-            void this.reply(cookie, nbd.NBD_EINVAL);
+            await this.answer(cookie, 0, async () => ({ error: nbd.NBD_EINVAL }));
           } else {
-            await this.admit(length);
-            void this.serveRead(cookie, Number(offset), length);
+            await this.answer(cookie, length, () => this.read(Number(offset), length));
           }
           break;
         case nbd.NBD_CMD_WRITE:
           // The payload follows the request and must be consumed to find the next request.
           if (!(await this.reader.skip(length))) return;
-          void this.reply(cookie, nbd.NBD_EPERM);
+          await this.answer(cookie, 0, async () => ({ error: nbd.NBD_EPERM }));
           break;
         case nbd.NBD_CMD_TRIM:
         case nbd.NBD_CMD_WRITE_ZEROES:
-          void this.reply(cookie, nbd.NBD_EPERM);
+          await this.answer(cookie, 0, async () => ({ error: nbd.NBD_EPERM }));
           break;
         case nbd.NBD_CMD_FLUSH:
-          void this.reply(cookie, flags === 0 ? 0 : nbd.NBD_EINVAL);
+          await this.answer(cookie, 0, async () => ({ error: flags === 0 ? 0 : nbd.NBD_EINVAL }));
           break;
         case nbd.NBD_CMD_DISC:
-          // No reply; the reads already asked for are still answered before the connection ends.
-          while (this.readsInFlight > 0) await this.nextReadFinished();
+          // No reply; the requests already made are still answered before the connection ends.
+          while (this.inFlight > 0) await this.nextAnswered();
           this.socket.end();
           return;
         default:
-          void this.reply(cookie, nbd.NBD_EINVAL);
+          await this.answer(cookie, 0, async () => ({ error: nbd.NBD_EINVAL }));
       }
     }
   }
 
-  /** Waits for room for a read of `length` bytes, then counts it in flight. */
-  private async admit(length: number): Promise<void> {
-    while (this.readsInFlight >= MAX_READS_IN_FLIGHT || (this.readsInFlight > 0 && this.bytesInFlight + length > MAX_BYTES_IN_FLIGHT)) {
-      await this.nextReadFinished();
+  /**
+   * Waits for room, then answers in the background. The request counts in flight, with the
+   * `bytes` its reply carries, until the reply has been handed to the kernel: a client that
+   * does not read its replies soon stops being read from.
+   */
+  private async answer(cookie: Buffer, bytes: number, outcome: () => Promise<Outcome>): Promise<void> {
+    while (this.inFlight >= MAX_REQUESTS_IN_FLIGHT || (this.inFlight > 0 && this.bytesInFlight + bytes > MAX_BYTES_IN_FLIGHT)) {
+      await this.nextAnswered();
     }
-    this.readsInFlight++;
-    this.bytesInFlight += length;
+    this.inFlight++;
+    this.bytesInFlight += bytes;
+    void outcome()
+      .then(({ error, data }) => this.reply(cookie, error, data))
+      .then(() => {
+        this.inFlight--;
+        this.bytesInFlight -= bytes;
+        const answered = this.answered;
+        this.answered = undefined;
+        answered?.();
+      });
   }
 
-  private nextReadFinished(): Promise<void> {
-    return new Promise((resolve) => (this.readFinished = resolve));
+  private nextAnswered(): Promise<void> {
+    return new Promise((resolve) => (this.answered = resolve));
   }
 
   /**
-   * Reads the range and answers it; a failed read, or one that returns the wrong number of bytes,
-   * is answered EIO with no payload, so the client never receives bytes that are not the disk's.
-   * The read stays counted in flight until its reply has been handed to the kernel.
+   * A read's outcome. A failed read, or one that returns the wrong number of bytes, is answered
+   * EIO with no payload, so the client never receives bytes that are not the disk's.
    */
-  private async serveRead(cookie: Buffer, offset: number, length: number): Promise<void> {
-    let data: Buffer | undefined;
+  private async read(offset: number, length: number): Promise<Outcome> {
     try {
-      data = await this.readPadded(offset, length);
+      return { error: 0, data: await this.readPadded(offset, length) };
     } catch (e) {
-      data = undefined;
       this.onReadError?.(e, { offset, length });
+      return { error: nbd.NBD_EIO };
     }
-    await this.reply(cookie, data ? 0 : nbd.NBD_EIO, data);
-    this.readsInFlight--;
-    this.bytesInFlight -= length;
-    const finished = this.readFinished;
-    this.readFinished = undefined;
-    finished?.();
   }
 
   /** The export's bytes: the disk's, then zeros to the end of its last sector. */

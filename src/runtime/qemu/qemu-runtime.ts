@@ -61,6 +61,8 @@ const execFileAsync = promisify(execFile);
 
 export class QemuRuntime implements VmRuntime {
   private readonly vms = new Set<QemuVm>();
+  private readonly runtimeDir: string;
+  private readonly assetsDir: string;
   private readonly bootTimeoutMs: number;
   private readonly agentTimeoutMs: number;
   /** TCG's TSC ticks at the host's rate; telling the kernel spares a calibration that can hang. */
@@ -70,9 +72,6 @@ export class QemuRuntime implements VmRuntime {
   private readonly killAllOnExit = () => {
     for (const vm of this.vms) vm.killAtExit();
   };
-
-  private readonly runtimeDir: string;
-  private readonly assetsDir: string;
 
   constructor(private readonly options: QemuRuntimeOptions) {
     // Absolute: QEMU runs in the work directory, and a leftover QEMU is recognised by its cwd.
@@ -114,18 +113,18 @@ export class QemuRuntime implements VmRuntime {
       return vm;
     } catch (error) {
       let reason = error instanceof Error ? error.message : String(error);
-      let console = '';
+      let consoleText = '';
       if (vm) {
         await vm.halt();
         // A QEMU that ended by itself failed the step that was waiting (a closed socket, say): its end is the news.
         reason = vm.endedUnasked ? `QEMU ${vm.endedUnasked}` : reason;
-        console = await consoleTail(workDir);
+        consoleText = await consoleTail(workDir);
         await vm.stop();
       } else {
         await backing?.close();
         await rm(workDir, { recursive: true, force: true });
       }
-      throw new Error(`VM ${spec.id} did not boot: ${reason}${console && `\n--- console ---\n${console}`}`, { cause: error });
+      throw new Error(`VM ${spec.id} did not boot: ${reason}${consoleText && `\n--- console ---\n${consoleText}`}`, { cause: error });
     }
   }
 
