@@ -1,4 +1,4 @@
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 
 /** Everything snapfork reads from its environment, parsed once and frozen. */
 export interface Config {
@@ -36,6 +36,13 @@ export interface Config {
     /** A connection with no byte in either direction for this long is closed (Node's `timeout`). */
     readonly idleMs: number;
   };
+  readonly vms: {
+    /** The guest's `vmlinux` and `initrd.cpio` (scripts/vm/build-guest.sh builds them there). */
+    readonly assetsDir: string;
+    /** Caps on VMs booting or running at once (paused ones hold their memory, so they count); 0 runs none. */
+    readonly maxRunning: number;
+    readonly maxRunningPerOwner: number;
+  };
 }
 
 export interface ConfigOverrides {
@@ -46,13 +53,18 @@ export interface ConfigOverrides {
 
 type Env = Record<string, string | undefined>;
 
-function positiveInteger(env: Env, name: string, fallback: number): number {
+function integerAtLeast(min: number, env: Env, name: string, fallback: number): number {
   const raw = env[name];
   if (raw === undefined) return fallback;
-  const value = Number(raw);
-  if (!Number.isSafeInteger(value) || value <= 0) throw new Error(`${name} must be a positive integer, got "${raw}"`);
+  // Number('') is 0: an empty value is a mistake, not a zero.
+  const value = raw.trim() === '' ? NaN : Number(raw);
+  if (!Number.isSafeInteger(value) || value < min) {
+    throw new Error(`${name} must be ${min > 0 ? 'a positive' : 'a non-negative'} integer, got "${raw}"`);
+  }
   return value;
 }
+const positiveInteger = (env: Env, name: string, fallback: number) => integerAtLeast(1, env, name, fallback);
+const nonNegativeInteger = (env: Env, name: string, fallback: number) => integerAtLeast(0, env, name, fallback);
 
 function parsePort(raw: string, source: string): number {
   const port = Number(raw);
@@ -76,7 +88,8 @@ function parsePublicUrl(raw: string): string {
  * SNAPFORK_JWT_AUDIENCE, SNAPFORK_JWKS_URL with SNAPFORK_JWKS_ISSUER and SNAPFORK_JWKS_AUDIENCE,
  * SNAPFORK_MAX_PUSH_BYTES, SNAPFORK_PUBLIC_URL, and the timeouts SNAPFORK_HEADERS_TIMEOUT_MS,
  * SNAPFORK_BODY_TIMEOUT_MS, SNAPFORK_BODY_RATE_WINDOW_MS, SNAPFORK_BODY_MIN_RATE (bytes per second)
- * and SNAPFORK_IDLE_TIMEOUT_MS. Flags of `snapfork serve` (overrides) win over the environment.
+ * and SNAPFORK_IDLE_TIMEOUT_MS, and for VMs SNAPFORK_VM_ASSETS and the caps SNAPFORK_VM_MAX_RUNNING
+ * and SNAPFORK_VM_MAX_RUNNING_PER_OWNER. Flags of `snapfork serve` (overrides) win over the environment.
  */
 export function loadConfig(env: Env = process.env, overrides: ConfigOverrides = {}): Config {
   const portRaw = env.SNAPFORK_PORT ?? env.PORT;
@@ -90,10 +103,11 @@ export function loadConfig(env: Env = process.env, overrides: ConfigOverrides = 
     }
     external = Object.freeze({ jwksUrl, issuer, audience });
   }
+  const dataDir = resolve(overrides.dataDir ?? env.SNAPFORK_DATA_DIR ?? 'storage');
   return Object.freeze({
     host: overrides.host ?? env.SNAPFORK_HOST ?? '127.0.0.1',
     port: overrides.port ?? (portRaw === undefined ? 3000 : parsePort(portRaw, 'SNAPFORK_PORT')),
-    dataDir: resolve(overrides.dataDir ?? env.SNAPFORK_DATA_DIR ?? 'storage'),
+    dataDir,
     auth: Object.freeze({
       issuer: env.SNAPFORK_JWT_ISSUER ?? 'snapfork',
       audience: env.SNAPFORK_JWT_AUDIENCE ?? 'snapfork',
@@ -108,6 +122,11 @@ export function loadConfig(env: Env = process.env, overrides: ConfigOverrides = 
       // 8 KiB/s (64 kbit/s): far below any real upload, far above a trickle.
       minBodyBytesPerSecond: positiveInteger(env, 'SNAPFORK_BODY_MIN_RATE', 8 * 1024),
       idleMs: positiveInteger(env, 'SNAPFORK_IDLE_TIMEOUT_MS', 300_000),
+    }),
+    vms: Object.freeze({
+      assetsDir: resolve(env.SNAPFORK_VM_ASSETS ?? join(dataDir, 'vm-assets')),
+      maxRunning: nonNegativeInteger(env, 'SNAPFORK_VM_MAX_RUNNING', 8),
+      maxRunningPerOwner: nonNegativeInteger(env, 'SNAPFORK_VM_MAX_RUNNING_PER_OWNER', 4),
     }),
   });
 }

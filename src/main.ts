@@ -1,6 +1,7 @@
 /**
- * The composition root: opens the stores under the data directory, wires the domain services,
- * and serves HTTP. The only place (with config.ts) that knows which implementations run.
+ * The composition root: opens the stores under the data directory, wires the domain services
+ * over them and the QEMU runtime, and serves HTTP. The only place (with config.ts) that knows
+ * which implementations run.
  */
 import { mkdir } from 'node:fs/promises';
 import { createServer } from 'node:http';
@@ -13,16 +14,21 @@ import { AccountService } from './domain/account.service.js';
 import type { Scope } from './domain/principal.js';
 import { createServices } from './domain/services.js';
 import { createApp, type AppOptions } from './http/app.js';
+import { serveNbd } from './runtime/nbd/nbd-server.js';
+import type { ExportDisk } from './runtime/qemu/disk-export.js';
+import { QemuRuntime } from './runtime/qemu/qemu-runtime.js';
 import { openFsChunkStore } from './store/fs/chunk-store.js';
 import { openSqliteMetadataStore } from './store/sqlite/metadata-store.js';
 
 export const METADATA_FILE = 'snapfork.db';
 export const CHUNKS_DIR = 'chunks';
+/** One work directory per running VM (src/runtime/qemu). */
+export const VMS_DIR = 'vms';
 
 export interface RunningServer {
   /** Base URL, e.g. http://127.0.0.1:3000 (the real port when 0 was asked for). */
   url: string;
-  /** Stops accepting connections, lets requests in flight finish, then closes the stores. */
+  /** Stops accepting connections, lets requests in flight finish, stops every VM, then closes the stores. */
   close(): Promise<void>;
 }
 
@@ -34,7 +40,18 @@ export async function startServer(config: Config, options: AppOptions = {}): Pro
   const metadata = await openSqliteMetadataStore(join(config.dataDir, METADATA_FILE));
   const chunks = await openFsChunkStore(join(config.dataDir, CHUNKS_DIR));
   const tokens = await TokenService.open(config);
-  const app = createApp(createServices(metadata, chunks), tokens, config, options);
+  const log = options.log ?? ((line: string) => console.error(line));
+  // Each VM's base disk is served to its QEMU over NBD, read from the chunks as the guest reads it.
+  const exportDisk: ExportDisk = async (disk, socketPath) => {
+    const nbd = await serveNbd(socketPath, disk, {
+      onReadError: (error, { offset, length }) => log(`VM disk read of ${length} bytes at ${offset} failed: ${String(error)}`),
+    });
+    return { filename: `nbd+unix:///?socket=${socketPath}`, close: () => nbd.close() };
+  };
+  const runtime = new QemuRuntime({ runtimeDir: join(config.dataDir, VMS_DIR), assetsDir: config.vms.assetsDir, exportDisk });
+  const services = createServices(metadata, chunks, { runtime, caps: config.vms });
+  await services.vms.reconcile();
+  const app = createApp(services, tokens, config, options);
 
   const { headersMs, idleMs } = config.timeouts;
   const server = createServer(
@@ -65,6 +82,9 @@ export async function startServer(config: Config, options: AppOptions = {}): Pro
       const timer = setTimeout(() => server.closeAllConnections(), SHUTDOWN_GRACE_MS);
       await drained;
       clearTimeout(timer);
+      // Every VM is stopped before the stores its disks are read from close.
+      await services.vms.close();
+      await runtime.close();
       await chunks.close();
       await metadata.close();
     })());

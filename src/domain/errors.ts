@@ -10,6 +10,7 @@ export type ErrorKind =
   | 'conflict' // clashes with the current state (409)
   | 'too_large' // over a size limit (413)
   | 'unprocessable' // well-formed but semantically invalid (422)
+  | 'too_many' // past a cap on what may run at once, such as running VMs; worth retrying later (429)
   | 'insufficient_storage' // the disk is full (507)
   | 'corrupt'; // stored data failed its integrity check: reported, never served (500)
 
@@ -35,6 +36,7 @@ export const conflict = (message: string, details?: Record<string, unknown>) =>
 export const tooLarge = (message: string) => new DomainError('too_large', message);
 export const unprocessable = (message: string, details?: Record<string, unknown>) =>
   new DomainError('unprocessable', message, details);
+export const tooMany = (message: string) => new DomainError('too_many', message);
 export const corrupt = (message: string) => new DomainError('corrupt', message);
 
 export const isDomainError = (e: unknown): e is DomainError => e instanceof DomainError;

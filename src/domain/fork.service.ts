@@ -1,6 +1,6 @@
 import { v4 as uuidv4, v7 as uuidv7 } from 'uuid';
 import { conflict, notFound } from './errors.js';
-import { VISIBILITY_RANK, type Commit, type Namespace, type PageOf, type Repository, type Tag, type Visibility, type Vm } from './model.js';
+import { DEFAULT_VM_SIZE, VISIBILITY_RANK, type Commit, type Namespace, type PageOf, type Repository, type Tag, type Visibility, type Vm } from './model.js';
 import { assertRepositoryName, assertTagName } from './names.js';
 import type { AccessPolicy } from './access-policy.js';
 import type { AccountService } from './account.service.js';
@@ -122,8 +122,18 @@ export class ForkService {
       const commits = [...commitFor.values()];
       let vm: Vm | null = null;
       if (input.withVm && commits[0]) {
-        // No hypervisor runs yet: the VM is recorded asleep on its commit until a runtime wakes it.
-        vm = { id: uuidv4(), commitId: commits[0].id, repositoryId: repository.id, namespaceId: target.id, state: 'sleeping', createdAt };
+        // Recorded asleep on its commit: booting a forked VM on its first use is still to come.
+        vm = {
+          id: uuidv4(),
+          commitId: commits[0].id,
+          repositoryId: repository.id,
+          namespaceId: target.id,
+          state: 'sleeping',
+          labels: {},
+          ...DEFAULT_VM_SIZE,
+          createdAt,
+          deletedAt: null,
+        };
         await tx.createVm(vm);
       }
       return { repository, source, tags, commits, vm };

@@ -122,13 +122,26 @@ export interface ManifestSummary {
 
 export type VmState = 'booting' | 'running' | 'paused' | 'sleeping' | 'dead';
 
+/** The size of a VM unless its commit says otherwise. */
+export const DEFAULT_VM_SIZE = Object.freeze({ vcpuCount: 1, memSizeMib: 256 });
+
 export interface Vm {
   id: string;
+  /** The commit the VM was started from (Vers' `parent_commit_id`). */
   commitId: string;
+  /** The repository that commit was made in. */
   repositoryId: number;
+  /** The owner: only its members see or touch the VM. */
   namespaceId: number;
+  /** As recorded at the last change; a running VM's live state comes from its process. */
   state: VmState;
+  /** Free-form labels (Vers' `labels`), none unless set at creation. */
+  labels: Readonly<Record<string, string>>;
+  vcpuCount: number;
+  memSizeMib: number;
   createdAt: string;
+  /** When the VM was deleted; null while it exists. */
+  deletedAt: string | null;
 }
 
 export interface Page {

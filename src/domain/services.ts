@@ -5,6 +5,8 @@ import { IdempotencyService } from './idempotency.service.js';
 import { RepositoryService } from './repository.service.js';
 import { SnapshotService } from './snapshot.service.js';
 import { TransferService } from './transfer.service.js';
+import { VmService, type VmCaps } from './vm.service.js';
+import type { VmRuntime } from './ports/vm-runtime.js';
 import type { ChunkStore, MetadataStore } from '../store/types.js';
 
 export interface Services {
@@ -15,12 +17,14 @@ export interface Services {
   transfers: TransferService;
   forks: ForkService;
   idempotency: IdempotencyService;
+  vms: VmService;
 }
 
-/** Wires the domain services over a metadata store and a chunk store. */
+/** Wires the domain services over a metadata store, a chunk store and a VM runtime. */
 export function createServices(
   store: MetadataStore,
   chunks: ChunkStore,
+  vms: { runtime: VmRuntime; caps: VmCaps },
   now: () => string = () => new Date().toISOString(),
 ): Services {
   const policy = new AccessPolicy(store);
@@ -35,5 +39,6 @@ export function createServices(
     transfers: new TransferService(store, chunks, policy, repositories, snapshots, now),
     forks: new ForkService(store, policy, accounts, repositories, now),
     idempotency: new IdempotencyService(store),
+    vms: new VmService(store, chunks, policy, accounts, snapshots, vms.runtime, vms.caps, now),
   };
 }

@@ -18,6 +18,7 @@ export const STATUS_OF_KIND: Record<ErrorKind, number> = {
   conflict: 409,
   too_large: 413,
   unprocessable: 422,
+  too_many: 429,
   insufficient_storage: 507,
   corrupt: 500,
 };
@@ -34,6 +35,7 @@ const KIND_OF_STATUS: Record<number, HttpError['kind']> = {
   415: 'unsupported_media_type',
   416: 'range_not_satisfiable',
   422: 'unprocessable',
+  429: 'too_many',
 };
 
 /** An HTTP-only failure (such as 416) raised by a router, with headers the answer must carry. */

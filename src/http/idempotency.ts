@@ -34,7 +34,7 @@ export function hashIdempotentBodies(req: Request, _res: Response, next: NextFun
 /**
  * Honours `Idempotency-Key` (or `X-Idempotency-Key`) on writes of signed-in callers for every
  * dialect. A key is claimed for the caller's whole principal and the route; the first answer is
- * kept when it is a small JSON document (or empty), not a server error, and the request's whole
+ * kept when it is a small JSON document (or empty), neither a server error nor a 429, and the request's whole
  * body was read, and it is replayed byte for byte, with `Idempotent-Replayed: true`, to a retry
  * with the same body (by SHA-256) within 24 hours.
  */
@@ -76,8 +76,9 @@ export function idempotency(service: IdempotencyService) {
       const bodyDigest = bodyDigestOf(req);
       const body = answer;
       const json = JSON_TYPE.test(String(res.getHeader('content-type') ?? ''));
-      // A server error must be retried; a body not read to its end cannot be told from another.
-      if (!finished || res.statusCode >= 500 || bodyDigest === undefined || body === undefined || (body.length > 0 && !json)) {
+      // A server error, or a 429 (nothing was done, come back later), must be retried; a body
+      // not read to its end cannot be told from another.
+      if (!finished || res.statusCode >= 500 || res.statusCode === 429 || bodyDigest === undefined || body === undefined || (body.length > 0 && !json)) {
         return void claim.release().catch(() => undefined);
       }
       const headers: Record<string, string> = {};

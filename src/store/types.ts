@@ -20,6 +20,7 @@ import type {
   Tag,
   Visibility,
   Vm,
+  VmState,
 } from '../domain/model.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -311,6 +312,11 @@ export interface MetadataStore {
    * `commitId`, by id, each with the first such tag by name.
    */
   foreignTaggers(commitId: string): Promise<{ repository: Repository; tagName: string }[]>;
+  /**
+   * The tags named `name` in the namespace's live repositories, each with its repository, by
+   * repository name, at most `limit` of them (Vers names a tag without its repository).
+   */
+  tagsNamed(namespaceId: number, name: string, limit: number): Promise<{ repository: Repository; tag: Tag }[]>;
   /** Changes a tag's description; `not_found` when the tag does not exist. */
   setTagDescription(repositoryId: number, name: string, description: string): Promise<Tag>;
   /** Removes a tag (logged); false when it did not exist. */
@@ -367,8 +373,25 @@ export interface MetadataStore {
   uploadedChunks(userId: number, digests: readonly string[], notBefore: string): Promise<Set<string>>;
 
   // VMs --------------------------------------------------------------------------------------
+  /** `conflict` when the id is taken; `not_found` when the commit, repository or namespace is missing. */
   createVm(vm: Vm): Promise<void>;
+  /** A VM by id, deleted ones included (their `deletedAt` set). */
   getVm(id: string): Promise<Vm | undefined>;
+  /** The namespace's VMs that are not deleted, oldest first (ties by id). */
+  listVms(namespaceId: number): Promise<Vm[]>;
+  /** Records a VM's state; false (and nothing changed) when no VM of that id is live. */
+  setVmState(id: string, state: VmState): Promise<boolean>;
+  /**
+   * Soft-deletes a VM: `deletedAt` becomes the store's clock and its state `dead`. False (and
+   * nothing changed) when no VM of that id is live, so a second delete changes nothing.
+   */
+  deleteVm(id: string): Promise<boolean>;
+  /**
+   * Marks `dead` every live VM recorded as booting, running or paused, and returns their ids:
+   * called at start, when no VM of this server runs yet, so that such rows, left by a previous
+   * server process, say what is true. Sleeping and dead VMs are left as they are.
+   */
+  markRunningVmsDead(): Promise<string[]>;
 
   // Idempotency keys ---------------------------------------------------------------------------
   /**

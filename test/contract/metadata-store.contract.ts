@@ -15,6 +15,7 @@ import type {
   PageOf,
   Repository,
   Vm,
+  VmState,
 } from '../../src/domain/model.js';
 import type { ForkQuery, MetadataStore, NewRepository, StoredResponse, ViewerFilter } from '../../src/store/types.js';
 
@@ -81,6 +82,20 @@ export function metadataStoreContract(name: string, open: OpenStore): void {
     /** A public repository without description, unless `more` says otherwise. */
     const repoIn = (namespaceId: number, repoName: string, more: Partial<NewRepository> = {}) =>
       store.createRepository({ namespaceId, name: repoName, visibility: 'public', description: '', ...more });
+
+    /** A VM of `repo`'s namespace started from `commit`, created now by the suite's clock. */
+    const vmOf = (repo: Repository, commit: Commit, state: VmState): Vm => ({
+      id: uuidv7(),
+      commitId: commit.id,
+      repositoryId: repo.id,
+      namespaceId: repo.namespaceId,
+      state,
+      labels: {},
+      vcpuCount: 1,
+      memSizeMib: 256,
+      createdAt: now(),
+      deletedAt: null,
+    });
 
     /** A user and one of their repositories. */
     async function userRepo(login = 'alice', repoName = 'data'): Promise<Repository> {
@@ -616,20 +631,36 @@ export function metadataStoreContract(name: string, open: OpenStore): void {
         await expectDomainError(store.deleteCommit(commit.id), 'not_found');
 
         const booted = await commitIn(source);
-        await store.createVm({
-          id: uuidv7(),
-          commitId: booted.id,
-          repositoryId: source.id,
-          namespaceId: source.namespaceId,
-          state: 'running',
-          createdAt: new Date().toISOString(),
-        });
+        const vm = vmOf(source, booted, 'running');
+        await store.createVm(vm);
+        await expectDomainError(store.deleteCommit(booted.id), 'conflict');
+        // A deleted VM's row stays, and so does the commit it was started from.
+        await store.deleteVm(vm.id);
         await expectDomainError(store.deleteCommit(booted.id), 'conflict');
         expect(await store.getCommit(booted.id)).toEqual(booted);
       });
     });
 
     describe('tags', () => {
+      it("finds the tags of a name across a namespace's live repositories, by repository name, up to a limit", async () => {
+        const zeta = await userRepo('alice', 'zeta');
+        const alice = zeta.namespaceId;
+        const alpha = await repoIn(alice, 'alpha');
+        const gone = await repoIn(alice, 'gone');
+        const other = await userRepo('bob', 'alpha');
+        for (const repo of [zeta, alpha, gone, other]) await store.setTag(repo.id, 'v1', (await commitIn(repo)).id, 'alice');
+        await store.setTag(alpha.id, 'v2', (await commitIn(alpha)).id, 'alice');
+        await store.deleteRepository(gone.id);
+
+        const found = await store.tagsNamed(alice, 'v1', 10);
+        expect(found.map((f) => f.repository.name)).toEqual(['alpha', 'zeta']);
+        expect(found[0]?.tag).toEqual(await store.getTag(alpha.id, 'v1'));
+        expect(found[0]?.repository).toEqual(await store.getRepositoryById(alpha.id));
+        expect((await store.tagsNamed(alice, 'v1', 1)).map((f) => f.repository.name)).toEqual(['alpha']);
+        expect((await store.tagsNamed(alice, 'v2', 10)).map((f) => f.tag.name)).toEqual(['v2']);
+        expect(await store.tagsNamed(alice, 'v3', 10)).toEqual([]);
+      });
+
       it('creates, moves and deletes a tag, logging each change newest first', async () => {
         const repo = await userRepo();
         const one = await commitIn(repo);
@@ -1000,22 +1031,77 @@ export function metadataStoreContract(name: string, open: OpenStore): void {
     });
 
     describe('vms', () => {
-      it('creates a VM once and reads it back', async () => {
+      it('creates a VM once and reads it back, size and labels included', async () => {
         const repo = await userRepo();
         const commit = await commitIn(repo);
-        const vm: Vm = {
-          id: uuidv7(),
-          commitId: commit.id,
-          repositoryId: repo.id,
-          namespaceId: repo.namespaceId,
-          state: 'sleeping',
-          createdAt: new Date().toISOString(),
-        };
+        const vm: Vm = { ...vmOf(repo, commit, 'sleeping'), labels: { team: 'ml', 'ci run': 'ünïcode' }, vcpuCount: 2, memSizeMib: 512 };
         await store.createVm(vm);
         expect(await store.getVm(vm.id)).toEqual(vm);
         expect(await store.getVm(uuidv7())).toBeUndefined();
         await expectDomainError(store.createVm(vm), 'conflict');
         await expectDomainError(store.createVm({ ...vm, id: uuidv7(), commitId: uuidv7() }), 'not_found');
+      });
+
+      it("lists a namespace's live VMs oldest first, without deleted ones or another namespace's", async () => {
+        const repo = await userRepo('alice');
+        const bobs = await userRepo('bob');
+        const commit = await commitIn(repo);
+        const first = vmOf(repo, commit, 'running');
+        tick();
+        const second = vmOf(repo, commit, 'sleeping');
+        tick();
+        const third = vmOf(repo, commit, 'paused');
+        // Created out of order: the list follows created_at, not insertion.
+        for (const vm of [third, first, second, vmOf(bobs, await commitIn(bobs), 'running')]) await store.createVm(vm);
+
+        expect(await store.listVms(repo.namespaceId)).toEqual([first, second, third]);
+        expect(await store.deleteVm(second.id)).toBe(true);
+        expect((await store.listVms(repo.namespaceId)).map((v) => v.id)).toEqual([first.id, third.id]);
+        expect(await store.listVms(repo.namespaceId + 1000)).toEqual([]);
+      });
+
+      it('records state changes of live VMs only', async () => {
+        const repo = await userRepo();
+        const vm = vmOf(repo, await commitIn(repo), 'booting');
+        await store.createVm(vm);
+        expect(await store.setVmState(vm.id, 'running')).toBe(true);
+        expect((await store.getVm(vm.id))?.state).toBe('running');
+        expect(await store.setVmState(uuidv7(), 'paused')).toBe(false);
+        await store.deleteVm(vm.id);
+        expect(await store.setVmState(vm.id, 'running')).toBe(false);
+        expect((await store.getVm(vm.id))?.state).toBe('dead');
+      });
+
+      it("soft-deletes a VM once, stamped with the store's clock, and keeps its row", async () => {
+        const repo = await userRepo();
+        const vm = vmOf(repo, await commitIn(repo), 'running');
+        await store.createVm(vm);
+        tick();
+        const deletedAt = now();
+        expect(await store.deleteVm(vm.id)).toBe(true);
+        expect(await store.getVm(vm.id)).toEqual({ ...vm, state: 'dead', deletedAt });
+        tick();
+        expect(await store.deleteVm(vm.id)).toBe(false);
+        expect((await store.getVm(vm.id))?.deletedAt).toBe(deletedAt);
+        expect(await store.deleteVm(uuidv7())).toBe(false);
+      });
+
+      it('marks dead the live VMs left booting, running or paused, and only those', async () => {
+        const repo = await userRepo();
+        const commit = await commitIn(repo);
+        const vms = {
+          booting: vmOf(repo, commit, 'booting'),
+          running: vmOf(repo, commit, 'running'),
+          paused: vmOf(repo, commit, 'paused'),
+          sleeping: vmOf(repo, commit, 'sleeping'),
+          dead: vmOf(repo, commit, 'dead'),
+        };
+        for (const vm of Object.values(vms)) await store.createVm(vm);
+        const marked = await store.markRunningVmsDead();
+        expect(marked.sort()).toEqual([vms.booting.id, vms.running.id, vms.paused.id].sort());
+        for (const name of ['booting', 'running', 'paused', 'dead'] as const) expect((await store.getVm(vms[name].id))?.state).toBe('dead');
+        expect((await store.getVm(vms.sleeping.id))?.state).toBe('sleeping');
+        expect(await store.markRunningVmsDead()).toEqual([]);
       });
     });
   });

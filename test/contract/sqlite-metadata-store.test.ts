@@ -52,7 +52,7 @@ describe('SQLite metadata store', () => {
 
   it('applies each migration once and keeps the data across reopening', async () => {
     const db = openSqliteDatabase(file);
-    expect(await migrateToLatest(db)).toEqual(['0001_initial', '0002_forks_commits_idempotency', '0003_chunk_reachability', '0004_idempotency_bytes', '0005_links_and_titles', '0006_foreign_tags']);
+    expect(await migrateToLatest(db)).toEqual(['0001_initial', '0002_forks_commits_idempotency', '0003_chunk_reachability', '0004_idempotency_bytes', '0005_links_and_titles', '0006_foreign_tags', '0007_vms']);
     await db.destroy();
 
     const first = await openSqliteMetadataStore(file);
@@ -70,6 +70,7 @@ describe('SQLite metadata store', () => {
         { name: '0004_idempotency_bytes' },
         { name: '0005_links_and_titles' },
         { name: '0006_foreign_tags' },
+        { name: '0007_vms' },
       ]);
     } finally {
       await again.destroy();
@@ -95,7 +96,7 @@ describe('SQLite metadata store', () => {
               VALUES ('m', 0, 0, ${at})`.execute(db);
     await sql`INSERT INTO commits (id, repository_id, parent_ids, manifest_digest, message, author, created_at)
               VALUES ('c-1', 1, '[]', 'm', 'old', 'alice', ${at})`.execute(db);
-    expect(await migrateToLatest(db)).toEqual(['0002_forks_commits_idempotency', '0003_chunk_reachability', '0004_idempotency_bytes', '0005_links_and_titles', '0006_foreign_tags']);
+    expect(await migrateToLatest(db)).toEqual(['0002_forks_commits_idempotency', '0003_chunk_reachability', '0004_idempotency_bytes', '0005_links_and_titles', '0006_foreign_tags', '0007_vms']);
     await db.destroy();
 
     const store = await openSqliteMetadataStore(file);
@@ -111,7 +112,7 @@ describe('SQLite metadata store', () => {
     const db = openSqliteDatabase(file);
     const upTo0003 = {
       getMigrations: async () => {
-        const { '0004_idempotency_bytes': _idempotency, '0005_links_and_titles': _links, '0006_foreign_tags': _tags, ...released } = migrations;
+        const { '0004_idempotency_bytes': _idempotency, '0005_links_and_titles': _links, '0006_foreign_tags': _tags, '0007_vms': _vms, ...released } = migrations;
         return released;
       },
     };
@@ -131,7 +132,7 @@ describe('SQLite metadata store', () => {
     await commit('c-fork', 2, ['c-source']);
     await repo(3, 'linked', 'Same', 1, 'c-source');
     await repo(4, 'third', 'Same', null, null);
-    expect(await migrateToLatest(db)).toEqual(['0004_idempotency_bytes', '0005_links_and_titles', '0006_foreign_tags']);
+    expect(await migrateToLatest(db)).toEqual(['0004_idempotency_bytes', '0005_links_and_titles', '0006_foreign_tags', '0007_vms']);
     await db.destroy();
 
     const store = await openSqliteMetadataStore(file);
@@ -144,7 +145,38 @@ describe('SQLite metadata store', () => {
     }
   });
 
-  it('answers fork listings and counts, catalogues and public commits from indexes, without sorting', async () => {
+  it('upgrades a 0006 database: VMs recorded by earlier forks get the default size, no labels, and stay live', async () => {
+    const db = openSqliteDatabase(file);
+    const upTo0006 = {
+      getMigrations: async () => {
+        const { '0007_vms': _vms, ...released } = migrations;
+        return released;
+      },
+    };
+    expect((await new Migrator({ db, provider: upTo0006 }).migrateToLatest()).error).toBeUndefined();
+    const at = '2030-01-01T00:00:00.000Z';
+    await sql`INSERT INTO namespaces (id, name, kind, display_name, created_at) VALUES (1, 'alice', 'user', 'alice', ${at})`.execute(db);
+    await sql`INSERT INTO repositories (id, uuid, namespace_id, name, display_name, visibility, description, created_at, updated_at)
+              VALUES (1, 'u-1', 1, 'fork', 'fork', 'private', '', ${at}, ${at})`.execute(db);
+    await sql`INSERT INTO manifests (digest, entry_count, total_size, created_at) VALUES ('m', 0, 0, ${at})`.execute(db);
+    await sql`INSERT INTO commits (id, repository_id, parent_ids, manifest_digest, message, author, created_at)
+              VALUES ('c-1', 1, '[]', 'm', '', 'alice', ${at})`.execute(db);
+    await sql`INSERT INTO vms (id, commit_id, repository_id, namespace_id, state, created_at)
+              VALUES ('v-1', 'c-1', 1, 1, 'sleeping', ${at})`.execute(db);
+    expect(await migrateToLatest(db)).toEqual(['0007_vms']);
+    await db.destroy();
+
+    const store = await openSqliteMetadataStore(file);
+    try {
+      const vm = { id: 'v-1', commitId: 'c-1', repositoryId: 1, namespaceId: 1, state: 'sleeping', labels: {}, vcpuCount: 1, memSizeMib: 256, createdAt: at, deletedAt: null };
+      expect(await store.getVm('v-1')).toEqual(vm);
+      expect(await store.listVms(1)).toEqual([vm]);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("answers fork listings and counts, catalogues, public commits and a namespace's VMs from indexes, without sorting", async () => {
     const db = openSqliteDatabase(file);
     await migrateToLatest(db);
     const plan = async (query: string) =>
@@ -163,7 +195,9 @@ describe('SQLite metadata store', () => {
           WHERE r.deleted_at IS NULL AND c.is_public = 1 ORDER BY c.created_at DESC, c.id DESC LIMIT 20`,
       );
       expect(publicCommits).toContainEqual(expect.stringContaining('USING INDEX commits_public_created'));
-      for (const steps of [forkPage, catalogue, publicCommits]) expect(steps.join('\n')).not.toContain('TEMP B-TREE');
+      const vms = await plan(`SELECT * FROM vms WHERE namespace_id = 1 AND deleted_at IS NULL ORDER BY created_at, id`);
+      expect(vms).toContainEqual(expect.stringContaining('USING INDEX vms_namespace_live'));
+      for (const steps of [forkPage, catalogue, publicCommits, vms]) expect(steps.join('\n')).not.toContain('TEMP B-TREE');
     } finally {
       await db.destroy();
     }

@@ -1,5 +1,5 @@
 import type { Request } from 'express';
-import type { Commit, Page, Repository, Tag } from '../../domain/model.js';
+import type { Commit, Page, Repository, Tag, Vm } from '../../domain/model.js';
 import { reference } from '../../domain/names.js';
 import { pagingInteger } from '../pagination.js';
 
@@ -82,3 +82,12 @@ export function limitOffset(req: Request, defaultLimit: number): Page {
   const limit = Math.min(MAX_LIMIT, Math.max(1, pagingInteger(req, 'limit', defaultLimit)));
   return { limit, offset: Math.max(0, pagingInteger(req, 'offset', 0)) };
 }
+
+/** A VM as Vers' `VM` (list and status); `owner_id` is the owning namespace's id, as text. */
+export const vmJson = (vm: Vm) => ({
+  vm_id: vm.id,
+  owner_id: String(vm.namespaceId),
+  state: vm.state,
+  created_at: vm.createdAt,
+  labels: vm.labels,
+});

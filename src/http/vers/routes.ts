@@ -1,8 +1,8 @@
 /**
  * The Vers dialect (seed 001) under /api/v1: repositories and their tags in the organization of
  * the caller's token, the fork (a tag of any readable repository into that organization, with a
- * VM record booted from the new commit), the public catalogue (no token needed) and the commits
- * of the organization.
+ * VM record of the new commit), the public catalogue (no token needed), the commits of the
+ * organization, and its VMs (vm-routes.ts).
  */
 import { Router, type Request, type Response } from 'express';
 import { notFound } from '../../domain/errors.js';
@@ -24,6 +24,7 @@ import {
   tagInfoJson,
   tagListJson,
 } from './mapping.js';
+import { versVmRoutes } from './vm-routes.js';
 
 interface ForkRepositoryRequest {
   source_org: string;
@@ -192,5 +193,6 @@ function versRoutes(services: Services): Router {
     res.status(204).end();
   });
 
+  router.use(versVmRoutes(services));
   return router;
 }

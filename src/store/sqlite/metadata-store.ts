@@ -28,6 +28,7 @@ import type {
   Tag,
   Visibility,
   Vm,
+  VmState,
 } from '../../domain/model.js';
 import type {
   ChunkReach,
@@ -533,6 +534,30 @@ export class SqliteMetadataStore implements MetadataStore {
     return rows.map((r) => ({ repository: toRepository(r), tagName: r.tag_name }));
   }
 
+  async tagsNamed(namespaceId: number, name: string, limit: number): Promise<{ repository: Repository; tag: Tag }[]> {
+    const rows = await this.liveRepositories()
+      .innerJoin('tags', 'tags.repository_id', 'repositories.id')
+      .select(['tags.id as tag_id', 'tags.name as tag_name', 'tags.commit_id as tag_commit_id', 'tags.description as tag_description'])
+      .select(['tags.created_at as tag_created_at', 'tags.updated_at as tag_updated_at'])
+      .where('repositories.namespace_id', '=', namespaceId)
+      .where('tags.name', '=', name)
+      .orderBy('repositories.name')
+      .limit(limit)
+      .execute();
+    return rows.map((r) => ({
+      repository: toRepository(r),
+      tag: toTag({
+        id: r.tag_id,
+        repository_id: r.id,
+        name: r.tag_name,
+        commit_id: r.tag_commit_id,
+        description: r.tag_description,
+        created_at: r.tag_created_at,
+        updated_at: r.tag_updated_at,
+      }),
+    }));
+  }
+
   async setTagDescription(repositoryId: number, name: string, description: string): Promise<Tag> {
     return this.transaction(async (tx) => {
       const { numUpdatedRows } = await tx.db
@@ -756,6 +781,50 @@ export class SqliteMetadataStore implements MetadataStore {
   async getVm(id: string): Promise<Vm | undefined> {
     const row = await this.db.selectFrom('vms').selectAll().where('id', '=', id).executeTakeFirst();
     return row && toVm(row);
+  }
+
+  async listVms(namespaceId: number): Promise<Vm[]> {
+    const rows = await this.db
+      .selectFrom('vms')
+      .selectAll()
+      .where('namespace_id', '=', namespaceId)
+      .where('deleted_at', 'is', null)
+      .orderBy('created_at')
+      .orderBy('id')
+      .execute();
+    return rows.map(toVm);
+  }
+
+  async setVmState(id: string, state: VmState): Promise<boolean> {
+    const { numUpdatedRows } = await this.guard(`vm ${id}`, () =>
+      this.db.updateTable('vms').set({ state }).where('id', '=', id).where('deleted_at', 'is', null).executeTakeFirstOrThrow(),
+    );
+    return numUpdatedRows > 0n;
+  }
+
+  async deleteVm(id: string): Promise<boolean> {
+    const { numUpdatedRows } = await this.guard(`vm ${id}`, () =>
+      this.db
+        .updateTable('vms')
+        .set({ state: 'dead', deleted_at: this.now() })
+        .where('id', '=', id)
+        .where('deleted_at', 'is', null)
+        .executeTakeFirstOrThrow(),
+    );
+    return numUpdatedRows > 0n;
+  }
+
+  async markRunningVmsDead(): Promise<string[]> {
+    const rows = await this.guard('vms', () =>
+      this.db
+        .updateTable('vms')
+        .set({ state: 'dead' })
+        .where('state', 'in', ['booting', 'running', 'paused'])
+        .where('deleted_at', 'is', null)
+        .returning('id')
+        .execute(),
+    );
+    return rows.map((r) => r.id);
   }
 
   // Idempotency keys ---------------------------------------------------------------------------
@@ -1077,7 +1146,11 @@ const toVm = (r: Selectable<VmTable>): Vm => ({
   repositoryId: r.repository_id,
   namespaceId: r.namespace_id,
   state: r.state,
+  labels: JSON.parse(r.labels) as Record<string, string>,
+  vcpuCount: r.vcpu_count,
+  memSizeMib: r.mem_size_mib,
   createdAt: r.created_at,
+  deletedAt: r.deleted_at,
 });
 
 const fromVm = (v: Vm): Selectable<VmTable> => ({
@@ -1086,7 +1159,11 @@ const fromVm = (v: Vm): Selectable<VmTable> => ({
   repository_id: v.repositoryId,
   namespace_id: v.namespaceId,
   state: v.state,
+  labels: JSON.stringify(v.labels),
+  vcpu_count: v.vcpuCount,
+  mem_size_mib: v.memSizeMib,
   created_at: v.createdAt,
+  deleted_at: v.deletedAt,
 });
 
 /** What a reservation that found the key already claimed means. */

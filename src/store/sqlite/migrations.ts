@@ -240,6 +240,18 @@ const foreignTags = statements([
   `CREATE INDEX commits_manifest ON commits (manifest_digest)`,
 ]);
 
+// VMs that really run (issue 12): their size, labels and soft deletion. Rows of earlier forks
+// were never booted: they keep the default size and no labels.
+const vms = statements([
+  `ALTER TABLE vms ADD COLUMN labels TEXT NOT NULL DEFAULT '{}' CHECK (json_type(labels) = 'object')`,
+  `ALTER TABLE vms ADD COLUMN vcpu_count INTEGER NOT NULL DEFAULT 1 CHECK (vcpu_count > 0)`,
+  `ALTER TABLE vms ADD COLUMN mem_size_mib INTEGER NOT NULL DEFAULT 256 CHECK (mem_size_mib > 0)`,
+  // A deleted VM's row stays, as Vers answers its metadata with deleted_at; lists skip it.
+  `ALTER TABLE vms ADD COLUMN deleted_at TEXT`,
+  // A namespace's live VMs oldest first, ties by id, read in index order.
+  `CREATE INDEX vms_namespace_live ON vms (namespace_id, created_at, id) WHERE deleted_at IS NULL`,
+]);
+
 /** Every migration by name; applied in name order. Exported for tests of an upgrade. */
 export const migrations = {
   '0001_initial': initial,
@@ -248,6 +260,7 @@ export const migrations = {
   '0004_idempotency_bytes': idempotencyBytes,
   '0005_links_and_titles': linksAndTitles,
   '0006_foreign_tags': foreignTags,
+  '0007_vms': vms,
 } as const satisfies Record<string, Migration>;
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

@@ -107,7 +107,12 @@ export interface VmTable {
   repository_id: number;
   namespace_id: number;
   state: VmState;
+  /** JSON object of label names to values. */
+  labels: string;
+  vcpu_count: number;
+  mem_size_mib: number;
   created_at: Timestamp;
+  deleted_at: Timestamp | null;
 }
 
 /** A claimed idempotency key; the other columns stay null until the request completes. */
