@@ -3,9 +3,11 @@
  * over them and the QEMU runtime, and serves HTTP. The only place (with config.ts) that knows
  * which implementations run.
  */
+import { createHash } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TokenService } from './auth/token-service.js';
 import type { Config } from './config.js';
@@ -16,7 +18,7 @@ import { createServices } from './domain/services.js';
 import { createApp, type AppOptions } from './http/app.js';
 import { serveNbd } from './runtime/nbd/nbd-server.js';
 import type { ExportDisk } from './runtime/qemu/disk-export.js';
-import { QemuRuntime } from './runtime/qemu/qemu-runtime.js';
+import { holdsSocketPaths, QemuRuntime } from './runtime/qemu/qemu-runtime.js';
 import { openFsChunkStore } from './store/fs/chunk-store.js';
 import { openSqliteMetadataStore } from './store/sqlite/metadata-store.js';
 
@@ -24,6 +26,17 @@ export const METADATA_FILE = 'snapfork.db';
 export const CHUNKS_DIR = 'chunks';
 /** One work directory per running VM (src/runtime/qemu). */
 export const VMS_DIR = 'vms';
+
+/**
+ * Where VMs' work directories go: `<dataDir>/vms`, unless a deep data directory would make their
+ * Unix socket paths too long (108 bytes), then a directory of this data directory's own in the
+ * system's temporary directory, so that a server never fails to start for its path.
+ */
+function vmRuntimeDir(dataDir: string): string {
+  const inData = join(dataDir, VMS_DIR);
+  if (holdsSocketPaths(inData)) return inData;
+  return join(tmpdir(), `snapfork-vms-${createHash('sha256').update(dataDir).digest('hex').slice(0, 16)}`);
+}
 
 export interface RunningServer {
   /** Base URL, e.g. http://127.0.0.1:3000 (the real port when 0 was asked for). */
@@ -48,7 +61,7 @@ export async function startServer(config: Config, options: AppOptions = {}): Pro
     });
     return { filename: `nbd+unix:///?socket=${socketPath}`, close: () => nbd.close() };
   };
-  const runtime = new QemuRuntime({ runtimeDir: join(config.dataDir, VMS_DIR), assetsDir: config.vms.assetsDir, exportDisk });
+  const runtime = await QemuRuntime.open({ runtimeDir: vmRuntimeDir(config.dataDir), assetsDir: config.vms.assetsDir, exportDisk });
   const services = createServices(metadata, chunks, { runtime, caps: config.vms });
   await services.vms.reconcile();
   const app = createApp(services, tokens, config, options);

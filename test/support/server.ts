@@ -58,8 +58,9 @@ function rowCounts(file: string): Record<string, number> {
   }
 }
 
-export async function startTestServer(env: Record<string, string> = {}): Promise<TestServer> {
-  const dataDir = await mkdtemp(join(tmpdir(), 'snapfork-test-'));
+/** `subdir`: the data directory lies this far below a fresh temporary directory. */
+export async function startTestServer(env: Record<string, string> = {}, options: { subdir?: string } = {}): Promise<TestServer> {
+  const dataDir = join(await mkdtemp(join(tmpdir(), 'snapfork-test-')), options.subdir ?? '');
   const config = loadConfig(env, { host: '127.0.0.1', port: 0, dataDir });
   // SNAPFORK_TEST_LOG=1 shows the server's logs of unexpected errors while debugging a test.
   const log = process.env.SNAPFORK_TEST_LOG ? (line: string) => console.error(line) : () => undefined;

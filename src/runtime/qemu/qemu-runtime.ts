@@ -59,6 +59,11 @@ const IDENTITY_MACHINE_ID = /^[0-9a-f]{32}$/;
 
 const execFileAsync = promisify(execFile);
 
+/** Whether the sockets of every VM's work directory under `runtimeDir` fit a Unix socket path. */
+export function holdsSocketPaths(runtimeDir: string): boolean {
+  return Buffer.byteLength(join(resolve(runtimeDir), '00000000-0000-0000-0000-000000000000', 'disk.sock')) <= MAX_SOCKET_PATH;
+}
+
 export class QemuRuntime implements VmRuntime {
   private readonly vms = new Set<QemuVm>();
   private readonly runtimeDir: string;
@@ -93,8 +98,7 @@ export class QemuRuntime implements VmRuntime {
     this.assetsDir = resolve(options.assetsDir);
     this.bootTimeoutMs = options.bootTimeoutMs ?? DEFAULT_BOOT_TIMEOUT_MS;
     this.agentTimeoutMs = options.agentTimeoutMs ?? DEFAULT_AGENT_TIMEOUT_MS;
-    const longest = join(this.runtimeDir, '00000000-0000-0000-0000-000000000000', 'disk.sock');
-    if (Buffer.byteLength(longest) > MAX_SOCKET_PATH) {
+    if (!holdsSocketPaths(this.runtimeDir)) {
       throw new Error(`the VM runtime directory ${this.runtimeDir} is too long for Unix socket paths in it (${MAX_SOCKET_PATH} bytes)`);
     }
     process.on('exit', this.killAllOnExit);
