@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the guest assets a snapfork VM boots (issue 12), from Debian packages only, into
-# ${SNAPFORK_VM_ASSETS:-<checkout>/storage/vm-assets}:
+# ${SNAPFORK_VM_ASSETS:-${SNAPFORK_DATA_DIR:-<checkout>/storage}/vm-assets}, where the server looks:
 #
 #   vmlinux      Debian's kernel as an uncompressed ELF: QEMU boots it directly (PVH), which
 #                skips ~4 s of in-guest xz decompression under TCG
@@ -32,7 +32,7 @@ readonly PY=/usr/bin/python3 # Debian's, installed above; not whatever python3 P
 
 script=$(realpath "${BASH_SOURCE[0]}")
 project=$(cd "$(dirname "$script")/../.." && pwd)
-assets=${SNAPFORK_VM_ASSETS:-$project/storage/vm-assets}
+assets=${SNAPFORK_VM_ASSETS:-${SNAPFORK_DATA_DIR:-$project/storage}/vm-assets}
 cache=$assets/.cache # the downloaded kernel package, kept for the next rebuild
 
 log() { printf 'build-guest: %s\n' "$*" >&2; }
