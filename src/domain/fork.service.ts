@@ -122,7 +122,7 @@ export class ForkService {
       const commits = [...commitFor.values()];
       let vm: Vm | null = null;
       if (input.withVm && commits[0]) {
-        // Recorded asleep on its commit: booting a forked VM on its first use is still to come.
+        // Recorded asleep on its commit: VmService boots it on its first use.
         vm = {
           id: uuidv4(),
           commitId: commits[0].id,

@@ -42,6 +42,8 @@ interface LiveVm {
  */
 export class VmService {
   private readonly live = new Map<string, LiveVm>();
+  /** Wakes of sleeping VMs under way, one per VM, so that concurrent first uses boot it once. */
+  private readonly waking = new Map<string, Promise<RunningVm>>();
 
   constructor(
     private readonly store: MetadataStore,
@@ -87,7 +89,7 @@ export class VmService {
     // The check and the slot's claim run in one turn of the event loop, so concurrent
     // requests cannot both take the last slot.
     this.assertRoomFor(owner);
-    const booted = this.boot(vm, disk);
+    const booted = this.boot(vm, disk, () => this.store.createVm(vm));
     this.live.set(vm.id, { ownerId: owner.id, booted });
     await booted;
     return { ...vm, state: 'running' };
@@ -107,18 +109,21 @@ export class VmService {
   }
 
   /**
-   * Runs a command in a VM (waiting for its boot first). `conflict` when the VM is not running:
-   * paused, dead, or sleeping (a forked VM boots on first use in a later release).
+   * Runs a command in a VM (waiting for its boot first), booting a sleeping VM from its commit
+   * first (see awake). `conflict` when the VM is paused or dead.
    */
   async exec(principal: Principal, id: string, request: ExecRequest): Promise<ExecResult> {
     const vm = await this.visible(principal, id, 'repo:write');
-    return (await this.handleOf(vm)).exec(request);
+    return (await this.awake(vm)).exec(request);
   }
 
-  /** Pauses (vCPUs frozen, memory kept) or resumes a VM. Idempotent; `conflict` when it has no process. */
+  /**
+   * Pauses (vCPUs frozen, memory kept) or resumes a VM. Idempotent. Resuming a sleeping VM boots
+   * it (see awake); pausing one, or a VM whose process is gone, is a `conflict`.
+   */
   async setState(principal: Principal, id: string, state: Extract<VmState, 'paused' | 'running'>): Promise<void> {
     const vm = await this.visible(principal, id, 'repo:write');
-    const handle = await this.handleOf(vm);
+    const handle = state === 'running' ? await this.awake(vm) : await this.handleOf(vm);
     await (state === 'paused' ? handle.pause() : handle.resume());
     await this.store.setVmState(vm.id, state);
   }
@@ -171,11 +176,14 @@ export class VmService {
     }
   }
 
-  /** Records the VM, starts it and records it running; on failure frees its slot and records it dead. */
-  private async boot(vm: Vm, disk: ManifestEntry): Promise<RunningVm> {
+  /**
+   * Records the VM booting (`record`), starts it and records it running; on failure frees its
+   * slot and records it dead.
+   */
+  private async boot(vm: Vm, disk: ManifestEntry, record: () => Promise<void>): Promise<RunningVm> {
     let recorded = false;
     try {
-      await this.store.createVm(vm);
+      await record();
       recorded = true;
       const handle = await this.runtime.start({
         id: vm.id,
@@ -207,6 +215,42 @@ export class VmService {
     const live = this.live.get(vm.id);
     if (!live) throw conflict(`vm ${vm.id} is ${vm.state}: it has no running process`);
     return live.handle ?? live.booted;
+  }
+
+  /**
+   * The VM's handle, booting it first when it sleeps (a Vers fork's VM, booted on first use).
+   * Concurrent callers share one wake. The wake boots the commit's root disk as fromCommit does:
+   * `unprocessable` "commit holds no bootable disk", `too_many` past a cap; either leaves the VM
+   * sleeping. `conflict` for a VM that is neither live nor sleeping.
+   */
+  private async awake(vm: Vm): Promise<RunningVm> {
+    if (this.live.has(vm.id) || vm.state !== 'sleeping') return this.handleOf(vm);
+    let waking = this.waking.get(vm.id);
+    if (!waking) {
+      waking = this.wake(vm.id).finally(() => this.waking.delete(vm.id));
+      this.waking.set(vm.id, waking);
+    }
+    return waking;
+  }
+
+  private async wake(id: string): Promise<RunningVm> {
+    // Read again: the row the caller read may predate a wake that has since ended (and the VM died).
+    const vm = await this.store.getVm(id);
+    if (!vm || vm.deletedAt !== null) throw notFound(`vm ${id} not found`);
+    if (vm.state !== 'sleeping') throw conflict(`vm ${id} is ${vm.state}: it has no running process`);
+    const commit = await this.store.getCommit(vm.commitId);
+    if (!commit) throw notFound(`commit ${vm.commitId} not found`);
+    const disk = rootDiskOf(await this.snapshots.manifestOf(commit));
+    const owner = await this.store.getNamespaceById(vm.namespaceId);
+    if (!owner) throw notFound(`vm ${id} not found`);
+    // As in fromCommit: the cap's check and the slot's claim in one turn of the event loop.
+    this.assertRoomFor(owner);
+    const booted = this.boot(vm, disk, async () => {
+      // Deleted while the wake read its commit: boot nothing.
+      if (!(await this.store.setVmState(id, 'booting'))) throw notFound(`vm ${id} not found`);
+    });
+    this.live.set(id, { ownerId: owner.id, booted });
+    return booted;
   }
 
   /** Ends the VM's process, if it has one, and frees its slot. */

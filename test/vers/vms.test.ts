@@ -1,8 +1,8 @@
 /**
  * Vers' VM API (issue 12) over real HTTP. The checks that stop before a boot share one server;
  * the VM lifecycle boots the project's own guest (scripts/vm/build-guest.sh) with the real QEMU
- * runtime, three boots in all, each a couple of seconds of TCG: by ref, by commit id (a retry
- * of a 429), by tag name.
+ * runtime, four boots in all, each a couple of seconds of TCG: by ref, by commit id (a retry
+ * of a 429), a Vers fork's VM on its first use, by tag name.
  */
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -102,7 +102,7 @@ describe('the VM API before any boot', () => {
     expect(await (await vers.get('/vms', labs)).json()).toEqual([]);
   });
 
-  it("answers the Vers fork's VM, asleep on its commit, to its owner only; exec and state need a process; delete removes it", async () => {
+  it("answers the Vers fork's VM, asleep on its commit, to its owner only; exec and resume wake it, past the cap a 429 leaves it asleep; delete removes it", async () => {
     const forked = await vers.post('/repositories/fork', bob, { source_org: 'labs', source_repo: 'os', source_tag: 'v1' });
     // labs/os is private to labs: bob cannot fork it. alice forks it into her own namespace.
     expect(forked.status).toBe(404);
@@ -129,8 +129,13 @@ describe('the VM API before any boot', () => {
     expect(await (await vers.get('/vms', labs)).json()).toEqual([]);
     expect((await vers.get(`/vm/${vm_id}/status`, labs)).status).toBe(200);
 
-    await expectError(await vers.post(`/vm/${vm_id}/exec`, alice, { command: ['true'] }), 409, /is sleeping/);
-    await expectError(await vers.patch(`/vm/${vm_id}/state`, alice, { state: 'Paused' }), 409);
+    // Its first use boots it, and the cap (0 here) refuses the boot: it sleeps on.
+    for (const wake of [vers.post(`/vm/${vm_id}/exec`, alice, { command: ['true'] }), vers.patch(`/vm/${vm_id}/state`, alice, { state: 'Running' })]) {
+      await expectError(await wake, 429, 'this server runs at most 0 VMs at once: delete one or try again later');
+    }
+    expect(await (await vers.get(`/vm/${vm_id}/status`, alice)).json()).toEqual(vm);
+    // Pausing does not wake it.
+    await expectError(await vers.patch(`/vm/${vm_id}/state`, alice, { state: 'Paused' }), 409, /is sleeping/);
     await expectError(await vers.patch(`/vm/${vm_id}/state`, alice, { state: 'paused' }), 400);
     await expectError(await vers.post(`/vm/${vm_id}/exec`, alice, { command: [] }), 400);
 
@@ -140,6 +145,16 @@ describe('the VM API before any boot', () => {
     await expectError(await vers.get(`/vm/${vm_id}/status`, alice), 404);
     await expectError(await vers.del(`/vm/${vm_id}`, alice), 404);
     expect(await (await vers.get('/vms', alice)).json()).toEqual([]);
+  });
+
+  it("422 on the first use of a dataset fork's VM (no bootable disk), which sleeps on", async () => {
+    const alice = await s.token('alice');
+    const fork = await vers.post('/repositories/fork', alice, { source_org: 'labs', source_repo: 'data', source_tag: 'v1', repo_name: 'data-fork' });
+    expect(fork.status).toBe(201);
+    const { vm_id } = await fork.json();
+    await expectError(await vers.post(`/vm/${vm_id}/exec`, alice, { command: ['ls', '/data'] }), 422, 'commit holds no bootable disk');
+    await expectError(await vers.patch(`/vm/${vm_id}/state`, alice, { state: 'Running' }), 422, 'commit holds no bootable disk');
+    expect((await (await vers.get(`/vm/${vm_id}/status`, alice)).json()).state).toBe('sleeping');
   });
 });
 
@@ -169,7 +184,7 @@ describe('a VM booted from a pushed root disk, with the real QEMU runtime', () =
     expect(res.status).toBe(200);
     return res.json();
   };
-  const stateOf = async (vmId: string) => (await (await vers.get(`/vm/${vmId}/status`, labs)).json()).state;
+  const stateOf = async (vmId: string, token = labs) => (await (await vers.get(`/vm/${vmId}/status`, token)).json()).state;
 
   beforeAll(async () => {
     const assets = await buildVmAssets();
@@ -270,6 +285,31 @@ describe('a VM booted from a pushed root disk, with the real QEMU runtime', () =
     process.kill(pid!, 'SIGKILL');
     while ((await stateOf(vm2)) !== 'dead') await new Promise((resolve) => setImmediate(resolve));
     await expectError(await vers.post(`/vm/${vm2}/exec`, labs, { command: ['true'] }), 409, /is dead/);
+  });
+
+  it("boots the Vers fork's VM on its first use, once for concurrent first uses: booting meanwhile, then running", async () => {
+    // Forked into alice's own namespace, so labs' cap of one running VM does not apply.
+    const alice = await s.token('alice');
+    const fork = await vers.post('/repositories/fork', alice, { source_org: 'labs', source_repo: 'os', source_tag: 'v1', repo_name: 'os-fork' });
+    expect(fork.status).toBe(201);
+    const { vm_id } = await fork.json();
+    expect(await stateOf(vm_id, alice)).toBe('sleeping');
+
+    const execs = Promise.all([1, 2].map(() => vers.post(`/vm/${vm_id}/exec`, alice, { command: ['echo', 'hi'] })));
+    let settled = false;
+    void execs.finally(() => { settled = true; });
+    let state = 'sleeping';
+    while (state === 'sleeping' && !settled) state = await stateOf(vm_id, alice);
+    expect(state).toBe('booting');
+    for (const res of await execs) {
+      expect(res.status).toBe(200);
+      expect(await res.json()).toMatchObject({ exit_code: 0, stdout: 'hi\n', stderr: '' });
+    }
+    expect(await stateOf(vm_id, alice)).toBe('running');
+    expect(await processesOf(s, vm_id)).toHaveLength(1);
+    // Its own identity, as a VM booted from_commit gets.
+    const hostname = await vers.post(`/vm/${vm_id}/exec`, alice, { command: ['hostname'] });
+    expect((await hostname.json()).stdout).toBe(`${vm_id.slice(0, 8)}\n`);
   });
 
   it('boots by tag name; no VM outlives the server', async () => {
