@@ -1,10 +1,12 @@
-import type { Writable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import { parseArgs, type FlagSpecs, type FlagValues } from './args.js';
 import { UsageError } from './errors.js';
 import { Progress } from './progress.js';
 
 /** Where a command reads its environment and writes its output; tests pass their own. */
 export interface Io {
+  /** What a command may forward (`vm exec`); absent means no input, as tests pass. */
+  stdin?: Readable;
   stdout: Writable;
   stderr: Writable;
   env: Record<string, string | undefined>;
@@ -23,13 +25,17 @@ export const JSON_FLAG = { json: { type: 'boolean' } } as const;
 export interface CommandSpec<S extends FlagSpecs> {
   /** One or more words: `push`, `token create`. */
   name: string;
-  /** Positional placeholders: `<x>` required, `[x]` optional. */
+  /**
+   * Positional placeholders: `<x>` required, `[x]` optional; a last `<x...>` takes every word
+   * left (shown after the flags and a `--`, which lets those words start with a dash).
+   */
   args: readonly string[];
   /** Flags as shown in usage, after the positionals. */
   flagsUsage: string;
   summary: string;
   flags: S;
-  run(io: Io, positionals: string[], flags: FlagValues<S>): Promise<void>;
+  /** Resolves with the exit code when it is not 0 on success (`vm exec`: the command's). */
+  run(io: Io, positionals: string[], flags: FlagValues<S>): Promise<number | void>;
 }
 
 export interface Command {
@@ -41,7 +47,9 @@ export interface Command {
 }
 
 export function defineCommand<S extends FlagSpecs>(spec: CommandSpec<S>): Command {
-  const usage = ['snapfork', spec.name, ...spec.args, spec.flagsUsage].filter(Boolean).join(' ');
+  const rest = spec.args.at(-1)?.endsWith('...>') ? spec.args.at(-1) : undefined;
+  const fixed = rest ? spec.args.slice(0, -1) : spec.args;
+  const usage = ['snapfork', spec.name, ...fixed, spec.flagsUsage, ...(rest ? ['--', rest] : [])].filter(Boolean).join(' ');
   const required = spec.args.filter((a) => a.startsWith('<')).length;
   return {
     name: spec.name,
@@ -56,11 +64,10 @@ export function defineCommand<S extends FlagSpecs>(spec: CommandSpec<S>): Comman
       if (positionals.length < required) {
         throw new UsageError(`${spec.name}: missing ${spec.args[positionals.length]} (usage: ${usage})`);
       }
-      if (positionals.length > spec.args.length) {
+      if (!rest && positionals.length > spec.args.length) {
         throw new UsageError(`${spec.name}: unexpected argument "${positionals[spec.args.length]}" (usage: ${usage})`);
       }
-      await spec.run(io, positionals, flags);
-      return 0;
+      return (await spec.run(io, positionals, flags)) ?? 0;
     },
   };
 }

@@ -10,9 +10,24 @@ import { repos } from './commands/repos.js';
 import { serve } from './commands/serve.js';
 import { tags } from './commands/tags.js';
 import { tokenCreate } from './commands/token.js';
+import { vmExec, vmFrom, vmLs, vmPause, vmResume, vmRm } from './commands/vm.js';
 import { CliError, UsageError } from './errors.js';
 
-const COMMANDS: readonly Command[] = [serve, tokenCreate, push, pull, fork, tags, repos];
+const COMMANDS: readonly Command[] = [
+  serve,
+  tokenCreate,
+  push,
+  pull,
+  fork,
+  tags,
+  repos,
+  vmLs,
+  vmFrom,
+  vmExec,
+  vmPause,
+  vmResume,
+  vmRm,
+];
 
 function usage(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));
@@ -56,7 +71,9 @@ export async function run(argv: readonly string[], io: Io): Promise<number> {
     }
     const found = findCommand(argv);
     if (!found) {
-      const words = first === 'token' ? argv.slice(0, 2).join(' ') : first;
+      // A group's first word (`token`, `vm`) alone names no command: show the word after it too.
+      const group = COMMANDS.some((c) => c.name.startsWith(`${first} `));
+      const words = group ? argv.slice(0, 2).join(' ') : first;
       throw new UsageError(`unknown command "${words}" (see snapfork --help)`);
     }
     const [command, rest] = found;
@@ -84,7 +101,7 @@ function isEntryPoint(): boolean {
 }
 
 if (isEntryPoint()) {
-  const code = await run(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, env: process.env, now: Date.now });
+  const code = await run(process.argv.slice(2), { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr, env: process.env, now: Date.now });
   // exitCode rather than exit(): lets stdout drain when it is a pipe.
   process.exitCode = code;
 }
