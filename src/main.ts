@@ -3,7 +3,6 @@
  * over them and the QEMU runtime, and serves HTTP. The only place (with config.ts) that knows
  * which implementations run.
  */
-import { createHash } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -16,6 +15,7 @@ import { AccountService } from './domain/account.service.js';
 import type { Scope } from './domain/principal.js';
 import { createServices } from './domain/services.js';
 import { createApp, type AppOptions } from './http/app.js';
+import { sha256 } from './lib/sha256.js';
 import { serveNbd } from './runtime/nbd/nbd-server.js';
 import type { ExportDisk } from './runtime/qemu/disk-export.js';
 import { holdsSocketPaths, QemuRuntime } from './runtime/qemu/qemu-runtime.js';
@@ -35,7 +35,7 @@ export const VMS_DIR = 'vms';
 function vmRuntimeDir(dataDir: string): string {
   const inData = join(dataDir, VMS_DIR);
   if (holdsSocketPaths(inData)) return inData;
-  return join(tmpdir(), `snapfork-vms-${createHash('sha256').update(dataDir).digest('hex').slice(0, 16)}`);
+  return join(tmpdir(), `snapfork-vms-${sha256(dataDir).slice(0, 16)}`);
 }
 
 export interface RunningServer {

@@ -8,7 +8,7 @@ import { MAX_CHUNK_SIZE } from '../domain/chunker.js';
 import { readChunkRecords } from '../lib/chunk-pack.js';
 import { CliError } from './errors.js';
 import type { ApiClient } from './http-client.js';
-import { sha256 } from './local-tree.js';
+import { sha256 } from '../lib/sha256.js';
 
 /** Digests per request: ~8 MiB of 64 KiB chunks, so a round trip is small beside the transfer. */
 const BATCH = 128;

@@ -4,7 +4,7 @@
  * place of every chunk in its file, so that a chunk is read back only if it must be sent (push)
  * or can stand in for a download (pull).
  */
-import { createHash } from 'node:crypto';
+import { sha256 } from '../lib/sha256.js';
 import { lstat, open, readdir, readlink, stat, type FileHandle } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { Chunker } from '../domain/chunker.js';
@@ -46,7 +46,6 @@ export const spanOf = (e: LocalEntry): FileSpan =>
 
 const READ_SIZE = 4 * 1024 * 1024;
 
-export const sha256 = (data: Uint8Array) => createHash('sha256').update(data).digest('hex');
 
 /**
  * The entries to push from `source`: a directory's tree (symlinks kept as links, empty

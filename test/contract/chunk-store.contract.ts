@@ -2,7 +2,7 @@
  * The suite every ChunkStore implementation must pass. Each test gets a fresh, empty store from
  * `open` and releases it with `cleanup`.
  */
-import { createHash } from 'node:crypto';
+import { sha256 } from '../../src/lib/sha256.js';
 import type { Readable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DomainError, type ErrorKind } from '../../src/domain/errors.js';
@@ -11,7 +11,7 @@ import { generatedBytes } from '../support/generated.js';
 
 export type OpenChunkStore = () => Promise<{ store: ChunkStore; cleanup: () => Promise<void> }>;
 
-export const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
+export { sha256 };
 
 /** `size` bytes, half keystream and half text (compressible), distinct for each seed. */
 export async function chunkOf(size: number, seed: number): Promise<Buffer> {

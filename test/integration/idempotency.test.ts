@@ -9,6 +9,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { recordHeader } from '../../src/lib/chunk-pack.js';
+import { packRecord, sha256 } from '../support/delta.js';
 import { startTestServer, type ApiResponse, type TestServer } from '../support/server.js';
 import { tarOf, tempDir } from '../support/trees.js';
 
@@ -18,7 +19,6 @@ let aliceReadOnly: string;
 let aliceInAcme: string;
 
 const CHUNK_SIZE = 256 * 1024;
-const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const key = (name: string) => ({ 'idempotency-key': name });
 
 beforeAll(async () => {
@@ -29,11 +29,7 @@ beforeAll(async () => {
 });
 afterAll(() => s.stop());
 
-async function createRepo(name: string, visibility = 'private') {
-  const res = await s.api('/api/v1/user/repos', { method: 'POST', token: alice, json: { name, visibility } });
-  expect(res.status).toBe(201);
-  return (await res.json()) as { id: number };
-}
+const createRepo = (name: string, visibility?: 'public' | 'internal' | 'private') => s.createRepo(alice, name, visibility);
 
 /** SHA-256 and length of an answer's body, read as it streams. */
 async function digestOf(res: ApiResponse): Promise<{ sha: string; bytes: number }> {
@@ -53,7 +49,7 @@ describe('reads are never recorded', () => {
   it('streams a 1,000-digest chunks/fetch with a key, records nothing, and repeats it byte for byte', async () => {
     await createRepo('zeros');
     const data = randomBytes(CHUNK_SIZE);
-    const digest = sha(data);
+    const digest = sha256(data);
     const put = await s.api(`/api/v1/repos/alice/zeros/chunks/${digest}`, {
       method: 'PUT',
       token: alice,
@@ -127,7 +123,7 @@ describe('a retry is matched on its whole body', () => {
     await createRepo('packs');
     const pack = () => {
       const data = randomBytes(40_000);
-      return Buffer.concat([recordHeader(sha(data), data.length), data]);
+      return packRecord(data);
     };
     const send = (body: Buffer) =>
       s.api('/api/v1/repos/alice/packs/chunks', {
@@ -164,7 +160,7 @@ describe('a retry is matched on its whole body', () => {
   it('does not record an answer given before the body was read, so a corrected retry acts', async () => {
     await createRepo('chunks');
     const data = randomBytes(40_000);
-    const digest = sha(data);
+    const digest = sha256(data);
     const put = (body: Buffer) =>
       s.api(`/api/v1/repos/alice/chunks/chunks/${digest}`, {
         method: 'PUT',

@@ -4,13 +4,13 @@
  * references chunks as the chunker cuts them; an uploaded chunk pack is bounded; tar import and
  * client-built manifests obey one path and mode rule.
  */
-import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { Header } from 'tar';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MIN_CHUNK_SIZE } from '../../src/domain/chunker.js';
 import { MAX_PACK_BYTES, MAX_PACK_RECORDS, recordHeader } from '../../src/lib/chunk-pack.js';
 import { createZstdCompressStream } from '../../src/lib/zstd.js';
+import { fileEntry as file, packRecord as record, sha256 } from '../support/delta.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 
 let s: TestServer;
@@ -24,13 +24,7 @@ beforeAll(async () => {
 });
 afterAll(() => s.stop());
 
-const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
-const record = (data: Buffer) => Buffer.concat([recordHeader(sha(data), data.length), data]);
-
-async function createRepo(token: string, name: string, visibility = 'private') {
-  const res = await s.api('/api/v1/user/repos', { method: 'POST', token, json: { name, visibility } });
-  expect(res.status).toBe(201);
-}
+const createRepo = (token: string, name: string, visibility?: 'public' | 'internal' | 'private') => s.createRepo(token, name, visibility);
 const putPack = (token: string, repo: string, body: Buffer, headers: Record<string, string> = {}) =>
   s.api(`/api/v1/repos/${repo}/chunks`, { method: 'POST', token, body, headers: { 'content-type': 'application/octet-stream', ...headers } });
 const commit = (token: string, repo: string, entries: object[]) =>
@@ -46,15 +40,6 @@ async function zstdOf(block: Buffer, repeat: number): Promise<Buffer> {
   return Buffer.concat(parts);
 }
 
-const file = (path: string, chunks: { digest: string; size: number }[], mode = 0o644) => ({
-  path,
-  type: 'file',
-  mode,
-  size: chunks.reduce((n, c) => n + c.size, 0),
-  mtime: 1_700_000_000,
-  link_target: null,
-  chunks,
-});
 
 describe('listings', () => {
   it('read sizes from stored totals: every listing and view answers with the manifest entries gone', async () => {
@@ -86,8 +71,8 @@ describe('client-built manifests', () => {
     const tiny = Buffer.from('x');
     const full = Buffer.alloc(MIN_CHUNK_SIZE + 1, 7);
     expect((await putPack(alice, 'alice/refs', Buffer.concat([record(tiny), record(full)]))).status).toBe(200);
-    const tinyRef = { digest: sha(tiny), size: 1 };
-    const fullRef = { digest: sha(full), size: full.length };
+    const tinyRef = { digest: sha256(tiny), size: 1 };
+    const fullRef = { digest: sha256(full), size: full.length };
 
     // The attack: one file of many references to a 1-byte chunk (1,000,000 in the field).
     const amplified = await commit(alice, 'alice/refs', [file('f', Array.from({ length: 1000 }, () => tinyRef))]);
@@ -105,7 +90,7 @@ describe('client-built manifests', () => {
     await createRepo(alice, 'paths');
     const data = Buffer.from('payload');
     expect((await putPack(alice, 'alice/paths', record(data))).status).toBe(200);
-    const ref = { digest: sha(data), size: data.length };
+    const ref = { digest: sha256(data), size: data.length };
     for (const path of ['a\u0000b', '..\\..\\etc\\passwd', 'a\\..\\..\\b', '\\abs', '../up', '/abs']) {
       const res = await commit(alice, 'alice/paths', [file(path, [ref])]);
       expect({ path, status: res.status }).toEqual({ path, status: 400 });
@@ -137,14 +122,14 @@ describe('chunk packs', () => {
   it('refuse the 30 KB zstd pack of 10 million empty records at its first record, and empty chunks (400)', async () => {
     await createRepo(alice, 'empty');
     const uploads = s.metadataRows().chunk_uploads;
-    const empty = recordHeader(sha(Buffer.alloc(0)), 0);
+    const empty = recordHeader(sha256(Buffer.alloc(0)), 0);
     const body = await zstdOf(Buffer.concat(Array.from({ length: 100_000 }, () => empty)), 100);
     expect(body.length).toBeLessThan(100_000);
     const res = await putPack(alice, 'alice/empty', body, { 'content-encoding': 'zstd' });
     expect(res.status).toBe(400);
     expect(await res.json()).toMatchObject({ success: false, error: expect.stringContaining('no bytes') });
     expect((await putPack(alice, 'alice/empty', empty)).status).toBe(400);
-    const single = await s.api(`/api/v1/repos/alice/empty/chunks/${sha(Buffer.alloc(0))}`, {
+    const single = await s.api(`/api/v1/repos/alice/empty/chunks/${sha256(Buffer.alloc(0))}`, {
       method: 'PUT',
       token: alice,
       body: Buffer.alloc(0),

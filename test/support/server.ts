@@ -18,6 +18,8 @@ export interface TestServer {
   dataDir: string;
   token(user: string, options?: { org?: string; scopes?: Scope[]; ttlSeconds?: number }): Promise<string>;
   api(path: string, init?: ApiInit): Promise<ApiResponse>;
+  /** Creates `name` in the token's own namespace; fails the test unless it answers 201. Resolves with its JSON. */
+  createRepo(token: string, name: string, visibility?: 'public' | 'internal' | 'private'): Promise<{ id: number }>;
   /**
    * Pushes a tree of `files` (relative path -> content) as `fullName:tag` through the native
    * tar push; fails the test unless it answers 201. Resolves with the push's JSON answer.
@@ -92,6 +94,11 @@ export async function startTestServer(env: Record<string, string> = {}, options:
         ttlSeconds: options.ttlSeconds ?? 3600,
       }),
     api,
+    async createRepo(token, name, visibility = 'private') {
+      const res = await api('/api/v1/user/repos', { method: 'POST', token, json: { name, visibility } });
+      expect(res.status).toBe(201);
+      return res.json();
+    },
     async pushFiles(token, fullName, tag, files) {
       const dir = await tempDir();
       for (const [path, content] of Object.entries(files)) {

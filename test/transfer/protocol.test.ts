@@ -2,11 +2,12 @@
  * The delta wire protocol against a real server: statuses of every route, the pack framing, the
  * manifest commit's checks, and the tenant check (no dedup oracle across tenants).
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readChunkRecords, recordHeader } from '../../src/lib/chunk-pack.js';
 import { compressBlock, decompressBlock } from '../../src/lib/zstd.js';
+import { fileEntry, packRecord, sha256 } from '../support/delta.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 
 let s: TestServer;
@@ -20,27 +21,13 @@ beforeAll(async () => {
 });
 afterAll(() => s.stop());
 
-const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const chunk = (size = 40_000) => {
   const data = randomBytes(size);
-  return { data, digest: sha(data), size };
+  return { data, digest: sha256(data), size };
 };
 type Chunk = ReturnType<typeof chunk>;
-const pack = (chunks: Chunk[]) => Buffer.concat(chunks.flatMap((c) => [recordHeader(c.digest, c.data.length), c.data]));
-const fileEntry = (path: string, chunks: Chunk[]) => ({
-  path,
-  type: 'file',
-  mode: 0o644,
-  size: chunks.reduce((n, c) => n + c.size, 0),
-  mtime: 1_700_000_000,
-  link_target: null,
-  chunks: chunks.map(({ digest, size }) => ({ digest, size })),
-});
-
-async function createRepo(token: string, name: string, visibility = 'private') {
-  const res = await s.api('/api/v1/user/repos', { method: 'POST', token, json: { name, visibility } });
-  expect(res.status).toBe(201);
-}
+const pack = (chunks: Chunk[]) => Buffer.concat(chunks.map((c) => packRecord(c.data)));
+const createRepo = (token: string, name: string, visibility?: 'public' | 'internal' | 'private') => s.createRepo(token, name, visibility);
 const missing = (token: string, repo: string, digests: string[]) =>
   s.api(`/api/v1/repos/${repo}/chunks/missing`, { method: 'POST', token, json: { digests } });
 const putChunk = (token: string, repo: string, digest: string, body: Buffer, headers: Record<string, string> = {}) =>
@@ -75,7 +62,7 @@ describe('wire protocol', () => {
     expect(wrong.status).toBe(422);
     expect(await wrong.json()).toMatchObject({ success: false });
     const big = Buffer.alloc(256 * 1024 + 1);
-    expect((await putChunk(alice, 'alice/wire', sha(big), big)).status).toBe(413);
+    expect((await putChunk(alice, 'alice/wire', sha256(big), big)).status).toBe(413);
     const zstd = await putChunk(alice, 'alice/wire', four.digest, compressBlock(four.data), { 'content-encoding': 'zstd' });
     expect(zstd.status).toBe(201);
     expect((await missing(alice, 'alice/wire', [one.digest, two.digest]).then((r) => r.json())).missing).toEqual([two.digest]);

@@ -2,7 +2,8 @@
  * The pull's batching chunk fetcher against a tiny HTTP server that answers chunks/fetch right,
  * short, or with wrong bytes: good chunks resolve, everything else rejects with one CliError.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
+import { sha256 } from '../../src/lib/sha256.js';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -12,7 +13,7 @@ import { ApiClient } from '../../src/cli/http-client.js';
 import { recordHeader } from '../../src/lib/chunk-pack.js';
 
 const chunks = [randomBytes(1000), randomBytes(2000), randomBytes(3000)];
-const digestOf = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+const digestOf = sha256;
 const byDigest = new Map(chunks.map((c) => [digestOf(c), c]));
 /** How the server misbehaves on the current test. */
 let mode: 'right' | 'short' | 'corrupt' = 'right';

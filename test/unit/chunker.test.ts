@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { sha256 } from '../../src/lib/sha256.js';
 import { describe, expect, it } from 'vitest';
 import { AVG_CHUNK_SIZE, Chunker, GEAR, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, chunkBuffer } from '../../src/domain/chunker.js';
 import { generatedBytes } from '../support/generated.js';
@@ -18,7 +18,6 @@ function pushInPieces(data: Buffer, pieceSize: number): Buffer[] {
   return [...chunks, ...chunker.finish()];
 }
 
-const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 describe('chunker', () => {
   it('has the gear table and parameters of the on-disk format', () => {

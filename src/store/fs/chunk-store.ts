@@ -18,7 +18,7 @@
  * so a crash leaves at worst a temp pack (deleted at open) or a sealed pack the index does not
  * know (an orphan, deleted at open too). No reader can reach a half-written chunk.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, rename, rm, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -28,6 +28,7 @@ import type { ChunkStat, ChunkStore, ChunkWriter, PutResult } from '../types.js'
 import { MAX_BLOCK_SIZE, compressBlock, decompressBlock, zstdReady } from '../../lib/zstd.js';
 import { fsyncDir } from '../../lib/durable-fs.js';
 import { readAhead } from '../../lib/read-ahead.js';
+import { sha256 } from '../../lib/sha256.js';
 import {
   ENTRY_HEADER_SIZE,
   PACK_HEADER_SIZE,
@@ -479,7 +480,6 @@ function openIndex(file: string): BetterSqlite3.Database {
 }
 
 const fanOut = (i: number) => i.toString(16).padStart(2, '0');
-const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
 const isCode = (e: unknown, code: string) => (e as { code?: unknown } | null)?.code === code;
 
 function ignoreMissing(e: unknown): void {
