@@ -4,6 +4,7 @@
  * reads and no more, whatever the size of the image.
  */
 import { readAhead } from '../lib/read-ahead.js';
+import { sha256 } from '../lib/sha256.js';
 import type { ChunkStore } from '../store/types.js';
 import { corrupt, invalid } from './errors.js';
 import type { ChunkRef, ManifestEntry } from './model.js';
@@ -23,6 +24,8 @@ export interface ChunkDiskSourceOptions {
 }
 
 export class ChunkDiskSource implements DiskSource {
+  /** The file's chunk list names its bytes: equal lists, equal bytes. */
+  readonly id: string;
   readonly size: number;
   private readonly chunks: readonly ChunkRef[];
   /** starts[i] is the offset of chunk i in the file; starts[chunks.length] is its size. */
@@ -44,6 +47,7 @@ export class ChunkDiskSource implements DiskSource {
       throw corrupt(`a file of ${file.size} bytes lists chunks of ${this.starts[file.chunks.length]} bytes`);
     }
     this.size = file.size;
+    this.id = sha256(file.chunks.map((c) => c.digest).join(''));
     this.cache = new ChunkCache(options.cacheBytes ?? DEFAULT_CACHE_BYTES);
   }
 

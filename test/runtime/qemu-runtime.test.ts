@@ -182,7 +182,9 @@ describe('QemuRuntime', () => {
     });
     try {
       await expect(failing.start(await spec('vm-c'))).rejects.toThrow(/did not boot: QEMU (exited|shut down)[^]*cannot mount \/dev\/vda/);
-      expect(await readdir(failingDir)).toEqual([]);
+      // Only the shared directories stay, empty: no work directory, export or layer.
+      expect((await readdir(failingDir)).sort()).toEqual(['disks', 'layers']);
+      expect([...(await readdir(join(failingDir, 'disks'))), ...(await readdir(join(failingDir, 'layers')))]).toEqual([]);
     } finally {
       await failing.close();
     }

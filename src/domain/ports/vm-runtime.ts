@@ -7,6 +7,11 @@
 
 /** Read-only bytes of a VM's base disk, read on demand (never copied whole). */
 export interface DiskSource {
+  /**
+   * Names the bytes, when the source knows them: sources with one id hold the same bytes, so
+   * the VMs of one disk share one export of it (and its cache).
+   */
+  readonly id?: string;
   /** Length of the disk in bytes. */
   readonly size: number;
   /**
@@ -23,8 +28,49 @@ export interface VmSpec {
   memSizeMib: number;
   /** The base root disk (a raw ext4 image); the VM writes to its own overlay above it. */
   disk: DiskSource;
-  /** A fresh identity per VM: a snapshot booted twice must not share these. */
+  /**
+   * A fresh identity per VM: a snapshot booted twice must not share these. The runtime also
+   * mixes fresh entropy into every VM's random pool, resumed ones included.
+   */
   identity: { hostname: string; machineId: string };
+  /**
+   * Resume this machine state instead of booting: a VmSnapshot of this runtime (a branch of a
+   * live VM: the VM stands on the snapshot's disk, and `disk` is ignored) or a state saved in a
+   * commit (`disk` then is the disk saved with it). Rejected with `unprocessable` when its
+   * format is not this runtime's (the caller may boot `disk` cold instead).
+   */
+  resume?: SavedMachine;
+}
+
+/** A machine's memory and device state, as a runtime saved it. */
+export interface SavedMachine {
+  /** The runtime and machine model the state is for (VmRuntime.format). */
+  readonly format: string;
+  readonly vcpuCount: number;
+  readonly memSizeMib: number;
+  /** The guest's RAM, byte for byte (mostly zeros, which deduplicate). */
+  readonly memory: DiskSource;
+  /** Everything else: CPU and device registers, in the runtime's own encoding. */
+  readonly deviceState: DiskSource;
+}
+
+/** A byte range of a disk. */
+export interface DiskRange {
+  offset: number;
+  length: number;
+}
+
+/**
+ * A VM frozen at one instant: its disk, memory and devices as they were, kept by the runtime
+ * (whatever the VM does next) until released. VMs resumed from it share its disk layers.
+ */
+export interface VmSnapshot extends SavedMachine {
+  /** The disk at that instant: the VM's base disk with everything it wrote over it. */
+  readonly disk: DiskSource;
+  /** Where `disk` may differ from the base disk: sorted, disjoint ranges, the VM's writes. */
+  changedRanges(): Promise<DiskRange[]>;
+  /** Frees what only this snapshot holds. Idempotent; VMs resumed from it keep running. */
+  release(): Promise<void>;
 }
 
 export type RuntimeVmState = 'booting' | 'running' | 'paused' | 'dead';
@@ -59,6 +105,12 @@ export interface RunningVm {
   resume(): Promise<void>;
   /** Runs a command through the guest agent. `conflict` when the VM is not running. */
   exec(request: ExecRequest): Promise<ExecResult>;
+  /**
+   * Freezes the VM at this instant (vCPUs stopped, guest writes flushed) and keeps its disk,
+   * memory and devices in a snapshot; the VM then runs on unless `keepPaused` or it was paused.
+   * `conflict` when the VM is not running or paused.
+   */
+  snapshot(options: { keepPaused: boolean }): Promise<VmSnapshot>;
   /** Ends the VM's process and removes its work directory (overlay included). Idempotent. */
   stop(): Promise<void>;
   /** Called once when the process exits for any reason other than stop(). */
@@ -66,6 +118,8 @@ export interface RunningVm {
 }
 
 export interface VmRuntime {
+  /** Names the runtime and machine model whose saved states it can resume (SavedMachine.format). */
+  readonly format: string;
   /**
    * Boots a VM and resolves once its guest agent answers (state `running`). Rejects (and leaves
    * no process or file behind) when the boot fails or takes longer than the runtime's limit.

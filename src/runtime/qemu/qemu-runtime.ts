@@ -6,32 +6,46 @@
  * Each VM has a work directory under the runtime directory:
  *
  * ```
- * <runtimeDir>/
- * └── <vm id>/            removed by stop(), or by the next open() after a server crash
- *     ├── qemu.pid        the QEMU process id, which is also its process group id
- *     ├── disk.sock       where the base disk is served (NBD), the overlay's backing
- *     ├── overlay.qcow2   everything the VM writes; the base disk is never written
- *     ├── qmp.sock        QMP: stop, cont, and the STOP/RESUME/SHUTDOWN events
- *     ├── qga.sock        the guest agent's virtio-serial port org.qemu.guest_agent.0
- *     └── console.log     the serial console (and QEMU's own messages), its first 1 MiB
+ * <runtimeDir>/            all of it removed by the next open() after a server crash
+ * ├── <vm id>/              removed by stop()
+ * │   ├── qemu.pid          the QEMU process id, which is also its process group id
+ * │   ├── overlay.qcow2     everything the VM writes; what it stands on is never written
+ * │   ├── device.state      a saved device state being resumed (from a commit)
+ * │   ├── qmp.sock          QMP: stop, cont, snapshots, and the STOP/RESUME/SHUTDOWN events
+ * │   ├── qga.sock          the guest agent's virtio-serial port org.qemu.guest_agent.0
+ * │   └── console.log       the serial console (and QEMU's own messages), its first 1 MiB
+ * ├── disks/<id>.sock       base disks served (NBD), shared by the VMs of one disk
+ * └── layers/<id>.qcow2     overlays copied by snapshots: read-only, shared by the VMs above
+ * <memoryDir>/              a tmpfs (/dev/shm), likewise swept by open()
+ * ├── <vm id>.ram           each VM's RAM, a shared file mapping: a snapshot copies it
+ * └── snapshots/<id>.ram, <id>.dev   a snapshot's RAM and device state
  * ```
+ *
+ * A snapshot of a paused VM copies its overlay into a layer (sparse: what the VM wrote), copies
+ * its RAM file and saves the device state with QEMU's migration stream, RAM left out
+ * (x-ignore-shared): tens of KiB. A VM resumed from it copies the RAM file
+ * (holes stay holes), stands on the layers and loads the device state with -incoming.
  *
  * No VM outlives its server: close() stops them all, a process 'exit' handler kills what is
  * left, and after a crash (when no handler ran) the next server's open() kills every QEMU still
  * running in a leftover work directory and removes it.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, readFileSync, rmSync, writeFileSync, type WriteStream } from 'node:fs';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { createWriteStream, existsSync, readFileSync, rmSync, writeFileSync, type WriteStream } from 'node:fs';
 import { mkdir, open, readdir, readFile, readlink, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { finished } from 'node:stream/promises';
 import { promisify } from 'node:util';
-import { conflict, invalid } from '../../domain/errors.js';
-import type { ExecRequest, ExecResult, RunningVm, RuntimeVmState, VmRuntime, VmSpec } from '../../domain/ports/vm-runtime.js';
-import type { DiskBacking, ExportDisk } from './disk-export.js';
+import { conflict, invalid, unprocessable } from '../../domain/errors.js';
+import type { DiskSource, ExecRequest, ExecResult, RunningVm, RuntimeVmState, VmRuntime, VmSpec } from '../../domain/ports/vm-runtime.js';
+import { sha256 } from '../../lib/sha256.js';
+import type { ExportDisk } from './disk-export.js';
+import { createOverlay, dropStack, holdStack, Shared, type DiskExport, type DiskStack } from './disk-stack.js';
 import { connectWhenListening } from './json-lines.js';
 import { QgaClient } from './qga-client.js';
 import { QmpClient, type QmpEvent } from './qmp-client.js';
+import { QemuSnapshot, writeSourceToFile } from './qemu-snapshot.js';
 
 export interface QemuRuntimeOptions {
   /** Holds one work directory per VM (layout above); created when missing. */
@@ -40,6 +54,11 @@ export interface QemuRuntimeOptions {
   readonly assetsDir: string;
   /** Serves each VM's base disk to QEMU (the NBD server of src/runtime/nbd/). */
   readonly exportDisk: ExportDisk;
+  /**
+   * Holds the VMs' RAM files and snapshots' memory: a tmpfs, since guest RAM in a file on disk
+   * would be written back to the disk. Default: a directory of /dev/shm named after runtimeDir.
+   */
+  readonly memoryDir?: string;
   /** How long a boot may take, from spawning QEMU to the guest agent's answer. Default 60 s. */
   readonly bootTimeoutMs?: number;
   /** How long one guest agent command may go unanswered before the guest is taken to hang. Default 30 s. */
@@ -58,6 +77,8 @@ const IDENTITY_HOSTNAME = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/i;
 const IDENTITY_MACHINE_ID = /^[0-9a-f]{32}$/;
 
 const execFileAsync = promisify(execFile);
+/** What a saved state depends on besides QEMU's version: the machine, accelerator, CPU and devices. */
+const MACHINE_MODEL = 'microvm tcg qemu64 virtio-blk virtio-serial ram-file x-ignore-shared v1';
 
 /** Whether the sockets of every VM's work directory under `runtimeDir` fit a Unix socket path. */
 export function holdsSocketPaths(runtimeDir: string): boolean {
@@ -66,7 +87,12 @@ export function holdsSocketPaths(runtimeDir: string): boolean {
 
 export class QemuRuntime implements VmRuntime {
   private readonly vms = new Set<QemuVm>();
+  /** Exports of base disks by DiskSource.id, shared by the VMs of one disk. */
+  private readonly exports = new Map<string, Promise<DiskExport>>();
   private readonly runtimeDir: string;
+  private readonly memoryDir: string;
+  /** QEMU's version and the machine model: a saved state resumes only on the same. */
+  readonly format: string;
   private readonly assetsDir: string;
   private readonly bootTimeoutMs: number;
   private readonly agentTimeoutMs: number;
@@ -82,7 +108,9 @@ export class QemuRuntime implements VmRuntime {
    * previous server left there is killed and removed first.
    */
   static async open(options: QemuRuntimeOptions): Promise<QemuRuntime> {
-    const runtime = new QemuRuntime(options);
+    const { stdout } = await execFileAsync('qemu-system-x86_64', ['--version'], { timeout: 30_000 });
+    const version = /version (\S+)/.exec(stdout)?.[1] ?? stdout.trim();
+    const runtime = new QemuRuntime(options, `qemu ${version}; ${MACHINE_MODEL}`);
     try {
       await runtime.sweepLeftovers();
     } catch (error) {
@@ -92,9 +120,14 @@ export class QemuRuntime implements VmRuntime {
     return runtime;
   }
 
-  private constructor(private readonly options: QemuRuntimeOptions) {
+  private constructor(
+    private readonly options: QemuRuntimeOptions,
+    format: string,
+  ) {
+    this.format = format;
     // Absolute: QEMU runs in the work directory, and a leftover QEMU is recognised by its cwd.
     this.runtimeDir = resolve(options.runtimeDir);
+    this.memoryDir = resolve(options.memoryDir ?? defaultMemoryDir(this.runtimeDir));
     this.assetsDir = resolve(options.assetsDir);
     this.bootTimeoutMs = options.bootTimeoutMs ?? DEFAULT_BOOT_TIMEOUT_MS;
     this.agentTimeoutMs = options.agentTimeoutMs ?? DEFAULT_AGENT_TIMEOUT_MS;
@@ -107,6 +140,10 @@ export class QemuRuntime implements VmRuntime {
   async start(spec: VmSpec): Promise<QemuVm> {
     checkSpec(spec);
     if (this.closed) throw new Error('the VM runtime is closed');
+    const { resume } = spec;
+    if (resume && (resume.format !== this.format || resume.vcpuCount !== spec.vcpuCount || resume.memSizeMib !== spec.memSizeMib)) {
+      throw unprocessable(`the saved machine (${resume.format}, ${resume.vcpuCount} vCPU, ${resume.memSizeMib} MiB) does not fit this VM (${this.format}, ${spec.vcpuCount} vCPU, ${spec.memSizeMib} MiB)`);
+    }
     const kernel = join(this.assetsDir, 'vmlinux');
     const initrd = join(this.assetsDir, 'initrd.cpio');
     await assertReadable([kernel, initrd], this.assetsDir);
@@ -117,16 +154,29 @@ export class QemuRuntime implements VmRuntime {
       if ((error as NodeJS.ErrnoException).code === 'EEXIST') throw conflict(`VM ${spec.id} is already running`);
       throw error;
     }
-    let backing: DiskBacking | undefined;
+    const memoryFile = join(this.memoryDir, `${spec.id}.ram`);
+    let stack: DiskStack | undefined;
     let vm: QemuVm | undefined;
     try {
-      backing = await this.options.exportDisk(spec.disk, join(workDir, 'disk.sock'));
+      // A live snapshot of this runtime: stand on its layers. Anything else: a base disk to export.
+      const snapshot = resume instanceof QemuSnapshot && resume.owner === this ? resume : undefined;
+      stack = snapshot ? holdStack(snapshot.stack) : { base: await this.exportOf(spec.disk), layers: [] };
+      const size = snapshot ? snapshot.disk.size : spec.disk.size;
       const overlay = join(workDir, 'overlay.qcow2');
-      await execFileAsync('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'raw', '-b', backing.filename, overlay], { timeout: 30_000 });
-      const args = qemuArgs(spec, { workDir, kernel, initrd, overlay, tscKhz: this.tscKhz });
-      vm = new QemuVm(spec.id, workDir, backing, args, this.agentTimeoutMs, () => this.vms.delete(vm!));
+      await createOverlay(overlay, stack, size);
+      let incoming: string | undefined;
+      if (snapshot) {
+        await execFileAsync('cp', ['--sparse=always', snapshot.memoryFile, memoryFile], { timeout: 60_000 });
+        incoming = snapshot.deviceFile;
+      } else if (resume) {
+        await writeSourceToFile(resume.memory, memoryFile);
+        incoming = join(workDir, 'device.state');
+        await writeSourceToFile(resume.deviceState, incoming);
+      }
+      const args = qemuArgs(spec, { workDir, kernel, initrd, overlay, memoryFile, incoming: incoming !== undefined, tscKhz: this.tscKhz });
+      vm = new QemuVm(this, spec, workDir, { stack, overlay, memoryFile, size }, args, this.agentTimeoutMs, () => this.vms.delete(vm!));
       this.vms.add(vm);
-      await vm.boot(Date.now() + this.bootTimeoutMs);
+      await vm.boot(Date.now() + this.bootTimeoutMs, incoming);
       return vm;
     } catch (error) {
       let reason = error instanceof Error ? error.message : String(error);
@@ -138,16 +188,54 @@ export class QemuRuntime implements VmRuntime {
         consoleText = await consoleTail(workDir);
         await vm.stop();
       } else {
-        await backing?.close();
+        if (stack) await dropStack(stack);
         await rm(workDir, { recursive: true, force: true });
+        await rm(memoryFile, { force: true });
       }
-      throw new Error(`VM ${spec.id} did not boot: ${reason}${consoleText && `\n--- console ---\n${consoleText}`}`, { cause: error });
+      throw new Error(`VM ${spec.id} did not ${resume ? 'resume' : 'boot'}: ${reason}${consoleText && `\n--- console ---\n${consoleText}`}`, { cause: error });
     }
+  }
+
+  /** Where snapshots keep their RAM and device state. */
+  get snapshotsDir(): string {
+    return join(this.memoryDir, 'snapshots');
+  }
+
+  /** Where snapshots freeze VMs' overlays. */
+  get layersDir(): string {
+    return join(this.runtimeDir, 'layers');
+  }
+
+  /** The export of a base disk, shared with every VM of a disk with the same id. */
+  private async exportOf(disk: DiskSource): Promise<DiskExport> {
+    const key = disk.id;
+    const existing = key === undefined ? undefined : this.exports.get(key);
+    if (existing) {
+      const shared = await existing;
+      shared.shared.hold();
+      return shared;
+    }
+    const made = (async (): Promise<DiskExport> => {
+      // A fresh socket name each time: an export being freed may still hold its old one.
+      const backing = await this.options.exportDisk(disk, join(this.runtimeDir, 'disks', `${randomUUID().slice(0, 18)}.sock`));
+      const shared = new Shared(async () => {
+        if (key !== undefined && this.exports.get(key) === made) this.exports.delete(key);
+        await backing.close();
+      });
+      return { shared, filename: backing.filename, source: disk };
+    })();
+    if (key !== undefined) {
+      this.exports.set(key, made);
+      made.catch(() => this.exports.get(key) === made && this.exports.delete(key));
+    }
+    return made;
   }
 
   async close(): Promise<void> {
     this.closed = true;
     await Promise.all([...this.vms].map((vm) => vm.stop()));
+    // Snapshots not yet released die with their runtime: nothing can resume them any more.
+    await rm(this.memoryDir, { recursive: true, force: true });
     process.off('exit', this.killAllOnExit);
   }
 
@@ -166,6 +254,10 @@ export class QemuRuntime implements VmRuntime {
       }
       await rm(workDir, { recursive: true, force: true });
     }
+    await mkdir(this.layersDir);
+    await mkdir(join(this.runtimeDir, 'disks'));
+    await rm(this.memoryDir, { recursive: true, force: true });
+    await mkdir(this.snapshotsDir, { recursive: true });
   }
 }
 
@@ -188,16 +280,34 @@ export class QemuVm implements RunningVm {
   private readonly exitListeners: ((reason: string) => void)[] = [];
   /** Execs waiting for a paused VM to resume (or to die). */
   private wakeups: (() => void)[] = [];
+  /** What the VM's overlay stands on. */
+  private readonly stack: DiskStack;
+  /** The qcow2 file QEMU writes. */
+  private readonly overlay: string;
+  /**
+   * After a snapshot's migration QEMU leaves the disks inactive until `cont`: a VM kept paused
+   * there is run for an instant before its next snapshot (QEMU 7.2 can reactivate only so).
+   */
+  private disksInactive = false;
+  /** Snapshots run one at a time. */
+  private snapshotting: Promise<unknown> = Promise.resolve();
+  readonly id: string;
+  private readonly spec: VmSpec;
 
   constructor(
-    readonly id: string,
+    private readonly runtime: QemuRuntime,
+    spec: VmSpec,
     /** The VM's work directory (layout in this module's comment). */
     readonly workDir: string,
-    private readonly backing: DiskBacking,
+    private readonly disk: { stack: DiskStack; overlay: string; memoryFile: string; size: number },
     args: string[],
     private readonly agentTimeoutMs: number,
     private readonly forget: () => void,
   ) {
+    this.id = spec.id;
+    this.spec = spec;
+    this.stack = disk.stack;
+    this.overlay = disk.overlay;
     // detached: its own process group, so that one kill ends QEMU and anything it started.
     this.child = spawn('qemu-system-x86_64', args, { cwd: workDir, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
     this.exited = new Promise((resolve) => {
@@ -244,7 +354,7 @@ export class QemuVm implements RunningVm {
    * Connects QMP and the guest agent, and waits until the agent answers guest-ping. On failure
    * the caller halts the VM: the process may still run.
    */
-  async boot(deadline: number): Promise<void> {
+  async boot(deadline: number, incomingDeviceState?: string): Promise<void> {
     const gaveUp = () => this.exitReason !== undefined;
     // Past the deadline the process is killed, which fails whichever step is still waiting.
     let late = false;
@@ -255,9 +365,11 @@ export class QemuVm implements RunningVm {
     try {
       const qmpSocket = await connectWhenListening(join(this.workDir, 'qmp.sock'), deadline, gaveUp);
       this.qmp = await QmpClient.open(qmpSocket, (event) => this.onQmpEvent(event));
+      if (incomingDeviceState !== undefined) await this.loadDeviceState(incomingDeviceState);
       const qgaSocket = await connectWhenListening(join(this.workDir, 'qga.sock'), deadline, gaveUp);
       const qga = new QgaClient(qgaSocket, this.agentTimeoutMs);
       await qga.waitReady(deadline, gaveUp);
+      await refreshIdentity(qga, this.spec.identity);
       this.qga = qga;
     } catch (error) {
       if (late) throw new Error('the guest agent did not answer within the boot limit', { cause: error });
@@ -274,6 +386,7 @@ export class QemuVm implements RunningVm {
 
   async resume(): Promise<void> {
     await this.control('cont');
+    this.disksInactive = false;
     this.markRunning();
   }
 
@@ -288,13 +401,79 @@ export class QemuVm implements RunningVm {
     }
   }
 
+  /** Snapshots the VM (RunningVm.snapshot); a failure leaves the VM as it was. */
+  snapshot({ keepPaused }: { keepPaused: boolean }): Promise<QemuSnapshot> {
+    const next = this.snapshotting.then(() => this.takeSnapshot(keepPaused));
+    this.snapshotting = next.catch(() => undefined);
+    return next;
+  }
+
   stop(): Promise<void> {
     return (this.stopping ??= (async () => {
       await this.halt();
-      await this.backing.close();
+      await dropStack(this.stack);
       await rm(this.workDir, { recursive: true, force: true });
+      await rm(this.disk.memoryFile, { force: true });
       this.forget();
     })());
+  }
+
+  private async takeSnapshot(keepPaused: boolean): Promise<QemuSnapshot> {
+    const state = this.state();
+    const { qmp, qga } = this;
+    if ((state !== 'running' && state !== 'paused') || !qmp || !qga) throw conflict(`VM ${this.id} is ${state}: only a running or paused VM can be snapshotted`);
+    const wasRunning = state === 'running';
+    // What the guest still holds in its page cache reaches the disk: the disk alone then boots cold.
+    if (wasRunning) await qga.exec({ command: ['sync'] }, () => this.untilRunning());
+    if (this.disksInactive) await qmp.execute('cont');
+    await qmp.execute('stop');
+    this.paused = true;
+    const id = randomUUID();
+    const files = { layer: join(this.runtime.layersDir, `${id}.qcow2`), memory: join(this.runtime.snapshotsDir, `${id}.ram`), device: join(this.runtime.snapshotsDir, `${id}.dev`) };
+    try {
+      // Stopping flushed QEMU's qcow2 caches, so the overlay file is whole: its copy is the disk
+      // as of now (what the VM wrote, not the base), and the VM writes on in its own.
+      await execFileAsync('cp', ['--sparse=always', this.overlay, files.layer], { timeout: 300_000 });
+      await execFileAsync('cp', ['--sparse=always', this.disk.memoryFile, files.memory], { timeout: 60_000 });
+      await this.saveDeviceState(files.device);
+      const layer = { path: files.layer, shared: new Shared(() => rm(files.layer, { force: true })) };
+      const below = holdStack(this.stack);
+      const snapshot = await QemuSnapshot.of(this.runtime, this.runtime.format, this.spec, { base: below.base, layers: [layer, ...below.layers] }, files);
+      if (wasRunning && !keepPaused) await this.resume();
+      return snapshot;
+    } catch (error) {
+      await Promise.all(Object.values(files).map((file) => rm(file, { force: true })));
+      if (wasRunning) await this.resume().catch(() => undefined);
+      throw error;
+    }
+  }
+
+  /** Saves the device state (RAM left out: it is in the RAM file) with QEMU's migration stream. */
+  private async saveDeviceState(path: string): Promise<void> {
+    const qmp = this.qmp!;
+    await qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'x-ignore-shared', state: true }] });
+    await qmp.execute('migrate', { uri: `exec:cat > ${shellQuote(path)}` });
+    this.disksInactive = true;
+    await this.migrationDone('the device state was not saved');
+  }
+
+  /** Loads a saved device state into a QEMU started with -incoming defer, then runs it. */
+  private async loadDeviceState(path: string): Promise<void> {
+    const qmp = this.qmp!;
+    await qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'x-ignore-shared', state: true }] });
+    await qmp.execute('migrate-incoming', { uri: `exec:cat ${shellQuote(path)}` });
+    await this.migrationDone('the saved state did not load');
+    await qmp.execute('cont');
+  }
+
+  /** Waits until the migration under way completes; rejects when it fails or the VM dies. */
+  private async migrationDone(failure: string): Promise<void> {
+    for (let wait = 1; ; wait = Math.min(wait * 2, 20)) {
+      const { status, 'error-desc': error } = (await this.qmp!.execute('query-migrate')) as { status?: string; 'error-desc'?: string };
+      if (status === 'completed') return;
+      if (status === 'failed' || status === 'cancelled') throw new Error(`${failure}: ${error ?? status}`);
+      await new Promise((wake) => setTimeout(wake, wait));
+    }
   }
 
   onExit(listener: (reason: string) => void): void {
@@ -313,6 +492,7 @@ export class QemuVm implements RunningVm {
   killAtExit(): void {
     this.kill();
     rmSync(this.workDir, { recursive: true, force: true });
+    rmSync(this.disk.memoryFile, { force: true });
   }
 
   private kill(): void {
@@ -360,7 +540,7 @@ export class QemuVm implements RunningVm {
 
 function qemuArgs(
   spec: VmSpec,
-  paths: { workDir: string; kernel: string; initrd: string; overlay: string; tscKhz: number | undefined },
+  paths: { workDir: string; kernel: string; initrd: string; overlay: string; memoryFile: string; incoming: boolean; tscKhz: number | undefined },
 ): string[] {
   const cmdline = [
     'console=ttyS0 quiet panic=-1',
@@ -373,14 +553,41 @@ function qemuArgs(
   // KVM is not used: where it exists here it is nested software virtualisation that fails (issue 12).
   return [
     ...['-M', 'microvm', '-accel', 'tcg', '-cpu', 'qemu64'],
-    ...['-m', String(spec.memSizeMib), '-smp', String(spec.vcpuCount)],
+    ...['-m', `${spec.memSizeMib}M`, '-smp', String(spec.vcpuCount)],
+    // RAM in a shared file mapping: a snapshot copies the file instead of streaming the RAM.
+    ...['-object', `memory-backend-file,id=ram,size=${spec.memSizeMib}M,mem-path=${paths.memoryFile},share=on`, '-machine', 'memory-backend=ram'],
     ...['-nodefaults', '-no-user-config', '-nographic', '-no-reboot'],
     ...['-kernel', paths.kernel, '-initrd', paths.initrd, '-append', cmdline],
     ...['-drive', `id=root,if=none,format=qcow2,file=${paths.overlay}`, '-device', 'virtio-blk-device,drive=root'],
     ...['-device', 'virtio-serial-device', '-chardev', socket('qga'), '-device', 'virtserialport,chardev=qga,name=org.qemu.guest_agent.0'],
     ...['-chardev', socket('qmp'), '-mon', 'chardev=qmp,mode=control'],
     ...['-serial', 'stdio'],
+    ...(paths.incoming ? ['-incoming', 'defer'] : []),
   ];
+}
+
+/**
+ * Gives a booted or resumed guest its own identity (a resumed snapshot has its parent's) and
+ * mixes fresh bytes into its random pool: without a hardware RNG under TCG, branches of one
+ * snapshot would otherwise draw the same "random" numbers.
+ */
+async function refreshIdentity(qga: QgaClient, identity: VmSpec['identity']): Promise<void> {
+  const script = 'printf "%s\\n" "$1" > /etc/machine-id && printf "%s\\n" "$2" > /etc/hostname && hostname "$2" && cat > /dev/urandom';
+  const result = await qga.exec(
+    { command: ['/bin/sh', '-c', script, 'sh', identity.machineId, identity.hostname], stdin: randomBytes(512), timeoutSecs: 30 },
+    () => Promise.resolve(),
+  );
+  if (result.exitCode !== 0) throw new Error(`the guest's identity was not set: ${result.stderr.toString('utf8').trim()}`);
+}
+
+/** Single-quotes a path for the shell QEMU runs exec: migration commands in. */
+function shellQuote(path: string): string {
+  return `'${path.replaceAll("'", "'\\''")}'`;
+}
+
+/** /dev/shm/snapfork-vm-memory-<hash of runtimeDir>, where there is a /dev/shm; else runtimeDir/memory. */
+function defaultMemoryDir(runtimeDir: string): string {
+  return existsSync('/dev/shm') ? join('/dev/shm', `snapfork-vm-memory-${sha256(runtimeDir).slice(0, 16)}`) : join(runtimeDir, 'memory');
 }
 
 function checkSpec(spec: VmSpec): void {
