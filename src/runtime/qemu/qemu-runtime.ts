@@ -122,7 +122,9 @@ export class QemuRuntime implements VmRuntime {
     try {
       backing = await this.options.exportDisk(spec.disk, join(workDir, 'disk.sock'));
       const overlay = join(workDir, 'overlay.qcow2');
-      await execFileAsync('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'raw', '-b', backing.filename, overlay], { timeout: 30_000 });
+      // An overlay may be larger than its backing: the guest then sees a larger disk.
+      const size = spec.diskSizeBytes === undefined ? [] : [String(spec.diskSizeBytes)];
+      await execFileAsync('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'raw', '-b', backing.filename, overlay, ...size], { timeout: 30_000 });
       const args = qemuArgs(spec, { workDir, kernel, initrd, overlay, tscKhz: this.tscKhz });
       vm = new QemuVm(spec.id, workDir, backing, args, this.agentTimeoutMs, () => this.vms.delete(vm!));
       this.vms.add(vm);
@@ -377,6 +379,8 @@ function qemuArgs(
     ...['-nodefaults', '-no-user-config', '-nographic', '-no-reboot'],
     ...['-kernel', paths.kernel, '-initrd', paths.initrd, '-append', cmdline],
     ...['-drive', `id=root,if=none,format=qcow2,file=${paths.overlay}`, '-device', 'virtio-blk-device,drive=root'],
+    // The guest's second virtio-blk disk (/dev/vdb), which its /init mounts at /data.
+    ...(spec.dataDisk ? ['-drive', `id=data,if=none,format=raw,readonly=on,file=${spec.dataDisk.path}`, '-device', 'virtio-blk-device,drive=data'] : []),
     ...['-device', 'virtio-serial-device', '-chardev', socket('qga'), '-device', 'virtserialport,chardev=qga,name=org.qemu.guest_agent.0'],
     ...['-chardev', socket('qmp'), '-mon', 'chardev=qmp,mode=control'],
     ...['-serial', 'stdio'],
@@ -389,6 +393,11 @@ function checkSpec(spec: VmSpec): void {
   if (!Number.isSafeInteger(spec.vcpuCount) || spec.vcpuCount < 1) throw invalid(`vcpu count ${spec.vcpuCount} is not a positive integer`);
   if (!Number.isSafeInteger(spec.memSizeMib) || spec.memSizeMib < 16) throw invalid(`memory ${spec.memSizeMib} MiB is not an integer of at least 16`);
   if (!IDENTITY_HOSTNAME.test(spec.identity.hostname)) throw invalid(`hostname "${spec.identity.hostname}" is not a DNS label`);
+  if (spec.diskSizeBytes !== undefined && !(Number.isSafeInteger(spec.diskSizeBytes) && spec.diskSizeBytes >= spec.disk.size)) {
+    throw invalid(`a root disk of ${spec.diskSizeBytes} bytes cannot hold its base of ${spec.disk.size} bytes`);
+  }
+  // QEMU's -drive splits its value at commas.
+  if (spec.dataDisk?.path.includes(',')) throw invalid(`data disk path "${spec.dataDisk.path}" holds a comma`);
   if (!IDENTITY_MACHINE_ID.test(spec.identity.machineId)) throw invalid(`machine-id "${spec.identity.machineId}" is not 32 lowercase hex digits`);
 }
 
