@@ -109,7 +109,7 @@ describe('new_root, the system repository and dataset VMs', () => {
   });
 
   it('answers wait_boot=false at once with the VM booting; it runs on its own', async () => {
-    const res = await post('/vm/new_root', { vm_config: {} });
+    const res = await post('/vm/new_root?wait_boot=false', { vm_config: {} });
     expect(res.status).toBe(201);
     const { vm_id } = await res.json();
     // The answer came before the guest could have booted (seconds under TCG).

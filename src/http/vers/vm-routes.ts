@@ -69,8 +69,8 @@ export function versVmRoutes({ vms }: Services): Router {
         kernelName: config.kernel_name ?? undefined,
         labels: config.labels ?? undefined,
       },
-      // Vers' default: answer at once, the VM booting.
-      req.query.wait_boot === 'true',
+      // The validator has made it a boolean (its schema's type). Vers' default: answer at once, the VM booting.
+      (req.query as { wait_boot?: boolean }).wait_boot === true,
     );
     res.status(201).json({ vm_id: vm.id });
   });
