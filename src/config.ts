@@ -42,6 +42,11 @@ export interface Config {
     /** Caps on VMs booting or running at once (paused ones hold their memory, so they count); 0 runs none. */
     readonly maxRunning: number;
     readonly maxRunningPerOwner: number;
+    /**
+     * The most file content of a dataset that a VM mounts at /data: its image is built on this
+     * host (a staged copy, then the image) once per tree. 1 GiB by default.
+     */
+    readonly maxDatasetBytes: number;
   };
 }
 
@@ -88,8 +93,8 @@ function parsePublicUrl(raw: string): string {
  * SNAPFORK_JWT_AUDIENCE, SNAPFORK_JWKS_URL with SNAPFORK_JWKS_ISSUER and SNAPFORK_JWKS_AUDIENCE,
  * SNAPFORK_MAX_PUSH_BYTES, SNAPFORK_PUBLIC_URL, and the timeouts SNAPFORK_HEADERS_TIMEOUT_MS,
  * SNAPFORK_BODY_TIMEOUT_MS, SNAPFORK_BODY_RATE_WINDOW_MS, SNAPFORK_BODY_MIN_RATE (bytes per second)
- * and SNAPFORK_IDLE_TIMEOUT_MS, and for VMs SNAPFORK_VM_ASSETS and the caps SNAPFORK_VM_MAX_RUNNING
- * and SNAPFORK_VM_MAX_RUNNING_PER_OWNER. Flags of `snapfork serve` (overrides) win over the environment.
+ * and SNAPFORK_IDLE_TIMEOUT_MS, and for VMs SNAPFORK_VM_ASSETS and the caps SNAPFORK_VM_MAX_RUNNING,
+ * SNAPFORK_VM_MAX_RUNNING_PER_OWNER and SNAPFORK_VM_MAX_DATASET_BYTES. Flags of `snapfork serve` (overrides) win over the environment.
  */
 export function loadConfig(env: Env = process.env, overrides: ConfigOverrides = {}): Config {
   const portRaw = env.SNAPFORK_PORT ?? env.PORT;
@@ -127,6 +132,7 @@ export function loadConfig(env: Env = process.env, overrides: ConfigOverrides = 
       assetsDir: resolve(env.SNAPFORK_VM_ASSETS ?? join(dataDir, 'vm-assets')),
       maxRunning: nonNegativeInteger(env, 'SNAPFORK_VM_MAX_RUNNING', 8),
       maxRunningPerOwner: nonNegativeInteger(env, 'SNAPFORK_VM_MAX_RUNNING_PER_OWNER', 4),
+      maxDatasetBytes: positiveInteger(env, 'SNAPFORK_VM_MAX_DATASET_BYTES', 1024 ** 3),
     }),
   });
 }

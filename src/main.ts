@@ -16,8 +16,10 @@ import type { Scope } from './domain/principal.js';
 import { createServices } from './domain/services.js';
 import { createApp, type AppOptions } from './http/app.js';
 import { sha256 } from './lib/sha256.js';
+import { Ext4DatasetImages } from './runtime/dataset-images.js';
 import { serveNbd } from './runtime/nbd/nbd-server.js';
 import type { ExportDisk } from './runtime/qemu/disk-export.js';
+import { guestBaseImage } from './runtime/qemu/guest-assets.js';
 import { holdsSocketPaths, QemuRuntime } from './runtime/qemu/qemu-runtime.js';
 import { openFsChunkStore } from './store/fs/chunk-store.js';
 import { openSqliteMetadataStore } from './store/sqlite/metadata-store.js';
@@ -26,6 +28,8 @@ export const METADATA_FILE = 'snapfork.db';
 export const CHUNKS_DIR = 'chunks';
 /** One work directory per running VM (src/runtime/qemu). */
 export const VMS_DIR = 'vms';
+/** Read-only images of datasets that VMs mount at /data (src/runtime/dataset-images.ts). */
+export const DATASETS_DIR = 'datasets';
 
 /**
  * Where VMs' work directories go: `<dataDir>/vms`, unless a deep data directory would make their
@@ -62,7 +66,12 @@ export async function startServer(config: Config, options: AppOptions = {}): Pro
     return { filename: `nbd+unix:///?socket=${socketPath}`, close: () => nbd.close() };
   };
   const runtime = await QemuRuntime.open({ runtimeDir: vmRuntimeDir(config.dataDir), assetsDir: config.vms.assetsDir, exportDisk });
-  const services = createServices(metadata, chunks, { runtime, caps: config.vms });
+  const services = createServices(metadata, chunks, {
+    runtime,
+    baseImage: guestBaseImage(config.vms.assetsDir),
+    datasets: await Ext4DatasetImages.open(join(config.dataDir, DATASETS_DIR)),
+    caps: config.vms,
+  });
   await services.vms.reconcile();
   const app = createApp(services, tokens, config, options);
 

@@ -6,8 +6,8 @@
 #                skips ~4 s of in-guest xz decompression under TCG
 #   initrd.cpio  a busybox initramfs: Debian builds virtio and ext4 as modules, so it loads
 #                them, mounts /dev/vda (ext4) as the root and switch_roots to its /init
-#   rootfs.img   the base root disk, raw ext4 (sparse, 512 MiB): busybox, qemu-ga with its
-#                shared libraries, and an /init whose contract is in storage/README.md
+#   rootfs.img   the base root disk, raw ext4 (sparse, 512 MiB): busybox, qemu-ga and resize2fs
+#                with their shared libraries, and an /init whose contract is in storage/README.md
 #   assets.json  {kernel_version, kernel_package, built_at, inputs, files: {name: sha256}};
 #                written last, so its presence means the set is complete and consistent
 #
@@ -23,6 +23,8 @@ readonly PACKAGES=(qemu-system-x86 qemu-utils busybox-static qemu-guest-agent cp
 readonly MODULES=(virtio_ring virtio virtio_mmio virtio_blk virtio_console crc16 mbcache jbd2 crc32c_generic ext4)
 readonly ROOTFS_SIZE=512M
 readonly AGENT=/usr/sbin/qemu-ga
+# Grows the root file system at boot when the VM's disk is larger than the image (fs_size_mib).
+readonly RESIZE2FS=/usr/sbin/resize2fs
 readonly AGENT_PORT=org.qemu.guest_agent.0
 # Every file in the initramfs and the root image gets this mtime, and the image a UUID and hash
 # seed derived from the inputs: the same inputs give the same bytes, so a rebuilt rootfs.img
@@ -78,11 +80,13 @@ resolve_kernel() {
   kernel_version=${kernel_pkg#linux-image-}
 }
 
-# Prints the host files copied into the guest for the agent: qemu-ga, every shared library
-# ldd lists, and the dynamic loader (the line of ldd's output without "=>").
-agent_files() {
+# Prints the host files copied into the guest: qemu-ga and resize2fs, every shared library
+# ldd lists for them, and the dynamic loader (the line of ldd's output without "=>").
+guest_binaries() {
   echo "$AGENT"
-  ldd "$AGENT" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}'
+  echo "$RESIZE2FS"
+  # One ldd per binary: given several, it prints a "path:" heading before each.
+  { ldd "$AGENT"; ldd "$RESIZE2FS"; } | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}' | sort -u
 }
 
 busybox_path() {
@@ -94,7 +98,7 @@ inputs_stamp() {
   {
     sha256sum "$script"
     echo "$kernel_pkg $kernel_pkg_version"
-    sha256sum "$busybox" $(agent_files)
+    sha256sum "$busybox" $(guest_binaries)
   } | sha256sum | cut -d' ' -f1
 }
 
@@ -248,9 +252,9 @@ EOF
 build_rootfs() {
   local out=$1 root=$work/rootfs file uuid
   install_busybox "$root"
-  # qemu-ga and its libraries at their host paths, so the loader path compiled into it and
-  # the library paths ldd resolved hold in the guest too.
-  for file in $(agent_files); do
+  # qemu-ga, resize2fs and their libraries at their host paths, so the loader path compiled
+  # into them and the library paths ldd resolved hold in the guest too.
+  for file in $(guest_binaries); do
     install -D -m 0755 "$file" "$root$file" # install follows links: the real file lands there
   done
   mkdir -p "$root"/{dev,proc,sys,run,tmp,root,etc,var/lib,var/log}
@@ -259,6 +263,7 @@ build_rootfs() {
   echo 'root:x:0:0:root:/root:/bin/sh' >"$root/etc/passwd"
   echo 'root:x:0:' >"$root/etc/group"
   printf '127.0.0.1\tlocalhost\n' >"$root/etc/hosts"
+  ln -s ../proc/mounts "$root/etc/mtab" # resize2fs finds the root mounted there: it grows it online
   : >"$root/etc/machine-id" # written at each boot from snapfork.machine_id=
   cat >"$root/init" <<EOF
 #!/bin/sh
@@ -267,6 +272,8 @@ build_rootfs() {
 #   snapfork.hostname=NAME         kernel command line: the hostname
 #   snapfork.machine_id=32HEX      kernel command line: written to /etc/machine-id
 #   virtio-serial port $AGENT_PORT: served by qemu-ga, restarted whenever it exits
+#   /dev/vda larger than its file system: the file system is grown to fill it (resize2fs)
+#   /dev/vdb, when present: a dataset's files (ext4), mounted read-only at /data
 # It never exits (the kernel panics when PID 1 does), and as a shell waiting on its
 # foreground child it also reaps the orphans the agent's commands leave behind.
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
@@ -291,6 +298,19 @@ for word in \$(cat /proc/cmdline); do
   esac
 done
 ip link set lo up
+
+# The disk's size against the file system's (superblock at 1024: s_blocks_count_lo at +4,
+# s_log_block_size at +24, little-endian u32): a VM asked for a larger disk than its image.
+disk_bytes=\$((\$(cat /sys/block/vda/size) * 512))
+superblock_u32() { dd if=/dev/vda bs=4 skip=\$1 count=1 2>/dev/null | od -An -tu4; }
+fs_bytes=\$((\$(superblock_u32 257) * (1024 << \$(superblock_u32 262))))
+if [ \$disk_bytes -gt \$fs_bytes ]; then
+  resize2fs /dev/vda >/dev/null 2>&1 || echo "init: resize2fs /dev/vda failed"
+fi
+if [ -b /dev/vdb ]; then
+  mkdir -p /data
+  mount -t ext4 -o ro /dev/vdb /data || echo "init: cannot mount /dev/vdb at /data"
+fi
 
 # The agent's port: the virtio-serial port QEMU named $AGENT_PORT.
 agent_port() {
@@ -376,7 +396,7 @@ main() {
   resolve_kernel
   busybox=$(busybox_path)
   [[ -x $busybox ]] || die "busybox-static installed no /bin/busybox"
-  ! ldd "$AGENT" | grep 'not found' || die "$AGENT needs a library this host lacks"
+  ! { ldd "$AGENT"; ldd "$RESIZE2FS"; } | grep 'not found' || die "$AGENT or $RESIZE2FS needs a library this host lacks"
   stamp=$(inputs_stamp)
   if up_to_date; then
     log "up to date in $assets ($kernel_version)"

@@ -5,7 +5,10 @@ import { IdempotencyService } from './idempotency.service.js';
 import { RepositoryService } from './repository.service.js';
 import { SnapshotService } from './snapshot.service.js';
 import { TransferService } from './transfer.service.js';
+import { BootPlanner } from './boot-planner.js';
+import { SystemImageService } from './system-image.service.js';
 import { VmService, type VmCaps } from './vm.service.js';
+import type { BaseImageSource, DatasetImages } from './ports/vm-images.js';
 import type { VmRuntime } from './ports/vm-runtime.js';
 import type { ChunkStore, MetadataStore } from '../store/types.js';
 
@@ -17,20 +20,32 @@ export interface Services {
   transfers: TransferService;
   forks: ForkService;
   idempotency: IdempotencyService;
+  images: SystemImageService;
   vms: VmService;
 }
 
-/** Wires the domain services over a metadata store, a chunk store and a VM runtime. */
+/** What VMs run on: the runtime, the guest assets' base image, the builder of dataset images, and the caps. */
+export interface VmParts {
+  runtime: VmRuntime;
+  baseImage: BaseImageSource;
+  datasets: DatasetImages;
+  /** `maxDatasetBytes`: the most file content a dataset VM mounts at /data (413 beyond). */
+  caps: VmCaps & { readonly maxDatasetBytes: number };
+}
+
+/** Wires the domain services over a metadata store, a chunk store and what VMs run on. */
 export function createServices(
   store: MetadataStore,
   chunks: ChunkStore,
-  vms: { runtime: VmRuntime; caps: VmCaps },
+  vms: VmParts,
   now: () => string = () => new Date().toISOString(),
 ): Services {
   const policy = new AccessPolicy(store);
   const accounts = new AccountService(store, policy);
   const repositories = new RepositoryService(store, policy);
   const snapshots = new SnapshotService(store, chunks, policy, repositories, now);
+  const images = new SystemImageService(store, chunks, repositories, snapshots, vms.baseImage);
+  const planner = new BootPlanner(chunks, images, vms.datasets, vms.caps);
   return {
     policy,
     accounts,
@@ -39,6 +54,7 @@ export function createServices(
     transfers: new TransferService(store, chunks, policy, repositories, snapshots, now),
     forks: new ForkService(store, policy, accounts, repositories, now),
     idempotency: new IdempotencyService(store),
-    vms: new VmService(store, chunks, policy, accounts, snapshots, vms.runtime, vms.caps, now),
+    images,
+    vms: new VmService(store, policy, accounts, snapshots, images, planner, vms.runtime, vms.caps, now),
   };
 }

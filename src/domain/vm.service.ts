@@ -1,14 +1,16 @@
 import { randomBytes } from 'node:crypto';
 import { v4 as uuidv4 } from 'uuid';
-import { ChunkDiskSource } from './disk-source.js';
 import { conflict, forbidden, invalid, isDomainError, notFound, tooMany, unprocessable } from './errors.js';
-import { DEFAULT_VM_SIZE, type Commit, type Manifest, type ManifestEntry, type Namespace, type Vm, type VmState } from './model.js';
+import type { Commit, Namespace, Vm, VmState } from './model.js';
 import type { AccessPolicy } from './access-policy.js';
 import type { AccountService } from './account.service.js';
+import type { BootPlan, BootPlanner } from './boot-planner.js';
 import type { ExecRequest, ExecResult, RunningVm, VmRuntime } from './ports/vm-runtime.js';
 import type { Principal, Scope } from './principal.js';
 import type { SnapshotService } from './snapshot.service.js';
-import type { ChunkStore, MetadataStore } from '../store/types.js';
+import { DEFAULT_IMAGE, type SystemImageService } from './system-image.service.js';
+import { DEFAULT_KERNEL, labelsProblem, VM_LIMITS, vmSizeProblem } from './vm-config.js';
+import type { MetadataStore } from '../store/types.js';
 
 /** Caps on VMs booting, running or paused at once (paused ones keep their memory). 0 runs none. */
 export interface VmCaps {
@@ -19,11 +21,19 @@ export interface VmCaps {
 /** Which commit a VM starts from: by id, by `repo:tag` of the caller's namespace, or by tag name alone. */
 export type CommitSource = { commitId: string } | { ref: string } | { tagName: string };
 
-/**
- * The file of a tag that is a VM's root disk: this name, else the tag's only file. The
- * convention is documented in storage/README.md.
- */
-export const ROOT_DISK_FILE = 'rootfs.img';
+/** What `POST /vm/new_root` asks for; absent fields take the image's own. */
+export interface NewRootRequest {
+  vcpuCount?: number;
+  memSizeMib?: number;
+  /** The root disk's size, at least the image's: the guest grows its file system to fill it. */
+  fsSizeMib?: number;
+  /** A tag of the system repository (DEFAULT_IMAGE). */
+  imageName?: string;
+  kernelName?: string;
+  labels?: Readonly<Record<string, string>>;
+}
+
+const MIB = 1024 * 1024;
 
 /** A VM of this server that holds a process slot: booting, then running or paused. */
 interface LiveVm {
@@ -47,10 +57,11 @@ export class VmService {
 
   constructor(
     private readonly store: MetadataStore,
-    private readonly chunks: ChunkStore,
     private readonly policy: AccessPolicy,
     private readonly accounts: AccountService,
     private readonly snapshots: SnapshotService,
+    private readonly images: SystemImageService,
+    private readonly planner: BootPlanner,
     private readonly runtime: VmRuntime,
     private readonly caps: VmCaps,
     private readonly now: () => string,
@@ -66,33 +77,60 @@ export class VmService {
 
   /**
    * Boots a VM of the caller's acting namespace from a commit they may read, and resolves once
-   * it answers exec. The root disk is the commit's ROOT_DISK_FILE or its only file
-   * (`unprocessable` otherwise). `not_found` "commit not found" for a commit id the caller may
-   * not read; `invalid` for a ref not of the form `repo:tag`; `too_many` past a cap.
+   * it answers exec. What it boots is the BootPlanner's plan: the commit's root disk, or for a
+   * dataset the default base image with the tree at /data (`unprocessable`, `too_large` as the
+   * planner says). `not_found` "commit not found" for a commit id the caller may not read;
+   * `invalid` for a ref not of the form `repo:tag`; `too_many` past a cap.
    */
   async fromCommit(principal: Principal, source: CommitSource): Promise<Vm> {
     const owner = await this.accounts.actingNamespace(principal);
     await this.policy.assertWriteIn(principal, owner);
     const commit = await this.resolveCommit(principal, owner, source);
-    const disk = rootDiskOf(await this.snapshots.manifestOf(commit));
-    const vm: Vm = {
-      id: uuidv4(),
-      commitId: commit.id,
-      repositoryId: commit.repositoryId,
-      namespaceId: owner.id,
-      state: 'booting',
-      labels: {},
-      ...DEFAULT_VM_SIZE,
-      createdAt: this.now(),
-      deletedAt: null,
-    };
-    // The check and the slot's claim run in one turn of the event loop, so concurrent
-    // requests cannot both take the last slot.
-    this.assertRoomFor(owner);
-    const booted = this.boot(vm, disk, () => this.store.createVm(vm));
-    this.live.set(vm.id, { ownerId: owner.id, booted });
-    await booted;
+    const plan = await this.planner.plan(await this.snapshots.manifestOf(commit));
+    const vm = this.newVm(owner, commit, plan, {});
+    await this.claimAndBoot(owner, vm, plan).booted;
     return { ...vm, state: 'running' };
+  }
+
+  /**
+   * Boots a VM of the caller's acting namespace from a base image of the system repository
+   * (imported first when the guest assets changed), sized as asked within VM_LIMITS, with
+   * `labels`. With `waitBoot` it resolves once the VM answers exec; without, once the VM is
+   * recorded `booting`, its boot going on (a failed one leaves it `dead`). `invalid` for a size,
+   * disk size or labels out of bounds; `not_found` for an image or kernel other than the
+   * defaults; `too_many` past a cap.
+   */
+  async newRoot(principal: Principal, request: NewRootRequest, waitBoot: boolean): Promise<Vm> {
+    const problem = vmSizeProblem(request) ?? (request.labels && labelsProblem(request.labels));
+    if (problem) throw invalid(problem);
+    const kernel = request.kernelName ?? DEFAULT_KERNEL;
+    if (kernel !== DEFAULT_KERNEL) throw notFound(`kernel ${kernel} not found`);
+    const imageName = request.imageName ?? DEFAULT_IMAGE;
+    const owner = await this.accounts.actingNamespace(principal);
+    await this.policy.assertWriteIn(principal, owner);
+    const image = await this.images.image(imageName);
+    const plan = await this.planner.plan(image.manifest);
+    const imageMib = Math.ceil((plan.rootDiskBytes ?? 0) / MIB);
+    const { fsSizeMib } = request;
+    if (fsSizeMib !== undefined && !(Number.isSafeInteger(fsSizeMib) && fsSizeMib >= imageMib && fsSizeMib <= VM_LIMITS.maxFsSizeMib)) {
+      throw invalid(`fs_size_mib must be an integer from ${imageMib} (the size of image ${imageName}) to ${VM_LIMITS.maxFsSizeMib}`);
+    }
+    const vm = this.newVm(owner, image.commit, plan, {
+      vcpuCount: request.vcpuCount,
+      memSizeMib: request.memSizeMib,
+      labels: request.labels,
+    });
+    let recorded!: () => void;
+    const rowWritten = new Promise<void>((resolve) => (recorded = resolve));
+    const { booted } = this.claimAndBoot(owner, vm, plan, fsSizeMib === undefined ? undefined : fsSizeMib * MIB, recorded);
+    if (waitBoot) {
+      await booted;
+      return { ...vm, state: 'running' };
+    }
+    // Its failure is recorded (dead) and answered to whoever uses it next: nobody awaits it here.
+    booted.catch(() => undefined);
+    await Promise.race([rowWritten, booted]);
+    return vm;
   }
 
   /** The VMs of the caller's acting namespace that are not deleted, oldest first, with their live state. */
@@ -165,6 +203,37 @@ export class VmService {
     return commit;
   }
 
+  private newVm(owner: Namespace, commit: Commit, plan: BootPlan, asked: { vcpuCount?: number; memSizeMib?: number; labels?: Vm['labels'] }): Vm {
+    return {
+      id: uuidv4(),
+      commitId: commit.id,
+      repositoryId: commit.repositoryId,
+      namespaceId: owner.id,
+      state: 'booting',
+      labels: { ...asked.labels },
+      vcpuCount: asked.vcpuCount ?? plan.size.vcpuCount,
+      memSizeMib: asked.memSizeMib ?? plan.size.memSizeMib,
+      createdAt: this.now(),
+      deletedAt: null,
+    };
+  }
+
+  /**
+   * Claims a slot for a new VM and boots it, recording it first (`onRecorded` runs once the row
+   * is written). The cap's check and the claim run in one turn of the event loop, so concurrent
+   * requests cannot both take the last slot.
+   */
+  private claimAndBoot(owner: Namespace, vm: Vm, plan: BootPlan, diskSizeBytes?: number, onRecorded?: () => void): LiveVm {
+    this.assertRoomFor(owner);
+    const booted = this.boot(vm, plan, async () => {
+      await this.store.createVm(vm);
+      onRecorded?.();
+    }, diskSizeBytes);
+    const live = { ownerId: owner.id, booted };
+    this.live.set(vm.id, live);
+    return live;
+  }
+
   private assertRoomFor(owner: Namespace): void {
     const { maxRunning, maxRunningPerOwner } = this.caps;
     if (this.live.size >= maxRunning) {
@@ -180,7 +249,7 @@ export class VmService {
    * Records the VM booting (`record`), starts it and records it running; on failure frees its
    * slot and records it dead.
    */
-  private async boot(vm: Vm, disk: ManifestEntry, record: () => Promise<void>): Promise<RunningVm> {
+  private async boot(vm: Vm, plan: BootPlan, record: () => Promise<void>, diskSizeBytes?: number): Promise<RunningVm> {
     let recorded = false;
     try {
       await record();
@@ -189,7 +258,8 @@ export class VmService {
         id: vm.id,
         vcpuCount: vm.vcpuCount,
         memSizeMib: vm.memSizeMib,
-        disk: new ChunkDiskSource(disk, this.chunks),
+        ...(await plan.disks()),
+        diskSizeBytes,
         // A fresh identity per VM, so that two VMs of one commit never share them.
         identity: { hostname: vm.id.slice(0, 8), machineId: randomBytes(16).toString('hex') },
       });
@@ -219,9 +289,9 @@ export class VmService {
 
   /**
    * The VM's handle, booting it first when it sleeps (a Vers fork's VM, booted on first use).
-   * Concurrent callers share one wake. The wake boots the commit's root disk as fromCommit does:
-   * `unprocessable` "commit holds no bootable disk", `too_many` past a cap; either leaves the VM
-   * sleeping. `conflict` for a VM that is neither live nor sleeping.
+   * Concurrent callers share one wake. The wake boots the commit as fromCommit does, at the size
+   * the VM was recorded with: `unprocessable` or `too_large` as the planner says, `too_many` past
+   * a cap; each leaves the VM sleeping. `conflict` for a VM that is neither live nor sleeping.
    */
   private async awake(vm: Vm): Promise<RunningVm> {
     if (this.live.has(vm.id) || vm.state !== 'sleeping') return this.handleOf(vm);
@@ -240,12 +310,12 @@ export class VmService {
     if (vm.state !== 'sleeping') throw conflict(`vm ${id} is ${vm.state}: it has no running process`);
     const commit = await this.store.getCommit(vm.commitId);
     if (!commit) throw notFound(`commit ${vm.commitId} not found`);
-    const disk = rootDiskOf(await this.snapshots.manifestOf(commit));
+    const plan = await this.planner.plan(await this.snapshots.manifestOf(commit));
     const owner = await this.store.getNamespaceById(vm.namespaceId);
     if (!owner) throw notFound(`vm ${id} not found`);
     // As in fromCommit: the cap's check and the slot's claim in one turn of the event loop.
     this.assertRoomFor(owner);
-    const booted = this.boot(vm, disk, async () => {
+    const booted = this.boot(vm, plan, async () => {
       // Deleted while the wake read its commit: boot nothing.
       if (!(await this.store.setVmState(id, 'booting'))) throw notFound(`vm ${id} not found`);
     });
@@ -278,12 +348,4 @@ export class VmService {
     if (!live) return vm;
     return { ...vm, state: live.handle?.state() ?? 'booting' };
   }
-}
-
-/** The root disk of a commit: its ROOT_DISK_FILE, else its only file; `unprocessable` otherwise. */
-function rootDiskOf(manifest: Manifest): ManifestEntry {
-  const files = manifest.entries.filter((e) => e.type === 'file');
-  const disk = files.find((e) => e.path === ROOT_DISK_FILE) ?? (files.length === 1 ? files[0] : undefined);
-  if (!disk || disk.size === 0) throw unprocessable('commit holds no bootable disk');
-  return disk;
 }

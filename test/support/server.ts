@@ -34,6 +34,11 @@ export interface TestServer {
    * removes what it proves the server never reads.
    */
   alterMetadata(sql: string): void;
+  /**
+   * Stops this server, keeping its data directory, and starts another on it with the same
+   * environment but for `env`'s changes.
+   */
+  restart(env?: Record<string, string>): Promise<TestServer>;
   stop(): Promise<void>;
 }
 
@@ -60,9 +65,12 @@ function rowCounts(file: string): Record<string, number> {
   }
 }
 
-/** `subdir`: the data directory lies this far below a fresh temporary directory. */
-export async function startTestServer(env: Record<string, string> = {}, options: { subdir?: string } = {}): Promise<TestServer> {
-  const dataDir = join(await mkdtemp(join(tmpdir(), 'snapfork-test-')), options.subdir ?? '');
+/**
+ * `subdir`: the data directory lies this far below a fresh temporary directory; `dataDir`: an
+ * existing data directory instead.
+ */
+export async function startTestServer(env: Record<string, string> = {}, options: { subdir?: string; dataDir?: string } = {}): Promise<TestServer> {
+  const dataDir = options.dataDir ?? join(await mkdtemp(join(tmpdir(), 'snapfork-test-')), options.subdir ?? '');
   const config = loadConfig(env, { host: '127.0.0.1', port: 0, dataDir });
   // SNAPFORK_TEST_LOG=1 shows the server's logs of unexpected errors while debugging a test.
   const log = process.env.SNAPFORK_TEST_LOG ? (line: string) => console.error(line) : () => undefined;
@@ -124,6 +132,10 @@ export async function startTestServer(env: Record<string, string> = {}, options:
       } finally {
         db.close();
       }
+    },
+    restart: async (changes = {}) => {
+      await server.close();
+      return startTestServer({ ...env, ...changes }, { dataDir });
     },
     stop: async () => {
       await server.close();

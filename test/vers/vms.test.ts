@@ -20,6 +20,13 @@ const execFileAsync = promisify(execFile);
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
+/** 4 KiB that pass for an ext4 root disk (its superblock magic) until a VM boots it. */
+function ext4Magic(): Buffer {
+  const disk = Buffer.alloc(4096);
+  disk.writeUInt16LE(0xef53, 1024 + 56);
+  return disk;
+}
+
 async function expectError(res: ApiResponse, status: number, message?: string | RegExp) {
   expect(res.status).toBe(status);
   const body = await res.json();
@@ -52,7 +59,7 @@ describe('the VM API before any boot', () => {
   /** alice acting in the organization `labs`; bob in his own namespace. */
   let labs: string;
   let bob: string;
-  /** A commit of labs/os whose only file would be its root disk. */
+  /** A commit of labs/os whose only file is its root disk. */
   let bootable: string;
 
   beforeAll(async () => {
@@ -62,7 +69,7 @@ describe('the VM API before any boot', () => {
     labs = await s.token('alice', { org: 'labs' });
     bob = await s.token('bob');
     for (const name of ['os', 'data', 'other']) expect((await vers.post('/repositories', labs, { name })).status).toBe(201);
-    bootable = (await s.pushFiles(labs, 'labs/os', 'v1', { 'disk.img': Buffer.alloc(4096, 1) })).commit_id;
+    bootable = (await s.pushFiles(labs, 'labs/os', 'v1', { 'disk.img': ext4Magic() })).commit_id;
     await s.pushFiles(labs, 'labs/data', 'v1', { 'a.csv': 'a\n', 'b.csv': 'b\n' });
     await s.pushFiles(labs, 'labs/other', 'v1', { 'rootfs.img': Buffer.alloc(4096, 2) });
   });
@@ -87,13 +94,14 @@ describe('the VM API before any boot', () => {
     await expectError(await vers.post('/vm/from_commit', labs, { tag_name: 'v9' }), 404, /tag v9 not found/);
   });
 
-  it('422 for a commit with no root disk, and for a tag name that several repositories hold', async () => {
-    await expectError(await vers.post('/vm/from_commit', labs, { ref: 'data:v1' }), 422, 'commit holds no bootable disk');
+  it('422 for a rootfs.img that is no ext4 image, and for a tag name that several repositories hold', async () => {
+    await expectError(await vers.post('/vm/from_commit', labs, { ref: 'other:v1' }), 422, 'commit holds no bootable disk: rootfs.img is not an ext4 image');
     await expectError(await vers.post('/vm/from_commit', labs, { tag_name: 'v1' }), 422, /several repositories of labs \(data, os, \.\.\.\)/);
   });
 
   it('429 past the cap on running VMs, once the commit and its disk resolve; 401 without a token', async () => {
-    for (const source of [{ ref: 'os:v1' }, { commit_id: bootable }, { ref: 'other:v1' }]) {
+    // labs/data holds no root disk: a dataset, booted as the base image with its files at /data.
+    for (const source of [{ ref: 'os:v1' }, { commit_id: bootable }, { ref: 'data:v1' }]) {
       await expectError(await vers.post('/vm/from_commit', labs, source), 429, 'this server runs at most 0 VMs at once: delete one or try again later');
     }
     await expectError(await vers.post('/vm/from_commit', undefined, { ref: 'os:v1' }), 401);
@@ -147,13 +155,13 @@ describe('the VM API before any boot', () => {
     expect(await (await vers.get('/vms', alice)).json()).toEqual([]);
   });
 
-  it("422 on the first use of a dataset fork's VM (no bootable disk), which sleeps on", async () => {
+  it("a dataset fork's VM (no root disk) wakes like any other: past the cap a 429 leaves it asleep (its boot: vm-root.test.ts)", async () => {
     const alice = await s.token('alice');
     const fork = await vers.post('/repositories/fork', alice, { source_org: 'labs', source_repo: 'data', source_tag: 'v1', repo_name: 'data-fork' });
     expect(fork.status).toBe(201);
     const { vm_id } = await fork.json();
-    await expectError(await vers.post(`/vm/${vm_id}/exec`, alice, { command: ['ls', '/data'] }), 422, 'commit holds no bootable disk');
-    await expectError(await vers.patch(`/vm/${vm_id}/state`, alice, { state: 'Running' }), 422, 'commit holds no bootable disk');
+    await expectError(await vers.post(`/vm/${vm_id}/exec`, alice, { command: ['ls', '/data'] }), 429, 'this server runs at most 0 VMs at once: delete one or try again later');
+    await expectError(await vers.patch(`/vm/${vm_id}/state`, alice, { state: 'Running' }), 429);
     expect((await (await vers.get(`/vm/${vm_id}/status`, alice)).json()).state).toBe('sleeping');
   });
 });

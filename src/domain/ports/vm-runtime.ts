@@ -21,6 +21,16 @@ export interface DiskSource {
   read(offset: number, length: number): Promise<Buffer>;
 }
 
+/**
+ * A read-only disk image file of this host, attached whole and never written (a dataset's
+ * image, built by the DatasetImages port). The guest mounts it read-only at /data.
+ */
+export interface ImageFile {
+  readonly path: string;
+  /** Length in bytes. */
+  readonly size: number;
+}
+
 export interface VmSpec {
   /** The VM's id (a UUID): names its work directory and its process. */
   id: string;
@@ -28,6 +38,13 @@ export interface VmSpec {
   memSizeMib: number;
   /** The base root disk (a raw ext4 image); the VM writes to its own overlay above it. */
   disk: DiskSource;
+  /**
+   * Size of the VM's root disk in bytes (its overlay), at least `disk.size`; default `disk.size`.
+   * The guest grows its root file system to fill a larger disk at boot.
+   */
+  diskSizeBytes?: number;
+  /** A second disk, read-only, that the guest mounts at /data (a dataset's files). */
+  dataDisk?: ImageFile;
   /**
    * A fresh identity per VM: a snapshot booted twice must not share these. The runtime also
    * mixes fresh entropy into every VM's random pool, resumed ones included.

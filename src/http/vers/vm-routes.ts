@@ -1,6 +1,6 @@
 /**
- * Vers' VM API under /api/v1 (issue 12): boot a VM from a commit, list it, exec in it, pause and
- * resume it, delete it. Field names and values follow the Vers SDK (vers_sdk 0.1.8): states are
+ * Vers' VM API under /api/v1 (issue 12): boot a VM from a base image or a commit, list it, exec
+ * in it, pause and resume it, delete it. Field names and values follow the Vers SDK (vers_sdk 0.1.8): states are
  * lower case in answers and `Paused`/`Running` in PATCH .../state; exec output is UTF-8 text.
  */
 import { randomUUID } from 'node:crypto';
@@ -15,6 +15,17 @@ interface FromCommitRequest {
   commit_id?: string;
   ref?: string;
   tag_name?: string;
+}
+
+interface NewRootBody {
+  vm_config: {
+    vcpu_count?: number | null;
+    mem_size_mib?: number | null;
+    fs_size_mib?: number | null;
+    image_name?: string | null;
+    kernel_name?: string | null;
+    labels?: Record<string, string> | null;
+  };
 }
 
 interface ExecRequestBody {
@@ -45,6 +56,24 @@ export function versVmRoutes({ vms }: Services): Router {
   const list = async (_req: Request, res: Response) => void res.json((await vms.list(principalOf(res))).map(vmJson));
   router.get('/vms', list);
   router.get('/vm', list);
+
+  router.post('/vm/new_root', async (req, res) => {
+    const config = (req.body as NewRootBody).vm_config;
+    const vm = await vms.newRoot(
+      principalOf(res),
+      {
+        vcpuCount: config.vcpu_count ?? undefined,
+        memSizeMib: config.mem_size_mib ?? undefined,
+        fsSizeMib: config.fs_size_mib ?? undefined,
+        imageName: config.image_name ?? undefined,
+        kernelName: config.kernel_name ?? undefined,
+        labels: config.labels ?? undefined,
+      },
+      // The validator has made it a boolean (its schema's type). Vers' default: answer at once, the VM booting.
+      (req.query as { wait_boot?: boolean }).wait_boot === true,
+    );
+    res.status(201).json({ vm_id: vm.id });
+  });
 
   router.post('/vm/from_commit', async (req, res) => {
     const vm = await vms.fromCommit(principalOf(res), commitSourceOf(req.body as FromCommitRequest));

@@ -161,7 +161,8 @@ export class QemuRuntime implements VmRuntime {
       // A live snapshot of this runtime: stand on its layers. Anything else: a base disk to export.
       const snapshot = resume instanceof QemuSnapshot && resume.owner === this ? resume : undefined;
       stack = snapshot ? holdStack(snapshot.stack) : { base: await this.exportOf(spec.disk), layers: [] };
-      const size = snapshot ? snapshot.disk.size : spec.disk.size;
+      // An overlay may be larger than its backing: the guest then sees a larger disk.
+      const size = snapshot ? snapshot.disk.size : (spec.diskSizeBytes ?? spec.disk.size);
       const overlay = join(workDir, 'overlay.qcow2');
       await createOverlay(overlay, stack, size);
       let incoming: string | undefined;
@@ -559,6 +560,8 @@ function qemuArgs(
     ...['-nodefaults', '-no-user-config', '-nographic', '-no-reboot'],
     ...['-kernel', paths.kernel, '-initrd', paths.initrd, '-append', cmdline],
     ...['-drive', `id=root,if=none,format=qcow2,file=${paths.overlay}`, '-device', 'virtio-blk-device,drive=root'],
+    // The guest's second virtio-blk disk (/dev/vdb), which its /init mounts at /data.
+    ...(spec.dataDisk ? ['-drive', `id=data,if=none,format=raw,readonly=on,file=${spec.dataDisk.path}`, '-device', 'virtio-blk-device,drive=data'] : []),
     ...['-device', 'virtio-serial-device', '-chardev', socket('qga'), '-device', 'virtserialport,chardev=qga,name=org.qemu.guest_agent.0'],
     ...['-chardev', socket('qmp'), '-mon', 'chardev=qmp,mode=control'],
     ...['-serial', 'stdio'],
@@ -596,6 +599,11 @@ function checkSpec(spec: VmSpec): void {
   if (!Number.isSafeInteger(spec.vcpuCount) || spec.vcpuCount < 1) throw invalid(`vcpu count ${spec.vcpuCount} is not a positive integer`);
   if (!Number.isSafeInteger(spec.memSizeMib) || spec.memSizeMib < 16) throw invalid(`memory ${spec.memSizeMib} MiB is not an integer of at least 16`);
   if (!IDENTITY_HOSTNAME.test(spec.identity.hostname)) throw invalid(`hostname "${spec.identity.hostname}" is not a DNS label`);
+  if (spec.diskSizeBytes !== undefined && !(Number.isSafeInteger(spec.diskSizeBytes) && spec.diskSizeBytes >= spec.disk.size)) {
+    throw invalid(`a root disk of ${spec.diskSizeBytes} bytes cannot hold its base of ${spec.disk.size} bytes`);
+  }
+  // QEMU's -drive splits its value at commas.
+  if (spec.dataDisk?.path.includes(',')) throw invalid(`data disk path "${spec.dataDisk.path}" holds a comma`);
   if (!IDENTITY_MACHINE_ID.test(spec.identity.machineId)) throw invalid(`machine-id "${spec.identity.machineId}" is not 32 lowercase hex digits`);
 }
 

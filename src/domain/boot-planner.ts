@@ -1,0 +1,90 @@
+/**
+ * What a commit boots as (storage/README.md, "A bootable commit"): its own root disk sized by its
+ * snapfork-vm.json, or, for a dataset (a tree without a root disk), the default base image with
+ * the tree mounted read-only at /data.
+ */
+import { ChunkDiskSource } from './disk-source.js';
+import { tooLarge, unprocessable } from './errors.js';
+import { DEFAULT_VM_SIZE, type Manifest, type ManifestEntry } from './model.js';
+import type { DatasetImages } from './ports/vm-images.js';
+import type { DiskSource, ImageFile } from './ports/vm-runtime.js';
+import { DEFAULT_IMAGE, type SystemImageService } from './system-image.service.js';
+import { MAX_VM_CONFIG_BYTES, parseVmConfig, ROOT_DISK_FILE, VM_CONFIG_FILE, type VmSize } from './vm-config.js';
+import type { ChunkStore } from '../store/types.js';
+
+/** A dataset VM's image holds a file system entry per manifest entry; past this many, 413. */
+export const MAX_DATASET_ENTRIES = 100_000;
+
+/** ext4's superblock magic 0xEF53, little-endian at byte 56 of the superblock (which starts at 1024). */
+const EXT4_MAGIC_OFFSET = 1024 + 56;
+const EXT4_MAGIC = Buffer.from([0x53, 0xef]);
+
+export interface BootPlan {
+  /** The VM's size: its commit's snapfork-vm.json, else the defaults. */
+  size: VmSize;
+  /** Bytes of the commit's own root disk; undefined for a dataset (its base image is resolved by disks()). */
+  rootDiskBytes?: number;
+  /** The VM's disks. May take a while: it imports the base image, or builds a dataset's image, when needed. */
+  disks(): Promise<{ disk: DiskSource; dataDisk?: ImageFile }>;
+}
+
+export class BootPlanner {
+  constructor(
+    private readonly chunks: ChunkStore,
+    private readonly images: SystemImageService,
+    private readonly datasets: DatasetImages,
+    private readonly limits: { readonly maxDatasetBytes: number },
+  ) {}
+
+  /**
+   * How a tree boots. Its root disk is ROOT_DISK_FILE, else its only file besides VM_CONFIG_FILE,
+   * when that file is an ext4 image. `unprocessable` when ROOT_DISK_FILE or a VM_CONFIG_FILE is
+   * there but no ext4 root disk, or the config is bad (parseVmConfig). Any other tree is a
+   * dataset: `too_large` past `maxDatasetBytes` of file content or MAX_DATASET_ENTRIES entries.
+   * Reads only the config and two bytes of the disk; the expensive work waits for disks().
+   */
+  async plan(manifest: Manifest): Promise<BootPlan> {
+    const files = manifest.entries.filter((e) => e.type === 'file');
+    const configFile = files.find((e) => e.path === VM_CONFIG_FILE);
+    const others = files.filter((e) => e !== configFile);
+    const candidate = others.find((e) => e.path === ROOT_DISK_FILE) ?? (others.length === 1 ? others[0] : undefined);
+    if (candidate && (await this.isExt4(candidate))) {
+      const disk = new ChunkDiskSource(candidate, this.chunks);
+      const size = configFile ? parseVmConfig(await this.readConfig(configFile)) : DEFAULT_VM_SIZE;
+      return { size: { vcpuCount: size.vcpuCount, memSizeMib: size.memSizeMib }, rootDiskBytes: disk.size, disks: async () => ({ disk }) };
+    }
+    if (configFile || candidate?.path === ROOT_DISK_FILE) {
+      throw unprocessable(candidate ? `commit holds no bootable disk: ${candidate.path} is not an ext4 image` : 'commit holds no bootable disk');
+    }
+    return this.datasetPlan(manifest);
+  }
+
+  private datasetPlan(manifest: Manifest): BootPlan {
+    const bytes = manifest.entries.reduce((sum, e) => sum + e.size, 0);
+    if (bytes > this.limits.maxDatasetBytes) {
+      throw tooLarge(`a dataset of ${bytes} bytes is more than the ${this.limits.maxDatasetBytes} a VM mounts at /data`);
+    }
+    if (manifest.entries.length > MAX_DATASET_ENTRIES) {
+      throw tooLarge(`a dataset of ${manifest.entries.length} entries is more than the ${MAX_DATASET_ENTRIES} a VM mounts at /data`);
+    }
+    return {
+      // The base image's own size: its snapfork-vm.json names the kernel only.
+      size: { ...DEFAULT_VM_SIZE },
+      disks: async () => {
+        const base = await this.plan((await this.images.image(DEFAULT_IMAGE)).manifest);
+        const dataDisk = await this.datasets.imageOf(manifest, (file) => this.chunks.stream(file.chunks.map((c) => c.digest)));
+        return { ...(await base.disks()), dataDisk };
+      },
+    };
+  }
+
+  private async isExt4(file: ManifestEntry): Promise<boolean> {
+    if (file.size < EXT4_MAGIC_OFFSET + EXT4_MAGIC.length) return false;
+    return (await new ChunkDiskSource(file, this.chunks, { cacheBytes: 0 }).read(EXT4_MAGIC_OFFSET, EXT4_MAGIC.length)).equals(EXT4_MAGIC);
+  }
+
+  private async readConfig(file: ManifestEntry): Promise<Buffer> {
+    if (file.size > MAX_VM_CONFIG_BYTES) throw unprocessable(`${VM_CONFIG_FILE}: larger than ${MAX_VM_CONFIG_BYTES} bytes`);
+    return new ChunkDiskSource(file, this.chunks, { cacheBytes: 0 }).read(0, file.size);
+  }
+}
