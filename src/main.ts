@@ -20,12 +20,15 @@ import { serveNbd } from './runtime/nbd/nbd-server.js';
 import type { ExportDisk } from './runtime/qemu/disk-export.js';
 import { holdsSocketPaths, QemuRuntime } from './runtime/qemu/qemu-runtime.js';
 import { openFsChunkStore } from './store/fs/chunk-store.js';
+import { FsExecLogStore } from './store/fs/exec-log-store.js';
 import { openSqliteMetadataStore } from './store/sqlite/metadata-store.js';
 
 export const METADATA_FILE = 'snapfork.db';
 export const CHUNKS_DIR = 'chunks';
 /** One work directory per running VM (src/runtime/qemu). */
 export const VMS_DIR = 'vms';
+/** The VMs' exec logs (src/store/fs/exec-log-store.ts). */
+export const VM_LOGS_DIR = 'vm-logs';
 
 /**
  * Where VMs' work directories go: `<dataDir>/vms`, unless a deep data directory would make their
@@ -62,7 +65,8 @@ export async function startServer(config: Config, options: AppOptions = {}): Pro
     return { filename: `nbd+unix:///?socket=${socketPath}`, close: () => nbd.close() };
   };
   const runtime = await QemuRuntime.open({ runtimeDir: vmRuntimeDir(config.dataDir), assetsDir: config.vms.assetsDir, exportDisk });
-  const services = createServices(metadata, chunks, { runtime, caps: config.vms });
+  const execLogs = new FsExecLogStore(join(config.dataDir, VM_LOGS_DIR));
+  const services = createServices(metadata, chunks, { runtime, caps: config.vms, execLogs });
   await services.vms.reconcile();
   const app = createApp(services, tokens, config, options);
 
