@@ -22,6 +22,7 @@ import type { ExportDisk } from './runtime/qemu/disk-export.js';
 import { guestBaseImage } from './runtime/qemu/guest-assets.js';
 import { holdsSocketPaths, QemuRuntime } from './runtime/qemu/qemu-runtime.js';
 import { openFsChunkStore } from './store/fs/chunk-store.js';
+import { FsExecLogStore } from './store/fs/exec-log-store.js';
 import { openSqliteMetadataStore } from './store/sqlite/metadata-store.js';
 
 export const METADATA_FILE = 'snapfork.db';
@@ -30,6 +31,8 @@ export const CHUNKS_DIR = 'chunks';
 export const VMS_DIR = 'vms';
 /** Read-only images of datasets that VMs mount at /data (src/runtime/dataset-images.ts). */
 export const DATASETS_DIR = 'datasets';
+/** The VMs' exec logs (src/store/fs/exec-log-store.ts). */
+export const VM_LOGS_DIR = 'vm-logs';
 
 /**
  * Where VMs' work directories go: `<dataDir>/vms`, unless a deep data directory would make their
@@ -66,11 +69,13 @@ export async function startServer(config: Config, options: AppOptions = {}): Pro
     return { filename: `nbd+unix:///?socket=${socketPath}`, close: () => nbd.close() };
   };
   const runtime = await QemuRuntime.open({ runtimeDir: vmRuntimeDir(config.dataDir), assetsDir: config.vms.assetsDir, exportDisk });
+  const execLogs = new FsExecLogStore(join(config.dataDir, VM_LOGS_DIR));
   const services = createServices(metadata, chunks, {
     runtime,
     baseImage: guestBaseImage(config.vms.assetsDir),
     datasets: await Ext4DatasetImages.open(join(config.dataDir, DATASETS_DIR)),
     caps: config.vms,
+    execLogs,
   });
   await services.vms.reconcile();
   const app = createApp(services, tokens, config, options);

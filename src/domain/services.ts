@@ -7,8 +7,10 @@ import { SnapshotService } from './snapshot.service.js';
 import { TransferService } from './transfer.service.js';
 import { BootPlanner } from './boot-planner.js';
 import { SystemImageService } from './system-image.service.js';
+import { VmGuestService } from './vm-guest.service.js';
 import { VmService, type VmCaps } from './vm.service.js';
 import type { BaseImageSource, DatasetImages } from './ports/vm-images.js';
+import type { ExecLogStore } from './ports/exec-log.js';
 import type { VmRuntime } from './ports/vm-runtime.js';
 import type { ChunkStore, MetadataStore } from '../store/types.js';
 
@@ -22,6 +24,7 @@ export interface Services {
   idempotency: IdempotencyService;
   images: SystemImageService;
   vms: VmService;
+  vmGuests: VmGuestService;
 }
 
 /** What VMs run on: the runtime, the guest assets' base image, the builder of dataset images, and the caps. */
@@ -31,6 +34,8 @@ export interface VmParts {
   datasets: DatasetImages;
   /** `maxDatasetBytes`: the most file content a dataset VM mounts at /data (413 beyond). */
   caps: VmCaps & { readonly maxDatasetBytes: number };
+  /** Where each VM's exec output is logged. */
+  execLogs: ExecLogStore;
 }
 
 /** Wires the domain services over a metadata store, a chunk store and what VMs run on. */
@@ -46,6 +51,7 @@ export function createServices(
   const snapshots = new SnapshotService(store, chunks, policy, repositories, now);
   const images = new SystemImageService(store, chunks, repositories, snapshots, vms.baseImage);
   const planner = new BootPlanner(chunks, images, vms.datasets, vms.caps);
+  const vmService = new VmService(store, policy, accounts, snapshots, images, planner, vms.runtime, vms.caps, now);
   return {
     policy,
     accounts,
@@ -55,6 +61,7 @@ export function createServices(
     forks: new ForkService(store, policy, accounts, repositories, now),
     idempotency: new IdempotencyService(store),
     images,
-    vms: new VmService(store, policy, accounts, snapshots, images, planner, vms.runtime, vms.caps, now),
+    vms: vmService,
+    vmGuests: new VmGuestService(vmService, vms.execLogs, now),
   };
 }

@@ -5,7 +5,7 @@ import type { Commit, Namespace, Vm, VmState } from './model.js';
 import type { AccessPolicy } from './access-policy.js';
 import type { AccountService } from './account.service.js';
 import type { BootPlan, BootPlanner } from './boot-planner.js';
-import type { ExecRequest, ExecResult, RunningVm, VmRuntime } from './ports/vm-runtime.js';
+import type { RunningVm, VmRuntime } from './ports/vm-runtime.js';
 import type { Principal, Scope } from './principal.js';
 import type { SnapshotService } from './snapshot.service.js';
 import { DEFAULT_IMAGE, type SystemImageService } from './system-image.service.js';
@@ -54,6 +54,7 @@ export class VmService {
   private readonly live = new Map<string, LiveVm>();
   /** Wakes of sleeping VMs under way, one per VM, so that concurrent first uses boot it once. */
   private readonly waking = new Map<string, Promise<RunningVm>>();
+  private readonly deletedListeners: ((vmId: string) => Promise<void>)[] = [];
 
   constructor(
     private readonly store: MetadataStore,
@@ -147,12 +148,18 @@ export class VmService {
   }
 
   /**
-   * Runs a command in a VM (waiting for its boot first), booting a sleeping VM from its commit
-   * first (see awake). `conflict` when the VM is paused or dead.
+   * A VM of a namespace the caller belongs to, with its process, for work inside it (exec,
+   * files; VmGuestService): waits for its boot, and boots a sleeping VM from its commit first
+   * (see awake). `conflict` when it has no process; the handle refuses work while paused.
    */
-  async exec(principal: Principal, id: string, request: ExecRequest): Promise<ExecResult> {
+  async guest(principal: Principal, id: string): Promise<{ vm: Vm; handle: RunningVm }> {
     const vm = await this.visible(principal, id, 'repo:write');
-    return (await this.awake(vm)).exec(request);
+    return { vm, handle: await this.awake(vm) };
+  }
+
+  /** Runs `listener` (awaited) for each VM deleted, once its process is gone, before delete answers. */
+  onDeleted(listener: (vmId: string) => Promise<void>): void {
+    this.deletedListeners.push(listener);
   }
 
   /**
@@ -171,6 +178,7 @@ export class VmService {
     const vm = await this.visible(principal, id, 'repo:write');
     await this.stop(vm.id);
     await this.store.deleteVm(vm.id);
+    for (const listener of this.deletedListeners) await listener(vm.id);
   }
 
   /** Stops every VM of this server (shutdown) and records them dead. */

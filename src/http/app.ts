@@ -18,6 +18,7 @@ import { oxenDialect } from './oxen/routes.js';
 import { setPublicUrl } from './public-url.js';
 import { bodyRateWatch, jsonBody, withBodyDeadline, type CutRequest } from './request-limits.js';
 import { versDialect } from './vers/routes.js';
+import { MAX_VM_FILE_BODY } from './vers/vm-routes.js';
 
 export interface AppOptions {
   /** Check every answer against openapi/ too (tests turn this on). */
@@ -87,6 +88,11 @@ export function createApp(services: Services, tokens: TokenService, config: Conf
     principalOf(res).kind === 'user' ? commitBody(req, res, next) : next(),
   );
   const parsed = (parser: express.RequestHandler) => withBodyDeadline(parser, config.timeouts, cut);
+  // A file written into a VM travels whole in its JSON body: up to MAX_VM_FILE_BODY, signed in.
+  const vmFileBody = parsed(jsonBody(MAX_VM_FILE_BODY));
+  app.put(`${versDialect.prefix}/vm/:vm_id/files`, (req, res, next) =>
+    principalOf(res).kind === 'user' ? vmFileBody(req, res, next) : next(),
+  );
   app.use(parsed(jsonBody()));
   for (const dialect of DIALECTS) {
     for (const parser of dialect.bodyParsers ?? []) app.use(dialect.prefix || '/', parsed(parser));

@@ -112,6 +112,30 @@ export interface ExecResult {
 /** The most output of one exec stream that is kept and answered. */
 export const MAX_EXEC_OUTPUT = 4 * 1024 * 1024;
 
+/** The largest guest file read or written whole (its bytes are held in the server's memory). */
+export const MAX_VM_FILE_BYTES = 32 * 1024 * 1024;
+
+export type ExecStreamName = 'stdout' | 'stderr';
+
+export interface WriteFileOptions {
+  /** Permission bits (0 to 0o7777); absent: an existing file's, else 0o644. */
+  mode?: number;
+  /** Create the missing parent directories first (`mkdir -p`). */
+  createDirs?: boolean;
+}
+
+/** A command started by RunningVm.execStream. */
+export interface ExecStream {
+  /**
+   * Hands the command's output over as the guest produces it, each piece to `onOutput` (awaited,
+   * so a slow consumer slows the reading, never the server's memory), in order within each
+   * stream, until the command exits; resolves with its exit code (124 when killed at its
+   * timeout). When `signal` aborts, the command's process group is killed, no more output is
+   * handed over, and it resolves once the command is gone. Call once, right after execStream.
+   */
+  pump(onOutput: (stream: ExecStreamName, data: Buffer) => Promise<void>, signal: AbortSignal): Promise<number>;
+}
+
 export interface RunningVm {
   readonly id: string;
   /** The state of the process behind the VM, as of now. */
@@ -128,6 +152,25 @@ export interface RunningVm {
    * `conflict` when the VM is not running or paused.
    */
   snapshot(options: { keepPaused: boolean }): Promise<VmSnapshot>;
+  /**
+   * Starts a command whose output is read while it runs (see ExecStream.pump). Rejects before
+   * anything runs for a request exec() would refuse (`invalid`, `conflict`).
+   */
+  execStream(request: ExecRequest): Promise<ExecStream>;
+  /**
+   * A guest file's bytes. `invalid` for a relative path, `not_found` when it does not exist,
+   * `unprocessable` when it cannot be read (a directory, say), `too_large` past `maxBytes`
+   * (never more than that is held), `conflict` when the VM is not running.
+   */
+  readFile(path: string, maxBytes: number): Promise<Buffer>;
+  /**
+   * Replaces (or creates) a guest file atomically: the bytes go to a temporary file in the
+   * same directory, renamed over `path` once complete, so a reader sees the old file or the
+   * new one. `invalid` for a relative path, `not_found` when its directory is missing (and
+   * not `createDirs`), `unprocessable` when it cannot be written (`path` is a directory, a
+   * read-only file system), `conflict` when the VM is not running.
+   */
+  writeFile(path: string, content: Buffer, options: WriteFileOptions): Promise<void>;
   /** Ends the VM's process and removes its work directory (overlay included). Idempotent. */
   stop(): Promise<void>;
   /** Called once when the process exits for any reason other than stop(). */

@@ -1,5 +1,6 @@
 import type { Request } from 'express';
 import type { Commit, Page, Repository, Tag, Vm } from '../../domain/model.js';
+import type { ExecLogRecord, ExecOutputRecord } from '../../domain/ports/exec-log.js';
 import { reference } from '../../domain/names.js';
 import { pagingInteger } from '../pagination.js';
 
@@ -91,3 +92,34 @@ export const vmJson = (vm: Vm) => ({
   created_at: vm.createdAt,
   labels: vm.labels,
 });
+
+/**
+ * A VM as Vers' `VmMetadataResponse`. `ip` is null: snapfork's microVMs have no network device
+ * (reach them by exec and files). `grandparent_vm_id` is null until VMs branch from VMs.
+ */
+export const vmMetadataJson = (vm: Vm) => ({
+  vm_id: vm.id,
+  owner_id: String(vm.namespaceId),
+  created_at: vm.createdAt,
+  state: vm.state,
+  ip: null,
+  vcpu_count: vm.vcpuCount,
+  mem_size_mib: vm.memSizeMib,
+  deleted_at: vm.deletedAt,
+  parent_commit_id: vm.commitId,
+  grandparent_vm_id: null,
+});
+
+/** An output record as Vers' `VmExecLogEntry`. */
+export const execLogEntryJson = (record: ExecOutputRecord) => ({
+  timestamp: record.timestamp,
+  stream: record.stream,
+  data_b64: record.data.toString('base64'),
+  exec_id: record.execId,
+});
+
+/** A line of an exec stream: a log entry with its cursor, or the exec's exit. */
+export const execStreamLineJson = (record: ExecLogRecord) =>
+  record.kind === 'output'
+    ? { ...execLogEntryJson(record), cursor: record.cursor }
+    : { exec_id: record.execId, cursor: record.cursor, exit_code: record.exitCode, timestamp: record.timestamp };

@@ -1,15 +1,21 @@
 /**
  * Vers' VM API under /api/v1 (issue 12): boot a VM from a base image or a commit, list it, exec
- * in it, pause and resume it, delete it. Field names and values follow the Vers SDK (vers_sdk 0.1.8): states are
- * lower case in answers and `Paused`/`Running` in PATCH .../state; exec output is UTF-8 text.
+ * in it (whole or streamed as NDJSON), read its exec log, read and write its files, pause and
+ * resume it, delete it. Field names and values follow the Vers SDK (vers_sdk 0.1.8): states are
+ * lower case in answers and `Paused`/`Running` in PATCH .../state; exec output is UTF-8 text,
+ * streamed output and files base64.
  */
-import { randomUUID } from 'node:crypto';
 import { Router, type Request, type Response } from 'express';
-import { invalid } from '../../domain/errors.js';
+import { invalid, tooLarge } from '../../domain/errors.js';
+import { MAX_VM_FILE_BYTES, type ExecRequest, type ExecStreamName } from '../../domain/ports/vm-runtime.js';
 import type { Services } from '../../domain/services.js';
+import { DEFAULT_LOG_ENTRIES, MAX_LOG_ENTRIES } from '../../domain/vm-guest.service.js';
 import type { CommitSource } from '../../domain/vm.service.js';
 import { principalOf } from '../auth.js';
-import { vmJson } from './mapping.js';
+import { execLogEntryJson, execStreamLineJson, vmJson, vmMetadataJson } from './mapping.js';
+
+/** The largest PUT .../files body: MAX_VM_FILE_BYTES as base64, with room for the path and flags. */
+export const MAX_VM_FILE_BODY = Math.ceil(MAX_VM_FILE_BYTES / 3) * 4 + 64 * 1024;
 
 interface FromCommitRequest {
   commit_id?: string;
@@ -37,7 +43,59 @@ interface ExecRequestBody {
   exec_id?: string | null;
 }
 
+interface WriteFileBody {
+  path: string;
+  content_b64: string;
+  mode?: number | null;
+  create_dirs?: boolean | null;
+}
+
+interface AttachBody {
+  exec_id: string;
+  cursor?: number | null;
+  from_latest?: boolean | null;
+}
+
 const vmId = (req: Request): string => String(req.params.vm_id);
+
+const execRequestOf = (body: ExecRequestBody): ExecRequest => ({
+  command: body.command,
+  env: body.env ?? undefined,
+  stdin: body.stdin == null ? undefined : Buffer.from(body.stdin, 'utf8'),
+  workingDir: body.working_dir ?? undefined,
+  // Vers: 0 means no timeout.
+  timeoutSecs: body.timeout_secs ? body.timeout_secs : undefined,
+});
+
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+
+/** Standard base64, padded or not; `invalid` for anything else (Buffer.from would skip it silently). */
+function decodeBase64(text: string, field: string): Buffer {
+  if (text.length % 4 === 1 || !BASE64.test(text)) throw invalid(`${field} is not base64`);
+  const bytes = Buffer.from(text, 'base64');
+  if (bytes.length > MAX_VM_FILE_BYTES) throw tooLarge(`a file written here may hold at most ${MAX_VM_FILE_BYTES} bytes`);
+  return bytes;
+}
+
+/** Writes one NDJSON line, waiting while the client's connection is full (or until it closes). */
+async function writeLine(res: Response, value: unknown): Promise<void> {
+  if (res.destroyed || res.write(`${JSON.stringify(value)}\n`)) return;
+  await new Promise<void>((resolve) => {
+    const done = () => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.on('drain', done);
+    res.on('close', done);
+  });
+}
+
+/** Starts an NDJSON answer: its lines follow as they come, so the headers go out now. */
+function startNdjson(res: Response): void {
+  res.status(200).type('application/x-ndjson');
+  res.flushHeaders();
+}
 
 /** The one commit source a from_commit body names. */
 function commitSourceOf(body: FromCommitRequest): CommitSource {
@@ -50,7 +108,7 @@ function commitSourceOf(body: FromCommitRequest): CommitSource {
   return given[0]!;
 }
 
-export function versVmRoutes({ vms }: Services): Router {
+export function versVmRoutes({ vms, vmGuests }: Services): Router {
   const router = Router();
 
   const list = async (_req: Request, res: Response) => void res.json((await vms.list(principalOf(res))).map(vmJson));
@@ -84,23 +142,66 @@ export function versVmRoutes({ vms }: Services): Router {
     res.json(vmJson(await vms.status(principalOf(res), vmId(req))));
   });
 
+  router.get('/vm/:vm_id/metadata', async (req, res) => {
+    res.json(vmMetadataJson(await vms.status(principalOf(res), vmId(req))));
+  });
+
   router.post('/vm/:vm_id/exec', async (req, res) => {
     const body = req.body as ExecRequestBody;
-    const result = await vms.exec(principalOf(res), vmId(req), {
-      command: body.command,
-      env: body.env ?? undefined,
-      stdin: body.stdin == null ? undefined : Buffer.from(body.stdin, 'utf8'),
-      workingDir: body.working_dir ?? undefined,
-      // Vers: 0 means no timeout.
-      timeoutSecs: body.timeout_secs ? body.timeout_secs : undefined,
-    });
+    const result = await vmGuests.exec(principalOf(res), vmId(req), execRequestOf(body), body.exec_id ?? undefined);
     res.json({
       exit_code: result.exitCode,
       // Vers answers UTF-8 decoded output, invalid bytes replaced (the SDK's "lossy").
       stdout: result.stdout.toString('utf8'),
       stderr: result.stderr.toString('utf8'),
-      exec_id: body.exec_id ?? randomUUID(),
+      exec_id: result.execId,
     });
+  });
+
+  router.post('/vm/:vm_id/exec/stream', async (req, res) => {
+    const body = req.body as ExecRequestBody;
+    const { pump } = await vmGuests.execStream(principalOf(res), vmId(req), execRequestOf(body), body.exec_id ?? undefined);
+    // A client that leaves ends the command (and the polling of its output) at once.
+    const left = new AbortController();
+    res.on('close', () => left.abort());
+    startNdjson(res);
+    await pump((record) => writeLine(res, execStreamLineJson(record)), left.signal);
+    res.end();
+  });
+
+  router.post('/vm/:vm_id/exec/stream/attach', async (req, res) => {
+    const body = req.body as AttachBody;
+    const records = await vmGuests.replay(principalOf(res), vmId(req), body.exec_id, {
+      cursor: body.cursor ?? undefined,
+      fromLatest: body.from_latest ?? false,
+    });
+    startNdjson(res);
+    for (const record of records) await writeLine(res, execStreamLineJson(record));
+    res.end();
+  });
+
+  router.get('/vm/:vm_id/logs', async (req, res) => {
+    const query = req.query as { offset?: string; max_entries?: string; stream?: ExecStreamName };
+    const page = await vmGuests.logPage(principalOf(res), vmId(req), {
+      offset: Number(query.offset ?? 0),
+      maxEntries: Math.min(MAX_LOG_ENTRIES, Number(query.max_entries ?? DEFAULT_LOG_ENTRIES)),
+      stream: query.stream,
+    });
+    res.json({ entries: page.entries.map(execLogEntryJson), eof: page.eof, next_offset: page.nextOffset });
+  });
+
+  router.get('/vm/:vm_id/files', async (req, res) => {
+    const content = await vmGuests.readFile(principalOf(res), vmId(req), (req.query as { path: string }).path, MAX_VM_FILE_BYTES);
+    res.json({ content_b64: content.toString('base64') });
+  });
+
+  router.put('/vm/:vm_id/files', async (req, res) => {
+    const body = req.body as WriteFileBody;
+    await vmGuests.writeFile(principalOf(res), vmId(req), body.path, decodeBase64(body.content_b64, 'content_b64'), {
+      mode: body.mode ?? undefined,
+      createDirs: body.create_dirs ?? false,
+    });
+    res.status(200).end();
   });
 
   router.patch('/vm/:vm_id/state', async (req, res) => {

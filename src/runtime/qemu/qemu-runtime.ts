@@ -38,7 +38,17 @@ import { join, resolve } from 'node:path';
 import { finished } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import { conflict, invalid, unprocessable } from '../../domain/errors.js';
-import type { DiskSource, ExecRequest, ExecResult, RunningVm, RuntimeVmState, VmRuntime, VmSpec } from '../../domain/ports/vm-runtime.js';
+import type {
+  DiskSource,
+  ExecRequest,
+  ExecResult,
+  ExecStream,
+  RunningVm,
+  RuntimeVmState,
+  VmRuntime,
+  VmSpec,
+  WriteFileOptions,
+} from '../../domain/ports/vm-runtime.js';
 import { sha256 } from '../../lib/sha256.js';
 import type { ExportDisk } from './disk-export.js';
 import { createOverlay, dropStack, holdStack, Shared, type DiskExport, type DiskStack } from './disk-stack.js';
@@ -391,15 +401,24 @@ export class QemuVm implements RunningVm {
     this.markRunning();
   }
 
-  async exec(request: ExecRequest): Promise<ExecResult> {
-    const state = this.state();
-    if (state !== 'running' || !this.qga) throw conflict(`VM ${this.id} is ${state}, not running`);
-    try {
-      return await this.qga.exec(request, () => this.untilRunning());
-    } catch (error) {
-      if (this.exitReason !== undefined) throw conflict(`VM ${this.id} ended during the command: QEMU ${this.exitReason}`);
-      throw error;
-    }
+  exec(request: ExecRequest): Promise<ExecResult> {
+    return this.withAgent((qga, untilRunning) => qga.exec(request, untilRunning));
+  }
+
+  async execStream(request: ExecRequest): Promise<ExecStream> {
+    const stream = await this.withAgent((qga, untilRunning) => qga.execStream(request, untilRunning));
+    // Started on a running VM; while it runs on, a pause only holds its polls.
+    return { pump: (onOutput, signal) => stream.pump(onOutput, signal).catch((error: unknown) => this.rethrowEnded(error)) };
+  }
+
+  readFile(path: string, maxBytes: number): Promise<Buffer> {
+    assertAbsolute(path);
+    return this.withAgent((qga, untilRunning) => qga.readFile(path, maxBytes, untilRunning));
+  }
+
+  writeFile(path: string, content: Buffer, options: WriteFileOptions): Promise<void> {
+    assertAbsolute(path);
+    return this.withAgent((qga, untilRunning) => qga.writeFile(path, content, options, untilRunning));
   }
 
   /** Snapshots the VM (RunningVm.snapshot); a failure leaves the VM as it was. */
@@ -508,6 +527,26 @@ export class QemuVm implements RunningVm {
     await this.qmp.execute(command);
   }
 
+  /**
+   * Runs guest agent work on a running VM (`conflict` otherwise), each step waiting while the
+   * VM is paused; a failure because the VM ended says so.
+   */
+  private async withAgent<T>(work: (qga: QgaClient, untilRunning: () => Promise<void>) => Promise<T>): Promise<T> {
+    const state = this.state();
+    if (state !== 'running' || !this.qga) throw conflict(`VM ${this.id} is ${state}, not running`);
+    try {
+      return await work(this.qga, () => this.untilRunning());
+    } catch (error) {
+      this.rethrowEnded(error);
+    }
+  }
+
+  /** A failure of guest agent work, as `conflict` when it failed because the VM ended. */
+  private rethrowEnded(error: unknown): never {
+    if (this.exitReason !== undefined) throw conflict(`VM ${this.id} ended during the command: QEMU ${this.exitReason}`);
+    throw error;
+  }
+
   /** Resolves at once while the VM runs, waits while it is paused, rejects once it is dead. */
   private async untilRunning(): Promise<void> {
     while (this.paused && this.exitReason === undefined) await new Promise<void>((wake) => this.wakeups.push(wake));
@@ -591,6 +630,11 @@ function shellQuote(path: string): string {
 /** /dev/shm/snapfork-vm-memory-<hash of runtimeDir>, where there is a /dev/shm; else runtimeDir/memory. */
 function defaultMemoryDir(runtimeDir: string): string {
   return existsSync('/dev/shm') ? join('/dev/shm', `snapfork-vm-memory-${sha256(runtimeDir).slice(0, 16)}`) : join(runtimeDir, 'memory');
+}
+
+/** Guest paths are absolute: the agent would resolve a relative one against its own directory. */
+function assertAbsolute(path: string): void {
+  if (!path.startsWith('/') || path.includes('\0')) throw invalid(`path "${path}" is not an absolute path (or holds a NUL)`);
 }
 
 function checkSpec(spec: VmSpec): void {
