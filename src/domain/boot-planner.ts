@@ -7,9 +7,18 @@ import { ChunkDiskSource } from './disk-source.js';
 import { tooLarge, unprocessable } from './errors.js';
 import { DEFAULT_VM_SIZE, type Manifest, type ManifestEntry } from './model.js';
 import type { DatasetImages } from './ports/vm-images.js';
-import type { DiskSource, ImageFile } from './ports/vm-runtime.js';
+import type { DiskSource, ImageFile, SavedMachine } from './ports/vm-runtime.js';
 import { DEFAULT_IMAGE, type SystemImageService } from './system-image.service.js';
-import { MAX_VM_CONFIG_BYTES, parseVmConfig, ROOT_DISK_FILE, VM_CONFIG_FILE, type VmSize } from './vm-config.js';
+import {
+  isMachineState,
+  MACHINE_STATE_FILES,
+  MAX_MACHINE_JSON_BYTES,
+  MAX_VM_CONFIG_BYTES,
+  parseVmConfig,
+  ROOT_DISK_FILE,
+  VM_CONFIG_FILE,
+  type VmSize,
+} from './vm-config.js';
 import type { ChunkStore } from '../store/types.js';
 
 /** A dataset VM's image holds a file system entry per manifest entry; past this many, 413. */
@@ -22,8 +31,10 @@ const EXT4_MAGIC = Buffer.from([0x53, 0xef]);
 export interface BootPlan {
   /** The VM's size: its commit's snapfork-vm.json, else the defaults. */
   size: VmSize;
-  /** Bytes of the commit's own root disk; undefined for a dataset (its base image is resolved by disks()). */
-  rootDiskBytes?: number;
+  /** The commit's own root disk; undefined for a dataset (its base image is resolved by disks()). */
+  rootDisk?: ManifestEntry;
+  /** The machine state a commit made from a running VM holds (MACHINE_STATE_FILES), to resume. */
+  saved?: SavedMachine;
   /** The VM's disks. May take a while: it imports the base image, or builds a dataset's image, when needed. */
   disks(): Promise<{ disk: DiskSource; dataDisk?: ImageFile }>;
 }
@@ -44,19 +55,26 @@ export class BootPlanner {
    * Reads only the config and two bytes of the disk; the expensive work waits for disks().
    */
   async plan(manifest: Manifest): Promise<BootPlan> {
-    const files = manifest.entries.filter((e) => e.type === 'file');
+    const files = manifest.entries.filter((e) => e.type === 'file' && !isMachineState(e.path));
     const configFile = files.find((e) => e.path === VM_CONFIG_FILE);
     const others = files.filter((e) => e !== configFile);
     const candidate = others.find((e) => e.path === ROOT_DISK_FILE) ?? (others.length === 1 ? others[0] : undefined);
     if (candidate && (await this.isExt4(candidate))) {
       const disk = new ChunkDiskSource(candidate, this.chunks);
       const size = configFile ? parseVmConfig(await this.readConfig(configFile)) : DEFAULT_VM_SIZE;
-      return { size: { vcpuCount: size.vcpuCount, memSizeMib: size.memSizeMib }, rootDiskBytes: disk.size, disks: async () => ({ disk }) };
+      const saved = await this.savedMachine(manifest);
+      return {
+        // A saved machine resumes at the size it was saved with.
+        size: saved ? { vcpuCount: saved.vcpuCount, memSizeMib: saved.memSizeMib } : { vcpuCount: size.vcpuCount, memSizeMib: size.memSizeMib },
+        rootDisk: candidate,
+        ...(saved && { saved }),
+        disks: async () => ({ disk }),
+      };
     }
     if (configFile || candidate?.path === ROOT_DISK_FILE) {
       throw unprocessable(candidate ? `commit holds no bootable disk: ${candidate.path} is not an ext4 image` : 'commit holds no bootable disk');
     }
-    return this.datasetPlan(manifest);
+    return this.datasetPlan({ ...manifest, entries: manifest.entries.filter((e) => !isMachineState(e.path)) });
   }
 
   private datasetPlan(manifest: Manifest): BootPlan {
@@ -76,6 +94,27 @@ export class BootPlanner {
         return { ...(await base.disks()), dataDisk };
       },
     };
+  }
+
+  /**
+   * The machine state of MACHINE_STATE_FILES when the tree holds all three and a readable
+   * machine.json; otherwise none (the disk then boots cold: a state is an optimisation).
+   */
+  private async savedMachine(manifest: Manifest): Promise<SavedMachine | undefined> {
+    const file = (path: string) => manifest.entries.find((e) => e.path === path && e.type === 'file');
+    const machine = file(MACHINE_STATE_FILES.machine);
+    const memory = file(MACHINE_STATE_FILES.memory);
+    const deviceState = file(MACHINE_STATE_FILES.deviceState);
+    if (!machine || !memory || !deviceState || machine.size > MAX_MACHINE_JSON_BYTES) return undefined;
+    try {
+      const fields = JSON.parse((await new ChunkDiskSource(machine, this.chunks, { cacheBytes: 0 }).read(0, machine.size)).toString('utf8')) as Record<string, unknown>;
+      const { format, vcpu_count: vcpuCount, mem_size_mib: memSizeMib } = fields;
+      if (typeof format !== 'string' || typeof vcpuCount !== 'number' || typeof memSizeMib !== 'number') return undefined;
+      if (memory.size !== memSizeMib * 1024 * 1024) return undefined;
+      return { format, vcpuCount, memSizeMib, memory: new ChunkDiskSource(memory, this.chunks), deviceState: new ChunkDiskSource(deviceState, this.chunks) };
+    } catch {
+      return undefined;
+    }
   }
 
   private async isExt4(file: ManifestEntry): Promise<boolean> {

@@ -59,6 +59,8 @@ export interface Commit {
   /** An optional title and description (Vers' commit `name` and `description`). */
   title: string | null;
   description: string;
+  /** The VM this commit was made from (POST /vm/{id}/commit); absent or null for any other commit. */
+  parentVmId?: string | null;
 }
 
 export interface Tag {

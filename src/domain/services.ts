@@ -51,7 +51,7 @@ export function createServices(
   const snapshots = new SnapshotService(store, chunks, policy, repositories, now);
   const images = new SystemImageService(store, chunks, repositories, snapshots, vms.baseImage);
   const planner = new BootPlanner(chunks, images, vms.datasets, vms.caps);
-  const vmService = new VmService(store, policy, accounts, snapshots, images, planner, vms.runtime, vms.caps, now);
+  const vmService = new VmService(store, chunks, policy, accounts, repositories, snapshots, images, planner, vms.runtime, vms.caps, now);
   return {
     policy,
     accounts,

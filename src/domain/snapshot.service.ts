@@ -100,27 +100,19 @@ export class SnapshotService {
     options: { message?: string; expectedParent?: string | null } = {},
   ): Promise<PushResult> {
     const author = this.policy.requireUser(principal).login;
-    const sizes = new Map(manifest.entries.flatMap((e) => e.chunks.map((c) => [c.digest, c.size] as const)));
+    const sizes = chunkSizes(manifest);
     const known = await this.store.reachableChunks(await this.policy.viewerFilter(principal), [...sizes.keys()]);
     let newBytes = 0;
     for (const [digest, size] of sizes) if (!known.has(digest)) newBytes += size;
     const { tag, commit } = await this.store.transaction(async (tx) => {
-      await tx.putManifest(manifest);
       const previous = await tx.getTag(repository.id, tagName);
-      const commit: Commit = {
-        id: uuidv7(),
-        repositoryId: repository.id,
+      const commit = await this.insertCommit(tx, repository, manifest, {
         parentIds: previous ? [previous.commitId] : [],
-        manifestDigest: manifest.digest,
-        message: options.message ?? '',
         author,
-        createdAt: this.now(),
-        isPublic: false,
+        message: options.message ?? '',
         title: null,
         description: options.message ?? '',
-      };
-      await tx.createCommit(commit);
-      await tx.recordRepositoryChunks(repository.id, [...sizes.keys()]);
+      });
       const expected = options.expectedParent === undefined ? (previous?.commitId ?? null) : options.expectedParent;
       const tag = await tx.setTag(repository.id, tagName, commit.id, author, expected);
       if (repository.defaultTag === null) await tx.updateRepository(repository.id, { defaultTag: tagName });
@@ -134,6 +126,40 @@ export class SnapshotService {
       bytes: manifestByteCount(manifest),
       newBytes,
     };
+  }
+
+  /**
+   * Records a commit of `manifest`, whose chunks are stored, in `repository` (which the caller
+   * may write), with the given parents and no tag moved: a VM's commit, tagged later if ever.
+   */
+  async recordCommit(
+    principal: Principal,
+    repository: Repository,
+    manifest: Manifest,
+    fields: Pick<Commit, 'parentIds' | 'title' | 'description' | 'parentVmId'>,
+  ): Promise<Commit> {
+    const author = this.policy.requireUser(principal).login;
+    return this.store.transaction((tx) => this.insertCommit(tx, repository, manifest, { ...fields, author, message: fields.description }));
+  }
+
+  private async insertCommit(
+    tx: MetadataStore,
+    repository: Repository,
+    manifest: Manifest,
+    fields: Pick<Commit, 'parentIds' | 'author' | 'message' | 'title' | 'description' | 'parentVmId'>,
+  ): Promise<Commit> {
+    await tx.putManifest(manifest);
+    const commit: Commit = {
+      id: uuidv7(),
+      repositoryId: repository.id,
+      manifestDigest: manifest.digest,
+      createdAt: this.now(),
+      isPublic: false,
+      ...fields,
+    };
+    await tx.createCommit(commit);
+    await tx.recordRepositoryChunks(repository.id, [...chunkSizes(manifest).keys()]);
+    return commit;
   }
 
   /**
@@ -457,4 +483,9 @@ export class SnapshotService {
     if (!isDir) throw notFound(`directory ${dir} not found`);
     return [...nodes.values()];
   }
+}
+
+/** Every chunk a manifest references, with its size, once. */
+function chunkSizes(manifest: Manifest): Map<string, number> {
+  return new Map(manifest.entries.flatMap((e) => e.chunks.map((c) => [c.digest, c.size] as const)));
 }

@@ -12,6 +12,24 @@ export const ROOT_DISK_FILE = 'rootfs.img';
 export const VM_CONFIG_FILE = 'snapfork-vm.json';
 /** A larger VM_CONFIG_FILE is refused unread: three small fields need a few dozen bytes. */
 export const MAX_VM_CONFIG_BYTES = 4096;
+/**
+ * Where a commit made from a running VM keeps its machine state, beside its root disk: the
+ * runtime's `machine.json` ({format, vcpu_count, mem_size_mib}), the guest's RAM `memory.ram`
+ * and its `device.state`. A VM of the commit resumes from them where the runtime's format is
+ * the same, else boots the disk cold. Not part of the tree a VM or a dataset sees.
+ */
+export const MACHINE_STATE_DIR = '.snapfork-vm';
+export const MACHINE_STATE_FILES = Object.freeze({
+  machine: `${MACHINE_STATE_DIR}/machine.json`,
+  memory: `${MACHINE_STATE_DIR}/memory.ram`,
+  deviceState: `${MACHINE_STATE_DIR}/device.state`,
+});
+/** A larger machine.json is not read: it holds three short fields. */
+export const MAX_MACHINE_JSON_BYTES = 4096;
+
+/** Whether a tree's entry is machine state (MACHINE_STATE_DIR or under it). */
+export const isMachineState = (path: string): boolean => path === MACHINE_STATE_DIR || path.startsWith(`${MACHINE_STATE_DIR}/`);
+
 /** The one kernel this server boots: its guest assets' `vmlinux` with `initrd.cpio`. */
 export const DEFAULT_KERNEL = 'default.bin';
 

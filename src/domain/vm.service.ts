@@ -1,16 +1,18 @@
 import { randomBytes } from 'node:crypto';
 import { v4 as uuidv4 } from 'uuid';
 import { conflict, forbidden, invalid, isDomainError, notFound, tooMany, unprocessable } from './errors.js';
-import type { Commit, Namespace, Vm, VmState } from './model.js';
+import type { Commit, Namespace, Repository, Vm, VmState } from './model.js';
 import type { AccessPolicy } from './access-policy.js';
 import type { AccountService } from './account.service.js';
 import type { BootPlan, BootPlanner } from './boot-planner.js';
-import type { RunningVm, VmRuntime } from './ports/vm-runtime.js';
+import type { RunningVm, VmRuntime, VmSnapshot, VmSpec } from './ports/vm-runtime.js';
 import type { Principal, Scope } from './principal.js';
+import type { RepositoryService } from './repository.service.js';
 import type { SnapshotService } from './snapshot.service.js';
 import { DEFAULT_IMAGE, type SystemImageService } from './system-image.service.js';
+import { commitTree } from './vm-commit.js';
 import { DEFAULT_KERNEL, labelsProblem, VM_LIMITS, vmSizeProblem } from './vm-config.js';
-import type { MetadataStore } from '../store/types.js';
+import type { ChunkStore, MetadataStore } from '../store/types.js';
 
 /** Caps on VMs booting, running or paused at once (paused ones keep their memory). 0 runs none. */
 export interface VmCaps {
@@ -33,7 +35,37 @@ export interface NewRootRequest {
   labels?: Readonly<Record<string, string>>;
 }
 
+/** Where branches start: a live VM (its memory too), a commit, or an id that names either. */
+export type BranchSource = { vmId: string } | { commit: CommitSource } | { vmOrCommitId: string };
+
+/** What POST /vm/{id}/commit asks for. */
+export interface VmCommitRequest extends SnapshotOptions {
+  name?: string;
+  description?: string;
+}
+
+/** How a live VM is snapshotted for a commit or a branch. */
+export interface SnapshotOptions {
+  /** Leave the VM paused afterwards instead of running it on. */
+  keepPaused: boolean;
+  /** `conflict` at once for a VM still booting, instead of waiting for its boot. */
+  skipWaitBoot?: boolean;
+}
+
+/** The most VMs one branch request makes (the caps bound them further). */
+export const MAX_BRANCH_COUNT = 16;
+/** The most commits GET /vm/commits/{id}/parents walks. */
+export const MAX_LINEAGE = 1000;
+/**
+ * The repository of a namespace where commits of its VMs land when the VM's own repository is
+ * not the namespace's (a VM of someone else's public commit): created, private, on first use.
+ */
+export const VM_COMMITS_REPOSITORY = 'vm-commits';
+
 const MIB = 1024 * 1024;
+
+/** Starts a recorded VM's process with the identity given. */
+type StartVm = (identity: VmSpec['identity']) => Promise<RunningVm>;
 
 /** A VM of this server that holds a process slot: booting, then running or paused. */
 interface LiveVm {
@@ -58,8 +90,10 @@ export class VmService {
 
   constructor(
     private readonly store: MetadataStore,
+    private readonly chunks: ChunkStore,
     private readonly policy: AccessPolicy,
     private readonly accounts: AccountService,
+    private readonly repositories: RepositoryService,
     private readonly snapshots: SnapshotService,
     private readonly images: SystemImageService,
     private readonly planner: BootPlanner,
@@ -89,7 +123,7 @@ export class VmService {
     const commit = await this.resolveCommit(principal, owner, source);
     const plan = await this.planner.plan(await this.snapshots.manifestOf(commit));
     const vm = this.newVm(owner, commit, plan, {});
-    await this.claimAndBoot(owner, vm, plan).booted;
+    await this.claimAndBoot(owner, vm, this.startOf(vm, plan)).booted;
     return { ...vm, state: 'running' };
   }
 
@@ -111,7 +145,7 @@ export class VmService {
     await this.policy.assertWriteIn(principal, owner);
     const image = await this.images.image(imageName);
     const plan = await this.planner.plan(image.manifest);
-    const imageMib = Math.ceil((plan.rootDiskBytes ?? 0) / MIB);
+    const imageMib = Math.ceil((plan.rootDisk?.size ?? 0) / MIB);
     const { fsSizeMib } = request;
     if (fsSizeMib !== undefined && !(Number.isSafeInteger(fsSizeMib) && fsSizeMib >= imageMib && fsSizeMib <= VM_LIMITS.maxFsSizeMib)) {
       throw invalid(`fs_size_mib must be an integer from ${imageMib} (the size of image ${imageName}) to ${VM_LIMITS.maxFsSizeMib}`);
@@ -123,7 +157,7 @@ export class VmService {
     });
     let recorded!: () => void;
     const rowWritten = new Promise<void>((resolve) => (recorded = resolve));
-    const { booted } = this.claimAndBoot(owner, vm, plan, fsSizeMib === undefined ? undefined : fsSizeMib * MIB, recorded);
+    const { booted } = this.claimAndBoot(owner, vm, this.startOf(vm, plan, fsSizeMib === undefined ? undefined : fsSizeMib * MIB), recorded);
     if (waitBoot) {
       await booted;
       return { ...vm, state: 'running' };
@@ -132,6 +166,102 @@ export class VmService {
     booted.catch(() => undefined);
     await Promise.race([rowWritten, booted]);
     return vm;
+  }
+
+  /**
+   * Makes `count` VMs of the caller's acting namespace from one source, all running when it
+   * resolves (or none: on any failure the others are deleted). From a live VM, each resumes a
+   * snapshot of it (memory, devices and disk as of now; the VM runs on unless `keepPaused`) with
+   * its own identity, recorded as of the VM's commit; a sleeping VM branches from its commit.
+   * From a commit, each boots as fromCommit does. `invalid` for a count outside
+   * 1..MAX_BRANCH_COUNT; `too_many` when the caps do not hold all of them; `conflict` for a
+   * dead VM; `not_found` as fromCommit and status say.
+   */
+  async branch(principal: Principal, source: BranchSource, count: number, options: SnapshotOptions): Promise<Vm[]> {
+    if (!Number.isSafeInteger(count) || count < 1 || count > MAX_BRANCH_COUNT) throw invalid(`count must be from 1 to ${MAX_BRANCH_COUNT}`);
+    let from: { vmId: string } | { commit: CommitSource };
+    if ('vmOrCommitId' in source) {
+      const vm = await this.store.getVm(source.vmOrCommitId);
+      const isVm = vm !== undefined && vm.deletedAt === null && (await this.policy.roleIn(principal, vm.namespaceId)) !== undefined;
+      from = isVm ? { vmId: source.vmOrCommitId } : { commit: { commitId: source.vmOrCommitId } };
+    } else {
+      from = source;
+    }
+    if ('vmId' in from) {
+      const parent = await this.visible(principal, from.vmId, 'repo:write');
+      if (this.live.has(parent.id)) return this.branchLive(principal, parent, count, options);
+      if (parent.state !== 'sleeping') throw conflict(`vm ${parent.id} is ${parent.state}: it has no running process to branch`);
+      from = { commit: { commitId: parent.commitId } };
+    }
+    const owner = await this.accounts.actingNamespace(principal);
+    await this.policy.assertWriteIn(principal, owner);
+    const commit = await this.resolveCommit(principal, owner, from.commit);
+    const plan = await this.planner.plan(await this.snapshots.manifestOf(commit));
+    this.assertRoomFor(owner, count);
+    return this.settle(Array.from({ length: count }, () => {
+      const vm = this.newVm(owner, commit, plan, {});
+      return { vm, live: this.claimAndBoot(owner, vm, this.startOf(vm, plan)) };
+    }));
+  }
+
+  /**
+   * Commits a VM: a new commit whose parent is the VM's commit, holding the VM's disk as of now
+   * (the base's chunks where it wrote nothing) and its memory and device state, so that a VM of
+   * the commit resumes where this one was. The VM runs on unless `keepPaused`. The commit lands
+   * in the VM's repository when the VM's namespace owns it, else in the namespace's
+   * VM_COMMITS_REPOSITORY; tag it to name it. A sleeping VM (never run) commits its tree as is.
+   * `unprocessable` for a dataset VM (committing one is not supported yet); `conflict` for a
+   * dead VM.
+   */
+  async commit(principal: Principal, id: string, request: VmCommitRequest): Promise<Commit> {
+    const vm = await this.visible(principal, id, 'repo:write');
+    const owner = await this.store.getNamespaceById(vm.namespaceId);
+    if (!owner) throw notFound(`vm ${id} not found`);
+    await this.policy.assertWriteIn(principal, owner);
+    const base = await this.store.getCommit(vm.commitId);
+    if (!base) throw notFound(`commit ${vm.commitId} not found`);
+    const manifest = await this.snapshots.manifestOf(base);
+    const { rootDisk } = await this.planner.plan(manifest);
+    if (!rootDisk) throw unprocessable(`vm ${id} runs a dataset (the base image with its files at /data): committing it is not supported yet`);
+    let tree = manifest;
+    const live = this.live.get(vm.id);
+    if (live) {
+      const snapshot = await this.snapshotOf(vm, live, request);
+      try {
+        tree = (await commitTree(this.chunks, manifest, rootDisk, snapshot, Math.floor(Date.parse(this.now()) / 1000))).manifest;
+      } finally {
+        await snapshot.release();
+      }
+    } else if (vm.state !== 'sleeping') {
+      throw conflict(`vm ${id} is ${vm.state}: it has no running process to commit`);
+    }
+    return this.snapshots.recordCommit(principal, await this.commitRepository(principal, owner, vm), tree, {
+      parentIds: [vm.commitId],
+      title: request.name ?? null,
+      description: request.description ?? '',
+      parentVmId: vm.id,
+    });
+  }
+
+  /**
+   * A commit the caller may read and its ancestors, first parents only, newest first, as far as
+   * the caller may read them (at most MAX_LINEAGE). `not_found` "commit not found" otherwise.
+   */
+  async lineage(principal: Principal, commitId: string): Promise<Commit[]> {
+    const chain: Commit[] = [];
+    for (let id: string | undefined = commitId; id !== undefined && chain.length < MAX_LINEAGE; ) {
+      let commit: Commit;
+      try {
+        commit = await this.snapshots.readableCommit(principal, id);
+      } catch (e) {
+        if (!(isDomainError(e) && e.kind === 'not_found')) throw e;
+        if (chain.length === 0) throw notFound('commit not found');
+        break;
+      }
+      chain.push(commit);
+      id = commit.parentIds[0];
+    }
+    return chain;
   }
 
   /** The VMs of the caller's acting namespace that are not deleted, oldest first, with their live state. */
@@ -145,6 +275,12 @@ export class VmService {
   /** A VM of a namespace the caller belongs to, with its live state. */
   async status(principal: Principal, id: string): Promise<Vm> {
     return this.withLiveState(await this.visible(principal, id, 'repo:read'));
+  }
+
+  /** status(), and the VM whose commit this VM started from, if its commit was made from one (Vers' grandparent_vm_id). */
+  async metadata(principal: Principal, id: string): Promise<{ vm: Vm; grandparentVmId: string | null }> {
+    const vm = await this.status(principal, id);
+    return { vm, grandparentVmId: (await this.store.getCommit(vm.commitId))?.parentVmId ?? null };
   }
 
   /**
@@ -231,24 +367,101 @@ export class VmService {
    * is written). The cap's check and the claim run in one turn of the event loop, so concurrent
    * requests cannot both take the last slot.
    */
-  private claimAndBoot(owner: Namespace, vm: Vm, plan: BootPlan, diskSizeBytes?: number, onRecorded?: () => void): LiveVm {
+  private claimAndBoot(owner: Namespace, vm: Vm, start: StartVm, onRecorded?: () => void): LiveVm {
     this.assertRoomFor(owner);
-    const booted = this.boot(vm, plan, async () => {
+    const booted = this.boot(vm, start, async () => {
       await this.store.createVm(vm);
       onRecorded?.();
-    }, diskSizeBytes);
+    });
     const live = { ownerId: owner.id, booted };
     this.live.set(vm.id, live);
     return live;
   }
 
-  private assertRoomFor(owner: Namespace): void {
+  /**
+   * How a plan's VM starts: resuming the machine state its commit saved, when this runtime can
+   * (same format and size, no larger disk), else booting its disk cold.
+   */
+  private startOf(vm: Vm, plan: BootPlan, diskSizeBytes?: number): StartVm {
+    return async (identity) => {
+      const spec: VmSpec = { id: vm.id, vcpuCount: vm.vcpuCount, memSizeMib: vm.memSizeMib, ...(await plan.disks()), diskSizeBytes, identity };
+      const { saved } = plan;
+      if (saved && saved.format === this.runtime.format && saved.vcpuCount === vm.vcpuCount && saved.memSizeMib === vm.memSizeMib && diskSizeBytes === undefined) {
+        try {
+          return await this.runtime.start({ ...spec, resume: saved });
+        } catch {
+          // A saved state that does not load costs its speed only: the disk boots cold below.
+        }
+      }
+      return this.runtime.start(spec);
+    };
+  }
+
+  /** Branches a live VM: `count` VMs resumed from one snapshot of it (see branch). */
+  private async branchLive(principal: Principal, parent: Vm, count: number, options: SnapshotOptions): Promise<Vm[]> {
+    const owner = await this.store.getNamespaceById(parent.namespaceId);
+    if (!owner) throw notFound(`vm ${parent.id} not found`);
+    await this.policy.assertWriteIn(principal, owner);
+    this.assertRoomFor(owner, count);
+    const snapshot = await this.snapshotOf(parent, this.live.get(parent.id)!, options);
+    try {
+      // Again: the snapshot took a while, and others may have claimed slots meanwhile.
+      this.assertRoomFor(owner, count);
+      return await this.settle(Array.from({ length: count }, () => {
+        const vm: Vm = { ...parent, id: uuidv4(), state: 'booting', createdAt: this.now(), deletedAt: null };
+        const start: StartVm = (identity) =>
+          this.runtime.start({ id: vm.id, vcpuCount: vm.vcpuCount, memSizeMib: vm.memSizeMib, disk: snapshot.disk, identity, resume: snapshot });
+        return { vm, live: this.claimAndBoot(owner, vm, start) };
+      }));
+    } finally {
+      await snapshot.release();
+    }
+  }
+
+  /** A snapshot of a live VM, recording it paused when it stays so. */
+  private async snapshotOf(vm: Vm, live: LiveVm, { keepPaused, skipWaitBoot }: SnapshotOptions): Promise<VmSnapshot> {
+    if (!live.handle && skipWaitBoot) throw conflict(`vm ${vm.id} is booting`);
+    const snapshot = await (live.handle ?? (await live.booted)).snapshot({ keepPaused });
+    if (keepPaused) await this.store.setVmState(vm.id, 'paused');
+    return snapshot;
+  }
+
+  /** Waits for VMs booting together: all of them running, or on any failure none (the others deleted). */
+  private async settle(started: { vm: Vm; live: LiveVm }[]): Promise<Vm[]> {
+    const outcomes = await Promise.allSettled(started.map((s) => s.live.booted));
+    const failed = outcomes.find((o) => o.status === 'rejected');
+    if (!failed) return started.map(({ vm }) => ({ ...vm, state: 'running' }));
+    await Promise.all(started.map(async ({ vm }) => {
+      await this.stop(vm.id);
+      await this.store.deleteVm(vm.id);
+    }));
+    throw failed.reason;
+  }
+
+  /** Where a VM's commits land (see commit). */
+  private async commitRepository(principal: Principal, owner: Namespace, vm: Vm): Promise<Repository> {
+    const record = await this.store.getRepositoryRecord(vm.repositoryId);
+    if (record && record.deletedAt === null && record.repository.namespaceId === owner.id) return record.repository;
+    const existing = await this.store.getRepository(owner.name, VM_COMMITS_REPOSITORY);
+    if (existing) return existing;
+    try {
+      return await this.repositories.create(principal, owner.name, { name: VM_COMMITS_REPOSITORY, visibility: 'private', description: 'Commits of VMs of commits from elsewhere' });
+    } catch (e) {
+      // Another commit created it meanwhile.
+      const created = isDomainError(e) && e.kind === 'conflict' ? await this.store.getRepository(owner.name, VM_COMMITS_REPOSITORY) : undefined;
+      if (!created) throw e;
+      return created;
+    }
+  }
+
+  /** `too_many` unless `count` more VMs of `owner` fit under the caps. */
+  private assertRoomFor(owner: Namespace, count = 1): void {
     const { maxRunning, maxRunningPerOwner } = this.caps;
-    if (this.live.size >= maxRunning) {
+    if (this.live.size + count > maxRunning) {
       throw tooMany(`this server runs at most ${maxRunning} VMs at once: delete one or try again later`);
     }
     const owned = [...this.live.values()].filter((v) => v.ownerId === owner.id).length;
-    if (owned >= maxRunningPerOwner) {
+    if (owned + count > maxRunningPerOwner) {
       throw tooMany(`${owner.name} may run at most ${maxRunningPerOwner} VMs at once: delete one or try again later`);
     }
   }
@@ -257,20 +470,13 @@ export class VmService {
    * Records the VM booting (`record`), starts it and records it running; on failure frees its
    * slot and records it dead.
    */
-  private async boot(vm: Vm, plan: BootPlan, record: () => Promise<void>, diskSizeBytes?: number): Promise<RunningVm> {
+  private async boot(vm: Vm, start: StartVm, record: () => Promise<void>): Promise<RunningVm> {
     let recorded = false;
     try {
       await record();
       recorded = true;
-      const handle = await this.runtime.start({
-        id: vm.id,
-        vcpuCount: vm.vcpuCount,
-        memSizeMib: vm.memSizeMib,
-        ...(await plan.disks()),
-        diskSizeBytes,
-        // A fresh identity per VM, so that two VMs of one commit never share them.
-        identity: { hostname: vm.id.slice(0, 8), machineId: randomBytes(16).toString('hex') },
-      });
+      // A fresh identity per VM, so that two VMs of one commit (or branches of one VM) never share them.
+      const handle = await start({ hostname: vm.id.slice(0, 8), machineId: randomBytes(16).toString('hex') });
       handle.onExit(() => {
         this.live.delete(vm.id);
         // Nobody awaits an exit: a failed write leaves the row stale until the next start's reconcile().
@@ -323,7 +529,7 @@ export class VmService {
     if (!owner) throw notFound(`vm ${id} not found`);
     // As in fromCommit: the cap's check and the slot's claim in one turn of the event loop.
     this.assertRoomFor(owner);
-    const booted = this.boot(vm, plan, async () => {
+    const booted = this.boot(vm, this.startOf(vm, plan), async () => {
       // Deleted while the wake read its commit: boot nothing.
       if (!(await this.store.setVmState(id, 'booting'))) throw notFound(`vm ${id} not found`);
     });

@@ -55,7 +55,7 @@ export function createApp(services: Services, tokens: TokenService, config: Conf
     // Answered before its body was read (401, 413, 408): close rather than read the rest.
     if (!req.complete) res.setHeader('Connection', 'close');
     // baseUrl: a request cut while inside a dialect's router sees only the rest of its path.
-    res.status(e.status).json(dialectOf(req.baseUrl + req.path).errorBody(e));
+    res.status(e.status).json(dialectOf(req.baseUrl + req.path).errorBody(e, req.baseUrl + req.path));
   };
   const cut: CutRequest = (req, res, message) => {
     if (res.headersSent) return void req.socket.destroy();

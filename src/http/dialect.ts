@@ -25,5 +25,6 @@ export interface Dialect {
    * validated too. Each caps its body (request-limits.ts); the app adds the time limit.
    */
   bodyParsers?: RequestHandler[];
-  errorBody(e: HttpError): unknown;
+  /** The error's body; `path` is the request's, for the few routes whose envelope differs. */
+  errorBody(e: HttpError, path: string): unknown;
 }

@@ -62,8 +62,21 @@ export const commitInfoJson = ({ commit, ownerId }: { commit: Commit; ownerId: n
   is_public: commit.isPublic,
   created_at: commit.createdAt,
   description: nullIfEmpty(commit.description),
-  parent_vm_id: null,
+  parent_vm_id: commit.parentVmId ?? null,
   grandparent_commit_id: commit.parentIds[0] ?? null,
+});
+
+/** Vers' VmCommitEntity (GET /vm/commits/{id}/parents): a commit's lineage entry. */
+export const vmCommitEntityJson = ({ commit, ownerId }: { commit: Commit; ownerId: number }) => ({
+  id: commit.id,
+  name: commit.title ?? '',
+  owner_id: String(ownerId),
+  is_public: commit.isPublic,
+  created_at: commit.createdAt,
+  description: nullIfEmpty(commit.description),
+  parent_vm_id: commit.parentVmId ?? null,
+  // The commit the parent VM started from: for a commit of a VM, its parent commit.
+  grandparent_commit_id: commit.parentVmId ? (commit.parentIds[0] ?? null) : null,
 });
 
 export const commitListJson = (commits: { commit: Commit; ownerId: number }[], total: number, page: Page) => ({
@@ -97,7 +110,7 @@ export const vmJson = (vm: Vm) => ({
  * A VM as Vers' `VmMetadataResponse`. `ip` is null: snapfork's microVMs have no network device
  * (reach them by exec and files). `grandparent_vm_id` is null until VMs branch from VMs.
  */
-export const vmMetadataJson = (vm: Vm) => ({
+export const vmMetadataJson = (vm: Vm, grandparentVmId: string | null) => ({
   vm_id: vm.id,
   owner_id: String(vm.namespaceId),
   created_at: vm.createdAt,
@@ -107,7 +120,7 @@ export const vmMetadataJson = (vm: Vm) => ({
   mem_size_mib: vm.memSizeMib,
   deleted_at: vm.deletedAt,
   parent_commit_id: vm.commitId,
-  grandparent_vm_id: null,
+  grandparent_vm_id: grandparentVmId,
 });
 
 /** An output record as Vers' `VmExecLogEntry`. */

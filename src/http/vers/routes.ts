@@ -34,8 +34,12 @@ interface ForkRepositoryRequest {
   tag_name?: string | null;
 }
 
-/** Vers' error envelope, which the whole native /api/v1 shares. */
-export const versErrorBody = (e: HttpError) => ({ error: e.message, success: false, ...(e.details ? { details: e.details } : {}) });
+/** Branches by ref and by VM answer errors in their own envelope, as Vers does. */
+const BRANCH_ERROR_PATHS = /^\/api\/v1\/vm\/branch\/by_(ref|vm)\//;
+
+/** Vers' error envelope, which the whole native /api/v1 shares, but for two branch calls' `{vms: [], error}`. */
+export const versErrorBody = (e: HttpError, path: string) =>
+  BRANCH_ERROR_PATHS.test(path) ? { vms: [], error: e.message } : { error: e.message, success: false, ...(e.details ? { details: e.details } : {}) };
 
 export const versDialect: Dialect = { name: 'vers', prefix: '/api/v1', routes: versRoutes, errorBody: versErrorBody };
 

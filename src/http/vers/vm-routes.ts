@@ -10,9 +10,10 @@ import { invalid, tooLarge } from '../../domain/errors.js';
 import { MAX_VM_FILE_BYTES, type ExecRequest, type ExecStreamName } from '../../domain/ports/vm-runtime.js';
 import type { Services } from '../../domain/services.js';
 import { DEFAULT_LOG_ENTRIES, MAX_LOG_ENTRIES } from '../../domain/vm-guest.service.js';
-import type { CommitSource } from '../../domain/vm.service.js';
+import type { Vm } from '../../domain/model.js';
+import type { BranchSource, CommitSource } from '../../domain/vm.service.js';
 import { principalOf } from '../auth.js';
-import { execLogEntryJson, execStreamLineJson, vmJson, vmMetadataJson } from './mapping.js';
+import { execLogEntryJson, execStreamLineJson, vmCommitEntityJson, vmJson, vmMetadataJson } from './mapping.js';
 
 /** The largest PUT .../files body: MAX_VM_FILE_BYTES as base64, with room for the path and flags. */
 export const MAX_VM_FILE_BODY = Math.ceil(MAX_VM_FILE_BYTES / 3) * 4 + 64 * 1024;
@@ -57,6 +58,18 @@ interface AttachBody {
 }
 
 const vmId = (req: Request): string => String(req.params.vm_id);
+
+/** Query flags of the branch and commit calls, made booleans and integers by the validator. */
+interface SnapshotQuery {
+  count?: number;
+  keep_paused?: boolean;
+  skip_wait_boot?: boolean;
+}
+
+const snapshotOptions = (req: Request) => {
+  const query = req.query as SnapshotQuery;
+  return { keepPaused: query.keep_paused === true, skipWaitBoot: query.skip_wait_boot === true };
+};
 
 const execRequestOf = (body: ExecRequestBody): ExecRequest => ({
   command: body.command,
@@ -108,7 +121,7 @@ function commitSourceOf(body: FromCommitRequest): CommitSource {
   return given[0]!;
 }
 
-export function versVmRoutes({ vms, vmGuests }: Services): Router {
+export function versVmRoutes({ vms, vmGuests, snapshots }: Services): Router {
   const router = Router();
 
   const list = async (_req: Request, res: Response) => void res.json((await vms.list(principalOf(res))).map(vmJson));
@@ -143,7 +156,8 @@ export function versVmRoutes({ vms, vmGuests }: Services): Router {
   });
 
   router.get('/vm/:vm_id/metadata', async (req, res) => {
-    res.json(vmMetadataJson(await vms.status(principalOf(res), vmId(req))));
+    const { vm, grandparentVmId } = await vms.metadata(principalOf(res), vmId(req));
+    res.json(vmMetadataJson(vm, grandparentVmId));
   });
 
   router.post('/vm/:vm_id/exec', async (req, res) => {
@@ -208,6 +222,31 @@ export function versVmRoutes({ vms, vmGuests }: Services): Router {
     const { state } = req.body as { state: 'Paused' | 'Running' };
     await vms.setState(principalOf(res), vmId(req), state === 'Paused' ? 'paused' : 'running');
     res.status(200).end();
+  });
+
+  const branch = (source: (req: Request) => BranchSource) => async (req: Request, res: Response) => {
+    const made: Vm[] = await vms.branch(principalOf(res), source(req), (req.query as SnapshotQuery).count ?? 1, snapshotOptions(req));
+    res.status(201).json({ vms: made.map((vm) => ({ vm_id: vm.id })) });
+  };
+  router.post('/vm/branch/by_commit/:commit_id', branch((req) => ({ commit: { commitId: String(req.params.commit_id) } })));
+  router.post('/vm/branch/by_ref/:repo/:tag', branch((req) => ({ commit: { ref: `${String(req.params.repo)}:${String(req.params.tag)}` } })));
+  router.post('/vm/branch/by_tag/:tag', branch((req) => ({ commit: { tagName: String(req.params.tag) } })));
+  router.post('/vm/branch/by_vm/:vm_id', branch((req) => ({ vmId: vmId(req) })));
+  router.post('/vm/:vm_or_commit_id/branch', branch((req) => ({ vmOrCommitId: String(req.params.vm_or_commit_id) })));
+
+  router.post('/vm/:vm_id/commit', async (req, res) => {
+    const body = (req.body ?? {}) as { name?: string | null; description?: string | null };
+    const commit = await vms.commit(principalOf(res), vmId(req), {
+      name: body.name ?? undefined,
+      description: body.description ?? undefined,
+      ...snapshotOptions(req),
+    });
+    res.status(201).json({ commit_id: commit.id });
+  });
+
+  router.get('/vm/commits/:commit_id/parents', async (req, res) => {
+    const lineage = await vms.lineage(principalOf(res), String(req.params.commit_id));
+    res.json((await snapshots.withOwners(lineage)).map(vmCommitEntityJson));
   });
 
   router.delete('/vm/:vm_id', async (req, res) => {

@@ -184,8 +184,10 @@ export class QemuRuntime implements VmRuntime {
         incoming = join(workDir, 'device.state');
         await writeSourceToFile(resume.deviceState, incoming);
       }
-      const args = qemuArgs(spec, { workDir, kernel, initrd, overlay, memoryFile, incoming: incoming !== undefined, tscKhz: this.tscKhz });
-      vm = new QemuVm(this, spec, workDir, { stack, overlay, memoryFile, size }, args, this.agentTimeoutMs, () => this.vms.delete(vm!));
+      // A resumed snapshot's devices are its VM's: the same data disk too.
+      const machine = snapshot ? { ...spec, dataDisk: snapshot.dataDisk } : spec;
+      const args = qemuArgs(machine, { workDir, kernel, initrd, overlay, memoryFile, incoming: incoming !== undefined, tscKhz: this.tscKhz });
+      vm = new QemuVm(this, machine, workDir, { stack, overlay, memoryFile, size }, args, this.agentTimeoutMs, () => this.vms.delete(vm!));
       this.vms.add(vm);
       await vm.boot(Date.now() + this.bootTimeoutMs, incoming);
       return vm;

@@ -1,5 +1,5 @@
 import { open, rm, stat } from 'node:fs/promises';
-import type { DiskRange, DiskSource, VmSnapshot } from '../../domain/ports/vm-runtime.js';
+import type { DiskRange, DiskSource, ImageFile, VmSnapshot } from '../../domain/ports/vm-runtime.js';
 import { dropStack, LayeredDisk, type DiskStack } from './disk-stack.js';
 
 /** What a snapshot or a restore copies at a time. */
@@ -27,17 +27,19 @@ export class QemuSnapshot implements VmSnapshot {
     readonly deviceFile: string,
     readonly memory: DiskSource,
     readonly deviceState: DiskSource,
+    /** The VM's read-only data disk, which VMs resumed from the snapshot attach too. */
+    readonly dataDisk: ImageFile | undefined,
   ) {}
 
   static async of(
     owner: object,
     format: string,
-    machine: { vcpuCount: number; memSizeMib: number },
+    machine: { vcpuCount: number; memSizeMib: number; dataDisk?: ImageFile },
     stack: DiskStack,
     files: { memory: string; device: string },
   ): Promise<QemuSnapshot> {
     const [disk, memory, deviceState] = await Promise.all([LayeredDisk.of(stack), fileSource(files.memory), fileSource(files.device)]);
-    return new QemuSnapshot(owner, format, machine.vcpuCount, machine.memSizeMib, stack, disk, files.memory, files.device, memory, deviceState);
+    return new QemuSnapshot(owner, format, machine.vcpuCount, machine.memSizeMib, stack, disk, files.memory, files.device, memory, deviceState, machine.dataDisk);
   }
 
   changedRanges(): Promise<DiskRange[]> {

@@ -1071,6 +1071,8 @@ const toCommit = (r: Selectable<CommitTable>): Commit => ({
   isPublic: r.is_public === 1,
   title: r.title,
   description: r.description,
+  // Present on commits made from a VM only, so that every other commit reads back as written.
+  ...(r.parent_vm_id !== null && { parentVmId: r.parent_vm_id }),
 });
 
 const fromCommit = (c: Commit): Selectable<CommitTable> => ({
@@ -1084,6 +1086,7 @@ const fromCommit = (c: Commit): Selectable<CommitTable> => ({
   is_public: c.isPublic ? 1 : 0,
   title: c.title,
   description: c.description,
+  parent_vm_id: c.parentVmId ?? null,
 });
 
 const toTag = (r: Selectable<TagTable>): Tag => ({

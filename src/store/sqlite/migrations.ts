@@ -252,6 +252,10 @@ const vms = statements([
   `CREATE INDEX vms_namespace_live ON vms (namespace_id, created_at, id) WHERE deleted_at IS NULL`,
 ]);
 
+// The VM a commit was made from (POST /vm/{id}/commit): Vers' parent_vm_id, and through it a
+// VM's grandparent_vm_id. Null for commits of pushes and forks.
+const vmCommits = statements([`ALTER TABLE commits ADD COLUMN parent_vm_id TEXT`]);
+
 /** Every migration by name; applied in name order. Exported for tests of an upgrade. */
 export const migrations = {
   '0001_initial': initial,
@@ -261,6 +265,7 @@ export const migrations = {
   '0005_links_and_titles': linksAndTitles,
   '0006_foreign_tags': foreignTags,
   '0007_vms': vms,
+  '0008_vm_commits': vmCommits,
 } as const satisfies Record<string, Migration>;
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

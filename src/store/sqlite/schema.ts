@@ -58,6 +58,7 @@ export interface CommitTable {
   is_public: number;
   title: string | null;
   description: string;
+  parent_vm_id: string | null;
 }
 
 export interface TagTable {

@@ -1,0 +1,82 @@
+/**
+ * The tree of a commit made from a VM (POST /vm/{id}/commit): the tree the VM booted from, with
+ * its root disk as the VM left it and the VM's machine state beside it (MACHINE_STATE_FILES).
+ * Only what the VM changed is read and stored: the disk's unchanged chunks are the base's.
+ */
+import { chunkEditedFile, chunkFixed, type PutChunk } from './edited-file.js';
+import { checkedManifest } from './manifest.js';
+import type { Manifest, ManifestEntry } from './model.js';
+import type { DiskSource, VmSnapshot } from './ports/vm-runtime.js';
+import { isMachineState, MACHINE_STATE_DIR, MACHINE_STATE_FILES } from './vm-config.js';
+import type { ChunkStore } from '../store/types.js';
+
+/** What storing a VM's commit wrote, for the caller's figures. */
+export interface CommittedTree {
+  manifest: Manifest;
+  /** Bytes of the disk the VM wrote (its changed ranges). */
+  diskBytesChanged: number;
+  /** Chunks new to the store, and their bytes as stored (compressed). */
+  chunksWritten: number;
+  bytesStored: number;
+}
+
+/**
+ * Stores the chunks of `snapshot` that the store lacks and answers the commit's tree: `base`
+ * with `rootDisk` replaced by the snapshot's disk and the machine state of the snapshot added
+ * (any older one replaced). Chunks are durable before it resolves; on failure none is visible.
+ */
+export async function commitTree(
+  chunks: ChunkStore,
+  base: Manifest,
+  rootDisk: ManifestEntry,
+  snapshot: VmSnapshot,
+  mtime: number,
+): Promise<CommittedTree> {
+  const writer = chunks.writer();
+  let chunksWritten = 0;
+  let bytesStored = 0;
+  const put: PutChunk = async (data) => {
+    const result = await writer.put(data);
+    if (result.created) {
+      chunksWritten++;
+      bytesStored += result.storedSize;
+    }
+    return { digest: result.digest, size: result.size };
+  };
+  const fixedFile = async (path: string, source: DiskSource): Promise<ManifestEntry> => ({
+    path,
+    type: 'file',
+    mode: 0o600,
+    size: source.size,
+    mtime,
+    linkTarget: null,
+    chunks: await chunkFixed(source.size, (offset, length) => source.read(offset, length), put),
+  });
+  try {
+    const changed = await snapshot.changedRanges();
+    const disk: ManifestEntry = {
+      ...rootDisk,
+      size: snapshot.disk.size,
+      mtime,
+      chunks: await chunkEditedFile(rootDisk.chunks, snapshot.disk.size, changed, (offset, length) => snapshot.disk.read(offset, length), put),
+    };
+    const machine = Buffer.from(`${JSON.stringify({ format: snapshot.format, vcpu_count: snapshot.vcpuCount, mem_size_mib: snapshot.memSizeMib })}\n`);
+    const state = [
+      { path: MACHINE_STATE_DIR, type: 'dir' as const, mode: 0o700, size: 0, mtime, linkTarget: null, chunks: [] },
+      await fixedFile(MACHINE_STATE_FILES.machine, { size: machine.length, read: (offset, length) => Promise.resolve(machine.subarray(offset, offset + length)) }),
+      await fixedFile(MACHINE_STATE_FILES.memory, snapshot.memory),
+      await fixedFile(MACHINE_STATE_FILES.deviceState, snapshot.deviceState),
+    ];
+    await writer.commit();
+    const kept = base.entries.filter((e) => e.path !== rootDisk.path && !isMachineState(e.path));
+    return {
+      manifest: checkedManifest([...kept, disk, ...state]),
+      diskBytesChanged: changed.reduce((n, r) => n + r.length, 0),
+      chunksWritten,
+      bytesStored,
+    };
+  } catch (error) {
+    await writer.abort();
+    throw error;
+  }
+}
