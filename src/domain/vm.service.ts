@@ -226,7 +226,8 @@ export class VmService {
     let tree = manifest;
     const live = this.live.get(vm.id);
     if (live) {
-      const snapshot = await this.snapshotOf(vm, live, request);
+      // The commit's disk must boot cold too (another QEMU): the guest writes out its cache first.
+      const snapshot = await this.snapshotOf(vm, live, request, true);
       try {
         tree = (await commitTree(this.chunks, manifest, rootDisk, snapshot, Math.floor(Date.parse(this.now()) / 1000))).manifest;
       } finally {
@@ -403,7 +404,7 @@ export class VmService {
     if (!owner) throw notFound(`vm ${parent.id} not found`);
     await this.policy.assertWriteIn(principal, owner);
     this.assertRoomFor(owner, count);
-    const snapshot = await this.snapshotOf(parent, this.live.get(parent.id)!, options);
+    const snapshot = await this.snapshotOf(parent, this.live.get(parent.id)!, options, false);
     try {
       // Again: the snapshot took a while, and others may have claimed slots meanwhile.
       this.assertRoomFor(owner, count);
@@ -419,9 +420,9 @@ export class VmService {
   }
 
   /** A snapshot of a live VM, recording it paused when it stays so. */
-  private async snapshotOf(vm: Vm, live: LiveVm, { keepPaused, skipWaitBoot }: SnapshotOptions): Promise<VmSnapshot> {
+  private async snapshotOf(vm: Vm, live: LiveVm, { keepPaused, skipWaitBoot }: SnapshotOptions, flushGuest: boolean): Promise<VmSnapshot> {
     if (!live.handle && skipWaitBoot) throw conflict(`vm ${vm.id} is booting`);
-    const snapshot = await (live.handle ?? (await live.booted)).snapshot({ keepPaused });
+    const snapshot = await (live.handle ?? (await live.booted)).snapshot({ keepPaused, flushGuest });
     if (keepPaused) await this.store.setVmState(vm.id, 'paused');
     return snapshot;
   }

@@ -147,11 +147,13 @@ export interface RunningVm {
   /** Runs a command through the guest agent. `conflict` when the VM is not running. */
   exec(request: ExecRequest): Promise<ExecResult>;
   /**
-   * Freezes the VM at this instant (vCPUs stopped, guest writes flushed) and keeps its disk,
-   * memory and devices in a snapshot; the VM then runs on unless `keepPaused` or it was paused.
+   * Freezes the VM at this instant (vCPUs stopped) and keeps its disk, memory and devices in a
+   * snapshot; the VM then runs on unless `keepPaused` or it was paused. With `flushGuest` a
+   * running guest first writes out what its page cache holds, so that the snapshot's disk alone
+   * boots cold with every write (a commit); a branch, which resumes the memory too, needs not.
    * `conflict` when the VM is not running or paused.
    */
-  snapshot(options: { keepPaused: boolean }): Promise<VmSnapshot>;
+  snapshot(options: { keepPaused: boolean; flushGuest: boolean }): Promise<VmSnapshot>;
   /**
    * Starts a command whose output is read while it runs (see ExecStream.pump). Rejects before
    * anything runs for a request exec() would refuse (`invalid`, `conflict`).

@@ -91,28 +91,21 @@ interface MapEntry {
  * layer files themselves (qcow2 data clusters are stored plain), the rest from the base disk.
  */
 export class LayeredDisk implements DiskSource {
-  private constructor(
+  /** Sorted, contiguous from 0 to size; read on first use (a branch never needs it). */
+  private mapped: Promise<readonly MapEntry[]> | undefined;
+
+  /** The disk of `stack`, `size` bytes (its top layer's). The stack must have a layer. */
+  constructor(
     readonly size: number,
     private readonly stack: DiskStack,
-    /** Sorted, contiguous from 0 to size. */
-    private readonly map: readonly MapEntry[],
-  ) {}
-
-  /** Maps the stack's top layer (its whole chain) with qemu-img. The stack must have a layer. */
-  static async of(stack: DiskStack): Promise<LayeredDisk> {
-    const top = stack.layers[0];
-    if (!top) throw new Error('a layered disk needs a frozen layer');
-    // -U: running QEMUs hold the chain; the layers mapped are frozen, so sharing is safe.
-    const { stdout } = await execFileAsync('qemu-img', ['map', '-U', '--output=json', top.path], { timeout: 60_000, maxBuffer: 64 * 1024 * 1024 });
-    const map = JSON.parse(stdout) as MapEntry[];
-    const last = map[map.length - 1];
-    return new LayeredDisk(last ? last.start + last.length : 0, stack, map);
+  ) {
+    if (!stack.layers[0]) throw new Error('a layered disk needs a frozen layer');
   }
 
   /** The ranges the layers hold (what VMs wrote since the base disk), merged. */
-  changedRanges(): DiskRange[] {
+  async changedRanges(): Promise<DiskRange[]> {
     const ranges: DiskRange[] = [];
-    for (const entry of this.map) {
+    for (const entry of await this.map()) {
       if (entry.depth >= this.stack.layers.length) continue;
       const previous = ranges[ranges.length - 1];
       if (previous && previous.offset + previous.length === entry.start) previous.length += entry.length;
@@ -126,8 +119,9 @@ export class LayeredDisk implements DiskSource {
       throw new RangeError(`range ${offset}+${length} is outside a disk of ${this.size} bytes`);
     }
     const out = Buffer.alloc(length);
-    for (let index = this.entryAt(offset); index < this.map.length; index++) {
-      const entry = this.map[index]!;
+    const map = await this.map();
+    for (let index = entryAt(map, offset); index < map.length; index++) {
+      const entry = map[index]!;
       const from = Math.max(offset, entry.start);
       const to = Math.min(offset + length, entry.start + entry.length);
       if (from >= to) break;
@@ -154,15 +148,27 @@ export class LayeredDisk implements DiskSource {
     }
   }
 
-  /** The index of the map entry holding byte `position`. */
-  private entryAt(position: number): number {
-    let low = 0;
-    let high = this.map.length - 1;
-    while (low < high) {
-      const middle = (low + high + 1) >> 1;
-      if (this.map[middle]!.start <= position) low = middle;
-      else high = middle - 1;
-    }
-    return low;
+  /** Maps the stack's top layer (its whole chain) with qemu-img. */
+  private map(): Promise<readonly MapEntry[]> {
+    return (this.mapped ??= (async () => {
+      // -U: running QEMUs hold the chain; the layers mapped are frozen, so sharing is safe.
+      const { stdout } = await execFileAsync('qemu-img', ['map', '-U', '--output=json', this.stack.layers[0]!.path], {
+        timeout: 60_000,
+        maxBuffer: 64 * 1024 * 1024,
+      });
+      return JSON.parse(stdout) as MapEntry[];
+    })());
   }
+}
+
+/** The index of the map entry holding byte `position`. */
+function entryAt(map: readonly MapEntry[], position: number): number {
+  let low = 0;
+  let high = map.length - 1;
+  while (low < high) {
+    const middle = (low + high + 1) >> 1;
+    if (map[middle]!.start <= position) low = middle;
+    else high = middle - 1;
+  }
+  return low;
 }

@@ -174,16 +174,18 @@ export class QemuRuntime implements VmRuntime {
       // An overlay may be larger than its backing: the guest then sees a larger disk.
       const size = snapshot ? snapshot.disk.size : (spec.diskSizeBytes ?? spec.disk.size);
       const overlay = join(workDir, 'overlay.qcow2');
-      await createOverlay(overlay, stack, size);
       let incoming: string | undefined;
-      if (snapshot) {
-        await execFileAsync('cp', ['--sparse=always', snapshot.memoryFile, memoryFile], { timeout: 60_000 });
-        incoming = snapshot.deviceFile;
-      } else if (resume) {
-        await writeSourceToFile(resume.memory, memoryFile);
-        incoming = join(workDir, 'device.state');
-        await writeSourceToFile(resume.deviceState, incoming);
-      }
+      const memory = async () => {
+        if (snapshot) {
+          await copySparse(snapshot.memoryFile, memoryFile);
+          incoming = snapshot.deviceFile;
+        } else if (resume) {
+          await writeSourceToFile(resume.memory, memoryFile);
+          incoming = join(workDir, 'device.state');
+          await writeSourceToFile(resume.deviceState, incoming);
+        }
+      };
+      await Promise.all([createOverlay(overlay, stack, size), memory()]);
       // A resumed snapshot's devices are its VM's: the same data disk too.
       const machine = snapshot ? { ...spec, dataDisk: snapshot.dataDisk } : spec;
       const args = qemuArgs(machine, { workDir, kernel, initrd, overlay, memoryFile, incoming: incoming !== undefined, tscKhz: this.tscKhz });
@@ -280,7 +282,12 @@ export class QemuVm implements RunningVm {
   private readonly log: WriteStream;
   private readonly exited: Promise<void>;
   private qmp: QmpClient | undefined;
+  /** Set once the guest agent answers and the guest has its identity. */
   private qga: QgaClient | undefined;
+  /** That agent, while it connects: agent work on a resumed VM waits for it. */
+  private agent: Promise<QgaClient> | undefined;
+  /** A resumed VM runs from its device state's load on, before its agent answers. */
+  private resumed = false;
   private paused = false;
   /** Why the process ended; set once it has. */
   private exitReason: string | undefined;
@@ -351,7 +358,7 @@ export class QemuVm implements RunningVm {
 
   state(): RuntimeVmState {
     if (this.exitReason !== undefined) return 'dead';
-    if (!this.qga) return 'booting';
+    if (!this.qga && !this.resumed) return 'booting';
     return this.paused ? 'paused' : 'running';
   }
 
@@ -364,8 +371,11 @@ export class QemuVm implements RunningVm {
   }
 
   /**
-   * Connects QMP and the guest agent, and waits until the agent answers guest-ping. On failure
-   * the caller halts the VM: the process may still run.
+   * Connects QMP and the guest agent, and waits until the agent answers guest-ping and the guest
+   * has its identity. A resumed VM (`incomingDeviceState`) runs as soon as its state is loaded:
+   * boot resolves then, its agent connecting meanwhile (agent work waits for it; a VM whose agent
+   * does not answer by `deadline` is killed). On failure the caller halts the VM: the process
+   * may still run.
    */
   async boot(deadline: number, incomingDeviceState?: string): Promise<void> {
     const gaveUp = () => this.exitReason !== undefined;
@@ -378,18 +388,30 @@ export class QemuVm implements RunningVm {
     try {
       const qmpSocket = await connectWhenListening(join(this.workDir, 'qmp.sock'), deadline, gaveUp);
       this.qmp = await QmpClient.open(qmpSocket, (event) => this.onQmpEvent(event));
-      if (incomingDeviceState !== undefined) await this.loadDeviceState(incomingDeviceState);
-      const qgaSocket = await connectWhenListening(join(this.workDir, 'qga.sock'), deadline, gaveUp);
-      const qga = new QgaClient(qgaSocket, this.agentTimeoutMs);
-      await qga.waitReady(deadline, gaveUp);
-      await refreshIdentity(qga, this.spec.identity);
-      this.qga = qga;
+      this.agent = this.connectAgent(deadline, gaveUp);
+      if (incomingDeviceState !== undefined) {
+        // Its identity is the parent's until the agent sets it: agent work waits for that.
+        this.agent.catch(() => this.kill());
+        await this.loadDeviceState(incomingDeviceState);
+        this.resumed = true;
+        return;
+      }
+      await this.agent;
     } catch (error) {
       if (late) throw new Error('the guest agent did not answer within the boot limit', { cause: error });
       throw error;
     } finally {
       clearTimeout(limit);
     }
+  }
+
+  private async connectAgent(deadline: number, gaveUp: () => boolean): Promise<QgaClient> {
+    const socket = await connectWhenListening(join(this.workDir, 'qga.sock'), deadline, gaveUp);
+    const qga = new QgaClient(socket, this.agentTimeoutMs);
+    await qga.waitReady(deadline, gaveUp);
+    await refreshIdentity(qga, this.spec.identity);
+    this.qga = qga;
+    return qga;
   }
 
   async pause(): Promise<void> {
@@ -424,8 +446,8 @@ export class QemuVm implements RunningVm {
   }
 
   /** Snapshots the VM (RunningVm.snapshot); a failure leaves the VM as it was. */
-  snapshot({ keepPaused }: { keepPaused: boolean }): Promise<QemuSnapshot> {
-    const next = this.snapshotting.then(() => this.takeSnapshot(keepPaused));
+  snapshot(options: { keepPaused: boolean; flushGuest: boolean }): Promise<QemuSnapshot> {
+    const next = this.snapshotting.then(() => this.takeSnapshot(options));
     this.snapshotting = next.catch(() => undefined);
     return next;
   }
@@ -440,13 +462,12 @@ export class QemuVm implements RunningVm {
     })());
   }
 
-  private async takeSnapshot(keepPaused: boolean): Promise<QemuSnapshot> {
+  private async takeSnapshot({ keepPaused, flushGuest }: { keepPaused: boolean; flushGuest: boolean }): Promise<QemuSnapshot> {
     const state = this.state();
-    const { qmp, qga } = this;
-    if ((state !== 'running' && state !== 'paused') || !qmp || !qga) throw conflict(`VM ${this.id} is ${state}: only a running or paused VM can be snapshotted`);
+    const { qmp } = this;
+    if ((state !== 'running' && state !== 'paused') || !qmp) throw conflict(`VM ${this.id} is ${state}: only a running or paused VM can be snapshotted`);
     const wasRunning = state === 'running';
-    // What the guest still holds in its page cache reaches the disk: the disk alone then boots cold.
-    if (wasRunning) await qga.exec({ command: ['sync'] }, () => this.untilRunning());
+    if (wasRunning && flushGuest) await (await this.readyAgent()).exec({ command: ['sync'] }, () => this.untilRunning());
     if (this.disksInactive) await qmp.execute('cont');
     await qmp.execute('stop');
     this.paused = true;
@@ -455,12 +476,11 @@ export class QemuVm implements RunningVm {
     try {
       // Stopping flushed QEMU's qcow2 caches, so the overlay file is whole: its copy is the disk
       // as of now (what the VM wrote, not the base), and the VM writes on in its own.
-      await execFileAsync('cp', ['--sparse=always', this.overlay, files.layer], { timeout: 300_000 });
-      await execFileAsync('cp', ['--sparse=always', this.disk.memoryFile, files.memory], { timeout: 60_000 });
+      await Promise.all([copySparse(this.overlay, files.layer), copySparse(this.disk.memoryFile, files.memory)]);
       await this.saveDeviceState(files.device);
       const layer = { path: files.layer, shared: new Shared(() => rm(files.layer, { force: true })) };
       const below = holdStack(this.stack);
-      const snapshot = await QemuSnapshot.of(this.runtime, this.runtime.format, this.spec, { base: below.base, layers: [layer, ...below.layers] }, files);
+      const snapshot = await QemuSnapshot.of(this.runtime, this.runtime.format, this.spec, { base: below.base, layers: [layer, ...below.layers] }, files, this.disk.size);
       if (wasRunning && !keepPaused) await this.resume();
       return snapshot;
     } catch (error) {
@@ -535,12 +555,17 @@ export class QemuVm implements RunningVm {
    */
   private async withAgent<T>(work: (qga: QgaClient, untilRunning: () => Promise<void>) => Promise<T>): Promise<T> {
     const state = this.state();
-    if (state !== 'running' || !this.qga) throw conflict(`VM ${this.id} is ${state}, not running`);
+    if (state !== 'running') throw conflict(`VM ${this.id} is ${state}, not running`);
     try {
-      return await work(this.qga, () => this.untilRunning());
+      return await work(await this.readyAgent(), () => this.untilRunning());
     } catch (error) {
       this.rethrowEnded(error);
     }
+  }
+
+  /** The guest agent, once it answers (a resumed VM's may still be connecting). */
+  private async readyAgent(): Promise<QgaClient> {
+    return this.qga ?? (await this.agent!);
   }
 
   /** A failure of guest agent work, as `conflict` when it failed because the VM ended. */
@@ -616,12 +641,16 @@ function qemuArgs(
  * snapshot would otherwise draw the same "random" numbers.
  */
 async function refreshIdentity(qga: QgaClient, identity: VmSpec['identity']): Promise<void> {
-  const script = 'printf "%s\\n" "$1" > /etc/machine-id && printf "%s\\n" "$2" > /etc/hostname && hostname "$2" && cat > /dev/urandom';
-  const result = await qga.exec(
-    { command: ['/bin/sh', '-c', script, 'sh', identity.machineId, identity.hostname], stdin: randomBytes(512), timeoutSecs: 30 },
-    () => Promise.resolve(),
-  );
-  if (result.exitCode !== 0) throw new Error(`the guest's identity was not set: ${result.stderr.toString('utf8').trim()}`);
+  await qga.overwriteFile('/etc/machine-id', Buffer.from(`${identity.machineId}\n`));
+  await qga.overwriteFile('/etc/hostname', Buffer.from(`${identity.hostname}\n`));
+  await qga.overwriteFile('/proc/sys/kernel/hostname', Buffer.from(identity.hostname));
+  // Written to /dev/urandom, bytes are mixed into the pool (not credited): enough to part branches.
+  await qga.overwriteFile('/dev/urandom', randomBytes(512));
+}
+
+/** Copies a file, its runs of zeros left as holes (an overlay holds what a VM wrote; RAM is mostly zeros). */
+async function copySparse(from: string, to: string): Promise<void> {
+  await execFileAsync('cp', ['--sparse=always', from, to], { timeout: 600_000 });
 }
 
 /** Single-quotes a path for the shell QEMU runs exec: migration commands in. */

@@ -37,13 +37,15 @@ export class QemuSnapshot implements VmSnapshot {
     machine: { vcpuCount: number; memSizeMib: number; dataDisk?: ImageFile },
     stack: DiskStack,
     files: { memory: string; device: string },
+    diskSize: number,
   ): Promise<QemuSnapshot> {
-    const [disk, memory, deviceState] = await Promise.all([LayeredDisk.of(stack), fileSource(files.memory), fileSource(files.device)]);
+    const disk = new LayeredDisk(diskSize, stack);
+    const [memory, deviceState] = await Promise.all([fileSource(files.memory), fileSource(files.device)]);
     return new QemuSnapshot(owner, format, machine.vcpuCount, machine.memSizeMib, stack, disk, files.memory, files.device, memory, deviceState, machine.dataDisk);
   }
 
   changedRanges(): Promise<DiskRange[]> {
-    return Promise.resolve(this.disk.changedRanges());
+    return this.disk.changedRanges();
   }
 
   release(): Promise<void> {

@@ -343,6 +343,20 @@ export class QgaClient {
     return { bytes, more: true };
   }
 
+  /**
+   * Writes a small guest file (or a /proc or /dev file) in place with the agent's own file
+   * calls: no process starts in the guest, which is what costs most in a VM just resumed under
+   * TCG (every guest code path is translated again in a new QEMU).
+   */
+  async overwriteFile(path: string, content: Buffer): Promise<void> {
+    const handle = await this.openFile(path, 'w');
+    try {
+      await this.command('guest-file-write', { handle, 'buf-b64': content.toString('base64') });
+    } finally {
+      await this.closeFiles([handle]);
+    }
+  }
+
   private async openFile(path: string, mode: 'r' | 'w' | 'w+'): Promise<number> {
     return (await this.command('guest-file-open', { path, mode })) as number;
   }
