@@ -799,4 +799,42 @@ describe('snapfork vm against a server that boots VMs', () => {
     expect(await cli(['vm', 'rm', vmId, '--json'], env)).toEqual({ code: 0, stdout: `${JSON.stringify({ vm_id: vmId })}\n`, stderr: '' });
     expect(await cli(['vm', 'ls', '--json'], env)).toEqual({ code: 0, stdout: '[]\n', stderr: '' });
   }, 60_000);
+
+  it('boots a new root VM, branches it two ways, commits and tags it, and boots the tag with its file back', async () => {
+    /** The command's stdout, after checking that it ran well. */
+    const ok = async (...argv: string[]) => {
+      const r = await cli(argv, env);
+      expect(r.code, `${argv.join(' ')}: ${r.stderr}`).toBe(0);
+      return r.stdout;
+    };
+    const root = (JSON.parse(await ok('vm', 'new', '--mem', '320', '--disk', '640', '--label', 'role=base', '--json')) as { vm_id: string }).vm_id;
+    const listed = JSON.parse(await ok('vm', 'ls', '--json')) as { vm_id: string }[];
+    expect(listed).toEqual([expect.objectContaining({ vm_id: root, state: 'running', labels: { role: 'base' } })]);
+    // The sizes reached the VM: more memory than the default 256 MiB, a root file system grown past the 512 MiB image.
+    const memKib = Number(/MemTotal:\s+(\d+)/.exec(await ok('vm', 'exec', root, '--', 'cat', '/proc/meminfo'))?.[1]);
+    expect(memKib).toBeGreaterThan(256 * 1024);
+    const rootKib = Number((await ok('vm', 'exec', root, '--', 'df', '-k', '/')).trim().split('\n')[1]?.split(/\s+/)[1]);
+    expect(rootKib).toBeGreaterThan(560 * 1024);
+    await ok('vm', 'exec', root, '--', 'sh', '-c', 'echo forty-two > /root/mark');
+
+    const branches = (await ok('vm', 'branch', root, '--count', '2')).trim().split('\n');
+    expect(branches).toHaveLength(2);
+    expect(new Set([root, ...branches]).size).toBe(3);
+    for (const branch of branches) {
+      // Each branch is a VM of its own (its hostname is its id's start) that has the file.
+      expect(await ok('vm', 'exec', branch, '--', 'sh', '-c', 'hostname; cat /root/mark')).toBe(`${branch.slice(0, 8)}\nforty-two\n`);
+      await ok('vm', 'rm', branch);
+    }
+
+    const committed = JSON.parse(await ok('vm', 'commit', root, '--name', 'marked', '--tag', 'os:marked', '--json')) as { commit_id: string; tag: string };
+    expect(committed).toEqual({ commit_id: expect.stringMatching(/^[0-9a-f-]{36}$/), tag: 'os:marked' });
+    // The VM runs on after its commit.
+    expect(await ok('vm', 'exec', root, '--', 'cat', '/root/mark')).toBe('forty-two\n');
+    await ok('vm', 'rm', root);
+
+    const restored = (await ok('vm', 'from', 'os:marked')).trim();
+    expect(await ok('vm', 'exec', restored, '--', 'cat', '/root/mark')).toBe('forty-two\n');
+    await ok('vm', 'rm', restored);
+    expect(await ok('vm', 'ls', '--json')).toBe('[]\n');
+  }, 120_000);
 });
