@@ -10,7 +10,7 @@ import { repos } from './commands/repos.js';
 import { serve } from './commands/serve.js';
 import { tags } from './commands/tags.js';
 import { tokenCreate } from './commands/token.js';
-import { vmExec, vmFrom, vmLs, vmPause, vmResume, vmRm } from './commands/vm.js';
+import { vmBranch, vmCommit, vmExec, vmFrom, vmLs, vmNew, vmPause, vmResume, vmRm } from './commands/vm.js';
 import { CliError, UsageError } from './errors.js';
 
 const COMMANDS: readonly Command[] = [
@@ -22,8 +22,11 @@ const COMMANDS: readonly Command[] = [
   tags,
   repos,
   vmLs,
+  vmNew,
   vmFrom,
+  vmBranch,
   vmExec,
+  vmCommit,
   vmPause,
   vmResume,
   vmRm,

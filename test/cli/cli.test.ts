@@ -226,8 +226,23 @@ describe('run', () => {
     [['token', 'create'], 'snapfork: token create: --user LOGIN is required\n'],
     [['push', '.', 'a/b:c', '--visibility', 'secret'], 'snapfork: bad --visibility "secret"'],
     [['tags', 'a/b', '--url', 'ftp://x'], 'snapfork: bad server URL "ftp://x"'],
-    // Not served yet, so not in the CLI either.
-    [['vm', 'new'], 'snapfork: unknown command "vm new" (see snapfork --help)\n'],
+    [['vm', 'frob'], 'snapfork: unknown command "vm frob" (see snapfork --help)\n'],
+    [['vm', 'new', 'x'], 'snapfork: vm new: unexpected argument "x"'],
+    [['vm', 'new', '--vcpus', '1.5'], 'snapfork: bad --vcpus "1.5": expected a whole number of vCPUs\n'],
+    [['vm', 'new', '--mem', '0'], 'snapfork: bad --mem "0": expected whole MiB\n'],
+    [['vm', 'new', '--disk', '-1'], 'snapfork: bad --disk "-1": expected whole MiB\n'],
+    [['vm', 'new', '--label', 'role'], 'snapfork: bad --label "role": expected NAME=VALUE\n'],
+    [['vm', 'new', '--no-wait=yes'], 'snapfork: option --no-wait takes no value\n'],
+    [['vm', 'branch'], 'snapfork: vm branch: missing <vm-id|commit-id|[owner/]repo:tag> (usage: snapfork vm branch'],
+    [['vm', 'branch', 'id', '--count', '0'], 'snapfork: bad --count "0": expected a whole number of VMs, at least 1\n'],
+    [['vm', 'branch', 'id', '--count', 'two'], 'snapfork: bad --count "two"'],
+    [['vm', 'branch', 'os:v1', '--keep-paused'], 'snapfork: --keep-paused applies to a VM, not a tag\n'],
+    [['vm', 'branch', 'os:v1:x'], 'snapfork: bad reference "os:v1:x": expected repo:tag'],
+    [['vm', 'branch', 'a/b/c:v1'], 'snapfork: bad reference "a/b/c:v1": expected owner/repo:tag'],
+    [['vm', 'commit'], 'snapfork: vm commit: missing <vm-id>'],
+    // Refused before the commit is made (no server answers here: a request would exit 1).
+    [['vm', 'commit', 'id', '--tag', 'alice/os:v2'], 'snapfork: bad reference "alice/os:v2": expected repo:tag'],
+    [['vm', 'commit', 'id', '--tag', 'os'], 'snapfork: bad reference "os": expected repo:tag'],
     [['vm', 'ls', 'x'], 'snapfork: vm ls: unexpected argument "x"'],
     [['vm', 'from'], 'snapfork: vm from: missing <[owner/]repo:tag|commit-id>'],
     [['vm', 'from', 'a/b/c:v1'], 'snapfork: bad reference "a/b/c:v1": expected owner/repo:tag'],
@@ -375,6 +390,17 @@ async function stubServer() {
       const row = (i: number) => ({ name: `r${i}`, full_name: `alice/r${i}`, visibility: 'private', fork: false });
       return send(200, Array.from({ length: count }, (_, i) => row((page - 1) * 50 + i)));
     }
+    if (path === '/api/v1/vm/new_root') return send(201, { vm_id: 'vm2' });
+    if (/^\/api\/v1\/vm\/(branch\/by_ref\/[^/]+\/[^/]+|[^/]+\/branch)$/.test(path)) {
+      const count = Number(url.searchParams.get('count') ?? 1);
+      return send(201, { vms: Array.from({ length: count }, (_, i) => ({ vm_id: `b${i + 1}` })) });
+    }
+    if (/^\/api\/v1\/vm\/[^/]+\/commit$/.test(path)) return send(201, { commit_id: 'c9' });
+    if ((m = /^\/api\/v1\/repositories\/([^/]+)\/tags$/.exec(path))) {
+      if (m[1] === 'nothing') return send(404, { error: 'repository not found', success: false });
+      const { tag_name, commit_id } = rec.json as { tag_name: string; commit_id: string };
+      return send(201, { tag_id: 't1', commit_id, reference: `${decodeURIComponent(m[1] as string)}:${tag_name}` });
+    }
     if (path === '/api/v1/repositories/fork') {
       return send(201, { vm_id: 'vm1', commit_id: 'c2', repo_name: 'copy', tag_name: 'main', reference: 'copy:main' });
     }
@@ -519,6 +545,36 @@ describe('against a stub server', () => {
       source_tag: 'v1',
       repo_name: 'copy',
     });
+  });
+
+  it('sends vm new, branch and commit (and its tag) as the Vers VM API reads them', async () => {
+    stub.requests.length = 0;
+    const newFlags = ['--vcpus', '2', '--mem', '512', '--disk', '1024', '--label', 'a=1', '--label=b=x=y', '--no-wait'];
+    expect(await cli(['vm', 'new', ...newFlags], env)).toEqual({ code: 0, stdout: 'vm2\n', stderr: '' });
+    expect(await cli(['vm', 'new', '--json'], env)).toEqual({ code: 0, stdout: '{"vm_id":"vm2"}\n', stderr: '' });
+    expect(await cli(['vm', 'branch', 'vm2', '--count', '2', '--keep-paused'], env)).toEqual({ code: 0, stdout: 'b1\nb2\n', stderr: '' });
+    expect(await cli(['vm', 'branch', 'dätä:v1', '--json'], env)).toEqual({ code: 0, stdout: '{"vms":[{"vm_id":"b1"}]}\n', stderr: '' });
+    // owner/repo:tag goes by the tag's commit, as vm from does.
+    expect(await cli(['vm', 'branch', 'alice/data:v1'], env)).toEqual({ code: 0, stdout: 'b1\n', stderr: '' });
+    expect(await cli(['vm', 'commit', 'vm2'], env)).toEqual({ code: 0, stdout: 'c9\n', stderr: '' });
+    const tagged = await cli(['vm', 'commit', 'vm2', '--name', 'n', '--description', 'd', '--keep-paused', '--tag', 'snap:v1', '--json'], env);
+    expect(tagged).toEqual({ code: 0, stdout: '{"commit_id":"c9","tag":"snap:v1"}\n', stderr: '' });
+    const untagged = await cli(['vm', 'commit', 'vm2', '--tag', 'nothing:v1'], env);
+    expect(untagged).toEqual({ code: 1, stdout: '', stderr: 'snapfork: committed c9, but tagging it nothing:v1 failed: 404 repository not found\n' });
+
+    expect(stub.requests.map((r) => [`${r.method} ${r.url}`, r.json])).toEqual([
+      ['POST /api/v1/vm/new_root?wait_boot=false', { vm_config: { vcpu_count: 2, mem_size_mib: 512, fs_size_mib: 1024, labels: { a: '1', b: 'x=y' } } }],
+      ['POST /api/v1/vm/new_root?wait_boot=true', { vm_config: {} }],
+      ['POST /api/v1/vm/vm2/branch?count=2&keep_paused=true', undefined],
+      ['POST /api/v1/vm/branch/by_ref/d%C3%A4t%C3%A4/v1', undefined],
+      ['GET /api/v1/repos/alice/data/tags/v1', undefined],
+      [expect.stringMatching(/^POST \/api\/v1\/vm\/c\d+\/branch$/), undefined],
+      ['POST /api/v1/vm/vm2/commit', {}],
+      ['POST /api/v1/vm/vm2/commit?keep_paused=true', { name: 'n', description: 'd' }],
+      ['POST /api/v1/repositories/snap/tags', { tag_name: 'v1', commit_id: 'c9' }],
+      ['POST /api/v1/vm/vm2/commit', {}],
+      ['POST /api/v1/repositories/nothing/tags', { tag_name: 'v1', commit_id: 'c9' }],
+    ]);
   });
 
   it("prints the server's error and status on one line", async () => {
@@ -668,6 +724,11 @@ describe('end to end against a real server', () => {
     expect(await cli(['vm', 'ls', '--json'], acmeEnv)).toEqual({ code: 0, stdout: '[]\n', stderr: '' });
     expect(await cli(['vm', 'ls'], acmeEnv)).toEqual({ code: 0, stdout: 'VM  STATE  CREATED  LABELS\n', stderr: '' });
     const missing = randomUUID();
+    // A tree naming its root disk by convention, whose rootfs.img is no ext4 image.
+    const badDisk = join(work, 'bad-disk');
+    await mkdir(badDisk);
+    await writeFile(join(badDisk, 'rootfs.img'), 'not a file system\n');
+    expect((await cli(['push', badDisk, 'alice/bad-disk:v1'], env)).code).toBe(0);
     const cases: [string[], string][] = [
       [['vm', 'from', 'nothing:v1'], '404 repository not found'],
       [['vm', 'from', 'data:v9'], '404 tag v9 not found'],
@@ -675,9 +736,13 @@ describe('end to end against a real server', () => {
       [['vm', 'from', 'data:v1:x'], "400 Invalid ref format. Expected 'repo_name:tag_name'"],
       // owner/repo:tag goes by the tag's commit: both steps' errors are the server's.
       [['vm', 'from', 'alice/data:v9'], '404 tag v9 not found'],
-      // A tag whose commit holds files but no disk.
-      [['vm', 'from', 'alice/from-tar:v1'], '422 commit holds no bootable disk'],
+      [['vm', 'from', 'alice/bad-disk:v1'], '422 commit holds no bootable disk: rootfs.img is not an ext4 image'],
       [['vm', 'exec', missing, '--', 'true'], `404 vm ${missing} not found`],
+      // by_ref answers its errors as {vms: [], error}, without `success`: still the server's words.
+      [['vm', 'branch', 'nothing:v1'], '404 repository not found'],
+      [['vm', 'branch', 'data:v1', '--count', '17'], '400 count must be from 1 to 16'],
+      [['vm', 'branch', missing], '404 commit not found'],
+      [['vm', 'commit', missing, '--tag', 'data:v2'], `404 vm ${missing} not found`],
       [['vm', 'pause', missing], `404 vm ${missing} not found`],
       [['vm', 'rm', missing, '--json'], `404 vm ${missing} not found`],
     ];
@@ -734,4 +799,42 @@ describe('snapfork vm against a server that boots VMs', () => {
     expect(await cli(['vm', 'rm', vmId, '--json'], env)).toEqual({ code: 0, stdout: `${JSON.stringify({ vm_id: vmId })}\n`, stderr: '' });
     expect(await cli(['vm', 'ls', '--json'], env)).toEqual({ code: 0, stdout: '[]\n', stderr: '' });
   }, 60_000);
+
+  it('boots a new root VM, branches it two ways, commits and tags it, and boots the tag with its file back', async () => {
+    /** The command's stdout, after checking that it ran well. */
+    const ok = async (...argv: string[]) => {
+      const r = await cli(argv, env);
+      expect(r.code, `${argv.join(' ')}: ${r.stderr}`).toBe(0);
+      return r.stdout;
+    };
+    const root = (JSON.parse(await ok('vm', 'new', '--mem', '320', '--disk', '640', '--label', 'role=base', '--json')) as { vm_id: string }).vm_id;
+    const listed = JSON.parse(await ok('vm', 'ls', '--json')) as { vm_id: string }[];
+    expect(listed).toEqual([expect.objectContaining({ vm_id: root, state: 'running', labels: { role: 'base' } })]);
+    // The sizes reached the VM: more memory than the default 256 MiB, a root file system grown past the 512 MiB image.
+    const memKib = Number(/MemTotal:\s+(\d+)/.exec(await ok('vm', 'exec', root, '--', 'cat', '/proc/meminfo'))?.[1]);
+    expect(memKib).toBeGreaterThan(256 * 1024);
+    const rootKib = Number((await ok('vm', 'exec', root, '--', 'df', '-k', '/')).trim().split('\n')[1]?.split(/\s+/)[1]);
+    expect(rootKib).toBeGreaterThan(560 * 1024);
+    await ok('vm', 'exec', root, '--', 'sh', '-c', 'echo forty-two > /root/mark');
+
+    const branches = (await ok('vm', 'branch', root, '--count', '2')).trim().split('\n');
+    expect(branches).toHaveLength(2);
+    expect(new Set([root, ...branches]).size).toBe(3);
+    for (const branch of branches) {
+      // Each branch is a VM of its own (its hostname is its id's start) that has the file.
+      expect(await ok('vm', 'exec', branch, '--', 'sh', '-c', 'hostname; cat /root/mark')).toBe(`${branch.slice(0, 8)}\nforty-two\n`);
+      await ok('vm', 'rm', branch);
+    }
+
+    const committed = JSON.parse(await ok('vm', 'commit', root, '--name', 'marked', '--tag', 'os:marked', '--json')) as { commit_id: string; tag: string };
+    expect(committed).toEqual({ commit_id: expect.stringMatching(/^[0-9a-f-]{36}$/), tag: 'os:marked' });
+    // The VM runs on after its commit.
+    expect(await ok('vm', 'exec', root, '--', 'cat', '/root/mark')).toBe('forty-two\n');
+    await ok('vm', 'rm', root);
+
+    const restored = (await ok('vm', 'from', 'os:marked')).trim();
+    expect(await ok('vm', 'exec', restored, '--', 'cat', '/root/mark')).toBe('forty-two\n');
+    await ok('vm', 'rm', restored);
+    expect(await ok('vm', 'ls', '--json')).toBe('[]\n');
+  }, 120_000);
 });
