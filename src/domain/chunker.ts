@@ -43,6 +43,22 @@ export const GEAR: Int32Array = (() => {
 })();
 
 /**
+ * The gear hash after 32 or more zero bytes, whatever it was before: (h << 1) + GEAR[0] maps
+ * it to itself, and it matches neither mask, so a run of zeros never cuts once the hash has
+ * reached it (a sparse disk image's zeros are skipped, not hashed byte by byte).
+ */
+const ZERO_FIXPOINT = -GEAR[0]! | 0;
+const ZERO_BLOCK = new Uint8Array(4096);
+
+/** The index of the first byte in data[from..limit) that is not zero, or limit. */
+function zeroRunEnd(data: Uint8Array, from: number, limit: number): number {
+  let i = from;
+  while (i + ZERO_BLOCK.length <= limit && Buffer.compare(data.subarray(i, i + ZERO_BLOCK.length), ZERO_BLOCK) === 0) i += ZERO_BLOCK.length;
+  while (i < limit && data[i] === 0) i++;
+  return i;
+}
+
+/**
  * Streaming chunker: push() bytes as they arrive, then finish(). Returned chunks are fresh
  * buffers owned by the caller (never views of its input or of the internal buffer), and at most
  * MAX_CHUNK_SIZE bytes stay buffered between calls.
@@ -96,11 +112,19 @@ export class Chunker {
     let h = this.hash;
     const hardEnd = Math.min(end, chunkStart + AVG_CHUNK_SIZE);
     for (; i < hardEnd; i++) {
+      if (h === ZERO_FIXPOINT && data[i] === 0) {
+        i = zeroRunEnd(data, i, hardEnd) - 1;
+        continue;
+      }
       h = ((h << 1) + (GEAR[data[i]!] as number)) | 0;
       if ((h & MASK_HARD) === 0) return i + 1;
     }
     const easyEnd = Math.min(end, chunkStart + MAX_CHUNK_SIZE);
     for (; i < easyEnd; i++) {
+      if (h === ZERO_FIXPOINT && data[i] === 0) {
+        i = zeroRunEnd(data, i, easyEnd) - 1;
+        continue;
+      }
       h = ((h << 1) + (GEAR[data[i]!] as number)) | 0;
       if ((h & MASK_EASY) === 0) return i + 1;
     }

@@ -5,10 +5,13 @@
  */
 import { chunkEditedFile, chunkFixed, type PutChunk } from './edited-file.js';
 import { checkedManifest } from './manifest.js';
-import type { Manifest, ManifestEntry } from './model.js';
+import { MAX_CHUNK_SIZE } from './chunker.js';
+import type { ChunkRef, Manifest, ManifestEntry } from './model.js';
 import type { DiskSource, VmSnapshot } from './ports/vm-runtime.js';
 import { isMachineState, MACHINE_STATE_DIR, MACHINE_STATE_FILES } from './vm-config.js';
 import type { ChunkStore } from '../store/types.js';
+
+const ZEROS = Buffer.alloc(MAX_CHUNK_SIZE);
 
 /** What storing a VM's commit wrote, for the caller's figures. */
 export interface CommittedTree {
@@ -35,13 +38,20 @@ export async function commitTree(
   const writer = chunks.writer();
   let chunksWritten = 0;
   let bytesStored = 0;
+  // Most of a disk and of a guest's RAM is zeros: each length of zero chunk is hashed once.
+  const zeroChunks = new Map<number, ChunkRef>();
   const put: PutChunk = async (data) => {
+    const zero = data.equals(ZEROS.subarray(0, data.length));
+    const known = zero ? zeroChunks.get(data.length) : undefined;
+    if (known) return known;
     const result = await writer.put(data);
     if (result.created) {
       chunksWritten++;
       bytesStored += result.storedSize;
     }
-    return { digest: result.digest, size: result.size };
+    const ref = { digest: result.digest, size: result.size };
+    if (zero) zeroChunks.set(data.length, ref);
+    return ref;
   };
   const fixedFile = async (path: string, source: DiskSource): Promise<ManifestEntry> => ({
     path,

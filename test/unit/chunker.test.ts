@@ -61,6 +61,54 @@ describe('chunker', () => {
     expect(chunks.map((c) => c.length)).toEqual([...Array<number>(8).fill(MAX_CHUNK_SIZE), 5]);
   });
 
+  it('skips runs of zeros without changing a cut: the same lengths as hashing every byte', async () => {
+    // The cut points by the format's definition, one byte at a time (the oracle).
+    const reference = (data: Buffer): number[] => {
+      const lengths: number[] = [];
+      let start = 0;
+      while (start < data.length) {
+        let h = 0;
+        let cut = Math.min(data.length, start + MAX_CHUNK_SIZE);
+        for (let i = start + MIN_CHUNK_SIZE; i < cut; i++) {
+          h = ((h << 1) + GEAR[data[i]!]!) | 0;
+          const mask = i < start + AVG_CHUNK_SIZE ? 0xffffc000 | 0 : 0xfffc0000 | 0;
+          if ((h & mask) === 0) cut = i + 1;
+        }
+        lengths.push(cut - start);
+        start = cut;
+      }
+      return lengths;
+    };
+    // A sparse disk: runs of zeros of many lengths between stretches of data, some tiny.
+    const random = await bytes(4 * MIB, 9);
+    const parts: Buffer[] = [];
+    for (let k = 0, at = 0; k < 40; k++) {
+      parts.push(Buffer.alloc([1, 31, 32, 33, 4095, 4097, 70_000, 300_000][k % 8]!));
+      const take = [1, 7, 5000, 90_000][k % 4]!;
+      parts.push(random.subarray(at, at + take));
+      at += take;
+    }
+    // And bytes that cut right where a run of zeros ends (found by search): a skip that
+    // mishandled the first byte after the run would move that cut.
+    const zeroHash = -GEAR[0]! | 0;
+    let pattern = Buffer.alloc(0);
+    for (let seed = 0; pattern.length === 0; seed++) {
+      const candidate = Buffer.from(sha256(String(seed)).slice(0, 12), 'hex');
+      let h = zeroHash;
+      candidate.forEach((byte, i) => {
+        h = ((h << 1) + GEAR[byte]!) | 0;
+        if ((h & (0xfffc0000 | 0)) === 0 && i === candidate.length - 1) pattern = candidate;
+        else if ((h & (0xfffc0000 | 0)) === 0) h = 1; // a cut before the end: not this one
+      });
+    }
+    parts.push(Buffer.alloc(AVG_CHUNK_SIZE + 1000), pattern, random.subarray(0, 1000));
+    const data = Buffer.concat(parts);
+    expect(pushInPieces(data, 65_537).map((c) => c.length)).toEqual(reference(data));
+    expect(chunkBuffer(data).map((c) => c.length)).toEqual(reference(data));
+    const alone = Buffer.concat([Buffer.alloc(AVG_CHUNK_SIZE + 1000), pattern, random.subarray(0, 1000)]);
+    expect(chunkBuffer(alone)[0]!.length).toBe(AVG_CHUNK_SIZE + 1000 + pattern.length);
+  });
+
   it('re-chunks only the neighbourhood of an insertion', async () => {
     const data = await bytes(8 * MIB, 11);
     const edited = Buffer.concat([data.subarray(0, 4 * MIB), Buffer.from('a small edit in the middle'), data.subarray(4 * MIB)]);
