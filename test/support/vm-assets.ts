@@ -5,10 +5,8 @@
  * why (.ci/run installs and builds them).
  */
 import { execFile } from 'node:child_process';
-import { open, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
-import type { DiskSource } from '../../src/domain/ports/vm-runtime.js';
 
 const execFileAsync = promisify(execFile);
 const projectDir = resolve(import.meta.dirname, '../..');
@@ -41,21 +39,3 @@ export function buildVmAssets(): Promise<string> {
   })());
 }
 
-/** A raw disk image file as a DiskSource, read range by range. */
-export async function fileDisk(path: string): Promise<DiskSource> {
-  const { size } = await stat(path);
-  return {
-    size,
-    async read(offset, length) {
-      const file = await open(path);
-      try {
-        const bytes = Buffer.alloc(length);
-        const { bytesRead } = await file.read(bytes, 0, length, offset);
-        if (bytesRead !== length) throw new Error(`short read of ${path} at ${offset}`);
-        return bytes;
-      } finally {
-        await file.close();
-      }
-    },
-  };
-}

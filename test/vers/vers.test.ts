@@ -5,7 +5,8 @@
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestServer, type ApiResponse, type TestServer } from '../support/server.js';
+import { expectVersError } from '../support/vers.js';
+import { startTestServer, type TestServer } from '../support/server.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/;
@@ -33,12 +34,6 @@ function query<T>(file: string, sql: string, ...args: unknown[]): T {
   }
 }
 
-async function expectError(res: ApiResponse, status: number, message?: RegExp) {
-  expect(res.status).toBe(status);
-  const body = await res.json();
-  expect(body).toMatchObject({ success: false, error: expect.any(String) });
-  if (message) expect(body.error).toMatch(message);
-}
 
 const post = (path: string, token: string | undefined, json: unknown, headers: Record<string, string> = {}) =>
   s.api(`/api/v1${path}`, { method: 'POST', token, json, headers });
@@ -65,11 +60,11 @@ describe('repositories of the token organization', () => {
     expect(created.name).toBe('bases');
     expect(created.repo_id).toMatch(UUID);
 
-    await expectError(await post('/repositories', labs, { name: 'bases' }), 409, /already exists/);
-    await expectError(await post('/repositories', labs, { name: 'two words' }), 400);
-    await expectError(await post('/repositories', labs, { name: 'x'.repeat(65) }), 400);
-    await expectError(await post('/repositories', labs, { description: 'no name' }), 400);
-    await expectError(await post('/repositories', undefined, { name: 'anonymous' }), 401);
+    await expectVersError(await post('/repositories', labs, { name: 'bases' }), 409, /already exists/);
+    await expectVersError(await post('/repositories', labs, { name: 'two words' }), 400);
+    await expectVersError(await post('/repositories', labs, { name: 'x'.repeat(65) }), 400);
+    await expectVersError(await post('/repositories', labs, { description: 'no name' }), 400);
+    await expectVersError(await post('/repositories', undefined, { name: 'anonymous' }), 401);
 
     // Created in the token's organization, private: the native API sees the same row.
     const native = await (await get('/repos/labs/bases', labs)).json();
@@ -85,9 +80,9 @@ describe('repositories of the token organization', () => {
     expect(await one.json()).toEqual(bases);
 
     expect((await (await get('/repositories', bob)).json()).repositories).toEqual([]);
-    await expectError(await get('/repositories/bases', bob), 404, /^repository not found$/);
-    await expectError(await get('/repositories/nope', labs), 404, /^repository not found$/);
-    await expectError(await get('/repositories'), 401);
+    await expectVersError(await get('/repositories/bases', bob), 404, /^repository not found$/);
+    await expectVersError(await get('/repositories/nope', labs), 404, /^repository not found$/);
+    await expectVersError(await get('/repositories'), 401);
   });
 
   it('answers an unset description as null', async () => {
@@ -102,16 +97,16 @@ describe('repositories of the token organization', () => {
     expect((await patch('/repositories/plain/visibility', labs, { is_public: false })).status).toBe(204);
     expect((await (await get('/repos/labs/plain', labs)).json()).visibility).toBe('private');
 
-    await expectError(await patch('/repositories/plain/visibility', labs, {}), 400);
-    await expectError(await patch('/repositories/plain/visibility', labs, { is_public: 'yes' }), 400);
-    await expectError(await patch('/repositories/nope/visibility', labs, { is_public: true }), 404);
+    await expectVersError(await patch('/repositories/plain/visibility', labs, {}), 400);
+    await expectVersError(await patch('/repositories/plain/visibility', labs, { is_public: 'yes' }), 400);
+    await expectVersError(await patch('/repositories/nope/visibility', labs, { is_public: true }), 404);
   });
 
   it('deletes with 204; the repository disappears from reads and listings', async () => {
     await createRepo(labs, 'doomed');
     expect((await del('/repositories/doomed', labs)).status).toBe(204);
-    await expectError(await get('/repositories/doomed', labs), 404);
-    await expectError(await del('/repositories/doomed', labs), 404);
+    await expectVersError(await get('/repositories/doomed', labs), 404);
+    await expectVersError(await del('/repositories/doomed', labs), 404);
     const names = (await (await get('/repositories', labs)).json()).repositories.map((r: { name: string }) => r.name);
     expect(names).toEqual(['bases', 'plain']);
   });
@@ -122,7 +117,7 @@ describe('repositories of the token organization', () => {
     const second = await get('/repositories?limit=1&offset=1', labs);
     const names = [...(await first.json()).repositories, ...(await second.json()).repositories].map((r: { name: string }) => r.name);
     expect(names).toEqual(['bases', 'plain']);
-    await expectError(await get('/repositories?limit=0', labs), 400);
+    await expectVersError(await get('/repositories?limit=0', labs), 400);
   });
 });
 
@@ -152,7 +147,7 @@ describe('tags of a repository', () => {
         },
       ],
     });
-    await expectError(await get('/repositories/nope/tags', labs), 404);
+    await expectVersError(await get('/repositories/nope/tags', labs), 404);
   });
 
   it('creates a tag on a commit (201 {tag_id, commit_id, reference}); 409 when it exists, 404 for an unknown commit', async () => {
@@ -165,12 +160,12 @@ describe('tags of a repository', () => {
     expect(one.status).toBe(200);
     expect(await one.json()).toMatchObject({ tag_id: created.tag_id, tag_name: 'warm-v1', commit_id: c1, description: 'first state' });
 
-    await expectError(await post('/repositories/bases/tags', labs, { tag_name: 'warm-v1', commit_id: c2 }), 409);
-    await expectError(await post('/repositories/bases/tags', labs, { tag_name: 'ghost', commit_id: '00000000-0000-4000-8000-000000000000' }), 404);
-    await expectError(await post('/repositories/bases/tags', labs, { tag_name: 'bad name', commit_id: c1 }), 400);
-    await expectError(await post('/repositories/bases/tags', labs, { tag_name: 'x', commit_id: 'not-a-uuid' }), 400);
-    await expectError(await post('/repositories/nope/tags', labs, { tag_name: 'x', commit_id: c1 }), 404);
-    await expectError(await get('/repositories/bases/tags/nope', labs), 404);
+    await expectVersError(await post('/repositories/bases/tags', labs, { tag_name: 'warm-v1', commit_id: c2 }), 409);
+    await expectVersError(await post('/repositories/bases/tags', labs, { tag_name: 'ghost', commit_id: '00000000-0000-4000-8000-000000000000' }), 404);
+    await expectVersError(await post('/repositories/bases/tags', labs, { tag_name: 'bad name', commit_id: c1 }), 400);
+    await expectVersError(await post('/repositories/bases/tags', labs, { tag_name: 'x', commit_id: 'not-a-uuid' }), 400);
+    await expectVersError(await post('/repositories/nope/tags', labs, { tag_name: 'x', commit_id: c1 }), 404);
+    await expectVersError(await get('/repositories/bases/tags/nope', labs), 404);
   });
 
   it('moves a tag with PATCH (204), logged in the tag log, and clears its description with null', async () => {
@@ -184,14 +179,14 @@ describe('tags of a repository', () => {
     expect((await patch('/repositories/bases/tags/warm-v1', labs, { description: null })).status).toBe(204);
     expect(await (await get('/repositories/bases/tags/warm-v1', labs)).json()).toMatchObject({ commit_id: c2, description: null });
 
-    await expectError(await patch('/repositories/bases/tags/nope', labs, { description: 'x' }), 404);
-    await expectError(await patch('/repositories/bases/tags/warm-v1', labs, { commit_id: 'zzz' }), 400);
+    await expectVersError(await patch('/repositories/bases/tags/nope', labs, { description: 'x' }), 404);
+    await expectVersError(await patch('/repositories/bases/tags/warm-v1', labs, { commit_id: 'zzz' }), 400);
   });
 
   it('deletes a tag (204); the commit stays', async () => {
     expect((await del('/repositories/bases/tags/warm-v1', labs)).status).toBe(204);
-    await expectError(await get('/repositories/bases/tags/warm-v1', labs), 404);
-    await expectError(await del('/repositories/bases/tags/warm-v1', labs), 404);
+    await expectVersError(await get('/repositories/bases/tags/warm-v1', labs), 404);
+    await expectVersError(await del('/repositories/bases/tags/warm-v1', labs), 404);
     expect((await get(`/repos/labs/bases/commits/${c2}`, labs)).status).toBe(200);
   });
 });
@@ -200,8 +195,8 @@ describe('the public catalogue', () => {
   it('shows public repositories only, to anyone, in the PublicRepositoryInfo shape', async () => {
     const hidden = await (await get('/public/repositories')).json();
     expect(hidden.repositories.map((r: { full_name: string }) => r.full_name)).not.toContain('labs/bases');
-    await expectError(await get('/public/repositories/labs/bases'), 404);
-    await expectError(await get('/public/repositories/labs/bases/tags'), 404);
+    await expectVersError(await get('/public/repositories/labs/bases'), 404);
+    await expectVersError(await get('/public/repositories/labs/bases/tags'), 404);
 
     expect((await patch('/repositories/bases/visibility', labs, { is_public: true })).status).toBe(204);
     const listed = await (await get('/public/repositories')).json();
@@ -218,8 +213,8 @@ describe('the public catalogue', () => {
     const one = await get('/public/repositories/labs/bases/tags/v1');
     expect(one.status).toBe(200);
     expect(await one.json()).toEqual(v1);
-    await expectError(await get('/public/repositories/labs/bases/tags/nope'), 404);
-    await expectError(await get('/public/repositories/labs/nope'), 404);
+    await expectVersError(await get('/public/repositories/labs/bases/tags/nope'), 404);
+    await expectVersError(await get('/public/repositories/labs/nope'), 404);
   });
 
   it('never shows internal or private repositories, even to a signed-in member', async () => {
@@ -229,7 +224,7 @@ describe('the public catalogue', () => {
     expect(names).toContain('labs/bases');
     expect(names).not.toContain('labs/insiders');
     expect(names).not.toContain('labs/plain');
-    await expectError(await get('/public/repositories/labs/insiders', labs), 404);
+    await expectVersError(await get('/public/repositories/labs/insiders', labs), 404);
   });
 
   it('pages with limit and offset, newest first', async () => {
@@ -281,21 +276,21 @@ describe('commits of the token organization', () => {
     expect(body.commits[3].grandparent_commit_id).toBeNull();
 
     expect((await (await get('/commits', bob)).json()).commits).toEqual([]);
-    await expectError(await get('/commits'), 401);
+    await expectVersError(await get('/commits'), 401);
   });
 
   it('pages with limit and offset', async () => {
     const body = await (await get('/commits?limit=1&offset=1', labs)).json();
     expect(body).toMatchObject({ total: 4, limit: 1, offset: 1 });
     expect(body.commits.map((c: { commit_id: string }) => c.commit_id)).toEqual([c1]);
-    await expectError(await get('/commits?offset=-1', labs), 400);
+    await expectVersError(await get('/commits?offset=-1', labs), 400);
   });
 
   it('publishes a commit with PATCH (200 CommitInfo): then anyone may read it by id', async () => {
     await createRepo(bob, 'borrowed');
     // Private, the commit is invisible to bob: as missing when he tags it or edits it.
-    await expectError(await post('/repositories/borrowed/tags', bob, { tag_name: 'base', commit_id: c1 }), 404);
-    await expectError(await patch(`/commits/${c1}`, bob, { is_public: true }), 404);
+    await expectVersError(await post('/repositories/borrowed/tags', bob, { tag_name: 'base', commit_id: c1 }), 404);
+    await expectVersError(await patch(`/commits/${c1}`, bob, { is_public: true }), 404);
     expect((await (await get('/commits/public', bob)).json()).commits).toEqual([]);
 
     const res = await patch(`/commits/${c1}`, labs, { is_public: true, name: 'warm-base-v1', description: 'rsync+curl baseline' });
@@ -316,24 +311,24 @@ describe('commits of the token organization', () => {
     expect(pub.commits.map((c: { commit_id: string }) => c.commit_id)).toEqual([c1]);
     expect((await post('/repositories/borrowed/tags', bob, { tag_name: 'base', commit_id: c1 })).status).toBe(201);
     // Readable is not writable.
-    await expectError(await patch(`/commits/${c1}`, bob, { is_public: false }), 403);
-    await expectError(await get('/commits/public'), 401);
+    await expectVersError(await patch(`/commits/${c1}`, bob, { is_public: false }), 403);
+    await expectVersError(await get('/commits/public'), 401);
   });
 
   it('rejects a malformed or unknown commit edit', async () => {
-    await expectError(await patch(`/commits/${c1}`, labs, { name: 'no flag' }), 400);
-    await expectError(await patch('/commits/not-a-uuid', labs, { is_public: true }), 400);
-    await expectError(await patch('/commits/00000000-0000-4000-8000-000000000000', labs, { is_public: true }), 404);
+    await expectVersError(await patch(`/commits/${c1}`, labs, { name: 'no flag' }), 400);
+    await expectVersError(await patch('/commits/not-a-uuid', labs, { is_public: true }), 400);
+    await expectVersError(await patch('/commits/00000000-0000-4000-8000-000000000000', labs, { is_public: true }), 404);
   });
 
   it('deletes a commit (204), but 409 while a tag refers to it; deleting a repository drops its tags', async () => {
     // c1 is no longer tagged in lineage, but bob's `borrowed:base` points at it.
-    await expectError(await del(`/commits/${c1}`, labs), 409);
+    await expectVersError(await del(`/commits/${c1}`, labs), 409);
     expect((await del('/repositories/borrowed', bob)).status).toBe(204);
     expect((await del(`/commits/${c1}`, labs)).status).toBe(204);
-    await expectError(await del(`/commits/${c1}`, labs), 404);
+    await expectVersError(await del(`/commits/${c1}`, labs), 404);
     // c2 is what `lineage:main` points at.
-    await expectError(await del(`/commits/${c2}`, labs), 409, /tagged/);
+    await expectVersError(await del(`/commits/${c2}`, labs), 409, /tagged/);
   });
 });
 
@@ -355,18 +350,18 @@ describe('the fork, seen through the other APIs', () => {
     // The fork's commit descends from the source commit and is held by its VM and tag.
     const mine = (await (await get('/commits', bob)).json()).commits.find((c: { commit_id: string }) => c.commit_id === fork.commit_id);
     expect(mine).toMatchObject({ grandparent_commit_id: source.commit_id, is_public: false });
-    await expectError(await del(`/commits/${fork.commit_id}`, bob), 409);
+    await expectVersError(await del(`/commits/${fork.commit_id}`, bob), 409);
   });
 
   it('409 on a taken name and on a fork onto itself; 404 for unknown or invisible sources; 401 without token', async () => {
-    await expectError(await post('/repositories/fork', bob, { source_org: 'labs', source_repo: 'bases', source_tag: 'v1' }), 409, /already exists/);
-    await expectError(await post('/repositories/fork', labs, { source_org: 'labs', source_repo: 'bases', source_tag: 'v1' }), 409);
-    await expectError(await post('/repositories/fork', bob, { source_org: 'labs', source_repo: 'bases', source_tag: 'nope', repo_name: 'b2' }), 404);
-    await expectError(await post('/repositories/fork', bob, { source_org: 'labs', source_repo: 'nope', source_tag: 'v1' }), 404);
+    await expectVersError(await post('/repositories/fork', bob, { source_org: 'labs', source_repo: 'bases', source_tag: 'v1' }), 409, /already exists/);
+    await expectVersError(await post('/repositories/fork', labs, { source_org: 'labs', source_repo: 'bases', source_tag: 'v1' }), 409);
+    await expectVersError(await post('/repositories/fork', bob, { source_org: 'labs', source_repo: 'bases', source_tag: 'nope', repo_name: 'b2' }), 404);
+    await expectVersError(await post('/repositories/fork', bob, { source_org: 'labs', source_repo: 'nope', source_tag: 'v1' }), 404);
     // `lineage` is private to labs: bob cannot tell it from a missing repository.
-    await expectError(await post('/repositories/fork', bob, { source_org: 'labs', source_repo: 'lineage', source_tag: 'main' }), 404);
-    await expectError(await post('/repositories/fork', undefined, { source_org: 'labs', source_repo: 'bases', source_tag: 'v1' }), 401);
-    await expectError(await post('/repositories/fork', bob, { source_org: 'labs', source_repo: 'bases' }), 400);
+    await expectVersError(await post('/repositories/fork', bob, { source_org: 'labs', source_repo: 'lineage', source_tag: 'main' }), 404);
+    await expectVersError(await post('/repositories/fork', undefined, { source_org: 'labs', source_repo: 'bases', source_tag: 'v1' }), 401);
+    await expectVersError(await post('/repositories/fork', bob, { source_org: 'labs', source_repo: 'bases' }), 400);
   });
 
   it('renames with repo_name and tag_name, and replays a retried fork with the same idempotency key', async () => {
@@ -387,7 +382,7 @@ describe('the fork, seen through the other APIs', () => {
     expect((await patch('/repositories/bases/visibility', bob, { is_public: true })).status).toBe(204);
     expect((await patch('/repositories/bases/visibility', bob, { is_public: false })).status).toBe(204);
     expect((await patch('/repositories/bases/visibility', labs, { is_public: false })).status).toBe(204);
-    await expectError(await patch('/repositories/bases/visibility', bob, { is_public: true }), 422);
+    await expectVersError(await patch('/repositories/bases/visibility', bob, { is_public: true }), 422);
   });
 });
 
@@ -406,7 +401,7 @@ describe('deleting a repository keeps its commits (issue 11)', () => {
     (await (await get('/commits?limit=1000', token)).json()).commits.map((c: { commit_id: string }) => c.commit_id) as string[];
 
   it('drops the tags, and still lists the commits to the organization only', async () => {
-    await expectError(await get('/repositories/ephemeral/tags', labs), 404);
+    await expectVersError(await get('/repositories/ephemeral/tags', labs), 404);
     expect(await listed(labs)).toEqual(expect.arrayContaining([kept, last]));
     const mine = (await (await get('/commits?limit=1000', labs)).json()).commits.find((c: { commit_id: string }) => c.commit_id === last);
     expect(mine).toMatchObject({ grandparent_commit_id: kept, is_public: false });
@@ -420,8 +415,8 @@ describe('deleting a repository keeps its commits (issue 11)', () => {
     expect(await file.text()).toBe('kept two');
     // Outside the organization the commit is as missing as its repository.
     await createRepo(bob, 'grabbed');
-    await expectError(await post('/repositories/grabbed/tags', bob, { tag_name: 'x', commit_id: kept }), 404);
-    await expectError(await patch(`/commits/${kept}`, bob, { is_public: true }), 404);
+    await expectVersError(await post('/repositories/grabbed/tags', bob, { tag_name: 'x', commit_id: kept }), 404);
+    await expectVersError(await patch(`/commits/${kept}`, bob, { is_public: true }), 404);
   });
 
   it('publishes a kept commit for anyone, and deletes kept commits once no tag holds them', async () => {
@@ -430,10 +425,10 @@ describe('deleting a repository keeps its commits (issue 11)', () => {
     expect(pub).toContain(kept);
     expect((await post('/repositories/grabbed/tags', bob, { tag_name: 'x', commit_id: kept })).status).toBe(201);
 
-    await expectError(await del(`/commits/${kept}`, labs), 409, /tagged/);
+    await expectVersError(await del(`/commits/${kept}`, labs), 409, /tagged/);
     expect((await del('/repositories/grabbed/tags/x', bob)).status).toBe(204);
     expect((await del(`/commits/${kept}`, labs)).status).toBe(204);
-    await expectError(await del(`/commits/${last}`, labs), 409, /tagged/);
+    await expectVersError(await del(`/commits/${last}`, labs), 409, /tagged/);
     expect((await del('/repositories/revived/tags/back', labs)).status).toBe(204);
     expect((await del(`/commits/${last}`, labs)).status).toBe(204);
     expect(await listed(labs)).not.toContain(last);
@@ -468,10 +463,10 @@ describe('a tag never makes data more visible than its source allows (issue 10)'
   });
 
   it("refuses to tag an internal commit of another repository into a public one (422), so no anonymous read gets it", async () => {
-    await expectError(await post('/repositories/pub/tags', carol, { tag_name: 'x', commit_id: cs }), 422, /public repository cannot tag commit .* at most internal/);
-    await expectError(await secretFile('carol/pub', 'x'), 404);
+    await expectVersError(await post('/repositories/pub/tags', carol, { tag_name: 'x', commit_id: cs }), 422, /public repository cannot tag commit .* at most internal/);
+    await expectVersError(await secretFile('carol/pub', 'x'), 404);
     // Moving a tag there is the same: the tag stays where it was.
-    await expectError(await patch('/repositories/pub/tags/own', carol, { commit_id: cs }), 422, /at most internal/);
+    await expectVersError(await patch('/repositories/pub/tags/own', carol, { commit_id: cs }), 422, /at most internal/);
     const own = await (await get('/repositories/pub/tags/own', carol)).json();
     expect(own.commit_id).not.toBe(cs);
     expect(await (await secretFile('carol/pub', 'own')).text()).toBe('carol data');
@@ -494,21 +489,21 @@ describe('a tag never makes data more visible than its source allows (issue 10)'
 
     // A reach the tag gave goes with it.
     expect((await del('/repositories/inner/tags/borrowed', carol)).status).toBe(204);
-    await expectError(await get(`/repos/carol/inner/commits/${cs}/manifest`, bob), 404);
-    await expectError(await get(`/repos/carol/inner/chunks/${digest}`, bob), 404);
-    await expectError(await fetchChunks('carol/inner', bob, [digest]), 404);
+    await expectVersError(await get(`/repos/carol/inner/commits/${cs}/manifest`, bob), 404);
+    await expectVersError(await get(`/repos/carol/inner/chunks/${digest}`, bob), 404);
+    await expectVersError(await fetchChunks('carol/inner', bob, [digest]), 404);
   });
 
   it('refuses to widen a repository past the data its tags point at, in every dialect that changes visibility', async () => {
     expect((await post('/repositories/inner/tags', carol, { tag_name: 'borrowed', commit_id: cs })).status).toBe(201);
-    await expectError(await patch('/repositories/inner/visibility', carol, { is_public: true }), 422, /wider than internal.* tag borrowed/);
+    await expectVersError(await patch('/repositories/inner/visibility', carol, { is_public: true }), 422, /wider than internal.* tag borrowed/);
     const native = await nativePatch('carol/inner', carol, { visibility: 'public' });
     expect(native.status).toBe(422);
     expect(await native.json()).toMatchObject({ success: false, details: { field: 'visibility', visibility: 'public', limit: 'internal', tag: 'borrowed' } });
     expect((await (await get('/repos/carol/inner', carol)).json()).visibility).toBe('internal');
-    await expectError(await secretFile('carol/inner', 'borrowed'), 404);
+    await expectVersError(await secretFile('carol/inner', 'borrowed'), 404);
     // A fork of it is held to the same limit: its commit holds the same data.
-    await expectError(await post('/repos/carol/inner/forks', carol, { name: 'inner-pub', visibility: 'public' }), 422, /wider than internal/);
+    await expectVersError(await post('/repos/carol/inner/forks', carol, { name: 'inner-pub', visibility: 'public' }), 422, /wider than internal/);
     const fork = await post('/repos/carol/inner/forks', carol, { name: 'inner-fork' });
     expect(fork.status).toBe(201);
     expect((await (await get('/repos/carol/inner-fork', carol)).json()).visibility).toBe('internal');
@@ -526,13 +521,13 @@ describe('a tag never makes data more visible than its source allows (issue 10)'
     expect((await fetchChunks('carol/pub', undefined, [digest])).status).toBe(200);
 
     const refused = await patch(`/commits/${cs}`, intranet, { is_public: false });
-    await expectError(refused, 422, /must stay public while carol\/pub:shared, a public repository/);
+    await expectVersError(refused, 422, /must stay public while carol\/pub:shared, a public repository/);
     const listed = (await (await get('/commits?limit=1000', intranet)).json()).commits.find((c: { commit_id: string }) => c.commit_id === cs);
     expect(listed).toMatchObject({ is_public: true });
 
     expect((await del('/repositories/pub/tags/shared', carol)).status).toBe(204);
     expect((await patch(`/commits/${cs}`, intranet, { is_public: false })).status).toBe(200);
-    await expectError(await post('/repositories/pub/tags', carol, { tag_name: 'shared', commit_id: cs }), 422);
-    await expectError(await fetchChunks('carol/pub', undefined, [digest]), 404);
+    await expectVersError(await post('/repositories/pub/tags', carol, { tag_name: 'shared', commit_id: cs }), 422);
+    await expectVersError(await fetchChunks('carol/pub', undefined, [digest]), 404);
   });
 });

@@ -3,27 +3,15 @@
  * whole file: metadata, files through the guest agent, exec streamed as NDJSON while the command
  * runs, the VM's exec log by byte offset, and replaying an exec stream by cursor.
  */
-import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { run } from '../../src/cli/main.js';
-import { startTestServer, type ApiResponse, type TestServer } from '../support/server.js';
-import { tempDir } from '../support/trees.js';
+import { expectVersError, pushGuestRootDisk } from '../support/vers.js';
+import { startTestServer, type TestServer } from '../support/server.js';
 import { buildVmAssets } from '../support/vm-assets.js';
 
-const execFileAsync = promisify(execFile);
 
-async function expectError(res: ApiResponse, status: number, message?: string | RegExp) {
-  expect(res.status).toBe(status);
-  const body = await res.json();
-  expect(body).toMatchObject({ success: false, error: expect.any(String) });
-  if (typeof message === 'string') expect(body.error).toBe(message);
-  else if (message) expect(body.error).toMatch(message);
-}
 
 const b64 = (data: string | Buffer) => Buffer.from(data).toString('base64');
 const text = (data64: string) => Buffer.from(data64, 'base64').toString('utf8');
@@ -82,13 +70,7 @@ describe('a running VM: metadata, files, streamed exec, its log', () => {
     labs = await s.token('alice', { org: 'labs' });
     bob = await s.token('bob');
     expect((await s.api('/api/v1/repositories', { method: 'POST', token: labs, json: { name: 'os' } })).status).toBe(201);
-    // The guest's root disk as the tag's rootfs.img, pushed by the CLI (chunked on this side).
-    const dir = await tempDir();
-    await execFileAsync('cp', ['--sparse=always', join(assets, 'rootfs.img'), join(dir, 'rootfs.img')]);
-    const out = new PassThrough();
-    const code = await run(['push', dir, 'labs/os:v1', '--json'], { stdout: out, stderr: new PassThrough(), env: { SNAPFORK_URL: s.url, SNAPFORK_TOKEN: labs }, now: Date.now });
-    expect(code).toBe(0);
-    commitId = JSON.parse(String(out.read())).commit_id;
+    commitId = await pushGuestRootDisk(s, assets, labs, 'labs/os:v1');
     const booted = await s.api('/api/v1/vm/from_commit', { method: 'POST', token: labs, json: { commit_id: commitId } });
     expect(booted.status).toBe(201);
     vm = (await booted.json()).vm_id;
@@ -111,8 +93,8 @@ describe('a running VM: metadata, files, streamed exec, its log', () => {
       parent_commit_id: commitId,
       grandparent_vm_id: null,
     });
-    await expectError(await get('/metadata', bob), 404, `vm ${vm} not found`);
-    await expectError(await s.api(`/api/v1/vm/${randomUUID()}/metadata`, { token: labs }), 404);
+    await expectVersError(await get('/metadata', bob), 404, `vm ${vm} not found`);
+    await expectVersError(await s.api(`/api/v1/vm/${randomUUID()}/metadata`, { token: labs }), 404);
   });
 
   it('PUT .../files writes bytes, mode and missing directories; GET .../files reads them back', async () => {
@@ -137,26 +119,26 @@ describe('a running VM: metadata, files, streamed exec, its log', () => {
   });
 
   it('files: 404 for a missing file or directory, 400 for a relative path or bad base64, 422 for a directory, 404 to others', async () => {
-    await expectError(await get('/files?path=/root/nothing-here'), 404, '/root/nothing-here not found in the VM');
-    await expectError(await put({ path: '/no/such/dir/f', content_b64: b64('x') }), 404, '/no/such/dir not found in the VM');
-    await expectError(await get('/files?path=root/relative'), 400, 'path "root/relative" is not absolute');
-    await expectError(await put({ path: 'relative', content_b64: b64('x') }), 400, 'path "relative" is not absolute');
-    await expectError(await get('/files'), 400);
-    await expectError(await put({ path: '/root/x', content_b64: 'not base64!' }), 400, 'content_b64 is not base64');
-    await expectError(await put({ path: '/root/x', content_b64: b64('x'), mode: 0o10000 }), 400);
-    await expectError(await get('/files?path=/root'), 422, /^\/root: Is a directory/);
-    await expectError(await put({ path: '/root', content_b64: b64('x') }), 422, /\/root is a directory/);
-    await expectError(await get('/files?path=/etc/hostname', bob), 404, `vm ${vm} not found`);
-    await expectError(await put({ path: '/root/x', content_b64: b64('x') }, bob), 404, `vm ${vm} not found`);
+    await expectVersError(await get('/files?path=/root/nothing-here'), 404, '/root/nothing-here not found in the VM');
+    await expectVersError(await put({ path: '/no/such/dir/f', content_b64: b64('x') }), 404, '/no/such/dir not found in the VM');
+    await expectVersError(await get('/files?path=root/relative'), 400, 'path "root/relative" is not absolute');
+    await expectVersError(await put({ path: 'relative', content_b64: b64('x') }), 400, 'path "relative" is not absolute');
+    await expectVersError(await get('/files'), 400);
+    await expectVersError(await put({ path: '/root/x', content_b64: 'not base64!' }), 400, 'content_b64 is not base64');
+    await expectVersError(await put({ path: '/root/x', content_b64: b64('x'), mode: 0o10000 }), 400);
+    await expectVersError(await get('/files?path=/root'), 422, /^\/root: Is a directory/);
+    await expectVersError(await put({ path: '/root', content_b64: b64('x') }), 422, /\/root is a directory/);
+    await expectVersError(await get('/files?path=/etc/hostname', bob), 404, `vm ${vm} not found`);
+    await expectVersError(await put({ path: '/root/x', content_b64: b64('x') }, bob), 404, `vm ${vm} not found`);
     expect((await exec(['ls', '/root/x'])).exit_code).not.toBe(0);
   });
 
   it('files: 413 past 32 MiB, read no further; a larger body is refused before it is read', async () => {
     await exec(['truncate', '-s', String(32 * 1024 * 1024 + 1), '/tmp/big']);
-    await expectError(await get('/files?path=/tmp/big'), 413, '/tmp/big is larger than 33554432 bytes, the most read whole');
+    await expectVersError(await get('/files?path=/tmp/big'), 413, '/tmp/big is larger than 33554432 bytes, the most read whole');
     const tooBig = JSON.stringify({ path: '/tmp/x', content_b64: 'A'.repeat(Math.ceil((32 * 1024 * 1024 + 1) / 3) * 4 + 64 * 1024) });
     const res = await s.api(`/api/v1/vm/${vm}/files`, { method: 'PUT', token: labs, body: tooBig, headers: { 'content-type': 'application/json' } });
-    await expectError(res, 413);
+    await expectVersError(res, 413);
   });
 
   it('POST .../exec/stream hands output over while the command runs, then its exit code', async () => {
@@ -181,9 +163,9 @@ describe('a running VM: metadata, files, streamed exec, its log', () => {
   });
 
   it('exec/stream: refusals come before the stream (400, 404); a command killed at its timeout ends with 124', async () => {
-    await expectError(await post('/exec/stream', { command: [] }), 400);
-    await expectError(await post('/exec/stream', { command: ['echo', 'a\u0000b'] }), 400, 'a command argument holds a NUL character');
-    await expectError(await post('/exec/stream', { command: ['true'] }, bob), 404);
+    await expectVersError(await post('/exec/stream', { command: [] }), 400);
+    await expectVersError(await post('/exec/stream', { command: ['echo', 'a\u0000b'] }), 400, 'a command argument holds a NUL character');
+    await expectVersError(await post('/exec/stream', { command: ['true'] }, bob), 404);
     const lines = await allLines(await post('/exec/stream', { command: ['sh', '-c', 'echo t; exec sleep 1000'], timeout_secs: 1, exec_id: 'timed' }));
     expect(lines.map((l) => l.exit_code ?? text(l.data_b64 as string))).toEqual(['t\n', 124]);
   });
@@ -215,9 +197,9 @@ describe('a running VM: metadata, files, streamed exec, its log', () => {
     expect(await allLines(await post('/exec/stream/attach', { exec_id: 'stream-1', cursor: 1 }))).toEqual(all.slice(1));
     expect(await allLines(await post('/exec/stream/attach', { exec_id: 'stream-1', cursor: 2 }))).toEqual(all.slice(2));
     expect(await allLines(await post('/exec/stream/attach', { exec_id: 'stream-1', from_latest: true }))).toEqual(all.slice(2));
-    await expectError(await post('/exec/stream/attach', { exec_id: 'never-ran' }), 404, `exec never-ran not found in the log of vm ${vm}`);
-    await expectError(await post('/exec/stream/attach', { exec_id: 'stream-1' }, bob), 404, `vm ${vm} not found`);
-    await expectError(await post('/exec/stream/attach', {}), 400);
+    await expectVersError(await post('/exec/stream/attach', { exec_id: 'never-ran' }), 404, `exec never-ran not found in the log of vm ${vm}`);
+    await expectVersError(await post('/exec/stream/attach', { exec_id: 'stream-1' }, bob), 404, `vm ${vm} not found`);
+    await expectVersError(await post('/exec/stream/attach', {}), 400);
   });
 
   it('GET .../logs pages through every exec\'s output by byte offset, of one stream or both', async () => {
@@ -246,10 +228,10 @@ describe('a running VM: metadata, files, streamed exec, its log', () => {
     expect(stderr.entries.every((e: { stream: string }) => e.stream === 'stderr')).toBe(true);
     expect(await (await get(`/logs?offset=${whole.next_offset}`)).json()).toEqual({ entries: [], eof: true, next_offset: whole.next_offset });
 
-    await expectError(await get('/logs?offset=-1'), 400);
-    await expectError(await get('/logs?stream=both'), 400);
-    await expectError(await get('/logs?max_entries=0'), 400);
-    await expectError(await get('/logs', bob), 404, `vm ${vm} not found`);
+    await expectVersError(await get('/logs?offset=-1'), 400);
+    await expectVersError(await get('/logs?stream=both'), 400);
+    await expectVersError(await get('/logs?max_entries=0'), 400);
+    await expectVersError(await get('/logs', bob), 404, `vm ${vm} not found`);
   });
 
   it('deleting the VM removes its log', async () => {
@@ -257,7 +239,7 @@ describe('a running VM: metadata, files, streamed exec, its log', () => {
     expect((await stat(logDir)).isDirectory()).toBe(true);
     expect((await s.api(`/api/v1/vm/${vm}`, { method: 'DELETE', token: labs })).status).toBe(200);
     await expect(stat(logDir)).rejects.toMatchObject({ code: 'ENOENT' });
-    await expectError(await get('/logs'), 404);
-    await expectError(await get('/metadata'), 404);
+    await expectVersError(await get('/logs'), 404);
+    await expectVersError(await get('/metadata'), 404);
   });
 });

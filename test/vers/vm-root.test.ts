@@ -10,20 +10,14 @@ import { copyFile, mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestServer, type ApiResponse, type TestServer } from '../support/server.js';
+import { expectVersError } from '../support/vers.js';
+import { startTestServer, type TestServer } from '../support/server.js';
 import { tempDir } from '../support/trees.js';
 import { buildVmAssets } from '../support/vm-assets.js';
 
 const execFileAsync = promisify(execFile);
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
-async function expectError(res: ApiResponse, status: number, message?: string | RegExp) {
-  expect(res.status).toBe(status);
-  const body = await res.json();
-  expect(body).toMatchObject({ success: false, error: expect.any(String) });
-  if (typeof message === 'string') expect(body.error).toBe(message);
-  else if (message) expect(body.error).toMatch(message);
-}
 
 /** 4 KiB that pass for an ext4 image (its superblock magic), so that a tree of it is not a dataset. */
 function ext4Magic(): Buffer {
@@ -65,22 +59,22 @@ describe('new_root, the system repository and dataset VMs', () => {
 
   it('400 for a size, disk size or labels out of bounds, 404 for another image or kernel, before importing anything', async () => {
     for (const vm_config of [{ vcpu_count: 0 }, { vcpu_count: 5 }, { mem_size_mib: 64 }, { mem_size_mib: 8192 }]) {
-      await expectError(await post('/vm/new_root', { vm_config }), 400, /^(vcpu_count|mem_size_mib) must be an integer from/);
+      await expectVersError(await post('/vm/new_root', { vm_config }), 400, /^(vcpu_count|mem_size_mib) must be an integer from/);
     }
-    await expectError(await post('/vm/new_root', { vm_config: { vcpu_count: 1.5 } }), 400);
+    await expectVersError(await post('/vm/new_root', { vm_config: { vcpu_count: 1.5 } }), 400);
     const labels = Object.fromEntries(Array.from({ length: 33 }, (_, i) => [`k${i}`, 'v']));
-    await expectError(await post('/vm/new_root', { vm_config: { labels } }), 400, 'at most 32 labels');
-    await expectError(await post('/vm/new_root', { vm_config: { labels: { k: 7 } } }), 400);
-    await expectError(await post('/vm/new_root', {}), 400);
-    await expectError(await post('/vm/new_root', { vm_config: { kernel_name: 'vmlinuz-6.1' } }), 404, 'kernel vmlinuz-6.1 not found');
-    await expectError(await post('/vm/new_root', { vm_config: { image_name: 'ubuntu' } }), 404, 'image ubuntu not found');
-    await expectError(await s.api('/api/v1/vm/new_root', { method: 'POST', json: { vm_config: {} } }), 401);
+    await expectVersError(await post('/vm/new_root', { vm_config: { labels } }), 400, 'at most 32 labels');
+    await expectVersError(await post('/vm/new_root', { vm_config: { labels: { k: 7 } } }), 400);
+    await expectVersError(await post('/vm/new_root', {}), 400);
+    await expectVersError(await post('/vm/new_root', { vm_config: { kernel_name: 'vmlinuz-6.1' } }), 404, 'kernel vmlinuz-6.1 not found');
+    await expectVersError(await post('/vm/new_root', { vm_config: { image_name: 'ubuntu' } }), 404, 'image ubuntu not found');
+    await expectVersError(await s.api('/api/v1/vm/new_root', { method: 'POST', json: { vm_config: {} } }), 401);
     // Nothing was imported for these.
     expect((await get('/repos/snapfork/images', bob)).status).toBe(404);
   });
 
   it('imports the base image as snapfork/images:default on first use; boots it with wait_boot=true, sized and labelled as asked, its file system grown to the disk', async () => {
-    await expectError(await post('/vm/new_root', { vm_config: { fs_size_mib: 100 } }), 400, 'fs_size_mib must be an integer from 512 (the size of image default) to 65536');
+    await expectVersError(await post('/vm/new_root', { vm_config: { fs_size_mib: 100 } }), 400, 'fs_size_mib must be an integer from 512 (the size of image default) to 65536');
     // The 400 came after the import: the image is there, readable to any signed-in user.
     const tag = await imageTag();
     expect(tag.commit_id).toMatch(UUID);
@@ -149,14 +143,14 @@ describe('new_root, the system repository and dataset VMs', () => {
   });
 
   it('413 for a dataset past SNAPFORK_VM_MAX_DATASET_BYTES (its fork VM sleeps on); 422 for a bad snapfork-vm.json', async () => {
-    await expectError(await post('/vm/from_commit', { ref: 'big:v1' }), 413, 'a dataset of 1048577 bytes is more than the 1048576 a VM mounts at /data');
+    await expectVersError(await post('/vm/from_commit', { ref: 'big:v1' }), 413, 'a dataset of 1048577 bytes is more than the 1048576 a VM mounts at /data');
     const alice = await s.token('alice');
     const fork = await post('/repositories/fork', { source_org: 'labs', source_repo: 'big', source_tag: 'v1', repo_name: 'big-fork' }, alice);
     const { vm_id } = await fork.json();
-    await expectError(await post(`/vm/${vm_id}/exec`, { command: ['ls', '/data'] }, alice), 413);
+    await expectVersError(await post(`/vm/${vm_id}/exec`, { command: ['ls', '/data'] }, alice), 413);
     expect((await status(vm_id, alice)).state).toBe('sleeping');
 
-    await expectError(await post('/vm/from_commit', { ref: 'bad:v1' }), 422, 'snapfork-vm.json: vcpu_count must be an integer from 1 to 4');
+    await expectVersError(await post('/vm/from_commit', { ref: 'bad:v1' }), 422, 'snapfork-vm.json: vcpu_count must be an integer from 1 to 4');
   });
 
   it('a second start with the same assets makes no commit and stores no chunk; rebuilt assets move the tag, storing only the changed chunks', async () => {
@@ -166,7 +160,7 @@ describe('new_root, the system repository and dataset VMs', () => {
     s = await s.restart({ SNAPFORK_VM_MAX_RUNNING: '0' });
     labs = await s.token('alice', { org: 'labs' });
     bob = await s.token('bob');
-    await expectError(await post('/vm/new_root', { vm_config: {} }), 429);
+    await expectVersError(await post('/vm/new_root', { vm_config: {} }), 429);
     expect(await imageTag()).toEqual(before.tag);
     expect(await imageCommits()).toBe(1);
     expect(s.chunkCount()).toBe(before.chunks);
@@ -182,7 +176,7 @@ describe('new_root, the system repository and dataset VMs', () => {
     s = await s.restart({ SNAPFORK_VM_ASSETS: rebuilt, SNAPFORK_VM_MAX_RUNNING: '0' });
     labs = await s.token('alice', { org: 'labs' });
     bob = await s.token('bob');
-    await expectError(await post('/vm/new_root', { vm_config: {} }), 429);
+    await expectVersError(await post('/vm/new_root', { vm_config: {} }), 429);
     const moved = await imageTag();
     expect(moved.commit_id).not.toBe(before.tag.commit_id);
     expect(await imageCommits()).toBe(2);

@@ -4,19 +4,14 @@
  * runtime, four boots in all, each a couple of seconds of TCG: by ref, by commit id (a retry
  * of a 429), a Vers fork's VM on its first use, by tag name.
  */
-import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { readdir, readFile, readlink, rm } from 'node:fs/promises';
+import { readdir, readFile, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { run } from '../../src/cli/main.js';
-import { startTestServer, type ApiResponse, type TestServer } from '../support/server.js';
-import { tempDir } from '../support/trees.js';
+import { expectVersError, pushGuestRootDisk } from '../support/vers.js';
+import { startTestServer, type TestServer } from '../support/server.js';
 import { buildVmAssets } from '../support/vm-assets.js';
 
-const execFileAsync = promisify(execFile);
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
@@ -27,13 +22,6 @@ function ext4Magic(): Buffer {
   return disk;
 }
 
-async function expectError(res: ApiResponse, status: number, message?: string | RegExp) {
-  expect(res.status).toBe(status);
-  const body = await res.json();
-  expect(body).toMatchObject({ success: false, error: expect.any(String) });
-  if (typeof message === 'string') expect(body.error).toBe(message);
-  else if (message) expect(body.error).toMatch(message);
-}
 
 /** The Vers calls of one test server, by path under /api/v1. */
 function versOf(s: TestServer) {
@@ -77,35 +65,35 @@ describe('the VM API before any boot', () => {
 
   it('400 for a ref not of the form repo_name:tag_name, and for a body naming no source or two', async () => {
     for (const ref of ['os', 'os:', ':v1', 'os:v1:x']) {
-      await expectError(await vers.post('/vm/from_commit', labs, { ref }), 400, "Invalid ref format. Expected 'repo_name:tag_name'");
+      await expectVersError(await vers.post('/vm/from_commit', labs, { ref }), 400, "Invalid ref format. Expected 'repo_name:tag_name'");
     }
-    await expectError(await vers.post('/vm/from_commit', labs, {}), 400, 'give exactly one of commit_id, ref or tag_name');
-    await expectError(await vers.post('/vm/from_commit', labs, { ref: 'os:v1', commit_id: bootable }), 400);
-    await expectError(await vers.post('/vm/from_commit', labs, { commit_id: 7 }), 400);
+    await expectVersError(await vers.post('/vm/from_commit', labs, {}), 400, 'give exactly one of commit_id, ref or tag_name');
+    await expectVersError(await vers.post('/vm/from_commit', labs, { ref: 'os:v1', commit_id: bootable }), 400);
+    await expectVersError(await vers.post('/vm/from_commit', labs, { commit_id: 7 }), 400);
   });
 
   it('404 "commit not found" for an unknown commit and for one the caller may not read', async () => {
-    await expectError(await vers.post('/vm/from_commit', labs, { commit_id: randomUUID() }), 404, 'commit not found');
-    await expectError(await vers.post('/vm/from_commit', labs, { commit_id: 'not-a-uuid' }), 404, 'commit not found');
+    await expectVersError(await vers.post('/vm/from_commit', labs, { commit_id: randomUUID() }), 404, 'commit not found');
+    await expectVersError(await vers.post('/vm/from_commit', labs, { commit_id: 'not-a-uuid' }), 404, 'commit not found');
     // labs/os is private: bob may not boot its commit.
-    await expectError(await vers.post('/vm/from_commit', bob, { commit_id: bootable }), 404, 'commit not found');
-    await expectError(await vers.post('/vm/from_commit', labs, { ref: 'os:v9' }), 404, /tag v9 not found/);
-    await expectError(await vers.post('/vm/from_commit', labs, { ref: 'nothing:v1' }), 404);
-    await expectError(await vers.post('/vm/from_commit', labs, { tag_name: 'v9' }), 404, /tag v9 not found/);
+    await expectVersError(await vers.post('/vm/from_commit', bob, { commit_id: bootable }), 404, 'commit not found');
+    await expectVersError(await vers.post('/vm/from_commit', labs, { ref: 'os:v9' }), 404, /tag v9 not found/);
+    await expectVersError(await vers.post('/vm/from_commit', labs, { ref: 'nothing:v1' }), 404);
+    await expectVersError(await vers.post('/vm/from_commit', labs, { tag_name: 'v9' }), 404, /tag v9 not found/);
   });
 
   it('422 for a rootfs.img that is no ext4 image, and for a tag name that several repositories hold', async () => {
-    await expectError(await vers.post('/vm/from_commit', labs, { ref: 'other:v1' }), 422, 'commit holds no bootable disk: rootfs.img is not an ext4 image');
-    await expectError(await vers.post('/vm/from_commit', labs, { tag_name: 'v1' }), 422, /several repositories of labs \(data, os, \.\.\.\)/);
+    await expectVersError(await vers.post('/vm/from_commit', labs, { ref: 'other:v1' }), 422, 'commit holds no bootable disk: rootfs.img is not an ext4 image');
+    await expectVersError(await vers.post('/vm/from_commit', labs, { tag_name: 'v1' }), 422, /several repositories of labs \(data, os, \.\.\.\)/);
   });
 
   it('429 past the cap on running VMs, once the commit and its disk resolve; 401 without a token', async () => {
     // labs/data holds no root disk: a dataset, booted as the base image with its files at /data.
     for (const source of [{ ref: 'os:v1' }, { commit_id: bootable }, { ref: 'data:v1' }]) {
-      await expectError(await vers.post('/vm/from_commit', labs, source), 429, 'this server runs at most 0 VMs at once: delete one or try again later');
+      await expectVersError(await vers.post('/vm/from_commit', labs, source), 429, 'this server runs at most 0 VMs at once: delete one or try again later');
     }
-    await expectError(await vers.post('/vm/from_commit', undefined, { ref: 'os:v1' }), 401);
-    await expectError(await vers.get('/vms'), 401);
+    await expectVersError(await vers.post('/vm/from_commit', undefined, { ref: 'os:v1' }), 401);
+    await expectVersError(await vers.get('/vms'), 401);
     // A 429 leaves no VM behind.
     expect(await (await vers.get('/vms', labs)).json()).toEqual([]);
   });
@@ -127,31 +115,31 @@ describe('the VM API before any boot', () => {
     for (const path of ['/vms', '/vm']) expect(await (await vers.get(path, alice)).json()).toEqual([vm]);
 
     // bob is no member of alice's namespace: 404, as for a VM that does not exist.
-    await expectError(await vers.get(`/vm/${vm_id}/status`, bob), 404, `vm ${vm_id} not found`);
-    await expectError(await vers.post(`/vm/${vm_id}/exec`, bob, { command: ['true'] }), 404);
-    await expectError(await vers.patch(`/vm/${vm_id}/state`, bob, { state: 'Paused' }), 404);
-    await expectError(await vers.del(`/vm/${vm_id}`, bob), 404);
+    await expectVersError(await vers.get(`/vm/${vm_id}/status`, bob), 404, `vm ${vm_id} not found`);
+    await expectVersError(await vers.post(`/vm/${vm_id}/exec`, bob, { command: ['true'] }), 404);
+    await expectVersError(await vers.patch(`/vm/${vm_id}/state`, bob, { state: 'Paused' }), 404);
+    await expectVersError(await vers.del(`/vm/${vm_id}`, bob), 404);
     expect(await (await vers.get('/vms', bob)).json()).toEqual([]);
-    await expectError(await vers.get(`/vm/${randomUUID()}/status`, alice), 404);
+    await expectVersError(await vers.get(`/vm/${randomUUID()}/status`, alice), 404);
     // Acting in labs, alice lists labs' VMs, yet still reaches her own by id.
     expect(await (await vers.get('/vms', labs)).json()).toEqual([]);
     expect((await vers.get(`/vm/${vm_id}/status`, labs)).status).toBe(200);
 
     // Its first use boots it, and the cap (0 here) refuses the boot: it sleeps on.
     for (const wake of [vers.post(`/vm/${vm_id}/exec`, alice, { command: ['true'] }), vers.patch(`/vm/${vm_id}/state`, alice, { state: 'Running' })]) {
-      await expectError(await wake, 429, 'this server runs at most 0 VMs at once: delete one or try again later');
+      await expectVersError(await wake, 429, 'this server runs at most 0 VMs at once: delete one or try again later');
     }
     expect(await (await vers.get(`/vm/${vm_id}/status`, alice)).json()).toEqual(vm);
     // Pausing does not wake it.
-    await expectError(await vers.patch(`/vm/${vm_id}/state`, alice, { state: 'Paused' }), 409, /is sleeping/);
-    await expectError(await vers.patch(`/vm/${vm_id}/state`, alice, { state: 'paused' }), 400);
-    await expectError(await vers.post(`/vm/${vm_id}/exec`, alice, { command: [] }), 400);
+    await expectVersError(await vers.patch(`/vm/${vm_id}/state`, alice, { state: 'Paused' }), 409, /is sleeping/);
+    await expectVersError(await vers.patch(`/vm/${vm_id}/state`, alice, { state: 'paused' }), 400);
+    await expectVersError(await vers.post(`/vm/${vm_id}/exec`, alice, { command: [] }), 400);
 
     const deleted = await vers.del(`/vm/${vm_id}`, alice);
     expect(deleted.status).toBe(200);
     expect(await deleted.json()).toEqual({ vm_id });
-    await expectError(await vers.get(`/vm/${vm_id}/status`, alice), 404);
-    await expectError(await vers.del(`/vm/${vm_id}`, alice), 404);
+    await expectVersError(await vers.get(`/vm/${vm_id}/status`, alice), 404);
+    await expectVersError(await vers.del(`/vm/${vm_id}`, alice), 404);
     expect(await (await vers.get('/vms', alice)).json()).toEqual([]);
   });
 
@@ -160,8 +148,8 @@ describe('the VM API before any boot', () => {
     const fork = await vers.post('/repositories/fork', alice, { source_org: 'labs', source_repo: 'data', source_tag: 'v1', repo_name: 'data-fork' });
     expect(fork.status).toBe(201);
     const { vm_id } = await fork.json();
-    await expectError(await vers.post(`/vm/${vm_id}/exec`, alice, { command: ['ls', '/data'] }), 429, 'this server runs at most 0 VMs at once: delete one or try again later');
-    await expectError(await vers.patch(`/vm/${vm_id}/state`, alice, { state: 'Running' }), 429);
+    await expectVersError(await vers.post(`/vm/${vm_id}/exec`, alice, { command: ['ls', '/data'] }), 429, 'this server runs at most 0 VMs at once: delete one or try again later');
+    await expectVersError(await vers.patch(`/vm/${vm_id}/state`, alice, { state: 'Running' }), 429);
     expect((await (await vers.get(`/vm/${vm_id}/status`, alice)).json()).state).toBe('sleeping');
   });
 });
@@ -201,15 +189,7 @@ describe('a VM booted from a pushed root disk, with the real QEMU runtime', () =
     labs = await s.token('alice', { org: 'labs' });
     bob = await s.token('bob');
     expect((await vers.post('/repositories', labs, { name: 'os' })).status).toBe(201);
-    // The guest's own root disk as the tag's rootfs.img, pushed by the CLI (chunked on this side,
-    // so the 512 MiB of a mostly sparse image never cross HTTP), copied sparse into a directory.
-    const dir = await tempDir();
-    await execFileAsync('cp', ['--sparse=always', join(assets, 'rootfs.img'), join(dir, 'rootfs.img')]);
-    const out = new PassThrough();
-    const code = await run(['push', dir, 'labs/os:v1', '--json'], { stdout: out, stderr: new PassThrough(), env: { SNAPFORK_URL: s.url, SNAPFORK_TOKEN: labs }, now: Date.now });
-    await rm(dir, { recursive: true, force: true });
-    expect(code).toBe(0);
-    commitId = JSON.parse(String(out.read())).commit_id;
+    commitId = await pushGuestRootDisk(s, assets, labs, 'labs/os:v1');
   });
   afterAll(() => s?.stop());
 
@@ -242,7 +222,7 @@ describe('a VM booted from a pushed root disk, with the real QEMU runtime', () =
     const paused = await vers.patch(`/vm/${vm1}/state`, labs, { state: 'Paused' });
     expect(paused.status).toBe(200);
     expect(await stateOf(vm1)).toBe('paused');
-    await expectError(await vers.post(`/vm/${vm1}/exec`, labs, { command: ['true'] }), 409);
+    await expectVersError(await vers.post(`/vm/${vm1}/exec`, labs, { command: ['true'] }), 409);
     expect((await vers.patch(`/vm/${vm1}/state`, labs, { state: 'Paused' })).status).toBe(200);
 
     expect((await vers.patch(`/vm/${vm1}/state`, labs, { state: 'Running' })).status).toBe(200);
@@ -253,13 +233,13 @@ describe('a VM booted from a pushed root disk, with the real QEMU runtime', () =
   it('answers 404 to anyone outside the owning namespace, for every call; another member of labs reaches it', async () => {
     const bobInLabs = await s.token('bob', { org: 'labs' });
     for (const token of [bob, bobInLabs]) {
-      await expectError(await vers.get(`/vm/${vm1}/status`, token), 404);
-      await expectError(await vers.post(`/vm/${vm1}/exec`, token, { command: ['true'] }), 404);
-      await expectError(await vers.patch(`/vm/${vm1}/state`, token, { state: 'Paused' }), 404);
-      await expectError(await vers.del(`/vm/${vm1}`, token), 404);
+      await expectVersError(await vers.get(`/vm/${vm1}/status`, token), 404);
+      await expectVersError(await vers.post(`/vm/${vm1}/exec`, token, { command: ['true'] }), 404);
+      await expectVersError(await vers.patch(`/vm/${vm1}/state`, token, { state: 'Paused' }), 404);
+      await expectVersError(await vers.del(`/vm/${vm1}`, token), 404);
     }
     expect(await (await vers.get('/vms', bob)).json()).toEqual([]);
-    await expectError(await vers.get('/vms', bobInLabs), 403);
+    await expectVersError(await vers.get('/vms', bobInLabs), 403);
 
     const carol = await s.token('carol', { org: 'labs' });
     expect((await s.api('/api/v1/orgs/labs/members/carol', { method: 'PUT', token: labs, json: { role: 'member' } })).status).toBe(200);
@@ -271,13 +251,13 @@ describe('a VM booted from a pushed root disk, with the real QEMU runtime', () =
 
   it('429 past the per-owner cap, not kept for the idempotency key: after a delete (process gone) the retry boots', async () => {
     const key = { 'X-Idempotency-Key': randomUUID() };
-    await expectError(await vers.post('/vm/from_commit', labs, { commit_id: commitId }, key), 429, 'labs may run at most 1 VMs at once: delete one or try again later');
+    await expectVersError(await vers.post('/vm/from_commit', labs, { commit_id: commitId }, key), 429, 'labs may run at most 1 VMs at once: delete one or try again later');
 
     const deleted = await vers.del(`/vm/${vm1}`, labs);
     expect(deleted.status).toBe(200);
     expect(await deleted.json()).toEqual({ vm_id: vm1 });
     expect(await processesOf(s, vm1)).toEqual([]);
-    await expectError(await vers.get(`/vm/${vm1}/status`, labs), 404);
+    await expectVersError(await vers.get(`/vm/${vm1}/status`, labs), 404);
 
     const retried = await vers.post('/vm/from_commit', labs, { commit_id: commitId }, key);
     expect(retried.status).toBe(201);
@@ -292,7 +272,7 @@ describe('a VM booted from a pushed root disk, with the real QEMU runtime', () =
     const [pid] = await processesOf(s, vm2);
     process.kill(pid!, 'SIGKILL');
     while ((await stateOf(vm2)) !== 'dead') await new Promise((resolve) => setImmediate(resolve));
-    await expectError(await vers.post(`/vm/${vm2}/exec`, labs, { command: ['true'] }), 409, /is dead/);
+    await expectVersError(await vers.post(`/vm/${vm2}/exec`, labs, { command: ['true'] }), 409, /is dead/);
   });
 
   it("boots the Vers fork's VM on its first use, once for concurrent first uses: booting meanwhile, then running", async () => {

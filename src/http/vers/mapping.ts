@@ -66,18 +66,11 @@ export const commitInfoJson = ({ commit, ownerId }: { commit: Commit; ownerId: n
   grandparent_commit_id: commit.parentIds[0] ?? null,
 });
 
-/** Vers' VmCommitEntity (GET /vm/commits/{id}/parents): a commit's lineage entry. */
-export const vmCommitEntityJson = ({ commit, ownerId }: { commit: Commit; ownerId: number }) => ({
-  id: commit.id,
-  name: commit.title ?? '',
-  owner_id: String(ownerId),
-  is_public: commit.isPublic,
-  created_at: commit.createdAt,
-  description: nullIfEmpty(commit.description),
-  parent_vm_id: commit.parentVmId ?? null,
-  // The commit the parent VM started from: for a commit of a VM, its parent commit.
-  grandparent_commit_id: commit.parentVmId ? (commit.parentIds[0] ?? null) : null,
-});
+/** Vers' VmCommitEntity (GET /vm/commits/{id}/parents): a commit's CommitInfo, its id as `id`. */
+export const vmCommitEntityJson = (owned: { commit: Commit; ownerId: number }) => {
+  const { commit_id: id, ...info } = commitInfoJson(owned);
+  return { id, ...info };
+};
 
 export const commitListJson = (commits: { commit: Commit; ownerId: number }[], total: number, page: Page) => ({
   commits: commits.map(commitInfoJson),
