@@ -18,7 +18,8 @@
  * └── layers/<id>.qcow2     overlays copied by snapshots: read-only, shared by the VMs above
  * <memoryDir>/              a tmpfs (/dev/shm), likewise swept by open()
  * ├── <vm id>.ram           each VM's RAM, a shared file mapping: a snapshot copies it
- * └── snapshots/<id>.ram, <id>.dev   a snapshot's RAM and device state
+ * ├── snapshots/<id>.ram, <id>.dev   a snapshot's RAM and device state
+ * └── saved/<hash>.ram      the RAM of commits' saved machines, the last few resumed
  * ```
  *
  * A snapshot of a paused VM copies its overlay into a layer (sparse: what the VM wrote), copies
@@ -33,7 +34,7 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { createWriteStream, existsSync, readFileSync, rmSync, writeFileSync, type WriteStream } from 'node:fs';
-import { mkdir, open, readdir, readFile, readlink, rm } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, readlink, rename, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { finished } from 'node:stream/promises';
 import { promisify } from 'node:util';
@@ -87,6 +88,8 @@ const IDENTITY_HOSTNAME = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/i;
 const IDENTITY_MACHINE_ID = /^[0-9a-f]{32}$/;
 
 const execFileAsync = promisify(execFile);
+/** Saved machines' RAM files kept on the memory tmpfs for the next VMs of the same commit. */
+const SAVED_MEMORY_FILES = 4;
 /** What a saved state depends on besides QEMU's version: the machine, accelerator, CPU and devices. */
 const MACHINE_MODEL = 'microvm tcg qemu64 virtio-blk virtio-serial ram-file x-ignore-shared v1';
 
@@ -99,6 +102,11 @@ export class QemuRuntime implements VmRuntime {
   private readonly vms = new Set<QemuVm>();
   /** Exports of base disks by DiskSource.id, shared by the VMs of one disk. */
   private readonly exports = new Map<string, Promise<DiskExport>>();
+  /**
+   * The RAM of saved machines written out, by the memory's DiskSource.id, least recently used
+   * first: the VMs resumed from one commit copy one file instead of each reading the chunks.
+   */
+  private readonly savedMemory = new Map<string, Promise<string>>();
   private readonly runtimeDir: string;
   private readonly memoryDir: string;
   /** QEMU's version and the machine model: a saved state resumes only on the same. */
@@ -180,7 +188,7 @@ export class QemuRuntime implements VmRuntime {
           await copySparse(snapshot.memoryFile, memoryFile);
           incoming = snapshot.deviceFile;
         } else if (resume) {
-          await writeSourceToFile(resume.memory, memoryFile);
+          await copySparse(await this.savedMemoryFile(resume.memory), memoryFile);
           incoming = join(workDir, 'device.state');
           await writeSourceToFile(resume.deviceState, incoming);
         }
@@ -209,6 +217,32 @@ export class QemuRuntime implements VmRuntime {
       }
       throw new Error(`VM ${spec.id} did not ${resume ? 'resume' : 'boot'}: ${reason}${consoleText && `\n--- console ---\n${consoleText}`}`, { cause: error });
     }
+  }
+
+  /**
+   * A file of a saved machine's RAM: written once per memory id (or each time, for a source
+   * without one) and kept for the next VMs of it, at most SAVED_MEMORY_FILES of them.
+   */
+  private savedMemoryFile(memory: DiskSource): Promise<string> {
+    const key = memory.id ?? randomUUID();
+    let file = this.savedMemory.get(key);
+    this.savedMemory.delete(key);
+    file ??= (async () => {
+      const path = join(this.memoryDir, 'saved', `${sha256(key).slice(0, 32)}.ram`);
+      await writeSourceToFile(memory, `${path}.part`);
+      await rename(`${path}.part`, path);
+      return path;
+    })();
+    const written = file;
+    written.catch(() => this.savedMemory.get(key) === written && this.savedMemory.delete(key));
+    this.savedMemory.set(key, written);
+    // A VM copying an evicted file still reads it whole: its removal only unlinks the name.
+    for (const [oldest, path] of this.savedMemory) {
+      if (this.savedMemory.size <= SAVED_MEMORY_FILES) break;
+      this.savedMemory.delete(oldest);
+      void path.then((p) => rm(p, { force: true })).catch(() => undefined);
+    }
+    return written;
   }
 
   /** Where snapshots keep their RAM and device state. */
@@ -273,6 +307,7 @@ export class QemuRuntime implements VmRuntime {
     await mkdir(join(this.runtimeDir, 'disks'));
     await rm(this.memoryDir, { recursive: true, force: true });
     await mkdir(this.snapshotsDir, { recursive: true });
+    await mkdir(join(this.memoryDir, 'saved'));
   }
 }
 
