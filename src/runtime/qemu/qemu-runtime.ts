@@ -91,7 +91,13 @@ const execFileAsync = promisify(execFile);
 /** Saved machines' RAM files kept on the memory tmpfs for the next VMs of the same commit. */
 const SAVED_MEMORY_FILES = 4;
 /** What a saved state depends on besides QEMU's version: the machine, accelerator, CPU and devices. */
-const MACHINE_MODEL = 'microvm tcg qemu64 virtio-blk virtio-serial ram-file x-ignore-shared v1';
+const machineModel = (accelerator: Accelerator) =>
+  `microvm ${accelerator} ${accelerator === 'kvm' ? 'host' : 'qemu64'} virtio-blk virtio-serial ram-file x-ignore-shared v1`;
+
+/** How QEMU runs a guest's CPUs: KVM where it works on this host, else TCG (emulation). */
+export type Accelerator = 'kvm' | 'tcg';
+/** How long the KVM probe's boot may take; a working KVM needs well under a second. */
+const KVM_PROBE_TIMEOUT_MS = 10_000;
 
 /** Whether the sockets of every VM's work directory under `runtimeDir` fit a Unix socket path. */
 export function holdsSocketPaths(runtimeDir: string): boolean {
@@ -115,7 +121,7 @@ export class QemuRuntime implements VmRuntime {
   private readonly bootTimeoutMs: number;
   private readonly agentTimeoutMs: number;
   /** TCG's TSC ticks at the host's rate; telling the kernel spares a calibration that can hang. */
-  private readonly tscKhz = hostTscKhz();
+  private readonly tscKhz: number | undefined;
   private closed = false;
   private readonly killAllOnExit = () => {
     for (const vm of this.vms) vm.killAtExit();
@@ -128,7 +134,8 @@ export class QemuRuntime implements VmRuntime {
   static async open(options: QemuRuntimeOptions): Promise<QemuRuntime> {
     const { stdout } = await execFileAsync('qemu-system-x86_64', ['--version'], { timeout: 30_000 });
     const version = /version (\S+)/.exec(stdout)?.[1] ?? stdout.trim();
-    const runtime = new QemuRuntime(options, `qemu ${version}; ${MACHINE_MODEL}`);
+    const accelerator = await probeAccelerator(join(options.assetsDir, 'vmlinux'));
+    const runtime = new QemuRuntime(options, accelerator, `qemu ${version}; ${machineModel(accelerator)}`);
     try {
       await runtime.sweepLeftovers();
     } catch (error) {
@@ -140,9 +147,12 @@ export class QemuRuntime implements VmRuntime {
 
   private constructor(
     private readonly options: QemuRuntimeOptions,
+    /** Chosen at open by probeAccelerator. */
+    readonly accelerator: Accelerator,
     format: string,
   ) {
     this.format = format;
+    this.tscKhz = accelerator === 'tcg' ? hostTscKhz() : undefined;
     // Absolute: QEMU runs in the work directory, and a leftover QEMU is recognised by its cwd.
     this.runtimeDir = resolve(options.runtimeDir);
     this.memoryDir = resolve(options.memoryDir ?? defaultMemoryDir(this.runtimeDir));
@@ -196,7 +206,7 @@ export class QemuRuntime implements VmRuntime {
       await Promise.all([createOverlay(overlay, stack, size), memory()]);
       // A resumed snapshot's devices are its VM's: the same data disk too.
       const machine = snapshot ? { ...spec, dataDisk: snapshot.dataDisk } : spec;
-      const args = qemuArgs(machine, { workDir, kernel, initrd, overlay, memoryFile, incoming: incoming !== undefined, tscKhz: this.tscKhz });
+      const args = qemuArgs(machine, { workDir, kernel, initrd, overlay, memoryFile, incoming: incoming !== undefined }, this.accelerator, this.tscKhz);
       vm = new QemuVm(this, machine, workDir, { stack, overlay, memoryFile, size }, args, this.agentTimeoutMs, () => this.vms.delete(vm!));
       this.vms.add(vm);
       await vm.boot(Date.now() + this.bootTimeoutMs, incoming);
@@ -642,19 +652,20 @@ export class QemuVm implements RunningVm {
 
 function qemuArgs(
   spec: VmSpec,
-  paths: { workDir: string; kernel: string; initrd: string; overlay: string; memoryFile: string; incoming: boolean; tscKhz: number | undefined },
+  paths: { workDir: string; kernel: string; initrd: string; overlay: string; memoryFile: string; incoming: boolean },
+  accelerator: Accelerator,
+  tscKhz: number | undefined,
 ): string[] {
   const cmdline = [
     'console=ttyS0 quiet panic=-1',
-    ...(paths.tscKhz ? [`tsc_early_khz=${paths.tscKhz}`] : []),
+    ...(tscKhz ? [`tsc_early_khz=${tscKhz}`] : []),
     'tsc=reliable cryptomgr.notests rodata=off',
     `snapfork.hostname=${spec.identity.hostname}`,
     `snapfork.machine_id=${spec.identity.machineId}`,
   ].join(' ');
   const socket = (name: string) => `socket,id=${name},path=${join(paths.workDir, `${name}.sock`)},server=on,wait=off`;
-  // KVM is not used: where it exists here it is nested software virtualisation that fails (issue 12).
   return [
-    ...['-M', 'microvm', '-accel', 'tcg', '-cpu', 'qemu64'],
+    ...['-M', 'microvm', '-accel', accelerator, '-cpu', accelerator === 'kvm' ? 'host' : 'qemu64'],
     ...['-m', `${spec.memSizeMib}M`, '-smp', String(spec.vcpuCount)],
     // RAM in a shared file mapping: a snapshot copies the file instead of streaming the RAM.
     ...['-object', `memory-backend-file,id=ram,size=${spec.memSizeMib}M,mem-path=${paths.memoryFile},share=on`, '-machine', 'memory-backend=ram'],
@@ -724,6 +735,31 @@ async function assertReadable(files: string[], assetsDir: string): Promise<void>
     } catch {
       throw new Error(`the VM guest asset ${file} is missing: build the assets with scripts/vm/build-guest.sh (SNAPFORK_VM_ASSETS=${assetsDir})`);
     }
+  }
+}
+
+/**
+ * KVM when /dev/kvm opens and the guest kernel, booted under it without a root disk, reaches its
+ * "no root" panic (and QEMU its exit) within KVM_PROBE_TIMEOUT_MS; else TCG. A /dev/kvm that is
+ * nested software virtualisation can fail exactly there (an emulation error, a hung guest), which
+ * a boot of the real kernel finds and a look at /dev/kvm does not.
+ */
+async function probeAccelerator(kernel: string): Promise<Accelerator> {
+  try {
+    await (await open('/dev/kvm', 'r+')).close();
+  } catch {
+    return 'tcg';
+  }
+  const args = ['-M', 'microvm', '-accel', 'kvm', '-cpu', 'host', '-m', '128', '-nodefaults', '-no-user-config', '-nographic', '-no-reboot'];
+  try {
+    const { stdout } = await execFileAsync('qemu-system-x86_64', [...args, '-kernel', kernel, '-append', 'console=ttyS0 panic=-1', '-serial', 'stdio'], {
+      timeout: KVM_PROBE_TIMEOUT_MS,
+      killSignal: 'SIGKILL',
+      maxBuffer: 16 * 1024 * 1024,
+    });
+    return /Kernel panic - not syncing: VFS: Unable to mount root/.test(stdout) ? 'kvm' : 'tcg';
+  } catch {
+    return 'tcg';
   }
 }
 
