@@ -35,6 +35,7 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { createWriteStream, existsSync, readFileSync, rmSync, writeFileSync, type WriteStream } from 'node:fs';
 import { mkdir, open, readdir, readFile, readlink, rename, rm } from 'node:fs/promises';
+import { setPriority } from 'node:os';
 import { join, resolve } from 'node:path';
 import { finished } from 'node:stream/promises';
 import { promisify } from 'node:util';
@@ -88,6 +89,8 @@ const IDENTITY_HOSTNAME = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/i;
 const IDENTITY_MACHINE_ID = /^[0-9a-f]{32}$/;
 
 const execFileAsync = promisify(execFile);
+/** The niceness of VM processes, above the server's 0. */
+const VM_NICENESS = 5;
 /** Saved machines' RAM files kept on the memory tmpfs for the next VMs of the same commit. */
 const SAVED_MEMORY_FILES = 4;
 /** What a saved state depends on besides QEMU's version: the machine, accelerator, CPU and devices. */
@@ -383,7 +386,16 @@ export class QemuVm implements RunningVm {
       // A spawn that fails (no QEMU installed) emits 'error', and maybe no 'exit'.
       this.child.once('error', (error) => this.child.pid === undefined && resolve(this.onProcessExit(`could not be started: ${error.message}`)));
     });
-    if (this.child.pid !== undefined) writeFileSync(join(workDir, 'qemu.pid'), `${this.child.pid}\n`);
+    if (this.child.pid !== undefined) {
+      writeFileSync(join(workDir, 'qemu.pid'), `${this.child.pid}\n`);
+      // Guests yield the CPU to the server: busy VMs must not starve the API that manages them.
+      // (A guest's memory is its -m; its CPU, one host thread per vCPU.)
+      try {
+        setPriority(this.child.pid, VM_NICENESS);
+      } catch {
+        // Already exited: its 'exit' event says why.
+      }
+    }
     this.log = createWriteStream(join(workDir, 'console.log'));
     this.log.on('error', () => undefined); // the log is best effort; it never stops the VM
     let logged = 0;
