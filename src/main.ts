@@ -64,6 +64,8 @@ export async function startServer(config: Config, options: AppOptions = {}): Pro
   // Each VM's base disk is served to its QEMU over NBD, read from the chunks as the guest reads it.
   const exportDisk: ExportDisk = async (disk, socketPath) => {
     const nbd = await serveNbd(socketPath, disk, {
+      // One export serves every VM of its disk (one connection each) and each snapshot's map of it.
+      maxConnections: 2 * config.vms.maxRunning + 2,
       onReadError: (error, { offset, length }) => log(`VM disk read of ${length} bytes at ${offset} failed: ${String(error)}`),
     });
     return { filename: `nbd+unix:///?socket=${socketPath}`, close: () => nbd.close() };

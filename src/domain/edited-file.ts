@@ -3,7 +3,8 @@
  * where they changed instead of from every byte: a commit of a 10 GiB disk after a 10 MiB write
  * reads and stores about 10 MiB.
  */
-import { Chunker, MAX_CHUNK_SIZE } from './chunker.js';
+import { Chunker, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE } from './chunker.js';
+import { sha256 } from '../lib/sha256.js';
 import type { ChunkRef } from './model.js';
 import type { DiskRange } from './ports/vm-runtime.js';
 
@@ -15,11 +16,13 @@ export type PutChunk = (data: Buffer) => Promise<ChunkRef>;
 
 /**
  * The content-defined chunks of a file that is `base` (its chunk list) with the bytes of
- * `changed` replaced, and grown to `size` when larger, exactly as chunking the whole new file
- * would cut it. Base chunks before a change are kept; from the base chunk holding a change the
- * new bytes are chunked until a cut falls on a base chunk boundary past every change it has met,
- * from where the base chunks are kept again: a cut depends only on the bytes since the previous
- * cut, so from a common boundary on, equal bytes cut equally. `changed` may be unsorted and
+ * `changed` replaced, and grown to `size` when larger, as chunking the whole new file would cut
+ * it but in runs of zeros. Base chunks before a change are kept; from the base chunk holding a
+ * change the new bytes are chunked until a cut falls on a base chunk boundary past every change
+ * it has met, from where the base chunks are kept again: a cut depends only on the bytes since
+ * the previous cut, so from a common boundary on, equal bytes cut equally. In a run of zeros,
+ * where no such boundary would come, one or two zero chunks step back to the base's (see
+ * zeroRunStep): the work stays that of the changes, whatever the size of a sparse image. `changed` may be unsorted and
  * overlapping; a range marked changed whose bytes are in fact the same costs only its reading.
  */
 export async function chunkEditedFile(
@@ -36,6 +39,34 @@ export async function chunkEditedFile(
   const ranges = [...changed, ...(size > baseSize ? [{ offset: baseSize, length: size - baseSize }] : [])]
     .filter((r) => r.length > 0)
     .sort((a, b) => a.offset - b.offset);
+
+  const zeroDigests = new Map<number, string>();
+  const isZeroChunk = (index: number): boolean => {
+    const { digest, size: length } = base[index]!;
+    let zero = zeroDigests.get(length);
+    if (zero === undefined) zeroDigests.set(length, (zero = sha256(Buffer.alloc(length))));
+    return digest === zero;
+  };
+  /**
+   * In a run of zeros both the base and the new bytes cut every MAX_CHUNK_SIZE bytes, but out
+   * of step, and would stay so to the run's end (for a disk image, often the end of the file).
+   * When `at` (a new cut past every change met) lies in a base chunk of zeros that no change
+   * touches, the zeros up to that chunk's end (or the next's, when too short for a chunk) are
+   * cut into one or two valid chunks, which brings the new chunks back in step with the base's.
+   */
+  const zeroRunStep = (at: number): { lengths: number[]; boundary: number } | undefined => {
+    const index = chunkIndexAt(starts, at);
+    const untouchedTo = next < ranges.length ? ranges[next]!.offset : size;
+    for (let end = index + 1; end <= Math.min(index + 2, base.length); end++) {
+      if (!isZeroChunk(end - 1) || starts[end]! > untouchedTo || (end === base.length && size > baseSize)) return undefined;
+      const length = starts[end]! - at;
+      if (length >= MIN_CHUNK_SIZE) {
+        const first = length <= MAX_CHUNK_SIZE ? length : Math.ceil(length / 2);
+        return { lengths: first === length ? [length] : [first, length - first], boundary: end };
+      }
+    }
+    return undefined;
+  };
 
   const out: ChunkRef[] = [];
   let kept = 0; // base chunks [0, kept) are decided: copied to `out` or replaced
@@ -69,10 +100,18 @@ export async function chunkEditedFile(
         out.push(await put(chunk));
         cut += chunk.length;
         cover(cut);
-        const boundary = cut >= coveredTo && cut < baseSize ? boundaryIndex(starts, cut) : -1;
+        if (cut < coveredTo || cut >= baseSize) continue;
+        const boundary = boundaryIndex(starts, cut);
         if (boundary >= 0) {
           // Back in step with the base: what the chunker buffered past here is the base's again.
           kept = boundary;
+          resynced = true;
+          break;
+        }
+        const stepped = zeroRunStep(cut);
+        if (stepped) {
+          for (const length of stepped.lengths) out.push(await put(Buffer.alloc(length)));
+          kept = stepped.boundary;
           resynced = true;
           break;
         }
@@ -96,6 +135,18 @@ export async function chunkFixed(size: number, read: (offset: number, length: nu
     for (let at = 0; at < piece.length; at += MAX_CHUNK_SIZE) out.push(await put(piece.subarray(at, at + MAX_CHUNK_SIZE)));
   }
   return out;
+}
+
+/** The index of the chunk holding byte `offset` (< the file's size): the last i with starts[i] <= offset. */
+function chunkIndexAt(starts: readonly number[], offset: number): number {
+  let low = 0;
+  let high = starts.length - 2;
+  while (low < high) {
+    const middle = (low + high + 1) >> 1;
+    if (starts[middle]! <= offset) low = middle;
+    else high = middle - 1;
+  }
+  return low;
 }
 
 /** The index i with starts[i] === offset, or -1. */

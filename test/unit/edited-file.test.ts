@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { chunkBuffer, MAX_CHUNK_SIZE } from '../../src/domain/chunker.js';
+import { chunkBuffer, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE } from '../../src/domain/chunker.js';
 import { chunkEditedFile, chunkFixed } from '../../src/domain/edited-file.js';
 import type { ChunkRef } from '../../src/domain/model.js';
 import type { DiskRange } from '../../src/domain/ports/vm-runtime.js';
@@ -65,6 +65,28 @@ describe('chunkEditedFile', () => {
     const untouched = await rechunk(base, base, []);
     expect(untouched.chunks).toEqual(refs(chunkBuffer(base)));
     expect(untouched.stats.read).toBe(0);
+  });
+
+  it('steps back in step with the base in a run of zeros, instead of re-cutting it to its end', async () => {
+    // A sparse image: data, 40 MiB of zeros, data.
+    const sparse = Buffer.concat([randomBytes(1024 * 1024), Buffer.alloc(40 * 1024 * 1024), randomBytes(1024 * 1024)]);
+    const write = { offset: 1024 * 1024 + 5_000_000, bytes: randomBytes(300_000) };
+    const after = edited(sparse, sparse.length, [write]);
+    const { chunks, stats } = await rechunk(sparse, after, [{ offset: write.offset, length: write.bytes.length }]);
+    // The bytes are the new file's, in chunks the manifest rules accept.
+    expect(chunks.reduce((n, c) => n + c.size, 0)).toBe(after.length);
+    chunks.slice(0, -1).forEach((c) => expect(c.size).toBeGreaterThanOrEqual(MIN_CHUNK_SIZE));
+    chunks.forEach((c) => expect(c.size).toBeLessThanOrEqual(MAX_CHUNK_SIZE));
+    let at = 0;
+    for (const c of chunks) {
+      const expected = refs([after.subarray(at, at + c.size)])[0]!;
+      expect(c).toEqual(expected);
+      at += c.size;
+    }
+    // Only the neighbourhood of the write was read, and the base's chunks follow it.
+    expect(stats.read).toBeLessThan(300_000 + 4 * MAX_CHUNK_SIZE);
+    const baseRefs = refs(chunkBuffer(sparse));
+    expect(chunks.slice(-20)).toEqual(baseRefs.slice(-20));
   });
 
   it('grows a file, cutting the old last chunk anew', async () => {

@@ -1,7 +1,7 @@
 /**
  * Commits and branches of running VMs (issue 12) over real HTTP, with the real QEMU runtime:
  * a Vers fork's VM writes to its disk and memory, is committed and tagged, and a VM of the new
- * tag resumes with both; a live VM branches three ways, each branch with its own identity,
+ * tag resumes with both; a live VM branches eight ways, each branch with its own identity,
  * diverging; a commit branches two ways. Errors of the branch calls in their own envelopes.
  */
 import { randomUUID } from 'node:crypto';
@@ -36,7 +36,7 @@ describe('commits and branches of running VMs', () => {
 
   beforeAll(async () => {
     const assets = await buildVmAssets();
-    s = await startTestServer({ SNAPFORK_VM_ASSETS: assets, SNAPFORK_VM_MAX_RUNNING: '8', SNAPFORK_VM_MAX_RUNNING_PER_OWNER: '7' });
+    s = await startTestServer({ SNAPFORK_VM_ASSETS: assets, SNAPFORK_VM_MAX_RUNNING: '10', SNAPFORK_VM_MAX_RUNNING_PER_OWNER: '10' });
     labs = await s.token('alice', { org: 'labs' });
     bob = await s.token('bob');
     expect((await post('/repositories', { name: 'os' })).status).toBe(201);
@@ -97,11 +97,12 @@ describe('commits and branches of running VMs', () => {
     expect((await s.api(`/api/v1/vm/${resumed}`, { method: 'DELETE', token: labs })).status).toBe(200);
   });
 
-  it('branches a live VM three ways: each resumes its memory and disk with its own machine-id, and they diverge', async () => {
-    const res = await post(`/vm/branch/by_vm/${parent}?count=3`);
+  it('branches a live VM eight ways: each resumes its memory and disk with its own machine-id, and they diverge', async () => {
+    // Nine VMs of one base disk, all reading it through one export.
+    const res = await post(`/vm/branch/by_vm/${parent}?count=8`);
     expect(res.status).toBe(201);
     const { vms } = await res.json();
-    expect(vms).toHaveLength(3);
+    expect(vms).toHaveLength(8);
     const branches = vms.map((v: { vm_id: string }) => v.vm_id);
     expect(await stateOf(parent)).toBe('running');
     const ids = new Set([await sh(parent, 'cat /etc/machine-id')]);
@@ -111,7 +112,7 @@ describe('commits and branches of running VMs', () => {
       ids.add(await sh(branch, 'cat /etc/machine-id'));
       await sh(branch, `echo branch-${i} > /root/data.txt`);
     }
-    expect(ids.size).toBe(4);
+    expect(ids.size).toBe(9);
     for (const [i, branch] of branches.entries()) expect(await sh(branch, 'cat /root/data.txt')).toBe(`branch-${i}\n`);
     expect(await sh(parent, 'cat /root/data.txt')).toBe('on-disk\n');
     const listed = (await (await get('/vms')).json()).map((v: { vm_id: string }) => v.vm_id);
@@ -153,10 +154,10 @@ describe('commits and branches of running VMs', () => {
     const tooMany = await post(`/vm/branch/by_vm/${parent}?count=17`);
     expect(tooMany.status).toBe(400);
     expect(await tooMany.json()).toEqual({ vms: [], error: 'count must be from 1 to 16' });
-    // 1 VM runs; 7 more would pass the owner's cap of 7.
-    const overCap = await post(`/vm/branch/by_vm/${parent}?count=7`);
+    // 1 VM runs; 10 more would pass the cap of 10.
+    const overCap = await post(`/vm/branch/by_vm/${parent}?count=10`);
     expect(overCap.status).toBe(429);
-    expect(await overCap.json()).toEqual({ vms: [], error: expect.stringMatching(/at most 7 VMs/) });
+    expect(await overCap.json()).toEqual({ vms: [], error: expect.stringMatching(/at most 10 VMs/) });
     expect(await post(`/vm/branch/by_commit/${randomUUID()}`).then((r) => r.json())).toEqual({ error: 'commit not found', success: false });
     expect((await post(`/vm/${randomUUID()}/commit`)).status).toBe(404);
     expect((await (await get('/vms')).json()).map((v: { vm_id: string }) => v.vm_id)).toEqual([parent]);
