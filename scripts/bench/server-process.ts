@@ -7,9 +7,15 @@ export const median = (xs: number[]) => {
   return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 };
 
-/** `node dist/cli/main.js serve` on `dataDir` and an ephemeral port (run `npm run build` first). */
-export async function startServerProcess(dataDir: string) {
-  const child = spawn(process.execPath, ['dist/cli/main.js', 'serve', '--port', '0', '--data-dir', dataDir], { stdio: ['ignore', 'pipe', 'inherit'] });
+/**
+ * `node dist/cli/main.js serve` on `dataDir` and an ephemeral port (run `npm run build` first),
+ * with `env` added to this process's environment.
+ */
+export async function startServerProcess(dataDir: string, env: Record<string, string> = {}) {
+  const child = spawn(process.execPath, ['dist/cli/main.js', 'serve', '--port', '0', '--data-dir', dataDir], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+    env: { ...process.env, ...env },
+  });
   const url = await new Promise<string>((resolve, reject) => {
     child.stdout.on('data', (d: Buffer) => {
       const m = /listening on (\S+)/.exec(d.toString());
