@@ -15,9 +15,7 @@
  * 2. Branch of a live VM (POST /vm/branch/by_vm/{id}): to its 201 (the branch runs) and to the
  *    branch's first exec; then count=8 (BENCH_VM_BRANCHES) against count=1 alternately, and
  *    count=8 against count=1 of POST /vm/branch/by_commit/{id} (cold boots of the pushed
- *    commit). Branches are deleted between runs. (count=8 of a live VM fails today: the base
- *    disk's NBD export serves at most 8 connections, one per VM of that disk, and the parent
- *    is the ninth; BENCH_VM_BRANCHES=7 measures the largest count that passes.)
+ *    commit). Branches are deleted between runs.
  * 3. Commit after writing 10 MiB: a new VM of the 1 GiB or the 10 GiB image (alternately) per
  *    run writes 10 MiB of /dev/urandom and syncs, then POST /vm/{id}/commit; the time to its
  *    201 and what the chunk store grew by, as pack files and as the new chunks' stored bytes
