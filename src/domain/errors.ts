@@ -38,5 +38,6 @@ export const unprocessable = (message: string, details?: Record<string, unknown>
   new DomainError('unprocessable', message, details);
 export const tooMany = (message: string) => new DomainError('too_many', message);
 export const corrupt = (message: string) => new DomainError('corrupt', message);
+export const insufficientStorage = (message: string) => new DomainError('insufficient_storage', message);
 
 export const isDomainError = (e: unknown): e is DomainError => e instanceof DomainError;

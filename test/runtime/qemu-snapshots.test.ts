@@ -104,6 +104,12 @@ describe('QemuRuntime snapshots', () => {
     expect(isDomainError(refused) && refused.kind).toBe('unprocessable');
   });
 
+  it('refuses a VM whose RAM the memory directory cannot hold, starting nothing', async () => {
+    const tooBig = await runtime.start(spec('huge', { memSizeMib: 64 * 1024 * 1024 })).catch((e: unknown) => e);
+    expect(isDomainError(tooBig) && tooBig.kind).toBe('insufficient_storage');
+    expect((await readdir(join(dir, 'vms'))).sort()).toEqual([...new Set([parent.id, ...children.map((c) => c.id), 'disks', 'layers'])].sort());
+  });
+
   it('keeps the layers the resumed VMs stand on until the last lets go, then frees them', async () => {
     await snapshot.release();
     await parent.stop();

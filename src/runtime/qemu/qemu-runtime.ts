@@ -34,12 +34,12 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { createWriteStream, existsSync, readFileSync, rmSync, writeFileSync, type WriteStream } from 'node:fs';
-import { mkdir, open, readdir, readFile, readlink, rename, rm } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, readlink, rename, rm, statfs } from 'node:fs/promises';
 import { setPriority } from 'node:os';
 import { join, resolve } from 'node:path';
 import { finished } from 'node:stream/promises';
 import { promisify } from 'node:util';
-import { conflict, invalid, unprocessable } from '../../domain/errors.js';
+import { conflict, insufficientStorage, invalid, unprocessable } from '../../domain/errors.js';
 import type {
   DiskSource,
   ExecRequest,
@@ -178,6 +178,7 @@ export class QemuRuntime implements VmRuntime {
     const kernel = join(this.assetsDir, 'vmlinux');
     const initrd = join(this.assetsDir, 'initrd.cpio');
     await assertReadable([kernel, initrd], this.assetsDir);
+    await this.assertRoomForRam(spec.memSizeMib);
     const workDir = join(this.runtimeDir, spec.id);
     try {
       await mkdir(workDir);
@@ -256,6 +257,18 @@ export class QemuRuntime implements VmRuntime {
       void path.then((p) => rm(p, { force: true })).catch(() => undefined);
     }
     return written;
+  }
+
+  /**
+   * `insufficient_storage` unless the memory tmpfs has room for a VM's whole RAM: a guest whose
+   * RAM file cannot grow is killed by SIGBUS at the page it touches, so refuse it up front.
+   */
+  private async assertRoomForRam(memSizeMib: number): Promise<void> {
+    const { bavail, bsize } = await statfs(this.memoryDir);
+    const freeMib = Math.floor((bavail * bsize) / (1024 * 1024));
+    if (freeMib < memSizeMib) {
+      throw insufficientStorage(`no room for a VM of ${memSizeMib} MiB: ${freeMib} MiB free for VM memory on ${this.memoryDir}`);
+    }
   }
 
   /** Where snapshots keep their RAM and device state. */
