@@ -1,8 +1,9 @@
 /**
  * Row shapes of the metadata tables, as Kysely sees them (created by migrations.ts). These rows
- * never leave src/store/: metadata-store.ts maps each table to its domain type.
+ * never leave src/store/: the aggregate module that owns a table (namespaces.ts, tags.ts, ...)
+ * maps it to its domain type.
  */
-import type { Generated } from 'kysely';
+import type { Generated, Kysely, Transaction } from 'kysely';
 import type { EntryType, NamespaceKind, Role, Visibility, VmState } from '../../domain/model.js';
 
 /** Timestamps are ISO-8601 UTC strings with milliseconds, which sort as they compare. */
@@ -98,7 +99,7 @@ export interface ManifestEntryTable {
   size: number;
   mtime: number;
   link_target: string | null;
-  /** The chunk list packed as 36-byte records; see packChunks in metadata-store.ts. */
+  /** The chunk list packed as 36-byte records; see packChunks in manifests.ts. */
   chunks: Buffer;
 }
 
@@ -169,3 +170,6 @@ export interface Database {
   manifest_chunks: ManifestChunkTable;
   chunk_uploads: ChunkUploadTable;
 }
+
+/** What the aggregate modules run their statements on: the root instance or an open transaction. */
+export type Executor = Kysely<Database> | Transaction<Database>;

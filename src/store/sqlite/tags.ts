@@ -1,0 +1,225 @@
+/** Tags, their log of moves, and the questions asked of them across repositories. */
+import type { Selectable } from 'kysely';
+import { v4 as uuidv4 } from 'uuid';
+import { conflict, notFound } from '../../domain/errors.js';
+import type { Repository, Tag } from '../../domain/model.js';
+import type { ForeignTag, TagLogEntry } from '../types.js';
+import { liveRepositories, toRepository } from './repositories.js';
+import type { Executor, TagLogTable, TagTable } from './schema.js';
+
+export async function getTag(db: Executor, repositoryId: number, name: string): Promise<Tag | undefined> {
+  const row = await db
+    .selectFrom('tags')
+    .selectAll()
+    .where('repository_id', '=', repositoryId)
+    .where('name', '=', name)
+    .executeTakeFirst();
+  return row && toTag(row);
+}
+
+export async function listTags(db: Executor, repositoryId: number): Promise<Tag[]> {
+  const rows = await db.selectFrom('tags').selectAll().where('repository_id', '=', repositoryId).orderBy('name').execute();
+  return rows.map(toTag);
+}
+
+/**
+ * Setting a tag to the commit it already points at changes and logs nothing. Read, then write:
+ * run it inside a transaction.
+ */
+export async function setTag(
+  db: Executor,
+  repositoryId: number,
+  name: string,
+  commitId: string,
+  actor: string,
+  expectedCommitId: string | null | undefined,
+  now: () => string,
+): Promise<Tag> {
+  const current = await getTag(db, repositoryId, name);
+  if (expectedCommitId !== undefined && (current?.commitId ?? null) !== expectedCommitId) {
+    throw conflict(`tag "${name}" points at ${current?.commitId ?? 'nothing'}, not ${expectedCommitId ?? 'nothing'}`);
+  }
+  if (current?.commitId === commitId) return current;
+  const at = now();
+  let tag: Tag;
+  if (current) {
+    tag = { ...current, commitId, updatedAt: at };
+    await db.updateTable('tags').set({ commit_id: commitId, updated_at: at }).where('id', '=', tag.id).execute();
+  } else {
+    tag = { id: uuidv4(), repositoryId, name, commitId, description: '', createdAt: at, updatedAt: at };
+    await db.insertInto('tags').values(fromTag(tag)).execute();
+  }
+  await logTagMove(db, repositoryId, name, current?.commitId ?? null, commitId, actor, at);
+  return tag;
+}
+
+export async function isTagged(db: Executor, repositoryId: number, commitId: string): Promise<boolean> {
+  const row = await db
+    .selectFrom('tags')
+    .select('id')
+    .where('repository_id', '=', repositoryId)
+    .where('commit_id', '=', commitId)
+    .executeTakeFirst();
+  return row !== undefined;
+}
+
+export async function foreignPrivateTags(db: Executor, repositoryId: number): Promise<ForeignTag[]> {
+  const rows = await db
+    .selectFrom('tags')
+    .innerJoin('commits', 'commits.id', 'tags.commit_id')
+    .select((eb) => [eb.fn.min('tags.name').as('tag_name'), 'commits.repository_id as source_id'])
+    .where('tags.repository_id', '=', repositoryId)
+    .where('commits.repository_id', '!=', repositoryId)
+    .where('commits.is_public', '=', 0)
+    .groupBy('commits.repository_id')
+    .orderBy('commits.repository_id')
+    .execute();
+  return rows.map((r) => ({ tagName: r.tag_name, sourceRepositoryId: r.source_id }));
+}
+
+export async function foreignTaggers(
+  db: Executor,
+  commitId: string,
+): Promise<{ repository: Repository; tagName: string }[]> {
+  const rows = await liveRepositories(db)
+    .innerJoin('tags', 'tags.repository_id', 'repositories.id')
+    .innerJoin('commits', 'commits.id', 'tags.commit_id')
+    .select((eb) => eb.fn.min('tags.name').as('tag_name'))
+    .where('tags.commit_id', '=', commitId)
+    .whereRef('repositories.id', '!=', 'commits.repository_id')
+    .groupBy('repositories.id')
+    .orderBy('repositories.id')
+    .execute();
+  return rows.map((r) => ({ repository: toRepository(r), tagName: r.tag_name }));
+}
+
+export async function tagsNamed(
+  db: Executor,
+  namespaceId: number,
+  name: string,
+  limit: number,
+): Promise<{ repository: Repository; tag: Tag }[]> {
+  const rows = await liveRepositories(db)
+    .innerJoin('tags', 'tags.repository_id', 'repositories.id')
+    .select(['tags.id as tag_id', 'tags.name as tag_name', 'tags.commit_id as tag_commit_id', 'tags.description as tag_description'])
+    .select(['tags.created_at as tag_created_at', 'tags.updated_at as tag_updated_at'])
+    .where('repositories.namespace_id', '=', namespaceId)
+    .where('tags.name', '=', name)
+    .orderBy('repositories.name')
+    .limit(limit)
+    .execute();
+  return rows.map((r) => ({
+    repository: toRepository(r),
+    tag: toTag({
+      id: r.tag_id,
+      repository_id: r.id,
+      name: r.tag_name,
+      commit_id: r.tag_commit_id,
+      description: r.tag_description,
+      created_at: r.tag_created_at,
+      updated_at: r.tag_updated_at,
+    }),
+  }));
+}
+
+/** Write, then read back: run it inside a transaction. */
+export async function setTagDescription(
+  db: Executor,
+  repositoryId: number,
+  name: string,
+  description: string,
+  now: () => string,
+): Promise<Tag> {
+  const { numUpdatedRows } = await db
+    .updateTable('tags')
+    .set({ description, updated_at: now() })
+    .where('repository_id', '=', repositoryId)
+    .where('name', '=', name)
+    .executeTakeFirstOrThrow();
+  const tag = numUpdatedRows > 0n ? await getTag(db, repositoryId, name) : undefined;
+  if (!tag) throw notFound(`tag "${name}" does not exist`);
+  return tag;
+}
+
+/** Read, then write: run it inside a transaction. */
+export async function deleteTag(
+  db: Executor,
+  repositoryId: number,
+  name: string,
+  actor: string,
+  now: () => string,
+): Promise<boolean> {
+  const current = await getTag(db, repositoryId, name);
+  if (!current) return false;
+  await db.deleteFrom('tags').where('id', '=', current.id).execute();
+  await logTagMove(db, repositoryId, name, current.commitId, null, actor, now());
+  return true;
+}
+
+export async function tagLog(db: Executor, repositoryId: number, tagName?: string): Promise<TagLogEntry[]> {
+  let query = db.selectFrom('tag_log').selectAll().where('repository_id', '=', repositoryId);
+  if (tagName !== undefined) query = query.where('tag_name', '=', tagName);
+  // Ids grow with each move; timestamps alone can tie within a millisecond.
+  const rows = await query.orderBy('id', 'desc').execute();
+  return rows.map(toTagLogEntry);
+}
+
+export async function newestTaggedCommitAt(db: Executor, repositoryId: number): Promise<string | null> {
+  const row = await db
+    .selectFrom('tags')
+    .innerJoin('commits', 'commits.id', 'tags.commit_id')
+    .select((eb) => eb.fn.max<string | null>('commits.created_at').as('at'))
+    .where('tags.repository_id', '=', repositoryId)
+    .executeTakeFirst();
+  return row?.at ?? null;
+}
+
+async function logTagMove(
+  db: Executor,
+  repositoryId: number,
+  tagName: string,
+  oldCommitId: string | null,
+  newCommitId: string | null,
+  actor: string,
+  at: string,
+): Promise<void> {
+  await db
+    .insertInto('tag_log')
+    .values({
+      repository_id: repositoryId,
+      tag_name: tagName,
+      old_commit_id: oldCommitId,
+      new_commit_id: newCommitId,
+      actor,
+      at,
+    })
+    .execute();
+}
+
+const toTag = (r: Selectable<TagTable>): Tag => ({
+  id: r.id,
+  repositoryId: r.repository_id,
+  name: r.name,
+  commitId: r.commit_id,
+  description: r.description,
+  createdAt: r.created_at,
+  updatedAt: r.updated_at,
+});
+
+const fromTag = (t: Tag): Selectable<TagTable> => ({
+  id: t.id,
+  repository_id: t.repositoryId,
+  name: t.name,
+  commit_id: t.commitId,
+  description: t.description,
+  created_at: t.createdAt,
+  updated_at: t.updatedAt,
+});
+
+const toTagLogEntry = (r: Selectable<TagLogTable>): TagLogEntry => ({
+  tagName: r.tag_name,
+  oldCommitId: r.old_commit_id,
+  newCommitId: r.new_commit_id,
+  actor: r.actor,
+  at: r.at,
+});
