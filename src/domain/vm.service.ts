@@ -181,8 +181,7 @@ export class VmService {
     if (!Number.isSafeInteger(count) || count < 1 || count > MAX_BRANCH_COUNT) throw invalid(`count must be from 1 to ${MAX_BRANCH_COUNT}`);
     let from: { vmId: string } | { commit: CommitSource };
     if ('vmOrCommitId' in source) {
-      const vm = await this.store.getVm(source.vmOrCommitId);
-      const isVm = vm !== undefined && vm.deletedAt === null && (await this.policy.roleIn(principal, vm.namespaceId)) !== undefined;
+      const isVm = (await this.findVisible(principal, source.vmOrCommitId)) !== undefined;
       from = isVm ? { vmId: source.vmOrCommitId } : { commit: { commitId: source.vmOrCommitId } };
     } else {
       from = source;
@@ -550,10 +549,15 @@ export class VmService {
   /** A VM that is not deleted, of a namespace the caller belongs to; `not_found` for anyone else. */
   private async visible(principal: Principal, id: string, scope: Scope): Promise<Vm> {
     this.policy.requireScope(principal, scope);
+    const vm = await this.findVisible(principal, id);
+    if (!vm) throw notFound(`vm ${id} not found`);
+    return vm;
+  }
+
+  /** The VM if it is not deleted and the caller belongs to its namespace. */
+  private async findVisible(principal: Principal, id: string): Promise<Vm | undefined> {
     const vm = await this.store.getVm(id);
-    if (!vm || vm.deletedAt !== null || (await this.policy.roleIn(principal, vm.namespaceId)) === undefined) {
-      throw notFound(`vm ${id} not found`);
-    }
+    if (!vm || vm.deletedAt !== null || (await this.policy.roleIn(principal, vm.namespaceId)) === undefined) return undefined;
     return vm;
   }
 
