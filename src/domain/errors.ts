@@ -12,6 +12,7 @@ export type ErrorKind =
   | 'unprocessable' // well-formed but semantically invalid (422)
   | 'too_many' // past a cap on what may run at once, such as running VMs; worth retrying later (429)
   | 'insufficient_storage' // the disk is full (507)
+  | 'unavailable' // this server lacks a part the request needs, such as the VM guest assets (503)
   | 'corrupt'; // stored data failed its integrity check: reported, never served (500)
 
 export class DomainError extends Error {
@@ -39,5 +40,6 @@ export const unprocessable = (message: string, details?: Record<string, unknown>
 export const tooMany = (message: string) => new DomainError('too_many', message);
 export const corrupt = (message: string) => new DomainError('corrupt', message);
 export const insufficientStorage = (message: string) => new DomainError('insufficient_storage', message);
+export const unavailable = (message: string) => new DomainError('unavailable', message);
 
 export const isDomainError = (e: unknown): e is DomainError => e instanceof DomainError;

@@ -123,15 +123,15 @@ export class VmService {
     const commit = await this.resolveCommit(principal, owner, source);
     const plan = await this.planner.plan(await this.snapshots.manifestOf(commit));
     const vm = this.newVm(owner, commit, plan, {});
-    await this.claimAndBoot(owner, vm, this.startOf(vm, plan)).booted;
-    return { ...vm, state: 'running' };
+    // A VM whose boot failed is deleted: the caller never learns its id, so nobody could.
+    return this.settleOne(vm, this.claimAndBoot(owner, vm, this.startOf(vm, plan)));
   }
 
   /**
    * Boots a VM of the caller's acting namespace from a base image of the system repository
    * (imported first when the guest assets changed), sized as asked within VM_LIMITS, with
-   * `labels`. With `waitBoot` it resolves once the VM answers exec; without, once the VM is
-   * recorded `booting`, its boot going on (a failed one leaves it `dead`). `invalid` for a size,
+   * `labels`. With `waitBoot` it resolves once the VM answers exec (a failed boot leaves no VM);
+   * without, once the VM is recorded `booting`, its boot going on (a failed one leaves it `dead`). `invalid` for a size,
    * disk size or labels out of bounds; `not_found` for an image or kernel other than the
    * defaults; `too_many` past a cap.
    */
@@ -157,11 +157,9 @@ export class VmService {
     });
     let recorded!: () => void;
     const rowWritten = new Promise<void>((resolve) => (recorded = resolve));
-    const { booted } = this.claimAndBoot(owner, vm, this.startOf(vm, plan, fsSizeMib === undefined ? undefined : fsSizeMib * MIB), recorded);
-    if (waitBoot) {
-      await booted;
-      return { ...vm, state: 'running' };
-    }
+    const live = this.claimAndBoot(owner, vm, this.startOf(vm, plan, fsSizeMib === undefined ? undefined : fsSizeMib * MIB), recorded);
+    const { booted } = live;
+    if (waitBoot) return this.settleOne(vm, live);
     // Its failure is recorded (dead) and answered to whoever uses it next: nobody awaits it here.
     booted.catch(() => undefined);
     await Promise.race([rowWritten, booted]);
@@ -436,6 +434,12 @@ export class VmService {
       await this.store.deleteVm(vm.id);
     }));
     throw failed.reason;
+  }
+
+  /** settle() of one VM. */
+  private async settleOne(vm: Vm, live: LiveVm): Promise<Vm> {
+    await this.settle([{ vm, live }]);
+    return { ...vm, state: 'running' };
   }
 
   /** Where a VM's commits land (see commit). */

@@ -20,6 +20,7 @@ export const STATUS_OF_KIND: Record<ErrorKind, number> = {
   unprocessable: 422,
   too_many: 429,
   insufficient_storage: 507,
+  unavailable: 503,
   corrupt: 500,
 };
 

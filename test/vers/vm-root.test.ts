@@ -185,3 +185,19 @@ describe('new_root, the system repository and dataset VMs', () => {
     expect(s.chunkCount() - before.chunks).toBeLessThanOrEqual(2);
   });
 });
+
+describe('a server without guest assets', () => {
+  let s: TestServer;
+  afterAll(() => s?.stop());
+
+  it('answers 503 in the Vers envelope, naming the build script, for new_root and for a dataset VM', async () => {
+    s = await startTestServer({ SNAPFORK_VM_ASSETS: await tempDir() });
+    const labs = await s.token('alice', { org: 'labs' });
+    expect((await s.api('/api/v1/repositories', { method: 'POST', token: labs, json: { name: 'data' } })).status).toBe(201);
+    await s.pushFiles(labs, 'labs/data', 'v1', { 'a.csv': 'x\n' });
+    const post = (path: string, json: unknown) => s.api(`/api/v1${path}`, { method: 'POST', token: labs, json });
+    await expectVersError(await post('/vm/new_root', { vm_config: {} }), 503, /build them with scripts\/vm\/build-guest\.sh/);
+    await expectVersError(await post('/vm/from_commit', { ref: 'data:v1' }), 503, /scripts\/vm\/build-guest\.sh/);
+    expect(await (await s.api('/api/v1/vms', { token: labs })).json()).toEqual([]);
+  });
+});

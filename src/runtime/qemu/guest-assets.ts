@@ -5,12 +5,13 @@
 import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { unavailable } from '../../domain/errors.js';
 import type { BaseImageSource } from '../../domain/ports/vm-images.js';
 
 /** The build writes assets.json last: without it, or without the digest, the set is incomplete. */
 export function guestBaseImage(assetsDir: string): BaseImageSource {
   const rootfs = join(assetsDir, 'rootfs.img');
-  const missing = (why: string) => new Error(`the VM guest assets in ${assetsDir} ${why}: build them with scripts/vm/build-guest.sh (SNAPFORK_VM_ASSETS)`);
+  const missing = (why: string) => unavailable(`the VM guest assets in ${assetsDir} ${why}: build them with scripts/vm/build-guest.sh (SNAPFORK_VM_ASSETS)`);
   return {
     async fingerprint() {
       let recorded: unknown;

@@ -39,7 +39,7 @@ import { setPriority } from 'node:os';
 import { join, resolve } from 'node:path';
 import { finished } from 'node:stream/promises';
 import { promisify } from 'node:util';
-import { conflict, insufficientStorage, invalid, unprocessable } from '../../domain/errors.js';
+import { conflict, insufficientStorage, invalid, unavailable, unprocessable } from '../../domain/errors.js';
 import type {
   DiskSource,
   ExecRequest,
@@ -758,7 +758,7 @@ async function assertReadable(files: string[], assetsDir: string): Promise<void>
     try {
       await (await open(file)).close();
     } catch {
-      throw new Error(`the VM guest asset ${file} is missing: build the assets with scripts/vm/build-guest.sh (SNAPFORK_VM_ASSETS=${assetsDir})`);
+      throw unavailable(`the VM guest asset ${file} is missing: build the assets with scripts/vm/build-guest.sh (SNAPFORK_VM_ASSETS=${assetsDir})`);
     }
   }
 }
