@@ -224,7 +224,7 @@ export class VmService {
     const live = this.live.get(vm.id);
     if (live) {
       // The commit's disk must boot cold too (another QEMU): the guest writes out its cache first.
-      const snapshot = await this.snapshotOf(vm, live, request, true);
+      const snapshot = await this.snapshotOf(vm, live, request, { flushGuest: true });
       try {
         tree = (await commitTree(this.chunks, manifest, rootDisk, snapshot, Math.floor(Date.parse(this.now()) / 1000))).manifest;
       } finally {
@@ -401,7 +401,7 @@ export class VmService {
     if (!owner) throw notFound(`vm ${parent.id} not found`);
     await this.policy.assertWriteIn(principal, owner);
     this.assertRoomFor(owner, count);
-    const snapshot = await this.snapshotOf(parent, this.live.get(parent.id)!, options, false);
+    const snapshot = await this.snapshotOf(parent, this.live.get(parent.id)!, options, { flushGuest: false, resumes: count });
     try {
       // Again: the snapshot took a while, and others may have claimed slots meanwhile.
       this.assertRoomFor(owner, count);
@@ -417,9 +417,14 @@ export class VmService {
   }
 
   /** A snapshot of a live VM, recording it paused when it stays so. */
-  private async snapshotOf(vm: Vm, live: LiveVm, { keepPaused, skipWaitBoot }: SnapshotOptions, flushGuest: boolean): Promise<VmSnapshot> {
+  private async snapshotOf(
+    vm: Vm,
+    live: LiveVm,
+    { keepPaused, skipWaitBoot }: SnapshotOptions,
+    use: { flushGuest: boolean; resumes?: number },
+  ): Promise<VmSnapshot> {
     if (!live.handle && skipWaitBoot) throw conflict(`vm ${vm.id} is booting`);
-    const snapshot = await (live.handle ?? (await live.booted)).snapshot({ keepPaused, flushGuest });
+    const snapshot = await (live.handle ?? (await live.booted)).snapshot({ keepPaused, ...use });
     if (keepPaused) await this.store.setVmState(vm.id, 'paused');
     return snapshot;
   }

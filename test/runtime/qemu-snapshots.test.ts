@@ -4,6 +4,7 @@
  * written out and read back (as a commit stores it) resumes too.
  */
 import { randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { copyFile, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -102,6 +103,20 @@ describe('QemuRuntime snapshots', () => {
 
     const refused = await runtime.start(spec('other', { disk: snapshot.disk, resume: { ...saved, format: 'qemu 1.0; another machine' } })).catch((e: unknown) => e);
     expect(isDomainError(refused) && refused.kind).toBe('unprocessable');
+  });
+
+  it('hands its RAM file to the last of the resumes announced: both run from it, no third resumes', async () => {
+    const announced = await parent.snapshot({ keepPaused: false, flushGuest: false, resumes: 2 });
+    const twins = await Promise.all([runtime.start(spec('twin-1', { resume: announced })), runtime.start(spec('twin-2', { resume: announced }))]);
+    try {
+      for (const twin of twins) expect(await run(twin, 'cat /tmp/memory.txt; hostname')).toBe(`in-memory\n${twin === twins[0] ? 'twin-1' : 'twin-2'}\n`);
+      // The snapshot's RAM file is now the second twin's: it was renamed, not copied.
+      expect(existsSync(announced.memoryFile)).toBe(false);
+      await expect(runtime.start(spec('third', { resume: announced }))).rejects.toThrow(/handed its memory/);
+    } finally {
+      await announced.release();
+      for (const twin of twins) await twin.stop();
+    }
   });
 
   it('refuses a VM whose RAM the memory directory cannot hold, starting nothing', async () => {

@@ -151,9 +151,12 @@ export interface RunningVm {
    * snapshot; the VM then runs on unless `keepPaused` or it was paused. With `flushGuest` a
    * running guest first writes out what its page cache holds, so that the snapshot's disk alone
    * boots cold with every write (a commit); a branch, which resumes the memory too, needs not.
+   * `resumes` says how many VMs will be resumed from the snapshot: the runtime may prepare for
+   * them, and hand the last of them what it holds instead of a copy (after which the snapshot
+   * resumes no more VMs and its `memory` is gone); absent, no VM will be.
    * `conflict` when the VM is not running or paused.
    */
-  snapshot(options: { keepPaused: boolean; flushGuest: boolean }): Promise<VmSnapshot>;
+  snapshot(options: { keepPaused: boolean; flushGuest: boolean; resumes?: number }): Promise<VmSnapshot>;
   /**
    * Starts a command whose output is read while it runs (see ExecStream.pump). Rejects before
    * anything runs for a request exec() would refuse (`invalid`, `conflict`).

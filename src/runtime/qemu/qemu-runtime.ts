@@ -57,7 +57,7 @@ import { createOverlay, dropStack, holdStack, Shared, type DiskExport, type Disk
 import { connectWhenListening } from './json-lines.js';
 import { QgaClient } from './qga-client.js';
 import { QmpClient, type QmpEvent } from './qmp-client.js';
-import { QemuSnapshot, writeSourceToFile } from './qemu-snapshot.js';
+import { copySparse, QemuSnapshot, writeSourceToFile } from './qemu-snapshot.js';
 
 export interface QemuRuntimeOptions {
   /** Holds one work directory per VM (layout above); created when missing. */
@@ -91,6 +91,8 @@ const IDENTITY_MACHINE_ID = /^[0-9a-f]{32}$/;
 const execFileAsync = promisify(execFile);
 /** The niceness of VM processes, above the server's 0. */
 const VM_NICENESS = 5;
+/** The MIGRATION event statuses that end a migration. */
+const MIGRATION_ENDS = new Set(['completed', 'failed', 'cancelled']);
 /** Saved machines' RAM files kept on the memory tmpfs for the next VMs of the same commit. */
 const SAVED_MEMORY_FILES = 4;
 /** What a saved state depends on besides QEMU's version: the machine, accelerator, CPU and devices. */
@@ -199,7 +201,7 @@ export class QemuRuntime implements VmRuntime {
       let incoming: string | undefined;
       const memory = async () => {
         if (snapshot) {
-          await copySparse(snapshot.memoryFile, memoryFile);
+          await snapshot.memoryInto(memoryFile);
           incoming = snapshot.deviceFile;
         } else if (resume) {
           await copySparse(await this.savedMemoryFile(resume.memory), memoryFile);
@@ -207,7 +209,7 @@ export class QemuRuntime implements VmRuntime {
           await writeSourceToFile(resume.deviceState, incoming);
         }
       };
-      await Promise.all([createOverlay(overlay, stack, size), memory()]);
+      await Promise.all([snapshot ? snapshot.overlayInto(overlay, size) : createOverlay(overlay, stack, size), memory()]);
       // A resumed snapshot's devices are its VM's: the same data disk too.
       const machine = snapshot ? { ...spec, dataDisk: snapshot.dataDisk } : spec;
       const args = qemuArgs(machine, { workDir, kernel, initrd, overlay, memoryFile, incoming: incoming !== undefined }, this.accelerator, this.tscKhz);
@@ -370,6 +372,8 @@ export class QemuVm implements RunningVm {
    * there is run for an instant before its next snapshot (QEMU 7.2 can reactivate only so).
    */
   private disksInactive = false;
+  /** Waiters for the end of the migration under way (see migrate). */
+  private readonly migrationEnded: ((status: string) => void)[] = [];
   /** Snapshots run one at a time. */
   private snapshotting: Promise<unknown> = Promise.resolve();
   readonly id: string;
@@ -516,7 +520,7 @@ export class QemuVm implements RunningVm {
   }
 
   /** Snapshots the VM (RunningVm.snapshot); a failure leaves the VM as it was. */
-  snapshot(options: { keepPaused: boolean; flushGuest: boolean }): Promise<QemuSnapshot> {
+  snapshot(options: { keepPaused: boolean; flushGuest: boolean; resumes?: number }): Promise<QemuSnapshot> {
     const next = this.snapshotting.then(() => this.takeSnapshot(options));
     this.snapshotting = next.catch(() => undefined);
     return next;
@@ -532,7 +536,7 @@ export class QemuVm implements RunningVm {
     })());
   }
 
-  private async takeSnapshot({ keepPaused, flushGuest }: { keepPaused: boolean; flushGuest: boolean }): Promise<QemuSnapshot> {
+  private async takeSnapshot({ keepPaused, flushGuest, resumes = 0 }: { keepPaused: boolean; flushGuest: boolean; resumes?: number }): Promise<QemuSnapshot> {
     const state = this.state();
     const { qmp } = this;
     if ((state !== 'running' && state !== 'paused') || !qmp) throw conflict(`VM ${this.id} is ${state}: only a running or paused VM can be snapshotted`);
@@ -542,19 +546,31 @@ export class QemuVm implements RunningVm {
     await qmp.execute('stop');
     this.paused = true;
     const id = randomUUID();
-    const files = { layer: join(this.runtime.layersDir, `${id}.qcow2`), memory: join(this.runtime.snapshotsDir, `${id}.ram`), device: join(this.runtime.snapshotsDir, `${id}.dev`) };
+    const files = {
+      layer: join(this.runtime.layersDir, `${id}.qcow2`),
+      memory: join(this.runtime.snapshotsDir, `${id}.ram`),
+      device: join(this.runtime.snapshotsDir, `${id}.dev`),
+      // The overlay of the VMs to resume, made now while the copies run: each then copies it.
+      overlay: resumes > 0 ? join(this.runtime.snapshotsDir, `${id}.qcow2`) : undefined,
+    };
+    // The stack the snapshot stands on: the overlay's copy as a new layer over the VM's own.
+    const layer = { path: files.layer, shared: new Shared(() => rm(files.layer, { force: true })) };
+    const stack = { base: this.stack.base, layers: [layer, ...this.stack.layers] };
     try {
       // Stopping flushed QEMU's qcow2 caches, so the overlay file is whole: its copy is the disk
-      // as of now (what the VM wrote, not the base), and the VM writes on in its own.
-      await Promise.all([copySparse(this.overlay, files.layer), copySparse(this.disk.memoryFile, files.memory)]);
-      await this.saveDeviceState(files.device);
-      const layer = { path: files.layer, shared: new Shared(() => rm(files.layer, { force: true })) };
-      const below = holdStack(this.stack);
-      const snapshot = await QemuSnapshot.of(this.runtime, this.runtime.format, this.spec, { base: below.base, layers: [layer, ...below.layers] }, files, this.disk.size);
+      // as of now (what the VM wrote, not the base), and the VM writes on in its own. The
+      // migration, which inactivates the disks, waits for that copy; the RAM holds still meanwhile.
+      await Promise.all([
+        copySparse(this.overlay, files.layer).then(() => this.saveDeviceState(files.device)),
+        copySparse(this.disk.memoryFile, files.memory),
+        files.overlay && createOverlay(files.overlay, stack, this.disk.size),
+      ]);
+      holdStack(this.stack);
+      const snapshot = await QemuSnapshot.of(this.runtime, this.runtime.format, this.spec, stack, files, this.disk.size, resumes);
       if (wasRunning && !keepPaused) await this.resume();
       return snapshot;
     } catch (error) {
-      await Promise.all(Object.values(files).map((file) => rm(file, { force: true })));
+      await Promise.all(Object.values(files).flatMap((file) => (file ? [rm(file, { force: true })] : [])));
       if (wasRunning) await this.resume().catch(() => undefined);
       throw error;
     }
@@ -562,30 +578,35 @@ export class QemuVm implements RunningVm {
 
   /** Saves the device state (RAM left out: it is in the RAM file) with QEMU's migration stream. */
   private async saveDeviceState(path: string): Promise<void> {
-    const qmp = this.qmp!;
-    await qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'x-ignore-shared', state: true }] });
-    await qmp.execute('migrate', { uri: `exec:cat > ${shellQuote(path)}` });
+    await this.migrate('migrate', `exec:cat > ${shellQuote(path)}`, 'the device state was not saved');
     this.disksInactive = true;
-    await this.migrationDone('the device state was not saved');
   }
 
   /** Loads a saved device state into a QEMU started with -incoming defer, then runs it. */
   private async loadDeviceState(path: string): Promise<void> {
-    const qmp = this.qmp!;
-    await qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'x-ignore-shared', state: true }] });
-    await qmp.execute('migrate-incoming', { uri: `exec:cat ${shellQuote(path)}` });
-    await this.migrationDone('the saved state did not load');
-    await qmp.execute('cont');
+    await this.migrate('migrate-incoming', `exec:cat ${shellQuote(path)}`, 'the saved state did not load');
+    await this.qmp!.execute('cont');
   }
 
-  /** Waits until the migration under way completes; rejects when it fails or the VM dies. */
-  private async migrationDone(failure: string): Promise<void> {
-    for (let wait = 1; ; wait = Math.min(wait * 2, 20)) {
-      const { status, 'error-desc': error } = (await this.qmp!.execute('query-migrate')) as { status?: string; 'error-desc'?: string };
-      if (status === 'completed') return;
-      if (status === 'failed' || status === 'cancelled') throw new Error(`${failure}: ${error ?? status}`);
-      await new Promise((wake) => setTimeout(wake, wait));
-    }
+  /**
+   * Runs a migration without RAM (x-ignore-shared) and resolves when it completes; rejects when
+   * it fails or the VM dies. Its end is told by QEMU's MIGRATION event, at once: polling
+   * query-migrate cost a branch up to its poll period at each end.
+   */
+  private async migrate(command: 'migrate' | 'migrate-incoming', uri: string, failure: string): Promise<void> {
+    const qmp = this.qmp!;
+    await qmp.execute('migrate-set-capabilities', {
+      capabilities: [
+        { capability: 'x-ignore-shared', state: true },
+        { capability: 'events', state: true },
+      ],
+    });
+    const ended = new Promise<string>((resolve) => this.migrationEnded.push(resolve));
+    await qmp.execute(command, { uri });
+    const status = await Promise.race([ended, this.exited.then(() => 'failed' as const)]);
+    if (status === 'completed') return;
+    const { 'error-desc': error } = this.exitReason === undefined ? ((await qmp.execute('query-migrate')) as { 'error-desc'?: string }) : {};
+    throw new Error(`${failure}: ${error ?? this.exitReason ?? status}`);
   }
 
   onExit(listener: (reason: string) => void): void {
@@ -661,6 +682,9 @@ export class QemuVm implements RunningVm {
     if (event === 'STOP') this.paused = true;
     else if (event === 'RESUME') this.markRunning();
     else if (event === 'SHUTDOWN' && typeof data?.reason === 'string') this.shutdownReason = data.reason;
+    else if (event === 'MIGRATION' && typeof data?.status === 'string' && MIGRATION_ENDS.has(data.status)) {
+      for (const resolve of this.migrationEnded.splice(0)) resolve(data.status);
+    }
   }
 
   private onProcessExit(how: string): void {
@@ -717,11 +741,6 @@ async function refreshIdentity(qga: QgaClient, identity: VmSpec['identity']): Pr
   await qga.overwriteFile('/proc/sys/kernel/hostname', Buffer.from(identity.hostname));
   // Written to /dev/urandom, bytes are mixed into the pool (not credited): enough to part branches.
   await qga.overwriteFile('/dev/urandom', randomBytes(512));
-}
-
-/** Copies a file, its runs of zeros left as holes (an overlay holds what a VM wrote; RAM is mostly zeros). */
-async function copySparse(from: string, to: string): Promise<void> {
-  await execFileAsync('cp', ['--sparse=always', from, to], { timeout: 600_000 });
 }
 
 /** Single-quotes a path for the shell QEMU runs exec: migration commands in. */
