@@ -124,16 +124,19 @@ export async function chunkEditedFile(
 }
 
 /**
- * The fixed-size chunks of a whole file (MAX_CHUNK_SIZE each, the last shorter): for a VM's
- * memory, whose pages never shift, so fixed blocks deduplicate as well as content-defined ones,
- * and runs of zero pages (most of a guest's RAM) become one chunk stored once.
+ * The content-defined chunks of a whole file read in pieces, as chunkBuffer cuts it: for a VM's
+ * memory, where the page cache holds what the guest just wrote to its disk in runs of pages
+ * that cut as that data does on the disk, so both share their chunks (fixed blocks stored a
+ * 10 MiB write a second time); runs of zero pages, most of a guest's RAM, cut into zero chunks.
  */
-export async function chunkFixed(size: number, read: (offset: number, length: number) => Promise<Buffer>, put: PutChunk): Promise<ChunkRef[]> {
+export async function chunkWhole(size: number, read: (offset: number, length: number) => Promise<Buffer>, put: PutChunk): Promise<ChunkRef[]> {
+  const chunker = new Chunker();
   const out: ChunkRef[] = [];
   for (let offset = 0; offset < size; offset += READ_PIECE) {
     const piece = await read(offset, Math.min(READ_PIECE, size - offset));
-    for (let at = 0; at < piece.length; at += MAX_CHUNK_SIZE) out.push(await put(piece.subarray(at, at + MAX_CHUNK_SIZE)));
+    for (const chunk of chunker.push(piece)) out.push(await put(chunk));
   }
+  for (const chunk of chunker.finish()) out.push(await put(chunk));
   return out;
 }
 

@@ -3,7 +3,7 @@
  * its root disk as the VM left it and the VM's machine state beside it (MACHINE_STATE_FILES).
  * Only what the VM changed is read and stored: the disk's unchanged chunks are the base's.
  */
-import { chunkEditedFile, chunkFixed, type PutChunk } from './edited-file.js';
+import { chunkEditedFile, chunkWhole, type PutChunk } from './edited-file.js';
 import { checkedManifest } from './manifest.js';
 import { MAX_CHUNK_SIZE } from './chunker.js';
 import type { ChunkRef, Manifest, ManifestEntry } from './model.js';
@@ -53,14 +53,14 @@ export async function commitTree(
     if (zero) zeroChunks.set(data.length, ref);
     return ref;
   };
-  const fixedFile = async (path: string, source: DiskSource): Promise<ManifestEntry> => ({
+  const wholeFile = async (path: string, source: DiskSource): Promise<ManifestEntry> => ({
     path,
     type: 'file',
     mode: 0o600,
     size: source.size,
     mtime,
     linkTarget: null,
-    chunks: await chunkFixed(source.size, (offset, length) => source.read(offset, length), put),
+    chunks: await chunkWhole(source.size, (offset, length) => source.read(offset, length), put),
   });
   try {
     const changed = await snapshot.changedRanges();
@@ -73,9 +73,9 @@ export async function commitTree(
     const machine = Buffer.from(`${JSON.stringify({ format: snapshot.format, vcpu_count: snapshot.vcpuCount, mem_size_mib: snapshot.memSizeMib })}\n`);
     const state = [
       { path: MACHINE_STATE_DIR, type: 'dir' as const, mode: 0o700, size: 0, mtime, linkTarget: null, chunks: [] },
-      await fixedFile(MACHINE_STATE_FILES.machine, { size: machine.length, read: (offset, length) => Promise.resolve(machine.subarray(offset, offset + length)) }),
-      await fixedFile(MACHINE_STATE_FILES.memory, snapshot.memory),
-      await fixedFile(MACHINE_STATE_FILES.deviceState, snapshot.deviceState),
+      await wholeFile(MACHINE_STATE_FILES.machine, { size: machine.length, read: (offset, length) => Promise.resolve(machine.subarray(offset, offset + length)) }),
+      await wholeFile(MACHINE_STATE_FILES.memory, snapshot.memory),
+      await wholeFile(MACHINE_STATE_FILES.deviceState, snapshot.deviceState),
     ];
     await writer.commit();
     const kept = base.entries.filter((e) => e.path !== rootDisk.path && !isMachineState(e.path));

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { chunkBuffer, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE } from '../../src/domain/chunker.js';
-import { chunkEditedFile, chunkFixed } from '../../src/domain/edited-file.js';
+import { chunkEditedFile, chunkWhole } from '../../src/domain/edited-file.js';
 import type { ChunkRef } from '../../src/domain/model.js';
 import type { DiskRange } from '../../src/domain/ports/vm-runtime.js';
 import { sha256 } from '../../src/lib/sha256.js';
@@ -95,13 +95,15 @@ describe('chunkEditedFile', () => {
   });
 });
 
-describe('chunkFixed', () => {
-  it('cuts fixed blocks, the last shorter, so zero pages repeat one chunk', async () => {
-    const memory = Buffer.alloc(3 * MAX_CHUNK_SIZE + 100);
-    memory.fill(7, MAX_CHUNK_SIZE, 2 * MAX_CHUNK_SIZE);
-    const chunks = await chunkFixed(memory.length, async (o, l) => memory.subarray(o, o + l), async (d) => ({ digest: sha256(d), size: d.length }));
-    expect(chunks.map((c) => c.size)).toEqual([MAX_CHUNK_SIZE, MAX_CHUNK_SIZE, MAX_CHUNK_SIZE, 100]);
-    expect(chunks[0]!.digest).toBe(chunks[2]!.digest);
-    expect(chunks[1]!.digest).not.toBe(chunks[0]!.digest);
+describe('chunkWhole', () => {
+  it('cuts a file read in pieces as chunkBuffer cuts it whole, so data in RAM shares the chunks of the same data on a disk', async () => {
+    const data = randomBytes(3 * 1024 * 1024);
+    // The data as a guest's page cache holds it: after other pages, amid zeros.
+    const memory = Buffer.concat([randomBytes(200_000), Buffer.alloc(5 * MAX_CHUNK_SIZE), data, Buffer.alloc(3 * MAX_CHUNK_SIZE)]);
+    const chunks = await chunkWhole(memory.length, async (o, l) => memory.subarray(o, o + l), async (d) => ({ digest: sha256(d), size: d.length }));
+    expect(chunks).toEqual(refs(chunkBuffer(memory)));
+    const onDisk = new Set(refs(chunkBuffer(data)).map((c) => c.digest));
+    const shared = chunks.filter((c) => onDisk.has(c.digest)).reduce((n, c) => n + c.size, 0);
+    expect(shared).toBeGreaterThan(data.length - 2 * MAX_CHUNK_SIZE);
   });
 });
