@@ -171,7 +171,8 @@ export class VmService {
    * resolves (or none: on any failure the others are deleted). From a live VM, each resumes a
    * snapshot of it (memory, devices and disk as of now; the VM runs on unless `keepPaused`) with
    * its own identity, recorded as of the VM's commit; a sleeping VM branches from its commit.
-   * From a commit, each boots as fromCommit does. `invalid` for a count outside
+   * From a commit, one boots as fromCommit does and the others resume a snapshot of it, each
+   * with its own identity. `invalid` for a count outside
    * 1..MAX_BRANCH_COUNT; `too_many` when the caps do not hold all of them; `conflict` for a
    * dead VM; `not_found` as fromCommit and status say.
    */
@@ -195,10 +196,23 @@ export class VmService {
     const commit = await this.resolveCommit(principal, owner, from.commit);
     const plan = await this.planner.plan(await this.snapshots.manifestOf(commit));
     this.assertRoomFor(owner, count);
-    return this.settle(Array.from({ length: count }, () => {
-      const vm = this.newVm(owner, commit, plan, {});
-      return { vm, live: this.claimAndBoot(owner, vm, this.startOf(vm, plan)) };
-    }));
+    const first = this.newVm(owner, commit, plan, {});
+    const booted = await this.settleOne(first, this.claimAndBoot(owner, first, this.startOf(first, plan)));
+    if (count === 1) return [booted];
+    // One VM boots (or resumes the commit's state) and the others resume a snapshot of it, each
+    // with its own identity: N-1 resumes cost a fraction of N-1 more boots of the same disk.
+    let snapshot: VmSnapshot;
+    try {
+      snapshot = await this.snapshotOf(first, this.live.get(first.id)!, { keepPaused: false }, { flushGuest: false, resumes: count - 1 });
+    } catch (error) {
+      await this.discard(first);
+      throw error;
+    }
+    try {
+      return [booted, ...(await this.resumeAll(owner, first, snapshot, count - 1, [first]))];
+    } finally {
+      await snapshot.release();
+    }
   }
 
   /**
@@ -403,16 +417,29 @@ export class VmService {
     this.assertRoomFor(owner, count);
     const snapshot = await this.snapshotOf(parent, this.live.get(parent.id)!, options, { flushGuest: false, resumes: count });
     try {
+      return await this.resumeAll(owner, parent, snapshot, count, []);
+    } finally {
+      await snapshot.release();
+    }
+  }
+
+  /**
+   * `count` new VMs like `like` (its commit, size and labels), each resuming `snapshot`: all
+   * running, or on any failure none, nor any of `alsoDiscarded` (VMs made for the same request).
+   */
+  private async resumeAll(owner: Namespace, like: Vm, snapshot: VmSnapshot, count: number, alsoDiscarded: Vm[]): Promise<Vm[]> {
+    try {
       // Again: the snapshot took a while, and others may have claimed slots meanwhile.
       this.assertRoomFor(owner, count);
       return await this.settle(Array.from({ length: count }, () => {
-        const vm: Vm = { ...parent, id: uuidv4(), state: 'booting', createdAt: this.now(), deletedAt: null };
+        const vm: Vm = { ...like, id: uuidv4(), state: 'booting', createdAt: this.now(), deletedAt: null };
         const start: StartVm = (identity) =>
           this.runtime.start({ id: vm.id, vcpuCount: vm.vcpuCount, memSizeMib: vm.memSizeMib, disk: snapshot.disk, identity, resume: snapshot });
         return { vm, live: this.claimAndBoot(owner, vm, start) };
       }));
-    } finally {
-      await snapshot.release();
+    } catch (error) {
+      await Promise.all(alsoDiscarded.map((vm) => this.discard(vm)));
+      throw error;
     }
   }
 
@@ -434,11 +461,14 @@ export class VmService {
     const outcomes = await Promise.allSettled(started.map((s) => s.live.booted));
     const failed = outcomes.find((o) => o.status === 'rejected');
     if (!failed) return started.map(({ vm }) => ({ ...vm, state: 'running' }));
-    await Promise.all(started.map(async ({ vm }) => {
-      await this.stop(vm.id);
-      await this.store.deleteVm(vm.id);
-    }));
+    await Promise.all(started.map(({ vm }) => this.discard(vm)));
     throw failed.reason;
+  }
+
+  /** Stops a VM made for a request that failed, and deletes its row: nobody was told its id. */
+  private async discard(vm: Vm): Promise<void> {
+    await this.stop(vm.id);
+    await this.store.deleteVm(vm.id);
   }
 
   /** settle() of one VM. */

@@ -150,6 +150,24 @@ describe('commits and branches of running VMs', () => {
     for (const vm of [...branches, third]) expect((await s.api(`/api/v1/vm/${vm}`, { method: 'DELETE', token: labs })).status).toBe(200);
   });
 
+  it('branches a tag of a bare disk three ways: each as of its commit, with its own machine-id, diverging', async () => {
+    const v1 = (await (await get('/repositories/os/tags/v1')).json()).commit_id;
+    const res = await post('/vm/branch/by_ref/os/v1?count=3');
+    expect(res.status).toBe(201);
+    const branches: string[] = (await res.json()).vms.map((v: { vm_id: string }) => v.vm_id);
+    expect(new Set(branches).size).toBe(3);
+    const machineIds = new Set<string>();
+    for (const [index, branch] of branches.entries()) {
+      expect((await (await get(`/vm/${branch}/metadata`)).json()).parent_commit_id).toBe(v1);
+      // A fresh disk of the tag: none of what the fork's VM wrote.
+      expect(await sh(branch, 'test -e /root/data.txt && echo yes || echo no')).toBe('no\n');
+      machineIds.add((await sh(branch, `echo ${index} > /tmp/mine && cat /etc/machine-id`)).trim());
+    }
+    expect(machineIds.size).toBe(3);
+    for (const [index, branch] of branches.entries()) expect(await sh(branch, 'cat /tmp/mine')).toBe(`${index}\n`);
+    for (const vm of branches) expect((await s.api(`/api/v1/vm/${vm}`, { method: 'DELETE', token: labs })).status).toBe(200);
+  });
+
   it('answers errors of by_ref and by_vm as {vms: [], error}, of the others in the usual envelope', async () => {
     const missingTag = await post('/vm/branch/by_ref/os-fork/nope');
     expect(missingTag.status).toBe(404);
