@@ -23,7 +23,7 @@ import { guestBaseImage } from './runtime/qemu/guest-assets.js';
 import { holdsSocketPaths, QemuRuntime } from './runtime/qemu/qemu-runtime.js';
 import { openFsChunkStore } from './store/fs/chunk-store.js';
 import { FsExecLogStore } from './store/fs/exec-log-store.js';
-import { openSqliteMetadataStore } from './store/sqlite/metadata-store.js';
+import { openSqliteMetadataStore } from './store/sqlite/database.js';
 
 export const METADATA_FILE = 'snapfork.db';
 export const CHUNKS_DIR = 'chunks';
