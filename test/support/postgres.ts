@@ -12,6 +12,10 @@ export const postgresUrl: string | undefined = process.env.SNAPFORK_TEST_DATABAS
 export const POSTGRES_SKIP_REASON =
   'SNAPFORK_TEST_DATABASE_URL (or SNAPFORK_DATABASE_URL) is not set; eval "$(scripts/dev/postgres.sh)" to run these';
 
+// Beside the suites' names (which the default reporter does not print for skipped ones), so
+// that a run without PostgreSQL says what it left out.
+if (postgresUrl === undefined) console.warn(`PostgreSQL tests skipped: ${POSTGRES_SKIP_REASON}`);
+
 /** Runs `work` with a client connected to `url`, then disconnects. */
 async function withClient<T>(url: string, work: (client: pg.Client) => Promise<T>): Promise<T> {
   const client = new pg.Client({ connectionString: url });
