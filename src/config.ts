@@ -4,8 +4,13 @@ import { join, resolve } from 'node:path';
 export interface Config {
   readonly host: string;
   readonly port: number;
-  /** Holds snapfork.db, chunks/ and signing-key.jwk (storage/README.md). */
+  /** Holds snapfork.db (unless databaseUrl is set), chunks/ and signing-key.jwk (storage/README.md). */
   readonly dataDir: string;
+  /**
+   * The PostgreSQL database that holds the metadata (postgres://user:password@host:port/db), for
+   * several servers sharing one; undefined: SQLite at <dataDir>/snapfork.db.
+   */
+  readonly databaseUrl?: string;
   readonly auth: {
     /** `iss` of the tokens this server signs (and accepts). */
     readonly issuer: string;
@@ -88,8 +93,17 @@ function parsePublicUrl(raw: string): string {
   return `${url.origin}${url.pathname.replace(/\/+$/, '')}`;
 }
 
+/** A postgres:// (or postgresql://) URL naming a database; the error never repeats its password. */
+function parseDatabaseUrl(raw: string): string {
+  const url = URL.canParse(raw) ? new URL(raw) : undefined;
+  if (!url || !['postgres:', 'postgresql:'].includes(url.protocol) || !url.hostname || url.pathname.length <= 1) {
+    throw new Error('SNAPFORK_DATABASE_URL must be a PostgreSQL URL naming a database, e.g. postgres://user:password@host:5432/snapfork');
+  }
+  return raw;
+}
+
 /**
- * Reads SNAPFORK_HOST, SNAPFORK_PORT (or PORT), SNAPFORK_DATA_DIR, SNAPFORK_JWT_ISSUER,
+ * Reads SNAPFORK_HOST, SNAPFORK_PORT (or PORT), SNAPFORK_DATA_DIR, SNAPFORK_DATABASE_URL, SNAPFORK_JWT_ISSUER,
  * SNAPFORK_JWT_AUDIENCE, SNAPFORK_JWKS_URL with SNAPFORK_JWKS_ISSUER and SNAPFORK_JWKS_AUDIENCE,
  * SNAPFORK_MAX_PUSH_BYTES, SNAPFORK_PUBLIC_URL, and the timeouts SNAPFORK_HEADERS_TIMEOUT_MS,
  * SNAPFORK_BODY_TIMEOUT_MS, SNAPFORK_BODY_RATE_WINDOW_MS, SNAPFORK_BODY_MIN_RATE (bytes per second)
@@ -113,6 +127,7 @@ export function loadConfig(env: Env = process.env, overrides: ConfigOverrides = 
     host: overrides.host ?? env.SNAPFORK_HOST ?? '127.0.0.1',
     port: overrides.port ?? (portRaw === undefined ? 3000 : parsePort(portRaw, 'SNAPFORK_PORT')),
     dataDir,
+    databaseUrl: env.SNAPFORK_DATABASE_URL ? parseDatabaseUrl(env.SNAPFORK_DATABASE_URL) : undefined,
     auth: Object.freeze({
       issuer: env.SNAPFORK_JWT_ISSUER ?? 'snapfork',
       audience: env.SNAPFORK_JWT_AUDIENCE ?? 'snapfork',

@@ -1,7 +1,8 @@
 /**
- * The composition root: opens the stores under the data directory, wires the domain services
- * over them and the QEMU runtime, and serves HTTP. The only place (with config.ts) that knows
- * which implementations run.
+ * The composition root: opens the stores (the metadata in SQLite under the data directory, or in
+ * PostgreSQL when SNAPFORK_DATABASE_URL names one), wires the domain services over them and the
+ * QEMU runtime, and serves HTTP. The only place (with config.ts) that knows which
+ * implementations run.
  */
 import { mkdir } from 'node:fs/promises';
 import { createServer } from 'node:http';
@@ -23,7 +24,9 @@ import { guestBaseImage } from './runtime/qemu/guest-assets.js';
 import { holdsSocketPaths, QemuRuntime } from './runtime/qemu/qemu-runtime.js';
 import { openFsChunkStore } from './store/fs/chunk-store.js';
 import { FsExecLogStore } from './store/fs/exec-log-store.js';
-import { openSqliteMetadataStore } from './store/sqlite/metadata-store.js';
+import { openPostgresMetadataStore } from './store/postgres/database.js';
+import { openSqliteMetadataStore } from './store/sqlite/database.js';
+import type { MetadataStore } from './store/types.js';
 
 export const METADATA_FILE = 'snapfork.db';
 export const CHUNKS_DIR = 'chunks';
@@ -45,6 +48,13 @@ function vmRuntimeDir(dataDir: string): string {
   return join(tmpdir(), `snapfork-vms-${sha256(dataDir).slice(0, 16)}`);
 }
 
+/** The metadata store `config` selects: PostgreSQL at its databaseUrl, else SQLite in its data directory. */
+function openMetadataStore(config: Config): Promise<MetadataStore> {
+  return config.databaseUrl === undefined
+    ? openSqliteMetadataStore(join(config.dataDir, METADATA_FILE))
+    : openPostgresMetadataStore(config.databaseUrl);
+}
+
 export interface RunningServer {
   /** Base URL, e.g. http://127.0.0.1:3000 (the real port when 0 was asked for). */
   url: string;
@@ -57,7 +67,7 @@ const SHUTDOWN_GRACE_MS = 10_000;
 
 export async function startServer(config: Config, options: AppOptions = {}): Promise<RunningServer> {
   await mkdir(config.dataDir, { recursive: true });
-  const metadata = await openSqliteMetadataStore(join(config.dataDir, METADATA_FILE));
+  const metadata = await openMetadataStore(config);
   const chunks = await openFsChunkStore(join(config.dataDir, CHUNKS_DIR));
   const tokens = await TokenService.open(config);
   const log = options.log ?? ((line: string) => console.error(line));
@@ -133,7 +143,7 @@ export interface MintTokenOptions {
  */
 export async function mintToken(config: Config, options: MintTokenOptions): Promise<string> {
   await mkdir(config.dataDir, { recursive: true });
-  const metadata = await openSqliteMetadataStore(join(config.dataDir, METADATA_FILE));
+  const metadata = await openMetadataStore(config);
   try {
     const accounts = new AccountService(metadata, new AccessPolicy(metadata));
     await accounts.principalFor(options.user, options.scopes, options.org);

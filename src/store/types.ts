@@ -1,6 +1,6 @@
 /**
  * Storage contracts. The domain talks to storage only through these interfaces; implementations
- * live in src/store/sqlite (metadata, through Kysely) and src/store/fs (chunks). Every
+ * live in src/store/sql (metadata, through Kysely, on SQLite or PostgreSQL) and src/store/fs (chunks). Every
  * implementation MUST pass the shared suites in test/contract/.
  *
  * Errors: implementations throw DomainError (src/domain/errors.ts) and never a driver error:

@@ -1,7 +1,9 @@
 /**
- * The suite every MetadataStore implementation must pass (SQLite now, PostgreSQL later). Each
- * test gets a fresh, empty store from `open`, stamping its times with the suite's clock `now`,
- * and releases it with `cleanup`.
+ * The suite every MetadataStore implementation must pass (SQLite and PostgreSQL, looped over in
+ * metadata-store.test.ts). Each test gets a fresh, empty store from `open`, stamping its times
+ * with the suite's clock `now`, and releases it with `cleanup`. The concurrency cases run their
+ * calls at once through the store, as concurrent requests of a server (or of several servers
+ * sharing one database) would.
  */
 import { v7 as uuidv7 } from 'uuid';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -20,6 +22,13 @@ import type {
 import type { ForkQuery, MetadataStore, NewRepository, StoredResponse, ViewerFilter } from '../../src/store/types.js';
 
 export type OpenStore = (now: () => string) => Promise<{ store: MetadataStore; cleanup: () => Promise<void> }>;
+
+/** An engine the suite runs on, or why it cannot run here (`skip`, then shown in the suite's name). */
+export interface StoreEngine {
+  name: string;
+  open: OpenStore;
+  skip?: string;
+}
 
 /** Resolves when `promise` rejects with a DomainError of `kind`. */
 async function expectDomainError(promise: Promise<unknown>, kind: ErrorKind): Promise<void> {
@@ -61,8 +70,8 @@ const smallManifest = (): Manifest =>
     },
   ]);
 
-export function metadataStoreContract(name: string, open: OpenStore): void {
-  describe(`MetadataStore contract: ${name}`, () => {
+export function metadataStoreContract({ name, open, skip }: StoreEngine): void {
+  describe.skipIf(skip !== undefined)(`MetadataStore contract: ${name}${skip ? ` (skipped: ${skip})` : ''}`, () => {
     let store: MetadataStore;
     let cleanup: () => Promise<void>;
     /** The store's clock, in milliseconds; it stands still until a test moves it. */
@@ -971,6 +980,120 @@ export function metadataStoreContract(name: string, open: OpenStore): void {
           'conflict',
         );
         expect(await store.getNamespace('acme')).toBeUndefined();
+      });
+    });
+
+    describe('concurrency', () => {
+      /** The outcomes of `calls` run at once: how many resolved, and the kinds of the errors of the others. */
+      async function race(calls: (() => Promise<unknown>)[]): Promise<{ won: number; lost: (ErrorKind | 'other')[] }> {
+        const outcomes = await Promise.allSettled(calls.map((call) => call()));
+        const lost = outcomes.flatMap((o) =>
+          o.status === 'fulfilled' ? [] : [o.reason instanceof DomainError ? o.reason.kind : ('other' as const)],
+        );
+        return { won: outcomes.length - lost.length, lost };
+      }
+
+      /** A push as SnapshotService makes one: a commit on `parent`, and the tag moved from it in one transaction. */
+      const push = (repo: Repository, parent: Commit, commit: Commit) => () =>
+        store.transaction(async (tx) => {
+          await tx.createCommit(commit);
+          return tx.setTag(repo.id, 'main', commit.id, 'alice', parent.id);
+        });
+
+      it('two pushers with one expected parent: exactly one moves the tag, the other gets conflict and leaves nothing', async () => {
+        const repo = await userRepo();
+        let head = await commitIn(repo);
+        await store.setTag(repo.id, 'main', head.id, 'alice', null);
+        // Rounds, each from the last winner, give the engine many chances to interleave.
+        for (let round = 0; round < 10; round++) {
+          const manifest = smallManifest();
+          const child = (): Commit => ({ ...head, id: uuidv7(), parentIds: [head.id], manifestDigest: manifest.digest, message: `round ${round}` });
+          const [a, b] = [child(), child()];
+          expect(await race([push(repo, head, a), push(repo, head, b)])).toEqual({ won: 1, lost: ['conflict'] });
+          const tag = await store.getTag(repo.id, 'main');
+          const winner = tag?.commitId === a.id ? a : b;
+          const loser = winner === a ? b : a;
+          expect(tag?.commitId).toBe(winner.id);
+          expect(await store.getCommit(loser.id)).toBeUndefined();
+          expect((await store.tagLog(repo.id, 'main'))[0]).toMatchObject({ oldCommitId: head.id, newCommitId: winner.id });
+          head = winner;
+        }
+        expect(await store.tagLog(repo.id, 'main')).toHaveLength(11);
+      });
+
+      it('moves without an expectation all land, each logging the commit it really replaced', async () => {
+        const repo = await userRepo();
+        const first = await commitIn(repo);
+        await store.setTag(repo.id, 'main', first.id, 'alice');
+        const commits = await Promise.all(Array.from({ length: 10 }, () => commitIn(repo, [first])));
+        expect(await race(commits.map((c) => () => store.setTag(repo.id, 'main', c.id, 'alice')))).toEqual({ won: 10, lost: [] });
+        // Oldest first, the log is one chain: each move starts where the one before it ended.
+        const log = (await store.tagLog(repo.id, 'main')).reverse();
+        expect(log).toHaveLength(11);
+        log.slice(1).forEach((entry, i) => expect(entry.oldCommitId).toBe(log[i]?.newCommitId));
+        expect(log.at(-1)?.newCommitId).toBe((await store.getTag(repo.id, 'main'))?.commitId);
+      });
+
+      it('200 concurrent creations and forks of one name make exactly one repository; the rest get conflict', async () => {
+        const source = await userRepo('alice', 'source');
+        const sourceCommit = await commitIn(source);
+        const org = await store.createOrg('acme');
+        const create = (i: number) => () =>
+          // As RepositoryService and ForkService do: check the names, then create, in one transaction.
+          store.transaction(async (tx) => {
+            const fork = i % 2 === 1;
+            const name = i % 3 === 0 ? 'data' : 'Data';
+            if ((await tx.takenNames(org.id, { name })).length > 0) throw new DomainError('conflict', `${name} is taken`);
+            // Titles differ: only the name, ignoring case, may keep all but one out.
+            return tx.createRepository({
+              namespaceId: org.id,
+              name,
+              displayName: `title ${i}`,
+              visibility: 'public',
+              description: '',
+              ...(fork && { forkedFromRepoId: source.id, forkedFromCommitId: sourceCommit.id }),
+            });
+          });
+        const { won, lost } = await race(Array.from({ length: 200 }, (_, i) => create(i)));
+        expect({ won, lost: new Set(lost) }).toEqual({ won: 1, lost: new Set(['conflict']) });
+        expect((await store.listRepositories(org.id, all)).total).toBe(1);
+      });
+
+      it('a commit deleted while it is being tagged: the delete or the tag wins, never both', async () => {
+        const repo = await userRepo();
+        for (let round = 0; round < 10; round++) {
+          const commit = await commitIn(repo);
+          const tag = `t${round}`;
+          const outcome = await race([() => store.deleteCommit(commit.id), () => store.setTag(repo.id, tag, commit.id, 'alice')]);
+          const tagged = await store.getTag(repo.id, tag);
+          const kept = await store.getCommit(commit.id);
+          expect(outcome.won).toBe(1);
+          if (tagged) {
+            // The tag won: the delete saw it, or the engine's foreign key stopped it.
+            expect(outcome.lost).toEqual(['conflict']);
+            expect(kept).toEqual(commit);
+          } else {
+            expect(outcome.lost).toEqual(['not_found']);
+            expect(kept).toBeUndefined();
+          }
+        }
+      });
+
+      it('concurrent changes to different fields of a commit all land', async () => {
+        const repo = await userRepo();
+        const commit = await commitIn(repo);
+        await race([
+          () => store.updateCommit(commit.id, { title: 'the title' }),
+          () => store.updateCommit(commit.id, { description: 'the description' }),
+          () => store.updateCommit(commit.id, { isPublic: true }),
+        ]);
+        expect(await store.getCommit(commit.id)).toEqual({ ...commit, title: 'the title', description: 'the description', isPublic: true });
+      });
+
+      it('of concurrent claims of one idempotency key, exactly one is new', async () => {
+        const claims = await Promise.all(Array.from({ length: 20 }, () => store.reserveIdempotencyKey('alice', 'k1', '2000-01-01T00:00:00.000Z')));
+        expect(claims.filter((c) => c.state === 'new')).toHaveLength(1);
+        expect(claims.filter((c) => c.state === 'in_progress')).toHaveLength(19);
       });
     });
 

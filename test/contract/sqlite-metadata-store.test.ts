@@ -1,28 +1,30 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+/** What only the SQLite store has: its file's settings, upgrades of released files, query plans, a full disk. */
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Migrator, sql } from 'kysely';
+import BetterSqlite3 from 'better-sqlite3';
+import { type Kysely, Migrator, sql } from 'kysely';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DomainError } from '../../src/domain/errors.js';
 import { buildManifest } from '../../src/domain/manifest.js';
-import { openSqliteDatabase } from '../../src/store/sqlite/database.js';
-import { SqliteMetadataStore, openSqliteMetadataStore } from '../../src/store/sqlite/metadata-store.js';
-import { migrateToLatest, migrations } from '../../src/store/sqlite/migrations.js';
-import { metadataStoreContract } from './metadata-store.contract.js';
+import { SqlMetadataStore } from '../../src/store/sql/metadata-store.js';
+import { migrateToLatest, migrationsFor } from '../../src/store/sql/migrations.js';
+import type { Database } from '../../src/store/sql/schema.js';
+import { openSqliteDatabase, openSqliteMetadataStore, sqliteDialect } from '../../src/store/sqlite/database.js';
 
 const tempDir = () => mkdtemp(join(tmpdir(), 'snapfork-sqlite-'));
+const migrations = migrationsFor(sqliteDialect);
+const migrate = (db: Kysely<Database>) => migrateToLatest(db, sqliteDialect);
 
-metadataStoreContract('SQLite', async (now) => {
-  const dir = await tempDir();
-  const store = await openSqliteMetadataStore(join(dir, 'snapfork.db'), { now });
-  return {
-    store,
-    cleanup: async () => {
-      await store.close();
-      await rm(dir, { recursive: true, force: true });
-    },
-  };
-});
+/** The schema of a SQLite file as sqlite_master holds it, by name. */
+function schemaOf(file: string): unknown[] {
+  const db = new BetterSqlite3(file, { readonly: true });
+  try {
+    return db.prepare('SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY name').all();
+  } finally {
+    db.close();
+  }
+}
 
 describe('SQLite metadata store', () => {
   let dir: string;
@@ -52,7 +54,7 @@ describe('SQLite metadata store', () => {
 
   it('applies each migration once and keeps the data across reopening', async () => {
     const db = openSqliteDatabase(file);
-    expect(await migrateToLatest(db)).toEqual(['0001_initial', '0002_forks_commits_idempotency', '0003_chunk_reachability', '0004_idempotency_bytes', '0005_links_and_titles', '0006_foreign_tags', '0007_vms', '0008_vm_commits']);
+    expect(await migrate(db)).toEqual(['0001_initial', '0002_forks_commits_idempotency', '0003_chunk_reachability', '0004_idempotency_bytes', '0005_links_and_titles', '0006_foreign_tags', '0007_vms', '0008_vm_commits']);
     await db.destroy();
 
     const first = await openSqliteMetadataStore(file);
@@ -61,7 +63,7 @@ describe('SQLite metadata store', () => {
 
     const again = openSqliteDatabase(file);
     try {
-      expect(await migrateToLatest(again)).toEqual([]);
+      expect(await migrate(again)).toEqual([]);
       const applied = await sql<{ name: string }>`SELECT name FROM kysely_migration`.execute(again);
       expect(applied.rows).toEqual([
         { name: '0001_initial' },
@@ -84,6 +86,38 @@ describe('SQLite metadata store', () => {
     }
   });
 
+  it('opens a file that released code made (0001-0008) unchanged: same schema, its data read and written', async () => {
+    const old = new BetterSqlite3(file);
+    old.exec(await readFile(new URL('../fixtures/sqlite-metadata-0008.sql', import.meta.url), 'utf8'));
+    old.close();
+    const fresh = join(dir, 'fresh.db');
+    await (await openSqliteMetadataStore(fresh)).close();
+
+    const store = await openSqliteMetadataStore(file);
+    try {
+      expect(schemaOf(file)).toEqual(schemaOf(fresh));
+      const acme = await store.getNamespace('ACME');
+      expect(acme).toMatchObject({ id: 2, name: 'Acme', kind: 'org' });
+      const source = await store.getRepository('acme', 'data');
+      expect(source).toMatchObject({ id: 1, name: 'Data', archived: false, description: 'the data' });
+      const fork = await store.getRepositoryById(2);
+      expect(fork).toMatchObject({ archived: true, inheritsFromRepoId: 1, forkedFromCommitId: '01890000-0000-7000-8000-000000000001' });
+      const commit = await store.getCommit('01890000-0000-7000-8000-000000000001');
+      expect(commit).toMatchObject({ isPublic: true, title: 'First', createdAt: '2030-01-01T00:00:05.000Z' });
+      expect((await store.listHistory('01890000-0000-7000-8000-000000000002', { limit: 10, offset: 0 })).map((c) => c.message)).toEqual(['fork', 'first']);
+      expect(await store.getManifest(commit!.manifestDigest)).toMatchObject({ entries: [{ path: 'a.csv' }, { path: 'link', linkTarget: 'a.csv' }] });
+      const d = (n: number) => n.toString(16).padStart(64, '0');
+      expect(await store.reachableChunks({ repositoryId: 2 }, [d(1), d(2), d(3)])).toEqual(new Set([d(1), d(2)]));
+      expect(await store.getVm('vm-1')).toMatchObject({ labels: { team: 'ml' }, vcpuCount: 2, memSizeMib: 512 });
+      expect(await store.reserveIdempotencyKey('alice:POST /x', 'k1', '2000-01-01T00:00:00.000Z')).toMatchObject({ state: 'done', response: { status: 201 } });
+      // Written through: ids continue after the file's own.
+      expect(await store.createRepository({ namespaceId: 2, name: 'more', visibility: 'public', description: '' })).toMatchObject({ id: 3 });
+      await expect(store.createRepository({ namespaceId: 2, name: 'DATA', visibility: 'public', description: '' })).rejects.toMatchObject({ kind: 'conflict' });
+    } finally {
+      await store.close();
+    }
+  });
+
   it('upgrades a 0001 database: display names copied from names, old commits private and untitled', async () => {
     const db = openSqliteDatabase(file);
     const initialOnly = { getMigrations: async () => ({ '0001_initial': migrations['0001_initial'] }) };
@@ -97,7 +131,7 @@ describe('SQLite metadata store', () => {
               VALUES ('m', 0, 0, ${at})`.execute(db);
     await sql`INSERT INTO commits (id, repository_id, parent_ids, manifest_digest, message, author, created_at)
               VALUES ('c-1', 1, '[]', 'm', 'old', 'alice', ${at})`.execute(db);
-    expect(await migrateToLatest(db)).toEqual(['0002_forks_commits_idempotency', '0003_chunk_reachability', '0004_idempotency_bytes', '0005_links_and_titles', '0006_foreign_tags', '0007_vms', '0008_vm_commits']);
+    expect(await migrate(db)).toEqual(['0002_forks_commits_idempotency', '0003_chunk_reachability', '0004_idempotency_bytes', '0005_links_and_titles', '0006_foreign_tags', '0007_vms', '0008_vm_commits']);
     await db.destroy();
 
     const store = await openSqliteMetadataStore(file);
@@ -133,7 +167,7 @@ describe('SQLite metadata store', () => {
     await commit('c-fork', 2, ['c-source']);
     await repo(3, 'linked', 'Same', 1, 'c-source');
     await repo(4, 'third', 'Same', null, null);
-    expect(await migrateToLatest(db)).toEqual(['0004_idempotency_bytes', '0005_links_and_titles', '0006_foreign_tags', '0007_vms', '0008_vm_commits']);
+    expect(await migrate(db)).toEqual(['0004_idempotency_bytes', '0005_links_and_titles', '0006_foreign_tags', '0007_vms', '0008_vm_commits']);
     await db.destroy();
 
     const store = await openSqliteMetadataStore(file);
@@ -164,7 +198,7 @@ describe('SQLite metadata store', () => {
               VALUES ('c-1', 1, '[]', 'm', '', 'alice', ${at})`.execute(db);
     await sql`INSERT INTO vms (id, commit_id, repository_id, namespace_id, state, created_at)
               VALUES ('v-1', 'c-1', 1, 1, 'sleeping', ${at})`.execute(db);
-    expect(await migrateToLatest(db)).toEqual(['0007_vms', '0008_vm_commits']);
+    expect(await migrate(db)).toEqual(['0007_vms', '0008_vm_commits']);
     await db.destroy();
 
     const store = await openSqliteMetadataStore(file);
@@ -179,7 +213,7 @@ describe('SQLite metadata store', () => {
 
   it("answers fork listings and counts, catalogues, public commits and a namespace's VMs from indexes, without sorting", async () => {
     const db = openSqliteDatabase(file);
-    await migrateToLatest(db);
+    await migrate(db);
     const plan = async (query: string) =>
       (await sql<{ detail: string }>`EXPLAIN QUERY PLAN ${sql.raw(query)}`.execute(db)).rows.map((r) => r.detail);
     const repos = 'repositories r JOIN namespaces n ON n.id = r.namespace_id WHERE r.deleted_at IS NULL';
@@ -227,8 +261,8 @@ describe('SQLite metadata store', () => {
 
   it('reports a full disk as insufficient_storage and keeps the store usable', async () => {
     const db = openSqliteDatabase(file);
-    await migrateToLatest(db);
-    const store = new SqliteMetadataStore(db, () => new Date().toISOString());
+    await migrate(db);
+    const store = new SqlMetadataStore(db, sqliteDialect, () => new Date().toISOString());
     try {
       // Cap the file at its current size: the next page SQLite needs fails with SQLITE_FULL.
       const { rows } = await sql<{ page_count: number }>`PRAGMA page_count`.execute(db);

@@ -18,3 +18,18 @@ describe('loadConfig: VMs', () => {
     expect(() => loadConfig({ SNAPFORK_IDLE_TIMEOUT_MS: '0' })).toThrow('SNAPFORK_IDLE_TIMEOUT_MS must be a positive integer, got "0"');
   });
 });
+
+describe('loadConfig: metadata database', () => {
+  it('keeps SQLite in the data directory unless SNAPFORK_DATABASE_URL names a PostgreSQL database', () => {
+    expect(loadConfig({}, { dataDir: '/srv/snapfork' }).databaseUrl).toBeUndefined();
+    const url = 'postgres://snapfork:secret@127.0.0.1:54329/snapfork';
+    expect(loadConfig({ SNAPFORK_DATABASE_URL: url }).databaseUrl).toBe(url);
+    expect(loadConfig({ SNAPFORK_DATABASE_URL: 'postgresql://db.internal/meta' }).databaseUrl).toBe('postgresql://db.internal/meta');
+    for (const raw of ['mysql://u:hunter2@host/db', 'postgres://u:hunter2@host', 'postgres://u:hunter2@host/', 'not a url hunter2']) {
+      const load = () => loadConfig({ SNAPFORK_DATABASE_URL: raw });
+      expect(load).toThrow('SNAPFORK_DATABASE_URL must be a PostgreSQL URL naming a database');
+      // The password stays out of the message, which ends up in logs.
+      expect(load).not.toThrow('hunter2');
+    }
+  });
+});

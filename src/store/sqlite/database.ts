@@ -1,16 +1,64 @@
 /**
- * The SQLite side of the metadata store: opening the database file and translating driver
- * errors. Everything that knows about better-sqlite3 lives here, so a PostgreSQL store can sit
- * beside this one with its own opener and error table.
+ * The SQLite side of the metadata store: opening the database file, the SqlDialect of SQLite
+ * and its driver errors. Everything that knows about better-sqlite3 lives here.
  */
 import BetterSqlite3 from 'better-sqlite3';
-import { Kysely, SqliteDialect } from 'kysely';
-import { conflict, DomainError, invalid, notFound } from '../../domain/errors.js';
-import type { Database } from './schema.js';
+import { Kysely, sql, SqliteDialect } from 'kysely';
+import type { MetadataStore } from '../types.js';
+import { type DriverFault, type SqlDialect, toDomainError } from '../sql/dialect.js';
+import { openSqlMetadataStore, type SqlMetadataStoreOptions } from '../sql/metadata-store.js';
+import type { Database } from '../sql/schema.js';
+
+export const sqliteDialect: SqlDialect = {
+  name: 'sqlite',
+  flag: (value) => (value ? 1 : 0),
+  firstJsonElement: (array) => sql`json_extract(${array}, '$[0]')`,
+  earlier: (a, b) => sql`min(${a}, ${b})`,
+  // Timestamps are text, and so is a bare parameter.
+  timestamp: (value) => sql`${value}`,
+  rowLocks: false,
+  fault: (e): DriverFault | undefined => {
+    const { code, message } = (e ?? {}) as { code?: unknown; message?: unknown };
+    const detail = String(message);
+    switch (code) {
+      case 'SQLITE_CONSTRAINT_UNIQUE':
+      case 'SQLITE_CONSTRAINT_PRIMARYKEY':
+        return { kind: 'unique', detail };
+      case 'SQLITE_CONSTRAINT_FOREIGNKEY':
+        return { kind: 'foreign_key', detail };
+      case 'SQLITE_CONSTRAINT_CHECK':
+      case 'SQLITE_CONSTRAINT_NOTNULL':
+        return { kind: 'check', detail };
+      case 'SQLITE_FULL':
+      case 'ENOSPC':
+        return { kind: 'full' };
+      // SQLITE_BUSY stays an error: busy_timeout has waited already, and SQLite has no deadlock.
+      default:
+        return undefined;
+    }
+  },
+  // The words of the migrations as released (0001-0008): see migrations.ts.
+  ddl: {
+    prelude: [],
+    serialKey: 'INTEGER PRIMARY KEY AUTOINCREMENT',
+    rowKey: 'INTEGER PRIMARY KEY',
+    integer: 'INTEGER',
+    blob: 'BLOB',
+    timestamp: 'TEXT',
+    caselessText: 'TEXT',
+    caseless: 'COLLATE NOCASE',
+    falseByDefault: (column) => `INTEGER NOT NULL DEFAULT 0 CHECK (${column} IN (0, 1))`,
+    true: '1',
+    isJsonObject: (column) => `json_type(${column}) = 'object'`,
+    jsonArrayOf: (expression) => `json_array(${expression})`,
+    strict: ' STRICT',
+    strictWithoutRowid: ' STRICT, WITHOUT ROWID',
+  },
+};
 
 /**
  * Opens (creating it when absent) the SQLite file at `file`, usually `<dataDir>/snapfork.db`.
- * Migrations are not run here; see migrations.ts.
+ * Migrations are not run here; see openSqliteMetadataStore.
  */
 export function openSqliteDatabase(file: string): Kysely<Database> {
   let sqlite: BetterSqlite3.Database;
@@ -26,31 +74,12 @@ export function openSqliteDatabase(file: string): Kysely<Database> {
     // Another process (a backup, the CLI) may hold the write lock briefly: wait, don't fail.
     sqlite.pragma('busy_timeout = 5000');
   } catch (e) {
-    throw toDomainError(e, `database ${file}`);
+    throw toDomainError(sqliteDialect, e, `database ${file}`);
   }
   return new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });
 }
 
-/**
- * Translates a SQLite (or file system) error into the DomainError the store contract promises;
- * `subject` names what was being written ("repository acme/data"). Errors that are not the
- * caller's doing (I/O, corruption, busy) are returned unchanged and end up as a 500.
- */
-export function toDomainError(e: unknown, subject: string): unknown {
-  if (e instanceof DomainError) return e;
-  switch ((e as { code?: unknown } | null)?.code) {
-    case 'SQLITE_CONSTRAINT_UNIQUE':
-    case 'SQLITE_CONSTRAINT_PRIMARYKEY':
-      return conflict(`${subject} already exists`);
-    case 'SQLITE_CONSTRAINT_FOREIGNKEY':
-      return notFound(`${subject} refers to a record that does not exist`);
-    case 'SQLITE_CONSTRAINT_CHECK':
-    case 'SQLITE_CONSTRAINT_NOTNULL':
-      return invalid(`${subject} has a value out of range`);
-    case 'SQLITE_FULL':
-    case 'ENOSPC':
-      return new DomainError('insufficient_storage', `no space left to store ${subject}`);
-    default:
-      return e;
-  }
+/** Opens `file` (creating it when absent), brings its schema up to date and returns the store. */
+export async function openSqliteMetadataStore(file: string, options: SqlMetadataStoreOptions = {}): Promise<MetadataStore> {
+  return openSqlMetadataStore(openSqliteDatabase(file), sqliteDialect, options);
 }

@@ -3,7 +3,13 @@ import type { Selectable } from 'kysely';
 import type { IdempotencyReservation, StoredResponse } from '../types.js';
 import type { Executor, IdempotencyKeyTable } from './schema.js';
 
-/** Delete, insert, then read: run it inside a transaction. */
+const CLAIM_ATTEMPTS = 3;
+
+/**
+ * Delete, insert, then read: run it inside a transaction. The insert decides between concurrent
+ * claims of one key (ON CONFLICT DO NOTHING); a claim released between a lost insert and the
+ * read is claimed again, a few times, then reported in progress: others keep using the key.
+ */
 export async function reserveIdempotencyKey(
   db: Executor,
   scope: string,
@@ -15,19 +21,22 @@ export async function reserveIdempotencyKey(
   // window, and frees this key when its own claim has expired. Each row is deleted once,
   // through the created_at index, so the cost is spread over the reservations.
   await db.deleteFrom('idempotency_keys').where('created_at', '<', notBefore).execute();
-  const { numInsertedOrUpdatedRows } = await db
-    .insertInto('idempotency_keys')
-    .values({ scope, key, body_digest: null, status: null, headers: null, body: null, created_at: now() })
-    .onConflict((oc) => oc.columns(['scope', 'key']).doNothing())
-    .executeTakeFirstOrThrow();
-  if (numInsertedOrUpdatedRows === 1n) return { state: 'new' };
-  const row = await db
-    .selectFrom('idempotency_keys')
-    .selectAll()
-    .where('scope', '=', scope)
-    .where('key', '=', key)
-    .executeTakeFirstOrThrow();
-  return toReservation(row);
+  for (let attempt = 0; attempt < CLAIM_ATTEMPTS; attempt++) {
+    const { numInsertedOrUpdatedRows } = await db
+      .insertInto('idempotency_keys')
+      .values({ scope, key, body_digest: null, status: null, headers: null, body: null, created_at: now() })
+      .onConflict((oc) => oc.columns(['scope', 'key']).doNothing())
+      .executeTakeFirstOrThrow();
+    if (numInsertedOrUpdatedRows === 1n) return { state: 'new' };
+    const row = await db
+      .selectFrom('idempotency_keys')
+      .selectAll()
+      .where('scope', '=', scope)
+      .where('key', '=', key)
+      .executeTakeFirst();
+    if (row) return toReservation(row);
+  }
+  return { state: 'in_progress' };
 }
 
 export async function completeIdempotencyKey(

@@ -1,14 +1,22 @@
 /**
- * MetadataStore over SQLite through Kysely: a thin facade over one module per aggregate
- * (namespaces.ts, repositories.ts, commits.ts, tags.ts, manifests.ts, reachability.ts, vms.ts,
- * idempotency.ts), each a set of functions taking the database or an open transaction, with its
- * tables' row mappers beside them. The facade owns transactions and the translation of driver
- * errors. SQLite-only SQL is limited to listHistory (json_extract and a LIMIT inside a recursive
- * CTE) and reachableChunks (two-argument min(), PostgreSQL's LEAST); the rest is portable
- * Kysely, so a PostgreSQL store can reuse it.
+ * MetadataStore over SQL through Kysely, on SQLite or PostgreSQL: a thin facade over one module
+ * per aggregate (namespaces.ts, repositories.ts, commits.ts, tags.ts, manifests.ts,
+ * reachability.ts, vms.ts, idempotency.ts), each a set of functions taking the database or an
+ * open transaction, with its tables' row mappers beside them. The facade owns transactions and
+ * the translation of driver errors; what differs between the engines is asked of a SqlDialect
+ * (dialect.ts). Openers: src/store/sqlite/database.ts, src/store/postgres/database.ts.
+ *
+ * Concurrency: no method relies on an engine's global write lock (SQLite has one, PostgreSQL
+ * does not). Transactions run at the engine's default isolation (SQLite: serializable, by its
+ * lock; PostgreSQL: read committed), and every read-check-write is made atomic by its statements:
+ * unique indexes decide between concurrent creators, compare-and-set updates are checked by the
+ * rows they changed (setTag), single statements replace read-then-write pairs (updateCommit,
+ * deleteCommit, deleteTag), and a row that a check relies on is locked where the engine has row
+ * locks (setForkParent). Deadlocks, which PostgreSQL breaks by aborting one transaction, are
+ * retried a bounded number of times (transaction()).
  */
 import type { Kysely } from 'kysely';
-import { conflict } from '../../domain/errors.js';
+import { conflict, type DomainError } from '../../domain/errors.js';
 import type {
   Commit,
   Manifest,
@@ -38,7 +46,7 @@ import type {
   ViewerFilter,
 } from '../types.js';
 import * as commits from './commits.js';
-import { openSqliteDatabase, toDomainError } from './database.js';
+import { type DriverFault, type SqlDialect, toDomainError } from './dialect.js';
 import * as idempotency from './idempotency.js';
 import * as manifests from './manifests.js';
 import { migrateToLatest } from './migrations.js';
@@ -49,51 +57,82 @@ import type { Database } from './schema.js';
 import * as tags from './tags.js';
 import * as vms from './vms.js';
 
-export interface SqliteMetadataStoreOptions {
+export interface SqlMetadataStoreOptions {
   /** The clock for created/updated timestamps; ISO-8601 UTC with milliseconds. */
   now?: () => string;
 }
 
-/** Opens `file` (creating it when absent), brings its schema up to date and returns the store. */
-export async function openSqliteMetadataStore(
-  file: string,
-  options: SqliteMetadataStoreOptions = {},
+/**
+ * Brings the schema of `db` up to date and returns the store over it; the store owns `db` and
+ * closes it (so does a failed migration).
+ */
+export async function openSqlMetadataStore(
+  db: Kysely<Database>,
+  dialect: SqlDialect,
+  options: SqlMetadataStoreOptions = {},
 ): Promise<MetadataStore> {
-  const db = openSqliteDatabase(file);
   try {
-    await migrateToLatest(db);
+    await migrateToLatest(db, dialect);
   } catch (e) {
     await db.destroy();
-    throw toDomainError(e, 'the metadata schema');
+    throw toDomainError(dialect, e, 'the metadata schema');
   }
-  return new SqliteMetadataStore(db, options.now ?? (() => new Date().toISOString()));
+  return new SqlMetadataStore(db, dialect, options.now ?? (() => new Date().toISOString()));
 }
 
-export class SqliteMetadataStore implements MetadataStore {
+/** How many times a transaction that the engine aborted to break a deadlock is run. */
+const TRANSACTION_ATTEMPTS = 5;
+
+/**
+ * A pause of random length before running an aborted transaction again: run at once, it can
+ * take its first lock before the transaction that won the last round takes the one it waits
+ * for, and the two deadlock anew.
+ */
+const pauseBeforeRetry = (attempt: number) =>
+  new Promise((resolve) => setTimeout(resolve, Math.random() * 20 * attempt));
+
+export class SqlMetadataStore implements MetadataStore {
   /** `db` is the root instance, or the transaction this store is bound to. */
   constructor(
     private readonly db: Kysely<Database>,
+    private readonly dialect: SqlDialect,
     private readonly now: () => string,
   ) {}
 
   /**
    * Nested calls join the enclosing transaction. Inside `work`, use `tx` only: the root store
-   * waits for the connection the transaction holds.
+   * may wait for the connection the transaction holds (SQLite has one). When the engine aborts
+   * the transaction for a deadlock or serialization failure, `work` runs again, up to
+   * TRANSACTION_ATTEMPTS times in all.
    */
-  async transaction<T>(work: (tx: SqliteMetadataStore) => Promise<T>): Promise<T> {
+  async transaction<T>(work: (tx: SqlMetadataStore) => Promise<T>): Promise<T> {
     if (this.db.isTransaction) return work(this);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.attempt(work);
+      } catch (e) {
+        if (attempt === TRANSACTION_ATTEMPTS || this.dialect.fault(e)?.kind !== 'retry') {
+          throw toDomainError(this.dialect, e, 'the changes');
+        }
+      }
+      await pauseBeforeRetry(attempt);
+    }
+  }
+
+  /** One run of `work` in a transaction, rolled back when it throws. */
+  private async attempt<T>(work: (tx: SqlMetadataStore) => Promise<T>): Promise<T> {
     // A controlled transaction rather than db.transaction().execute(): SQLite rolls back by
     // itself on some errors (SQLITE_FULL among them), Kysely's ROLLBACK then fails with "no
     // transaction is active", and that error would replace the one that matters.
-    const trx = await this.guard('the changes', () => this.db.startTransaction().execute());
+    const trx = await this.db.startTransaction().execute();
     try {
-      const result = await work(new SqliteMetadataStore(trx, this.now));
+      const result = await work(new SqlMetadataStore(trx, this.dialect, this.now));
       await trx.commit().execute();
       return result;
     } catch (e) {
       // Releases the connection even when the rollback itself fails.
       await trx.rollback().execute().catch(() => undefined);
-      throw toDomainError(e, 'the changes');
+      throw e;
     }
   }
 
@@ -137,8 +176,10 @@ export class SqliteMetadataStore implements MetadataStore {
   // Repositories -----------------------------------------------------------------------------
 
   async createRepository(repo: NewRepository): Promise<Repository> {
-    const id = await this.guard(`repository "${repo.name}"`, () =>
-      repositories.insertRepository(this.db, repo, this.now),
+    const id = await this.guard(
+      `repository "${repo.name}"`,
+      () => repositories.insertRepository(this.db, this.dialect, repo, this.now),
+      repositories.nameClash,
     );
     return repositories.requireRepository(this.db, id);
   }
@@ -172,8 +213,10 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async updateRepository(id: number, patch: RepositoryPatch): Promise<Repository> {
-    await this.guard(`repository "${patch.name ?? id}"`, () =>
-      repositories.updateRepository(this.db, id, patch, this.now),
+    await this.guard(
+      `repository "${patch.name ?? id}"`,
+      () => repositories.updateRepository(this.db, this.dialect, id, patch, this.now),
+      repositories.nameClash,
     );
     return repositories.requireRepository(this.db, id);
   }
@@ -187,7 +230,7 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async listForks(repositoryId: number, query: ForkQuery): Promise<PageOf<Repository>> {
-    return repositories.listForks(this.db, repositoryId, query);
+    return repositories.listForks(this.db, this.dialect, repositoryId, query);
   }
 
   async countForks(repositoryId: number, viewer: ViewerFilter): Promise<number> {
@@ -195,17 +238,18 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async setForkParent(repositoryId: number, parentId: number | null): Promise<Repository> {
-    if (parentId !== null) await repositories.requireRepository(this.db, parentId);
-    await this.guard(`fork parent of repository ${repositoryId}`, () =>
-      repositories.setForkParent(this.db, repositoryId, parentId, this.now),
-    );
-    return repositories.requireRepository(this.db, repositoryId);
+    return this.transaction(async (tx) => {
+      await tx.guard(`fork parent of repository ${repositoryId}`, () =>
+        repositories.setForkParent(tx.db, tx.dialect, repositoryId, parentId, tx.now),
+      );
+      return repositories.requireRepository(tx.db, repositoryId);
+    });
   }
 
   // Commits ----------------------------------------------------------------------------------
 
   async createCommit(commit: Commit): Promise<void> {
-    await this.guard(`commit ${commit.id}`, () => commits.insertCommit(this.db, commit));
+    await this.guard(`commit ${commit.id}`, () => commits.insertCommit(this.db, this.dialect, commit));
   }
 
   async getCommit(id: string): Promise<Commit | undefined> {
@@ -213,7 +257,7 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async listHistory(commitId: string, page: Page): Promise<Commit[]> {
-    return commits.listHistory(this.db, commitId, page);
+    return commits.listHistory(this.db, this.dialect, commitId, page);
   }
 
   async listNamespaceCommits(namespaceId: number, page: Page): Promise<PageOf<Commit>> {
@@ -221,15 +265,15 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async listPublicCommits(page: Page): Promise<PageOf<Commit>> {
-    return commits.listPublicCommits(this.db, page);
+    return commits.listPublicCommits(this.db, this.dialect, page);
   }
 
   async updateCommit(id: string, patch: CommitPatch): Promise<Commit> {
-    return this.transaction((tx) => tx.guard(`commit ${id}`, () => commits.updateCommit(tx.db, id, patch)));
+    return this.guard(`commit ${id}`, () => commits.updateCommit(this.db, this.dialect, id, patch));
   }
 
   async deleteCommit(id: string): Promise<void> {
-    await this.transaction((tx) => tx.guard(`commit ${id}`, () => commits.deleteCommit(tx.db, id)));
+    await this.guard(`commit ${id}`, () => commits.deleteCommit(this.db, id), commits.stillReferred(id));
   }
 
   // Tags -------------------------------------------------------------------------------------
@@ -261,7 +305,7 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async foreignPrivateTags(repositoryId: number): Promise<ForeignTag[]> {
-    return tags.foreignPrivateTags(this.db, repositoryId);
+    return tags.foreignPrivateTags(this.db, this.dialect, repositoryId);
   }
 
   async foreignTaggers(commitId: string): Promise<{ repository: Repository; tagName: string }[]> {
@@ -273,7 +317,7 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async setTagDescription(repositoryId: number, name: string, description: string): Promise<Tag> {
-    return this.transaction((tx) => tags.setTagDescription(tx.db, repositoryId, name, description, tx.now));
+    return tags.setTagDescription(this.db, repositoryId, name, description, this.now);
   }
 
   async deleteTag(repositoryId: number, name: string, actor: string): Promise<boolean> {
@@ -324,7 +368,7 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async reachableChunks(from: ChunkReach, digests: readonly string[]): Promise<Set<string>> {
-    return reachability.reachableChunks(this.db, from, digests);
+    return reachability.reachableChunks(this.db, this.dialect, from, digests);
   }
 
   async recordUploads(userId: number, digests: readonly string[]): Promise<void> {
@@ -389,12 +433,20 @@ export class SqliteMetadataStore implements MetadataStore {
 
   // -------------------------------------------------------------------------------------------
 
-  /** Runs a write, translating driver errors about `subject` into DomainErrors. */
-  private async guard<T>(subject: string, work: () => Promise<T>): Promise<T> {
+  /**
+   * Runs a write, translating driver errors about `subject` into DomainErrors; `refine` may say
+   * what a fault means to this write in particular (a clash of names, a row still referred to).
+   */
+  private async guard<T>(
+    subject: string,
+    work: () => Promise<T>,
+    refine?: (fault: DriverFault) => DomainError | undefined,
+  ): Promise<T> {
     try {
       return await work();
     } catch (e) {
-      throw toDomainError(e, subject);
+      const fault = refine && this.dialect.fault(e);
+      throw (fault && refine(fault)) || toDomainError(this.dialect, e, subject);
     }
   }
 }

@@ -4,6 +4,7 @@ import { v4 as uuidv4 } from 'uuid';
 import { conflict, notFound } from '../../domain/errors.js';
 import type { Repository, Tag } from '../../domain/model.js';
 import type { ForeignTag, TagLogEntry } from '../types.js';
+import type { SqlDialect } from './dialect.js';
 import { liveRepositories, toRepository } from './repositories.js';
 import type { Executor, TagLogTable, TagTable } from './schema.js';
 
@@ -22,9 +23,16 @@ export async function listTags(db: Executor, repositoryId: number): Promise<Tag[
   return rows.map(toTag);
 }
 
+/** How often setTag reads again after a concurrent writer moved the tag under it. */
+const SET_TAG_ATTEMPTS = 5;
+
 /**
- * Setting a tag to the commit it already points at changes and logs nothing. Read, then write:
- * run it inside a transaction.
+ * Setting a tag to the commit it already points at changes and logs nothing. A compare-and-set
+ * that holds on any engine without a global lock: the write only lands if the tag still points
+ * where it was read to point (UPDATE ... WHERE commit_id = read one, checked by rows affected;
+ * INSERT ... ON CONFLICT DO NOTHING when it was absent). A writer that lost the race reads again:
+ * with an expectation, it then fails it (conflict); without, it retries, a bounded number of
+ * times. Several statements: run it inside a transaction, so that the log lands with the move.
  */
 export async function setTag(
   db: Executor,
@@ -35,22 +43,38 @@ export async function setTag(
   expectedCommitId: string | null | undefined,
   now: () => string,
 ): Promise<Tag> {
-  const current = await getTag(db, repositoryId, name);
-  if (expectedCommitId !== undefined && (current?.commitId ?? null) !== expectedCommitId) {
-    throw conflict(`tag "${name}" points at ${current?.commitId ?? 'nothing'}, not ${expectedCommitId ?? 'nothing'}`);
+  for (let attempt = 1; ; attempt++) {
+    const current = await getTag(db, repositoryId, name);
+    if (expectedCommitId !== undefined && (current?.commitId ?? null) !== expectedCommitId) {
+      throw conflict(`tag "${name}" points at ${current?.commitId ?? 'nothing'}, not ${expectedCommitId ?? 'nothing'}`);
+    }
+    if (current?.commitId === commitId) return current;
+    const at = now();
+    const tag: Tag = current
+      ? { ...current, commitId, updatedAt: at }
+      : { id: uuidv4(), repositoryId, name, commitId, description: '', createdAt: at, updatedAt: at };
+    const written = current
+      ? (
+          await db
+            .updateTable('tags')
+            .set({ commit_id: commitId, updated_at: at })
+            .where('id', '=', current.id)
+            .where('commit_id', '=', current.commitId)
+            .executeTakeFirstOrThrow()
+        ).numUpdatedRows
+      : (
+          await db
+            .insertInto('tags')
+            .values(fromTag(tag))
+            .onConflict((oc) => oc.columns(['repository_id', 'name']).doNothing())
+            .executeTakeFirstOrThrow()
+        ).numInsertedOrUpdatedRows;
+    if (written === 1n) {
+      await logTagMove(db, repositoryId, name, current?.commitId ?? null, commitId, actor, at);
+      return tag;
+    }
+    if (attempt === SET_TAG_ATTEMPTS) throw conflict(`tag "${name}" keeps being moved by others; try again`);
   }
-  if (current?.commitId === commitId) return current;
-  const at = now();
-  let tag: Tag;
-  if (current) {
-    tag = { ...current, commitId, updatedAt: at };
-    await db.updateTable('tags').set({ commit_id: commitId, updated_at: at }).where('id', '=', tag.id).execute();
-  } else {
-    tag = { id: uuidv4(), repositoryId, name, commitId, description: '', createdAt: at, updatedAt: at };
-    await db.insertInto('tags').values(fromTag(tag)).execute();
-  }
-  await logTagMove(db, repositoryId, name, current?.commitId ?? null, commitId, actor, at);
-  return tag;
 }
 
 export async function isTagged(db: Executor, repositoryId: number, commitId: string): Promise<boolean> {
@@ -63,14 +87,14 @@ export async function isTagged(db: Executor, repositoryId: number, commitId: str
   return row !== undefined;
 }
 
-export async function foreignPrivateTags(db: Executor, repositoryId: number): Promise<ForeignTag[]> {
+export async function foreignPrivateTags(db: Executor, dialect: SqlDialect, repositoryId: number): Promise<ForeignTag[]> {
   const rows = await db
     .selectFrom('tags')
     .innerJoin('commits', 'commits.id', 'tags.commit_id')
     .select((eb) => [eb.fn.min('tags.name').as('tag_name'), 'commits.repository_id as source_id'])
     .where('tags.repository_id', '=', repositoryId)
     .where('commits.repository_id', '!=', repositoryId)
-    .where('commits.is_public', '=', 0)
+    .where('commits.is_public', '=', dialect.flag(false))
     .groupBy('commits.repository_id')
     .orderBy('commits.repository_id')
     .execute();
@@ -87,7 +111,8 @@ export async function foreignTaggers(
     .select((eb) => eb.fn.min('tags.name').as('tag_name'))
     .where('tags.commit_id', '=', commitId)
     .whereRef('repositories.id', '!=', 'commits.repository_id')
-    .groupBy('repositories.id')
+    // namespaces.name too: PostgreSQL takes only the grouped table's own columns as determined by its key.
+    .groupBy(['repositories.id', 'namespaces.name'])
     .orderBy('repositories.id')
     .execute();
   return rows.map((r) => ({ repository: toRepository(r), tagName: r.tag_name }));
@@ -122,7 +147,6 @@ export async function tagsNamed(
   }));
 }
 
-/** Write, then read back: run it inside a transaction. */
 export async function setTagDescription(
   db: Executor,
   repositoryId: number,
@@ -130,18 +154,21 @@ export async function setTagDescription(
   description: string,
   now: () => string,
 ): Promise<Tag> {
-  const { numUpdatedRows } = await db
+  const row = await db
     .updateTable('tags')
     .set({ description, updated_at: now() })
     .where('repository_id', '=', repositoryId)
     .where('name', '=', name)
-    .executeTakeFirstOrThrow();
-  const tag = numUpdatedRows > 0n ? await getTag(db, repositoryId, name) : undefined;
-  if (!tag) throw notFound(`tag "${name}" does not exist`);
-  return tag;
+    .returningAll()
+    .executeTakeFirst();
+  if (!row) throw notFound(`tag "${name}" does not exist`);
+  return toTag(row);
 }
 
-/** Read, then write: run it inside a transaction. */
+/**
+ * The delete returns the commit it removed, so the log names the commit the tag really pointed
+ * at, whatever moved it meanwhile. Two statements: run it inside a transaction.
+ */
 export async function deleteTag(
   db: Executor,
   repositoryId: number,
@@ -149,10 +176,14 @@ export async function deleteTag(
   actor: string,
   now: () => string,
 ): Promise<boolean> {
-  const current = await getTag(db, repositoryId, name);
-  if (!current) return false;
-  await db.deleteFrom('tags').where('id', '=', current.id).execute();
-  await logTagMove(db, repositoryId, name, current.commitId, null, actor, now());
+  const deleted = await db
+    .deleteFrom('tags')
+    .where('repository_id', '=', repositoryId)
+    .where('name', '=', name)
+    .returning('commit_id')
+    .executeTakeFirst();
+  if (!deleted) return false;
+  await logTagMove(db, repositoryId, name, deleted.commit_id, null, actor, now());
   return true;
 }
 

@@ -4,7 +4,7 @@
  */
 import { type ExpressionBuilder, type Selectable, type SqlBool, sql } from 'kysely';
 import { v4 as uuidv4 } from 'uuid';
-import { notFound } from '../../domain/errors.js';
+import { conflict, type DomainError, notFound } from '../../domain/errors.js';
 import type { Page, PageOf, Repository, Visibility } from '../../domain/model.js';
 import type {
   ForkOrder,
@@ -14,11 +14,15 @@ import type {
   RepositoryPatch,
   ViewerFilter,
 } from '../types.js';
+import type { DriverFault, SqlDialect } from './dialect.js';
 import { countOf, pageOf } from './paging.js';
 import type { Database, Executor, RepositoryTable } from './schema.js';
 
-/** Inserts a repository and returns its id. */
-export async function insertRepository(db: Executor, repo: NewRepository, now: () => string): Promise<number> {
+/**
+ * Inserts a repository and returns its id. The unique indexes on live names decide between
+ * concurrent creators of one name (see nameClash), whatever a caller checked before.
+ */
+export async function insertRepository(db: Executor, dialect: SqlDialect, repo: NewRepository, now: () => string): Promise<number> {
   const at = now();
   const { id } = await db
     .insertInto('repositories')
@@ -33,7 +37,7 @@ export async function insertRepository(db: Executor, repo: NewRepository, now: (
       forked_from_repo_id: repo.forkedFromRepoId ?? null,
       inherits_from_repo_id: repo.forkedFromRepoId ?? null,
       forked_from_commit_id: repo.forkedFromCommitId ?? null,
-      archived: 0,
+      archived: dialect.flag(false),
       created_at: at,
       updated_at: at,
     })
@@ -43,7 +47,7 @@ export async function insertRepository(db: Executor, repo: NewRepository, now: (
 }
 
 export async function getRepository(db: Executor, namespace: string, name: string): Promise<Repository | undefined> {
-  // Both name columns are COLLATE NOCASE, so this lookup ignores case like the unique indexes.
+  // Both name columns ignore case (COLLATE NOCASE, citext), so this lookup does, like the unique indexes.
   const row = await liveRepositories(db)
     .where('namespaces.name', '=', namespace)
     .where('repositories.name', '=', name)
@@ -90,7 +94,7 @@ export async function takenNames(
           .selectFrom('repositories')
           .select('id')
           .where('namespace_id', '=', namespaceId)
-          // `name` is COLLATE NOCASE and `display_name` binary, as their unique indexes compare.
+          // `name` ignores case and `display_name` does not, as their unique indexes compare.
           .where(field, '=', value)
           .where('deleted_at', 'is', null)
           .$if(exceptId !== undefined, (q) => q.where('id', '!=', exceptId!))
@@ -116,6 +120,7 @@ export async function listRepositories(
 /** Applies `patch` to the live repository `id`; a deleted or absent one is left as it is. */
 export async function updateRepository(
   db: Executor,
+  dialect: SqlDialect,
   id: number,
   patch: RepositoryPatch,
   now: () => string,
@@ -127,7 +132,7 @@ export async function updateRepository(
       ...(patch.displayName !== undefined && { display_name: patch.displayName }),
       ...(patch.description !== undefined && { description: patch.description }),
       ...(patch.visibility !== undefined && { visibility: patch.visibility }),
-      ...(patch.archived !== undefined && { archived: patch.archived ? 1 : 0 }),
+      ...(patch.archived !== undefined && { archived: dialect.flag(patch.archived) }),
       ...(patch.defaultTag !== undefined && { default_tag: patch.defaultTag }),
       updated_at: now(),
     })
@@ -156,10 +161,15 @@ export async function listAllRepositories(db: Executor, viewer: ViewerFilter, pa
   return pageOf(listed, page, toRepository);
 }
 
-export async function listForks(db: Executor, repositoryId: number, query: ForkQuery): Promise<PageOf<Repository>> {
+export async function listForks(
+  db: Executor,
+  dialect: SqlDialect,
+  repositoryId: number,
+  query: ForkQuery,
+): Promise<PageOf<Repository>> {
   const sort = query.sort ?? 'desc';
   let listed = liveForks(db, repositoryId, query.viewer);
-  if (query.archived !== undefined) listed = listed.where('repositories.archived', '=', query.archived ? 1 : 0);
+  if (query.archived !== undefined) listed = listed.where('repositories.archived', '=', dialect.flag(query.archived));
   if (query.visibility !== undefined) listed = listed.where('repositories.visibility', '=', query.visibility);
   if (query.search !== undefined) {
     const needle = query.search;
@@ -187,19 +197,48 @@ export async function countForks(db: Executor, repositoryId: number, viewer: Vie
   return countOf(liveForks(db, repositoryId, viewer));
 }
 
-/** Points the live repository's fork parent at `parentId` (or at nothing); its inheritance stays. */
+/**
+ * Points the live repository's fork parent at the live `parentId` (or at nothing); its
+ * inheritance stays. `not_found` when either is not live. Checks, then writes: run it inside a
+ * transaction. The parent's row is locked (FOR SHARE) where the engine has row locks, so that a
+ * concurrent delete of the parent waits for this link, or this link sees the delete.
+ */
 export async function setForkParent(
   db: Executor,
+  dialect: SqlDialect,
   repositoryId: number,
   parentId: number | null,
   now: () => string,
 ): Promise<void> {
-  await db
+  if (parentId !== null) {
+    const parent = await db
+      .selectFrom('repositories')
+      .select('id')
+      .where('id', '=', parentId)
+      .where('deleted_at', 'is', null)
+      .$if(dialect.rowLocks, (q) => q.forShare())
+      .executeTakeFirst();
+    if (!parent) throw notFound(`repository ${parentId} does not exist`);
+  }
+  const { numUpdatedRows } = await db
     .updateTable('repositories')
     .set({ forked_from_repo_id: parentId, updated_at: now() })
     .where('id', '=', repositoryId)
     .where('deleted_at', 'is', null)
-    .execute();
+    .executeTakeFirstOrThrow();
+  if (numUpdatedRows === 0n) throw notFound(`repository ${repositoryId} does not exist`);
+}
+
+/**
+ * The `conflict` of a unique violation on a live name, saying which field clashes as
+ * MetadataStore.takenNames does (`details.taken`): what a caller that checked the names
+ * beforehand still meets when a concurrent writer took the name in between.
+ */
+export function nameClash(fault: DriverFault): DomainError | undefined {
+  if (fault.kind !== 'unique') return undefined;
+  // PostgreSQL names the index (repositories_live_display_name), SQLite its columns.
+  const field: RepositoryNameField = fault.detail.includes('display_name') ? 'displayName' : 'name';
+  return conflict(`the ${field === 'name' ? 'name' : 'title'} of the repository is taken`, { taken: [field] });
 }
 
 /** Live repositories, each row with its namespace's name as `namespace`; see toRepository. */
@@ -281,7 +320,7 @@ export const toRepository = (r: Selectable<RepositoryTable> & { namespace: strin
   forkedFromRepoId: r.forked_from_repo_id,
   inheritsFromRepoId: r.inherits_from_repo_id,
   forkedFromCommitId: r.forked_from_commit_id,
-  archived: r.archived === 1,
+  archived: Boolean(r.archived),
   createdAt: r.created_at,
   updatedAt: r.updated_at,
 });

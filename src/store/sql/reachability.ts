@@ -5,6 +5,7 @@
 import { type SqlBool, sql } from 'kysely';
 import { invalid } from '../../domain/errors.js';
 import type { ChunkReach } from '../types.js';
+import type { SqlDialect } from './dialect.js';
 import { SHA256_HEX } from './manifests.js';
 import { visibleSql } from './repositories.js';
 import type { Executor } from './schema.js';
@@ -43,7 +44,12 @@ export async function recordManifestChunks(db: Executor, manifestDigest: string,
   }
 }
 
-export async function reachableChunks(db: Executor, from: ChunkReach, digests: readonly string[]): Promise<Set<string>> {
+export async function reachableChunks(
+  db: Executor,
+  dialect: SqlDialect,
+  from: ChunkReach,
+  digests: readonly string[],
+): Promise<Set<string>> {
   const start =
     typeof from === 'object' && 'repositoryId' in from ? sql<SqlBool>`r.id = ${from.repositoryId}` : visibleSql(from);
   const found = new Set<string>();
@@ -56,9 +62,9 @@ export async function reachableChunks(db: Executor, from: ChunkReach, digests: r
     const wanted = sql.join(batch.map(digestBytes));
     const { rows } = await sql<{ digest: Buffer }>`
       WITH RECURSIVE reach(id, cutoff) AS (
-        SELECT r.id, ${NO_CUTOFF} FROM repositories r WHERE r.deleted_at IS NULL AND ${start}
+        SELECT r.id, ${dialect.timestamp(NO_CUTOFF)} FROM repositories r WHERE r.deleted_at IS NULL AND ${start}
         UNION
-        SELECT r.inherits_from_repo_id, min(reach.cutoff, r.created_at)
+        SELECT r.inherits_from_repo_id, ${dialect.earlier(sql`reach.cutoff`, sql`r.created_at`)}
           FROM reach JOIN repositories r ON r.id = reach.id
          WHERE r.inherits_from_repo_id IS NOT NULL
       )
@@ -107,7 +113,11 @@ export async function uploadedChunks(
   return found;
 }
 
-const unique = (digests: readonly string[]) => [...new Set(digests)];
+/**
+ * Without duplicates, and sorted: concurrent writers of overlapping sets then take the index
+ * entries' locks in one order (PostgreSQL), so they queue rather than deadlock.
+ */
+const unique = (digests: readonly string[]) => [...new Set(digests)].sort();
 
 function batches<T>(items: readonly T[]): T[][] {
   const out: T[][] = [];

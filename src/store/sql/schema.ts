@@ -6,8 +6,14 @@
 import type { Generated, Kysely, Transaction } from 'kysely';
 import type { EntryType, NamespaceKind, Role, Visibility, VmState } from '../../domain/model.js';
 
-/** Timestamps are ISO-8601 UTC strings with milliseconds, which sort as they compare. */
-type Timestamp = string;
+/**
+ * Timestamps are ISO-8601 UTC strings with milliseconds, which sort as they compare: SQLite
+ * stores them so, PostgreSQL as timestamptz, which its opener reads back as such strings.
+ */
+export type Timestamp = string;
+
+/** A boolean column: 0 or 1 in SQLite, a boolean in PostgreSQL (SqlDialect.flag writes one). */
+export type Flag = 0 | 1 | boolean;
 
 export interface NamespaceTable {
   id: Generated<number>;
@@ -38,8 +44,7 @@ export interface RepositoryTable {
   forked_from_commit_id: string | null;
   /** Whose data a real fork inherits: set when the fork operation creates the row, never after. */
   inherits_from_repo_id: number | null;
-  /** 0 or 1. */
-  archived: number;
+  archived: Flag;
   created_at: Timestamp;
   updated_at: Timestamp;
   /** Set by a soft delete; such rows are never read back as repositories. */
@@ -55,8 +60,7 @@ export interface CommitTable {
   message: string;
   author: string;
   created_at: Timestamp;
-  /** 0 or 1. */
-  is_public: number;
+  is_public: Flag;
   title: string | null;
   description: string;
   parent_vm_id: string | null;
