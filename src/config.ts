@@ -4,7 +4,7 @@ import { join, resolve } from 'node:path';
 export interface Config {
   readonly host: string;
   readonly port: number;
-  /** Holds snapfork.db (unless databaseUrl is set), chunks/ and signing-key.jwk (storage/README.md). */
+  /** Holds snapfork.db (unless databaseUrl is set), chunks/ and the VMs' files (storage/README.md). */
   readonly dataDir: string;
   /**
    * The PostgreSQL database that holds the metadata (postgres://user:password@host:port/db), for

@@ -69,7 +69,7 @@ export async function startServer(config: Config, options: AppOptions = {}): Pro
   await mkdir(config.dataDir, { recursive: true });
   const metadata = await openMetadataStore(config);
   const chunks = await openFsChunkStore(join(config.dataDir, CHUNKS_DIR));
-  const tokens = await TokenService.open(config);
+  const tokens = await TokenService.open(config, metadata);
   const log = options.log ?? ((line: string) => console.error(line));
   // Each VM's base disk is served to its QEMU over NBD, read from the chunks as the guest reads it.
   const exportDisk: ExportDisk = async (disk, socketPath) => {
@@ -147,7 +147,7 @@ export async function mintToken(config: Config, options: MintTokenOptions): Prom
   try {
     const accounts = new AccountService(metadata, new AccessPolicy(metadata));
     await accounts.principalFor(options.user, options.scopes, options.org);
-    const tokens = await TokenService.open(config);
+    const tokens = await TokenService.open(config, metadata);
     return await tokens.sign({ sub: options.user, org: options.org, scopes: options.scopes, ttlSeconds: options.ttlSeconds });
   } finally {
     await metadata.close();

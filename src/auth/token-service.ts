@@ -1,12 +1,13 @@
 /**
  * Bearer tokens: signing and verification with jose, kept behind this one narrow interface.
- * Tokens are EdDSA (Ed25519) JWTs signed with a key kept in the data directory
- * (`signing-key.jwk`, mode 0600, created on first use). Optionally tokens of an external issuer
- * are accepted too, verified against its JWKS URL with its own issuer and audience.
+ * Tokens are EdDSA (Ed25519) JWTs signed with a key kept in the metadata database (created on
+ * first use), so that every server of one database signs and verifies alike. Optionally tokens
+ * of an external issuer are accepted too, verified against its JWKS URL with its own issuer and
+ * audience.
  */
 import { randomUUID } from 'node:crypto';
-import { link, mkdir, open, readFile, unlink } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import {
   createRemoteJWKSet,
   decodeProtectedHeader,
@@ -20,10 +21,10 @@ import {
   type JWTVerifyGetKey,
 } from 'jose';
 import type { Config } from '../config.js';
-import { fsyncDir } from '../lib/durable-fs.js';
 import { invalid, unauthorized } from '../domain/errors.js';
 import { isNamespaceName } from '../domain/names.js';
 import { SCOPES, type Scope } from '../domain/principal.js';
+import type { MetadataStore } from '../store/types.js';
 
 const ALG = 'EdDSA';
 export const SIGNING_KEY_FILE = 'signing-key.jwk';
@@ -60,8 +61,14 @@ export class TokenService {
     private readonly external: JWTVerifyGetKey | undefined,
   ) {}
 
-  static async open(config: Config): Promise<TokenService> {
-    const jwk = await loadOrCreateKey(join(config.dataDir, SIGNING_KEY_FILE));
+  /**
+   * The service over the signing key the metadata store holds (shared by every server of one
+   * database), storing one on first use: the data directory's `signing-key.jwk` when a server
+   * from before keys were kept in the database left one (its tokens stay valid), else a new key.
+   */
+  static async open(config: Config, keys: Pick<MetadataStore, 'ensureSigningKey'>): Promise<TokenService> {
+    const legacy = await readKeyFile(join(config.dataDir, SIGNING_KEY_FILE));
+    const jwk = JSON.parse(await keys.ensureSigningKey(JSON.stringify(legacy ?? (await newKey())))) as JWK;
     const { d: _private, ...publicJwk } = jwk;
     const external = config.auth.external
       ? createRemoteJWKSet(new URL(config.auth.external.jwksUrl))
@@ -162,32 +169,17 @@ export class TokenService {
  * two processes starting at once (server and CLI) agree on one key: the loser of the rename race
  * re-reads the winner's file.
  */
-async function loadOrCreateKey(file: string): Promise<JWK> {
+/** The key a server kept in its data directory before keys were kept in the database, if any. */
+async function readKeyFile(file: string): Promise<JWK | undefined> {
   try {
     return JSON.parse(await readFile(file, 'utf8')) as JWK;
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw e;
   }
-  await mkdir(dirname(file), { recursive: true });
+}
+
+async function newKey(): Promise<JWK> {
   const { privateKey } = await generateKeyPair(ALG, { extractable: true });
-  const jwk = await exportJWK(privateKey);
-  jwk.kid = randomUUID();
-  const tmp = `${file}.${process.pid}.tmp`;
-  const handle = await open(tmp, 'wx', 0o600);
-  try {
-    await handle.writeFile(JSON.stringify(jwk));
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  try {
-    // link() fails when the file exists: the first writer wins and every process reads its key.
-    await link(tmp, file);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-  } finally {
-    await unlink(tmp);
-  }
-  await fsyncDir(dirname(file));
-  return JSON.parse(await readFile(file, 'utf8')) as JWK;
+  return { ...(await exportJWK(privateKey)), kid: randomUUID() };
 }

@@ -411,5 +411,12 @@ export interface MetadataStore {
   /** Drops a claim, whatever its state, so that a retry acts again. No-op for an unknown key. */
   releaseIdempotencyKey(scope: string, key: string): Promise<void>;
 
+  // Signing key ------------------------------------------------------------------------------
+  /**
+   * The token signing key (a private JWK as JSON) that every server of this database uses:
+   * `candidate` is stored when none is yet, and the one stored first is answered. Idempotent.
+   */
+  ensureSigningKey(candidate: string): Promise<string>;
+
   close(): Promise<void>;
 }

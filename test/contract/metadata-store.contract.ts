@@ -1097,6 +1097,15 @@ export function metadataStoreContract({ name, open, skip }: StoreEngine): void {
       });
     });
 
+    describe('signing key', () => {
+      it('stores the first candidate and answers it ever after, also to concurrent callers', async () => {
+        const answers = await Promise.all(['{"kid":"a"}', '{"kid":"b"}', '{"kid":"c"}'].map((candidate) => store.ensureSigningKey(candidate)));
+        expect(new Set(answers).size).toBe(1);
+        expect(['{"kid":"a"}', '{"kid":"b"}', '{"kid":"c"}']).toContain(answers[0]);
+        expect(await store.ensureSigningKey('{"kid":"d"}')).toBe(answers[0]);
+      });
+    });
+
     describe('idempotency keys', () => {
       const longAgo = '2000-01-01T00:00:00.000Z';
       const farAhead = '2999-01-01T00:00:00.000Z';

@@ -2,7 +2,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
-import { generateKeyPair, importJWK, SignJWT, UnsecuredJWT, type JWK } from 'jose';
+import { generateKeyPair, importJWK, SignJWT, UnsecuredJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compressBlock } from '../../src/lib/zstd.js';
 import { startTestServer, type ApiResponse, type TestServer } from '../support/server.js';
@@ -247,7 +247,7 @@ describe('errors', () => {
 
 describe('tokens', () => {
   it('rejects alg none, a wrong key, an expired token, a wrong audience and a wrong issuer with 401', async () => {
-    const jwk = JSON.parse(await readFile(join(s.dataDir, 'signing-key.jwk'), 'utf8')) as JWK;
+    const jwk = s.signingKey();
     const key = await importJWK(jwk, 'EdDSA');
     const now = Math.floor(Date.now() / 1000);
     const signed = (claims: { iss?: string; aud?: string; exp?: number }, signingKey: Parameters<SignJWT['sign']>[0] = key) =>

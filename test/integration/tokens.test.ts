@@ -4,12 +4,13 @@
  * signs), a subject or organization that is no valid name, a `kid` naming a key it does not hold.
  * Each is signed with the server's own key, so nothing but the rule under test can refuse it.
  */
-import { readFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { importJWK, SignJWT, type JWK, type JWTPayload } from 'jose';
+import { exportJWK, generateKeyPair, importJWK, SignJWT, type JWK, type JWTPayload } from 'jose';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { MAX_TOKEN_TTL_SECONDS } from '../../src/auth/token-service.js';
 import { startTestServer, type TestServer } from '../support/server.js';
+import { tempDir } from '../support/trees.js';
 
 let s: TestServer;
 let jwk: JWK;
@@ -19,7 +20,7 @@ const now = () => Math.floor(Date.now() / 1000);
 
 beforeAll(async () => {
   s = await startTestServer();
-  jwk = JSON.parse(await readFile(join(s.dataDir, 'signing-key.jwk'), 'utf8')) as JWK;
+  jwk = s.signingKey();
   key = await importJWK(jwk, 'EdDSA');
 });
 afterAll(() => s.stop());
@@ -67,4 +68,22 @@ it("refuses a token whose kid names a key it does not hold, though the server's 
 
 it('does not sign a token for longer than the longest lifetime', async () => {
   await expect(s.token('alice', { ttlSeconds: MAX_TOKEN_TTL_SECONDS + 1 })).rejects.toThrow(/lifetime/);
+});
+
+it("keeps the key a server of an older release kept in its data directory: that server's tokens stay valid", async () => {
+  const dataDir = await tempDir();
+  const { privateKey } = await generateKeyPair('EdDSA', { extractable: true });
+  const legacy = { ...(await exportJWK(privateKey)), kid: 'legacy-key' };
+  await writeFile(join(dataDir, 'signing-key.jwk'), JSON.stringify(legacy), { mode: 0o600 });
+  const old = await startTestServer({}, { dataDir });
+  try {
+    expect(old.signingKey()).toEqual(legacy);
+    const t = now();
+    const token = await new SignJWT({ scope: 'repo:read', sub: 'alice', iss: 'snapfork', aud: 'snapfork', iat: t, exp: t + HOUR })
+      .setProtectedHeader({ alg: 'EdDSA', kid: 'legacy-key' })
+      .sign(await importJWK(legacy, 'EdDSA'));
+    expect((await old.api('/api/v1/user', { token })).status).toBe(200);
+  } finally {
+    await old.stop();
+  }
 });

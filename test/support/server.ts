@@ -6,6 +6,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
+import type { JWK } from 'jose';
 import { expect } from 'vitest';
 import { loadConfig, type Config } from '../../src/config.js';
 import type { Scope } from '../../src/domain/principal.js';
@@ -29,6 +30,8 @@ export interface TestServer {
   chunkCount(): number;
   /** Row counts of every table of the metadata database. */
   metadataRows(): Record<string, number>;
+  /** The private JWK the server signs tokens with, read from its metadata database. */
+  signingKey(): JWK;
   /**
    * Runs `sql` on the metadata database beside the running server (WAL lets it): a test
    * removes what it proves the server never reads.
@@ -125,6 +128,14 @@ export async function startTestServer(env: Record<string, string> = {}, options:
     },
     chunkCount: () => rowCounts(join(dataDir, 'chunks', 'index.db')).chunks ?? 0,
     metadataRows: () => rowCounts(join(dataDir, 'snapfork.db')),
+    signingKey: () => {
+      const db = new Database(join(dataDir, 'snapfork.db'), { readonly: true });
+      try {
+        return JSON.parse((db.prepare('SELECT jwk FROM signing_keys').get() as { jwk: string }).jwk) as JWK;
+      } finally {
+        db.close();
+      }
+    },
     alterMetadata: (sql) => {
       const db = new Database(join(dataDir, 'snapfork.db'));
       try {

@@ -426,6 +426,16 @@ export class SqlMetadataStore implements MetadataStore {
     await this.guard(`idempotency key "${key}"`, () => idempotency.releaseIdempotencyKey(this.db, scope, key));
   }
 
+  // Signing key ------------------------------------------------------------------------------
+
+  async ensureSigningKey(candidate: string): Promise<string> {
+    return this.guard('signing key', async () => {
+      await this.db.insertInto('signing_keys').values({ id: 1, jwk: candidate, created_at: this.now() }).onConflict((oc) => oc.column('id').doNothing()).execute();
+      const { jwk } = await this.db.selectFrom('signing_keys').select('jwk').where('id', '=', 1).executeTakeFirstOrThrow();
+      return jwk;
+    });
+  }
+
   /** Closes the database; a transaction-bound store does not own it and leaves it open. */
   async close(): Promise<void> {
     if (!this.db.isTransaction) await this.db.destroy();

@@ -264,6 +264,16 @@ const vms = (t: DdlVocabulary) => statements([
 // VM's grandparent_vm_id. Null for commits of pushes and forks.
 const vmCommits = statements([`ALTER TABLE commits ADD COLUMN parent_vm_id TEXT`]);
 
+// The key this server signs tokens with (a private JWK), in the database so that every server
+// of one database signs and verifies alike: a single row, the first stored.
+const signingKeys = (t: DdlVocabulary) => statements([
+  `CREATE TABLE signing_keys (
+     id         ${t.integer} PRIMARY KEY CHECK (id = 1),
+     jwk        TEXT NOT NULL,
+     created_at ${t.timestamp} NOT NULL
+   )${t.strict}`,
+]);
+
 /** Every migration by name, in `dialect`'s words; applied in name order. Exported for tests of an upgrade. */
 export const migrationsFor = (dialect: SqlDialect) => {
   const t = dialect.ddl;
@@ -276,6 +286,7 @@ export const migrationsFor = (dialect: SqlDialect) => {
     '0006_foreign_tags': foreignTags(t),
     '0007_vms': vms(t),
     '0008_vm_commits': vmCommits,
+    '0009_signing_keys': signingKeys(t),
   } as const satisfies Record<string, Migration>;
 };
 

@@ -159,6 +159,14 @@ export interface ChunkUploadTable {
   created_at: Timestamp;
 }
 
+/** The token signing key (src/auth/token-service.ts): one row, id 1. */
+export interface SigningKeyTable {
+  id: number;
+  /** A private JWK, as JSON. */
+  jwk: string;
+  created_at: Timestamp;
+}
+
 export interface Database {
   namespaces: NamespaceTable;
   memberships: MembershipTable;
@@ -173,6 +181,7 @@ export interface Database {
   repository_chunks: RepositoryChunkTable;
   manifest_chunks: ManifestChunkTable;
   chunk_uploads: ChunkUploadTable;
+  signing_keys: SigningKeyTable;
 }
 
 /** What the aggregate modules run their statements on: the root instance or an open transaction. */
