@@ -1,6 +1,9 @@
 // Creates the bucket scripts/dev/s3.sh hands to snapfork, through the S3 API the way a client
 // would (radosgw-admin cannot create buckets). Reads the SNAPFORK_S3_* variables; retries while
 // radosgw is still coming up; an existing bucket of ours is success.
+import console from 'node:console';
+import process from 'node:process';
+import { setTimeout } from 'node:timers/promises';
 import { CreateBucketCommand, HeadBucketCommand, S3Client } from '@aws-sdk/client-s3';
 
 const env = process.env;
@@ -26,7 +29,7 @@ for (let attempt = 1; ; attempt++) {
   } catch (e) {
     if (attempt === 60) throw e;
     console.error(`s3-create-bucket: attempt ${attempt}: ${e?.name ?? e}; retrying`);
-    await new Promise((resolve) => setTimeout(resolve, 1000));
+    await setTimeout(1000);
   }
 }
 client.destroy();
