@@ -53,6 +53,22 @@ export interface Config {
      */
     readonly maxDatasetBytes: number;
   };
+  /** An S3 bucket for chunk packs (SNAPFORK_S3_*); undefined: packs stay under dataDir. */
+  readonly s3?: S3Config;
+}
+
+export interface S3Config {
+  /** The store's base URL, e.g. http://127.0.0.1:17480 (Ceph RGW) or https://s3.eu-west-1.amazonaws.com. */
+  readonly endpoint: string;
+  readonly bucket: string;
+  /** The region requests are signed for; us-east-1 when unset. */
+  readonly region: string;
+  readonly accessKeyId: string;
+  readonly secretAccessKey: string;
+  /** Bucket in the URL's path rather than its host name (RGW and most self-hosted stores). */
+  readonly forcePathStyle: boolean;
+  /** Prepended to every object key ("" or ending in "/"), so servers of several deployments can share a bucket. */
+  readonly prefix: string;
 }
 
 export interface ConfigOverrides {
@@ -102,13 +118,50 @@ function parseDatabaseUrl(raw: string): string {
   return raw;
 }
 
+const S3_REQUIRED = ['SNAPFORK_S3_ENDPOINT', 'SNAPFORK_S3_BUCKET', 'SNAPFORK_S3_ACCESS_KEY_ID', 'SNAPFORK_S3_SECRET_ACCESS_KEY'] as const;
+const S3_OPTIONAL = ['SNAPFORK_S3_REGION', 'SNAPFORK_S3_FORCE_PATH_STYLE', 'SNAPFORK_S3_PREFIX'] as const;
+
+/** The S3 section when any SNAPFORK_S3_* variable is set; a half-configured set stops the start. */
+function parseS3(env: Env): S3Config | undefined {
+  const set = [...S3_REQUIRED, ...S3_OPTIONAL].filter((name) => env[name] !== undefined);
+  if (set.length === 0) return undefined;
+  const missing = S3_REQUIRED.filter((name) => !env[name]);
+  if (missing.length > 0) {
+    throw new Error(`S3 storage is half configured: ${set.join(', ')} set but ${missing.join(', ')} missing (all of ${S3_REQUIRED.join(', ')} are needed)`);
+  }
+  const endpoint = env.SNAPFORK_S3_ENDPOINT!;
+  const url = URL.canParse(endpoint) ? new URL(endpoint) : undefined;
+  if (!url || !['http:', 'https:'].includes(url.protocol) || url.search || url.hash || url.username || url.password) {
+    throw new Error(`SNAPFORK_S3_ENDPOINT must be an http(s) URL without credentials, query or fragment, got "${endpoint}"`);
+  }
+  const pathStyle = env.SNAPFORK_S3_FORCE_PATH_STYLE ?? 'false';
+  if (pathStyle !== 'true' && pathStyle !== 'false') {
+    throw new Error(`SNAPFORK_S3_FORCE_PATH_STYLE must be true or false, got "${pathStyle}"`);
+  }
+  const prefix = (env.SNAPFORK_S3_PREFIX ?? '').replace(/^\/+|\/+$/g, '');
+  if (!/^[a-z0-9._/-]*$/.test(prefix)) {
+    throw new Error(`SNAPFORK_S3_PREFIX may hold only a-z, 0-9, ".", "_", "-" and "/", got "${env.SNAPFORK_S3_PREFIX}"`);
+  }
+  return Object.freeze({
+    endpoint,
+    bucket: env.SNAPFORK_S3_BUCKET!,
+    region: env.SNAPFORK_S3_REGION || 'us-east-1',
+    accessKeyId: env.SNAPFORK_S3_ACCESS_KEY_ID!,
+    secretAccessKey: env.SNAPFORK_S3_SECRET_ACCESS_KEY!,
+    forcePathStyle: pathStyle === 'true',
+    prefix: prefix ? `${prefix}/` : '',
+  });
+}
+
 /**
  * Reads SNAPFORK_HOST, SNAPFORK_PORT (or PORT), SNAPFORK_DATA_DIR, SNAPFORK_DATABASE_URL, SNAPFORK_JWT_ISSUER,
  * SNAPFORK_JWT_AUDIENCE, SNAPFORK_JWKS_URL with SNAPFORK_JWKS_ISSUER and SNAPFORK_JWKS_AUDIENCE,
  * SNAPFORK_MAX_PUSH_BYTES, SNAPFORK_PUBLIC_URL, and the timeouts SNAPFORK_HEADERS_TIMEOUT_MS,
  * SNAPFORK_BODY_TIMEOUT_MS, SNAPFORK_BODY_RATE_WINDOW_MS, SNAPFORK_BODY_MIN_RATE (bytes per second)
  * and SNAPFORK_IDLE_TIMEOUT_MS, and for VMs SNAPFORK_VM_ASSETS and the caps SNAPFORK_VM_MAX_RUNNING,
- * SNAPFORK_VM_MAX_RUNNING_PER_OWNER and SNAPFORK_VM_MAX_DATASET_BYTES. Flags of `snapfork serve` (overrides) win over the environment.
+ * SNAPFORK_VM_MAX_RUNNING_PER_OWNER and SNAPFORK_VM_MAX_DATASET_BYTES, and for S3 storage
+ * SNAPFORK_S3_ENDPOINT, SNAPFORK_S3_BUCKET, SNAPFORK_S3_ACCESS_KEY_ID, SNAPFORK_S3_SECRET_ACCESS_KEY,
+ * SNAPFORK_S3_REGION, SNAPFORK_S3_FORCE_PATH_STYLE and SNAPFORK_S3_PREFIX. Flags of `snapfork serve` (overrides) win over the environment.
  */
 export function loadConfig(env: Env = process.env, overrides: ConfigOverrides = {}): Config {
   const portRaw = env.SNAPFORK_PORT ?? env.PORT;
@@ -149,5 +202,6 @@ export function loadConfig(env: Env = process.env, overrides: ConfigOverrides = 
       maxRunningPerOwner: nonNegativeInteger(env, 'SNAPFORK_VM_MAX_RUNNING_PER_OWNER', 4),
       maxDatasetBytes: positiveInteger(env, 'SNAPFORK_VM_MAX_DATASET_BYTES', 1024 ** 3),
     }),
+    s3: parseS3(env),
   });
 }

@@ -33,3 +33,38 @@ describe('loadConfig: metadata database', () => {
     }
   });
 });
+
+describe('loadConfig: S3', () => {
+  const complete = {
+    SNAPFORK_S3_ENDPOINT: 'http://127.0.0.1:17480',
+    SNAPFORK_S3_BUCKET: 'snapfork',
+    SNAPFORK_S3_ACCESS_KEY_ID: 'AK',
+    SNAPFORK_S3_SECRET_ACCESS_KEY: 'SK',
+  };
+
+  it('has no S3 section without SNAPFORK_S3_* variables, and reads a complete set with its defaults', () => {
+    expect(loadConfig({}).s3).toBeUndefined();
+    expect(loadConfig(complete).s3).toEqual({
+      endpoint: 'http://127.0.0.1:17480',
+      bucket: 'snapfork',
+      region: 'us-east-1',
+      accessKeyId: 'AK',
+      secretAccessKey: 'SK',
+      forcePathStyle: false,
+      prefix: '',
+    });
+    const s3 = loadConfig({ ...complete, SNAPFORK_S3_REGION: 'default', SNAPFORK_S3_FORCE_PATH_STYLE: 'true', SNAPFORK_S3_PREFIX: '/team-a/' }).s3;
+    expect(s3).toMatchObject({ region: 'default', forcePathStyle: true, prefix: 'team-a/' });
+  });
+
+  it('refuses a half-configured set at start, naming what is missing', () => {
+    expect(() => loadConfig({ SNAPFORK_S3_ENDPOINT: 'http://127.0.0.1:17480', SNAPFORK_S3_BUCKET: 'b' })).toThrow(
+      'S3 storage is half configured: SNAPFORK_S3_ENDPOINT, SNAPFORK_S3_BUCKET set but SNAPFORK_S3_ACCESS_KEY_ID, SNAPFORK_S3_SECRET_ACCESS_KEY missing',
+    );
+    expect(() => loadConfig({ SNAPFORK_S3_REGION: 'default' })).toThrow(/half configured: SNAPFORK_S3_REGION set but SNAPFORK_S3_ENDPOINT, SNAPFORK_S3_BUCKET/);
+    expect(() => loadConfig({ ...complete, SNAPFORK_S3_SECRET_ACCESS_KEY: '' })).toThrow(/SNAPFORK_S3_SECRET_ACCESS_KEY missing/);
+    expect(() => loadConfig({ ...complete, SNAPFORK_S3_ENDPOINT: '127.0.0.1:17480' })).toThrow('SNAPFORK_S3_ENDPOINT must be an http(s) URL');
+    expect(() => loadConfig({ ...complete, SNAPFORK_S3_FORCE_PATH_STYLE: 'yes' })).toThrow('SNAPFORK_S3_FORCE_PATH_STYLE must be true or false, got "yes"');
+    expect(() => loadConfig({ ...complete, SNAPFORK_S3_PREFIX: 'Team A' })).toThrow('SNAPFORK_S3_PREFIX may hold only');
+  });
+});
