@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DomainError } from '../../src/domain/errors.js';
 import { FsChunkStore, openFsChunkStore } from '../../src/store/fs/chunk-store.js';
-import { PackReaders } from '../../src/store/fs/pack-readers.js';
+import { FileReaders } from '../../src/store/blobs/file-readers.js';
 import { chunkOf, chunkStoreContract, sha256 } from './chunk-store.contract.js';
 
 const tempDir = () => mkdtemp(join(tmpdir(), 'snapfork-chunks-'));
@@ -133,7 +133,7 @@ describe('FsChunkStore', () => {
   });
 });
 
-describe('PackReaders', () => {
+describe('FileReaders', () => {
   it('reads through a bounded cache of descriptors, also while one is retired mid-read', async () => {
     const root = await tempDir();
     try {
@@ -144,7 +144,7 @@ describe('PackReaders', () => {
           return path;
         }),
       );
-      const readers = new PackReaders(2);
+      const readers = new FileReaders(2);
       for (let round = 0; round < 3; round++) {
         for (const [i, path] of paths.entries()) expect(await readers.read(path, 10, 5)).toEqual(Buffer.alloc(5, i + 1));
       }

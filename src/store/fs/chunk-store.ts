@@ -37,9 +37,9 @@ import {
   packHeader,
   type Compression,
   type EntryHeader,
-} from './pack-format.js';
+} from '../packs/pack-format.js';
 import { lockDirectory } from './dir-lock.js';
-import { PackReaders } from './pack-readers.js';
+import { FileReaders } from '../blobs/file-readers.js';
 
 /** A pack is sealed once it holds this much: one fsync per 64 MiB, and packs few enough to list. */
 const PACK_TARGET_SIZE = 64 * 1024 * 1024;
@@ -101,7 +101,7 @@ export async function openFsChunkStore(dir: string): Promise<FsChunkStore> {
 
 export class FsChunkStore implements ChunkStore {
   private readonly statements;
-  private readonly readers = new PackReaders(OPEN_PACKS);
+  private readonly readers = new FileReaders(OPEN_PACKS);
 
   constructor(
     private readonly dir: string,
