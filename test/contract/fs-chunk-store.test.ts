@@ -3,7 +3,8 @@ import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DomainError } from '../../src/domain/errors.js';
-import { FsChunkStore, openFsChunkStore } from '../../src/store/fs/chunk-store.js';
+import { openFsChunkStore } from '../../src/store/fs/chunk-store.js';
+import type { PackChunkStore } from '../../src/store/packs/pack-store.js';
 import { FileReaders } from '../../src/store/blobs/file-readers.js';
 import { chunkOf, chunkStoreContract, sha256 } from './chunk-store.contract.js';
 
@@ -29,10 +30,10 @@ async function filesUnder(dir: string): Promise<string[]> {
 
 const packsIn = async (dir: string) => (await filesUnder(join(dir, 'packs'))).filter((f) => f.endsWith('.pack'));
 
-describe('FsChunkStore', () => {
+describe('local chunk store (openFsChunkStore)', () => {
   let root: string;
   let dir: string;
-  let store: FsChunkStore;
+  let store: PackChunkStore;
 
   beforeEach(async () => {
     root = await tempDir();
