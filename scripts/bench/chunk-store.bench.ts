@@ -1,5 +1,5 @@
 /**
- * Throughput of the chunker, the chunker with SHA-256, and FsChunkStore writes and reads, on
+ * Throughput of the chunker, the chunker with SHA-256, and the local chunk store's writes and reads, on
  * 256 MiB of semi-compressible generated data; five repetitions, medians printed. Run with:
  *
  *   npm run bench -- scripts/bench/chunk-store.bench.ts

@@ -1,6 +1,6 @@
 /**
  * Sequential read throughput of a VM's base disk served from the chunk store over NBD:
- * `qemu-img convert` of a 1 GiB export (ChunkDiskSource over an FsChunkStore, served by
+ * `qemu-img convert` of a 1 GiB export (ChunkDiskSource over the local chunk store, served by
  * serveNbd) to a raw file, for semi-compressible and for incompressible data; three runs each,
  * medians printed, beside what bounds it: ChunkDiskSource read alone as qemu-img reads, the
  * same convert through the server over a plain file (the protocol's own cost), and `qemu-img
@@ -24,7 +24,8 @@ import { ChunkDiskSource } from '../../src/domain/disk-source.js';
 import type { ChunkRef } from '../../src/domain/model.js';
 import type { DiskSource } from '../../src/domain/ports/vm-runtime.js';
 import { serveNbd } from '../../src/runtime/nbd/nbd-server.js';
-import { openFsChunkStore, type FsChunkStore } from '../../src/store/fs/chunk-store.js';
+import { openFsChunkStore } from '../../src/store/fs/chunk-store.js';
+import type { ChunkStore } from '../../src/store/types.js';
 
 const MIB = 1024 * 1024;
 const SIZE = 1024 * MIB;
@@ -45,7 +46,7 @@ function sourceBlock(index: number, compressible: boolean): Buffer {
 }
 
 /** Writes the source to `file` and into `store` as one file's chunks; answers the chunks and the SHA-256. */
-async function storeSource(store: FsChunkStore, file: string, compressible: boolean): Promise<{ chunks: ChunkRef[]; sha256: string }> {
+async function storeSource(store: ChunkStore, file: string, compressible: boolean): Promise<{ chunks: ChunkRef[]; sha256: string }> {
   const handle = await open(file, 'w');
   const hash = createHash('sha256');
   const chunker = new Chunker();

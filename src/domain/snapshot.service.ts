@@ -5,6 +5,7 @@ import { conflict, invalid, notFound, tooLarge } from './errors.js';
 import { assertManifestBounds, checkedManifest, manifestByteCount, manifestFileCount } from './manifest.js';
 import type { ChunkRef, Commit, Manifest, ManifestEntry, Namespace, Page, PageOf, Repository, Tag } from './model.js';
 import { assertTagName } from './names.js';
+import { PutPipeline } from './put-pipeline.js';
 import { readTar, writeTar } from './tar-codec.js';
 import type { AccessPolicy } from './access-policy.js';
 import type { Principal } from './principal.js';
@@ -172,6 +173,7 @@ export class SnapshotService {
     const entries = new Map<string, ManifestEntry>();
     let total = 0;
     let chunkRefs = 0;
+    const puts = new PutPipeline(writer);
     await readTar(body, async (e) => {
       const replaced = entries.get(e.path);
       chunkRefs -= replaced?.chunks.length ?? 0;
@@ -188,11 +190,11 @@ export class SnapshotService {
         total += e.size;
         if (total > maxBytes) throw tooLarge(`push exceeds the limit of ${maxBytes} bytes`);
         const chunker = new Chunker();
+        const refs = chunks;
         const store = async (pieces: Buffer[]) => {
           for (const piece of pieces) {
             assertManifestBounds(entries.size, ++chunkRefs);
-            const put = await writer.put(piece);
-            chunks.push({ digest: put.digest, size: put.size });
+            await puts.append(refs, piece);
           }
         };
         for await (const data of e.data) await store(chunker.push(data));
@@ -209,6 +211,7 @@ export class SnapshotService {
         chunks,
       });
     });
+    await puts.drain();
     return [...entries.values()];
   }
 

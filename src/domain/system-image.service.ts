@@ -4,6 +4,7 @@ import { checkedManifest } from './manifest.js';
 import type { ChunkRef, Commit, Manifest, ManifestEntry, Namespace, Repository } from './model.js';
 import type { BaseImageSource, SourceFile } from './ports/vm-images.js';
 import type { UserPrincipal } from './principal.js';
+import { PutPipeline } from './put-pipeline.js';
 import type { RepositoryService } from './repository.service.js';
 import type { SnapshotService } from './snapshot.service.js';
 import { DEFAULT_KERNEL, ROOT_DISK_FILE, VM_CONFIG_FILE } from './vm-config.js';
@@ -130,14 +131,13 @@ function bufferFile(data: Buffer): SourceFile {
 async function fileEntry(path: string, file: SourceFile, writer: ChunkWriter): Promise<ManifestEntry> {
   const chunker = new Chunker();
   const chunks: ChunkRef[] = [];
+  const puts = new PutPipeline(writer);
   const store = async (pieces: Buffer[]) => {
-    for (const piece of pieces) {
-      const put = await writer.put(piece);
-      chunks.push({ digest: put.digest, size: put.size });
-    }
+    for (const piece of pieces) await puts.append(chunks, piece);
   };
   for await (const data of file.read()) await store(chunker.push(Buffer.from(data.buffer, data.byteOffset, data.byteLength)));
   await store(chunker.finish());
+  await puts.drain();
   const size = chunks.reduce((sum, c) => sum + c.size, 0);
   if (size !== file.size) throw new Error(`${path} changed while it was imported: ${size} bytes read, ${file.size} expected`);
   return { path, type: 'file', mode: 0o644, size, mtime: 0, linkTarget: null, chunks };

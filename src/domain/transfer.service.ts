@@ -3,6 +3,7 @@ import { invalid, notFound, tooLarge, unprocessable } from './errors.js';
 import { checkedManifest } from './manifest.js';
 import type { Commit, Manifest, ManifestEntry } from './model.js';
 import { assertTagName } from './names.js';
+import { PutPipeline } from './put-pipeline.js';
 import type { AccessPolicy } from './access-policy.js';
 import type { Principal, UserPrincipal } from './principal.js';
 import type { RepositoryService } from './repository.service.js';
@@ -108,17 +109,19 @@ export class TransferService {
     await this.repositories.getWritable(principal, owner, repoName);
     const user = this.policy.requireUser(principal);
     const writer = this.chunks.writer();
+    const puts = new PutPipeline(writer);
     const digests = new Set<string>();
     let stored = 0;
     let bytes = 0;
     try {
       for await (const { digest, data } of records) {
         assertChunkLength(data.length);
-        await writer.put(data, digest);
+        await puts.put(data, digest);
         digests.add(digest);
         stored += 1;
         bytes += data.length;
       }
+      await puts.drain();
       await writer.commit();
     } catch (e) {
       await writer.abort();
@@ -179,9 +182,10 @@ export class TransferService {
     if (missing.length > 0) {
       throw unprocessable(`${missing.length} chunk(s) of the manifest must be sent first`, { missing });
     }
+    const stored = await this.chunks.statMany([...sizes.keys()]);
     for (const [digest, size] of sizes) {
-      const stored = await this.chunks.stat(digest);
-      if (stored?.size !== size) throw unprocessable(`chunk ${digest} is ${stored?.size} bytes, not ${size}`);
+      const storedSize = stored.get(digest)?.size;
+      if (storedSize !== size) throw unprocessable(`chunk ${digest} is ${storedSize} bytes, not ${size}`);
     }
     return this.snapshots.commitSnapshot(principal, repository, input.tag, manifest, {
       message: input.message,

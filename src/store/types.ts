@@ -1,7 +1,8 @@
 /**
  * Storage contracts. The domain talks to storage only through these interfaces; implementations
- * live in src/store/sql (metadata, through Kysely, on SQLite or PostgreSQL) and src/store/fs (chunks). Every
- * implementation MUST pass the shared suites in test/contract/.
+ * live in src/store/sql (metadata, through Kysely, on SQLite or PostgreSQL) and src/store/packs
+ * (chunks, in packs over a blob backend of src/store/blobs). Every implementation MUST pass the
+ * shared suites in test/contract/.
  *
  * Errors: implementations throw DomainError (src/domain/errors.ts) and never a driver error:
  * a UNIQUE violation becomes `conflict`, ENOSPC becomes `insufficient_storage`, a chunk whose
@@ -47,7 +48,9 @@ export interface PutResult {
 /**
  * Collects chunks for one logical write (a push). Chunks put through a writer are durable and
  * visible to readers only after commit() resolves; abort() (or a crash) discards them, never
- * leaving a half-written chunk readable. A writer is used by one caller at a time.
+ * leaving a half-written chunk readable. A writer is used by one caller at a time, which may keep
+ * several put()s in flight (a store may then look their digests up in one index call) and calls
+ * commit() or abort() once they have settled.
  */
 export interface ChunkWriter {
   /**
@@ -84,6 +87,11 @@ export interface ChunkStore {
   stream(chunks: Iterable<string>, options?: { skip?: number; length?: number }): Readable;
   /** Size and storage facts of a chunk, or undefined when it is not stored. */
   stat(digest: string): Promise<ChunkStat | undefined>;
+  /**
+   * stat() of many chunks in a few index calls (a commit's 70,000 chunks are not 70,000 round
+   * trips): the facts of each of `digests` that is stored, keyed by digest; absent ones are left out.
+   */
+  statMany(digests: readonly string[]): Promise<Map<string, ChunkStat>>;
   /** Removes a chunk; true when it was there. Space is reclaimed when its pack holds no live chunk. */
   delete(digest: string): Promise<boolean>;
   /** Every stored digest, in no particular order. */

@@ -96,6 +96,18 @@ export function chunkStoreContract(name: string, open: OpenChunkStore): void {
       expect(await store.delete(unknown)).toBe(false);
     });
 
+    it('stats many chunks at once, leaving absent ones out', async () => {
+      const writer = store.writer();
+      const data = await Promise.all([1, 2, 3].map((seed) => chunkOf(20_000, 60 + seed)));
+      for (const d of data) await writer.put(d);
+      await writer.commit();
+      const absent = sha256(Buffer.from('absent'));
+      const stats = await store.statMany([sha256(data[2]!), absent, sha256(data[0]!), sha256(data[2]!)]);
+      expect([...stats.keys()].sort()).toEqual([sha256(data[0]!), sha256(data[2]!)].sort());
+      expect(stats.get(sha256(data[0]!))).toEqual(await store.stat(sha256(data[0]!)));
+      expect(await store.statMany([])).toEqual(new Map());
+    });
+
     it('lists missing digests in input order without duplicates', async () => {
       const stored = await store.put(await chunkOf(1000, 5));
       const a = sha256(Buffer.from('a'));

@@ -3,8 +3,9 @@ import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DomainError } from '../../src/domain/errors.js';
-import { FsChunkStore, openFsChunkStore } from '../../src/store/fs/chunk-store.js';
-import { PackReaders } from '../../src/store/fs/pack-readers.js';
+import { openFsChunkStore } from '../../src/store/fs/chunk-store.js';
+import type { PackChunkStore } from '../../src/store/packs/pack-store.js';
+import { FileReaders } from '../../src/store/blobs/file-readers.js';
 import { chunkOf, chunkStoreContract, sha256 } from './chunk-store.contract.js';
 
 const tempDir = () => mkdtemp(join(tmpdir(), 'snapfork-chunks-'));
@@ -29,10 +30,10 @@ async function filesUnder(dir: string): Promise<string[]> {
 
 const packsIn = async (dir: string) => (await filesUnder(join(dir, 'packs'))).filter((f) => f.endsWith('.pack'));
 
-describe('FsChunkStore', () => {
+describe('local chunk store (openFsChunkStore)', () => {
   let root: string;
   let dir: string;
-  let store: FsChunkStore;
+  let store: PackChunkStore;
 
   beforeEach(async () => {
     root = await tempDir();
@@ -133,7 +134,7 @@ describe('FsChunkStore', () => {
   });
 });
 
-describe('PackReaders', () => {
+describe('FileReaders', () => {
   it('reads through a bounded cache of descriptors, also while one is retired mid-read', async () => {
     const root = await tempDir();
     try {
@@ -144,7 +145,7 @@ describe('PackReaders', () => {
           return path;
         }),
       );
-      const readers = new PackReaders(2);
+      const readers = new FileReaders(2);
       for (let round = 0; round < 3; round++) {
         for (const [i, path] of paths.entries()) expect(await readers.read(path, 10, 5)).toEqual(Buffer.alloc(5, i + 1));
       }

@@ -1,7 +1,7 @@
 /**
  * The NBD server against QEMU's own tools (qemu-img, qemu-io from qemu-utils, which .ci/run
  * installs) and, for what QEMU never sends, a byte-level client. Every export is a real
- * ChunkDiskSource over a real FsChunkStore.
+ * ChunkDiskSource over a real local chunk store.
  */
 import { execFile } from 'node:child_process';
 import { access, mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -11,7 +11,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DiskSource } from '../../src/domain/ports/vm-runtime.js';
 import * as nbd from '../../src/runtime/nbd/nbd-protocol.js';
 import { serveNbd, type NbdServer } from '../../src/runtime/nbd/nbd-server.js';
-import { openFsChunkStore, type FsChunkStore } from '../../src/store/fs/chunk-store.js';
+import { openFsChunkStore } from '../../src/store/fs/chunk-store.js';
+import type { ChunkStore } from '../../src/store/types.js';
 import { storedDisk } from '../support/chunk-disk.js';
 import { generatedBytes } from '../support/generated.js';
 import { NbdTestClient, goData } from '../support/nbd-client.js';
@@ -70,7 +71,7 @@ class CountingDisk implements DiskSource {
 
 describe('NBD server', () => {
   let root: string;
-  let store: FsChunkStore;
+  let store: ChunkStore;
   let image: Buffer;
   let disk: DiskSource;
   let server: NbdServer;

@@ -5,7 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ChunkDiskSource } from '../../src/domain/disk-source.js';
 import { DomainError } from '../../src/domain/errors.js';
 import type { ChunkRef } from '../../src/domain/model.js';
-import { openFsChunkStore, type FsChunkStore } from '../../src/store/fs/chunk-store.js';
+import { openFsChunkStore } from '../../src/store/fs/chunk-store.js';
+import type { ChunkStore } from '../../src/store/types.js';
 import { storedDisk } from '../support/chunk-disk.js';
 import { generatedBytes } from '../support/generated.js';
 
@@ -40,9 +41,9 @@ async function rejection(promise: Promise<unknown>): Promise<DomainError> {
   return error as DomainError;
 }
 
-describe('ChunkDiskSource over an FsChunkStore', () => {
+describe('ChunkDiskSource over the local chunk store', () => {
   let root: string;
-  let store: FsChunkStore;
+  let store: ChunkStore;
   let image: Buffer;
   let chunks: ChunkRef[];
 

@@ -22,6 +22,13 @@ export interface BlobInfo {
 export interface BlobUpload {
   /** Appends bytes; resolves when the backend has taken them (bounded buffering, back-pressure). */
   write(data: Buffer): Promise<void>;
+  /**
+   * Optional hint that no more bytes follow: the backend may start making them durable (write
+   * out its buffer, fsync, upload the last part) and release what it holds for the upload,
+   * while the blob stays invisible until commit(). For a writer that fills many blobs before it
+   * commits them all at once. A failure here is reported again by commit().
+   */
+  end?(): Promise<void>;
   /** Makes the blob visible, whole and durable; replaces nothing (names are never reused). */
   commit(): Promise<void>;
   /** Discards what was written; safe to call at any point, also after a failed write or commit. */

@@ -6,7 +6,7 @@
  * Implementations: a SQLite file beside local packs (the embedded default) and the shared SQL
  * database (PostgreSQL) when several servers share one bucket. Held to one contract suite.
  */
-import type { Compression } from '../fs/pack-format.js';
+import type { Compression } from './pack-format.js';
 
 export interface ChunkLocation {
   digest: string;

@@ -8,11 +8,12 @@ interface Reader {
 }
 
 /**
- * Read-only descriptors of sealed packs, the most recently used `limit` of them kept open.
- * Measured here, open + read + close of a 64 KiB entry costs ~120 µs against ~45 µs for a read
- * on an open descriptor; packs are immutable once sealed, so a cached descriptor never goes stale.
+ * Read-only descriptors of immutable files (committed blobs), the most recently used `limit` of
+ * them kept open. Measured here, open + read + close of a 64 KiB pack entry costs ~120 µs against
+ * ~45 µs for a read on an open descriptor; a committed blob is never written again, so a cached
+ * descriptor never goes stale.
  */
-export class PackReaders {
+export class FileReaders {
   private readonly readers = new Map<string, Reader>(); // in least recently used order
 
   constructor(private readonly limit: number) {}
@@ -23,7 +24,7 @@ export class PackReaders {
     if (reader) this.readers.delete(path);
     else {
       const opened: Reader = { file: open(path, 'r'), users: 0, retired: false };
-      // A pack that failed to open (deleted, say) is not cached; the caller sees the error.
+      // A file that failed to open (deleted, say) is not cached; the caller sees the error.
       opened.file.catch(() => this.readers.get(path) === opened && this.forget(path));
       reader = opened;
     }
@@ -44,7 +45,7 @@ export class PackReaders {
     }
   }
 
-  /** Closes the descriptor of `path` (when its reads are done); called when a pack is deleted. */
+  /** Closes the descriptor of `path` (when its reads are done); called when the file is deleted. */
   forget(path: string): void {
     const reader = this.readers.get(path);
     if (!reader) return;

@@ -1,0 +1,44 @@
+import type { ChunkRef } from './model.js';
+import type { ChunkWriter, PutResult } from '../store/types.js';
+
+/**
+ * Puts in flight at once: enough for a store to check a batch of digests against its index in
+ * one call (which counts when the index is a remote database: one round trip per 32 chunks, not
+ * per chunk), while at most this many chunks wait in memory.
+ */
+const DEPTH = 32;
+
+/**
+ * Puts chunks through a writer with up to DEPTH puts in flight instead of one at a time. The
+ * first failure is thrown by a later put() or by drain(); a caller that stops on an error
+ * aborts the writer, which ends the puts still in flight.
+ */
+export class PutPipeline {
+  private readonly inFlight: Promise<unknown>[] = [];
+
+  constructor(private readonly writer: ChunkWriter) {}
+
+  /** Starts storing `data` (see ChunkWriter.put). Waits while DEPTH puts are in flight. */
+  put(data: Buffer, digest?: string): Promise<void> {
+    return this.start(data, digest);
+  }
+
+  /** put() of `data`, whose ChunkRef is appended to `refs` at once and complete after drain(). */
+  append(refs: ChunkRef[], data: Buffer): Promise<void> {
+    const at = refs.length;
+    refs.push({ digest: '', size: data.length });
+    return this.start(data, undefined, (put) => (refs[at] = { digest: put.digest, size: put.size }));
+  }
+
+  /** Waits for every put in flight; throws the first failure. */
+  async drain(): Promise<void> {
+    while (this.inFlight.length > 0) await this.inFlight.shift();
+  }
+
+  private async start(data: Buffer, digest?: string, stored?: (result: PutResult) => void): Promise<void> {
+    while (this.inFlight.length >= DEPTH) await this.inFlight.shift();
+    const putting = this.writer.put(data, digest).then(stored);
+    putting.catch(() => undefined); // thrown by the put() or drain() that awaits it
+    this.inFlight.push(putting);
+  }
+}

@@ -1,0 +1,392 @@
+/**
+ * ChunkStore over two small ports: a BlobBackend, where pack files live (a local directory, an
+ * S3 bucket), and a ChunkIndex, where each chunk lives in them (a SQLite file, a SQL database).
+ * The pack format is storage/README.md's ("Pack files"); blob names follow its layout:
+ *
+ *   packs/<first 2 hex digits of the id>/<pack id>.pack
+ *
+ * Why packs: one object (or fsynced file) per 64 KiB chunk runs at ~800 files/s on a local disk,
+ * which would cap a push near 50 MB/s, and at one request per chunk on S3. A writer appends to
+ * one pack upload and pays one fsync (one object) per ~64 MiB instead.
+ *
+ * Crash safety: a writer's packs stay uploads (invisible) until its commit, which commits every
+ * upload (durable) and only then publishes the packs to the index, so the index never names a
+ * pack that is not durable and no reader can reach a half-written chunk. A crash leaves at worst
+ * an upload (which the backend discards) or a committed pack the index does not know: an
+ * orphan, deleted when a store opens (see ORPHAN_GRACE_MS).
+ */
+import { randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { DomainError, corrupt, notFound, tooLarge, unprocessable } from '../../domain/errors.js';
+import { MAX_BLOCK_SIZE, compressBlock, decompressBlock, zstdReady } from '../../lib/zstd.js';
+import { readAhead } from '../../lib/read-ahead.js';
+import { sha256 } from '../../lib/sha256.js';
+import type { ChunkStat, ChunkStore, ChunkWriter, PutResult } from '../types.js';
+import type { BlobBackend, BlobUpload } from './blob-backend.js';
+import type { ChunkIndex, ChunkLocation, IndexedPack } from './chunk-index.js';
+import { ENTRY_HEADER_SIZE, decodeEntryHeader, encodeEntryHeader, packHeader, type EntryHeader } from './pack-format.js';
+
+/** A pack is sealed once it holds this much: one fsync (one object) per 64 MiB, and packs few enough to list. */
+const PACK_TARGET_SIZE = 64 * 1024 * 1024;
+/** Chunks stream() reads ahead of its consumer: enough to hide read latency, bounded memory. */
+const READ_AHEAD = 4;
+/**
+ * stream() locates its chunks in index calls of READ_AHEAD digests, doubling up to this many: a
+ * range read of one chunk asks for few, a whole 1 GiB file (~16,000 chunks) costs ~70 calls.
+ */
+const MAX_LOCATE_BATCH = 256;
+/** Sizes are u32 in the pack format. */
+const MAX_CHUNK_BYTES = 0xffffffff;
+const DIGEST = /^[0-9a-f]{64}$/;
+const PACKS_PREFIX = 'packs/';
+const PACK_NAME = /^packs\/[0-9a-f]{2}\/([0-9a-f]+)\.pack$/;
+
+/**
+ * Orphans younger than this are left alone. With several servers over one bucket, another server
+ * may be between committing its packs and publishing them to the index right now (that window
+ * is a writer's commit: seconds); an hour covers it, and clock skew between servers and the
+ * object store, many times over.
+ */
+export const ORPHAN_GRACE_MS = 60 * 60 * 1000;
+
+export interface PackStoreOptions {
+  /**
+   * Age from which a pack the index does not know is deleted at open; ORPHAN_GRACE_MS when not
+   * given. 0 is right only when this process is the backend's sole writer (a directory lock).
+   */
+  orphanGraceMs?: number;
+  /** The clock orphans' age is measured against (their modifiedAt). */
+  now?: () => Date;
+  /** Runs last in close(), e.g. to release a directory lock. */
+  onClose?: () => Promise<void>;
+}
+
+const packName = (id: string) => `${PACKS_PREFIX}${id.slice(0, 2)}/${id}.pack`;
+
+/**
+ * A PackChunkStore over `backend` and `index`, which it owns from now on (closed with it, or at
+ * once when opening fails). Deletes orphan packs older than the grace before it answers.
+ */
+export async function openPackChunkStore(backend: BlobBackend, index: ChunkIndex, options: PackStoreOptions = {}): Promise<PackChunkStore> {
+  try {
+    await zstdReady();
+    await removeOrphans(backend, index, options.now?.() ?? new Date(), options.orphanGraceMs ?? ORPHAN_GRACE_MS);
+  } catch (e) {
+    await Promise.allSettled([backend.close(), index.close()]);
+    throw e;
+  }
+  return new PackChunkStore(backend, index, options.onClose);
+}
+
+/** Deletes packs the index does not know that are older than `graceMs` at `now`. */
+async function removeOrphans(backend: BlobBackend, index: ChunkIndex, now: Date, graceMs: number): Promise<void> {
+  const known = await index.packIds();
+  for await (const blob of backend.list(PACKS_PREFIX)) {
+    const id = PACK_NAME.exec(blob.name)?.[1];
+    if (id !== undefined && known.has(id)) continue;
+    if (now.getTime() - blob.modifiedAt.getTime() >= graceMs) await backend.delete(blob.name);
+  }
+}
+
+/** A pack a writer fills: an upload until the writer commits. */
+interface OpenPack {
+  id: string;
+  upload: BlobUpload;
+  entries: ChunkLocation[];
+  size: number;
+}
+
+export class PackChunkStore implements ChunkStore {
+  /** The writers' existence checks waiting for the index call in flight; sent together after it. */
+  private gathering: { digests: Set<string>; found: Promise<Map<string, ChunkLocation>> } | undefined;
+  private locating: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    private readonly backend: BlobBackend,
+    private readonly index: ChunkIndex,
+    private readonly onClose?: () => Promise<void>,
+  ) {}
+
+  async has(digest: string): Promise<boolean> {
+    return (await this.index.locate([digest])).has(digest);
+  }
+
+  async missing(digests: readonly string[]): Promise<string[]> {
+    const unique = [...new Set(digests)];
+    const found = await this.index.locate(unique);
+    return unique.filter((d) => !found.has(d));
+  }
+
+  writer(): ChunkWriter {
+    return new PackChunkWriter(this, this.backend);
+  }
+
+  async put(data: Buffer, digest?: string): Promise<PutResult> {
+    const writer = this.writer();
+    try {
+      const result = await writer.put(data, digest);
+      await writer.commit();
+      return result;
+    } catch (e) {
+      await writer.abort();
+      throw e;
+    }
+  }
+
+  async get(digest: string): Promise<Buffer> {
+    const location = DIGEST.test(digest) ? (await this.index.locate([digest])).get(digest) : undefined;
+    if (!location) throw notFound(`chunk ${digest} not found`);
+    return this.read(location);
+  }
+
+  stream(chunks: Iterable<string>, options: { skip?: number; length?: number } = {}): Readable {
+    return Readable.from(this.streamed(chunks, options.skip ?? 0, options.length ?? Infinity), { objectMode: false });
+  }
+
+  async stat(digest: string): Promise<ChunkStat | undefined> {
+    return (await this.statMany([digest])).get(digest);
+  }
+
+  async statMany(digests: readonly string[]): Promise<Map<string, ChunkStat>> {
+    const found = await this.index.locate([...new Set(digests)]);
+    return new Map([...found.values()].map((l) => [l.digest, { digest: l.digest, size: l.size, storedSize: l.storedSize, compression: l.compression }]));
+  }
+
+  async delete(digest: string): Promise<boolean> {
+    const pack = await this.index.remove(digest);
+    // A crash before this delete leaves an orphan pack, which a later open removes.
+    if (pack) await this.backend.delete(packName(pack));
+    return pack !== undefined;
+  }
+
+  async *list(): AsyncIterable<string> {
+    // Paged by key rather than one open cursor: the consumer may write between two items.
+    for (let after = ''; ; ) {
+      const page = await this.index.page(after, 1000);
+      yield* page;
+      const last = page.at(-1);
+      if (last === undefined) return;
+      after = last;
+    }
+  }
+
+  count(): Promise<number> {
+    return this.index.count();
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([this.backend.close(), this.index.close()]);
+    await this.onClose?.();
+  }
+
+  // Internals shared with PackChunkWriter ----------------------------------------------------
+
+  /**
+   * True when `digest` is committed: a writer's dedupe. Checks asked while an index call is in
+   * flight go to the index together in the next one, so writers putting concurrently (or one
+   * writer's pipelined puts) cost one call per batch, not one per chunk.
+   */
+  isStored(digest: string): Promise<boolean> {
+    let batch = this.gathering;
+    if (!batch) {
+      const digests = new Set<string>();
+      const found = this.locating.then(() => {
+        this.gathering = undefined;
+        return this.index.locate([...digests]);
+      });
+      this.locating = found.catch(() => undefined);
+      batch = this.gathering = { digests, found };
+    }
+    batch.digests.add(digest);
+    return batch.found.then((found) => found.has(digest));
+  }
+
+  /**
+   * Records committed packs in the index; deletes those left without a live chunk (every chunk
+   * committed meanwhile by another writer). When the index call fails, the packs stay: the error
+   * does not say whether a remote database committed before it, and an orphan is removed later.
+   */
+  async publish(packs: readonly IndexedPack[]): Promise<void> {
+    const unused = await this.index.publish(packs);
+    await Promise.all(unused.map((id) => this.backend.delete(packName(id))));
+  }
+
+  deletePack(id: string): Promise<boolean> {
+    return this.backend.delete(packName(id));
+  }
+
+  /** The chunks of `digests` in order, READ_AHEAD read ahead, located in growing batches. */
+  private async *streamed(chunks: Iterable<string>, skip: number, length: number): AsyncGenerator<Buffer> {
+    if (length <= 0) return;
+    let left = length;
+    for (const batch of batches(chunks, READ_AHEAD, MAX_LOCATE_BATCH)) {
+      const locations = await this.index.locate(batch);
+      // Whole chunks inside `skip` are passed over by their indexed size, without reading them.
+      let first = 0;
+      for (; first < batch.length && skip > 0; first++) {
+        const size = locations.get(batch[first]!)?.size;
+        if (size === undefined || size > skip) break;
+        skip -= size;
+      }
+      const load = async (digest: string) => {
+        const location = locations.get(digest);
+        if (!location) throw notFound(`chunk ${digest} not found`);
+        return this.read(location);
+      };
+      for await (let data of readAhead(batch.slice(first), READ_AHEAD, load)) {
+        if (skip > 0) {
+          data = data.subarray(skip);
+          skip = 0;
+        }
+        if (data.length > left) data = data.subarray(0, left);
+        left -= data.length;
+        if (data.length > 0) yield data;
+        if (left <= 0) return;
+      }
+    }
+  }
+
+  /** The chunk at `location`, checked against the index and its digest. */
+  private async read(location: ChunkLocation): Promise<Buffer> {
+    const { digest, pack } = location;
+    const damaged = (why: string) => corrupt(`chunk ${digest} in pack ${pack} is corrupt: ${why}`);
+    const bytes = await this.backend.read(packName(pack), location.offset, ENTRY_HEADER_SIZE + location.storedSize).catch((e: unknown) => {
+      throw e instanceof DomainError && e.kind === 'not_found' ? damaged('its pack file is missing') : e;
+    });
+    if (bytes.length !== ENTRY_HEADER_SIZE + location.storedSize) throw damaged('its pack file is truncated');
+    const header = decodeEntryHeader(bytes);
+    if (!header || header.digest !== digest || header.size !== location.size || header.storedSize !== location.storedSize || header.compression !== location.compression) {
+      throw damaged('its entry header does not match the index');
+    }
+    const stored = bytes.subarray(ENTRY_HEADER_SIZE);
+    let data: Buffer;
+    try {
+      data = location.compression === 'zstd' ? decompressBlock(stored, location.size) : stored;
+    } catch {
+      throw damaged('it does not decompress');
+    }
+    if (sha256(data) !== digest) throw damaged('its bytes do not hash to its digest');
+    return data;
+  }
+}
+
+/** `items` in consecutive arrays of `first` items, then twice as many each time up to `max`. */
+function* batches<T>(items: Iterable<T>, first: number, max: number): Generator<T[]> {
+  let batch: T[] = [];
+  let size = first;
+  for (const item of items) {
+    batch.push(item);
+    if (batch.length >= size) {
+      yield batch;
+      batch = [];
+      size = Math.min(size * 2, max);
+    }
+  }
+  if (batch.length > 0) yield batch;
+}
+
+class PackChunkWriter implements ChunkWriter {
+  /** Full packs: uploads told that no more bytes follow, committed with the writer. */
+  private readonly sealed: OpenPack[] = [];
+  private current: OpenPack | undefined;
+  /** Appends in put order, one at a time: concurrent puts must not interleave their bytes. */
+  private appending: Promise<void> = Promise.resolve();
+  /** Digests put through this writer since the last commit: stored once. */
+  private readonly seen = new Set<string>();
+  /** Set by abort(): a put still in flight then must not open a pack nobody will remove. */
+  private aborted = false;
+
+  constructor(
+    private readonly store: PackChunkStore,
+    private readonly backend: BlobBackend,
+  ) {}
+
+  async put(data: Buffer, digest?: string): Promise<PutResult> {
+    const actual = sha256(data);
+    if (digest !== undefined && digest !== actual) {
+      throw unprocessable(`chunk digest ${digest} does not match its content (${actual})`, { expected: digest, actual });
+    }
+    if (data.length > MAX_CHUNK_BYTES) throw tooLarge(`chunk of ${data.length} bytes exceeds ${MAX_CHUNK_BYTES}`);
+    const known = { digest: actual, size: data.length, created: false, storedSize: 0 };
+    if (this.seen.has(actual)) return known;
+    // Marked before the index is asked, so that a concurrent put of the same bytes is not stored twice.
+    this.seen.add(actual);
+    let stored: boolean;
+    try {
+      stored = await this.store.isStored(actual);
+    } catch (e) {
+      this.seen.delete(actual);
+      throw e;
+    }
+    if (stored) return known;
+    // Raw when zstd does not shrink it (already compressed data, e.g. qcow2 with compression).
+    const compressed = data.length > 0 && data.length <= MAX_BLOCK_SIZE ? compressBlock(data) : undefined;
+    const zstd = compressed !== undefined && compressed.length < data.length;
+    const bytes = zstd ? compressed : data;
+    const entry: EntryHeader = { digest: actual, size: data.length, storedSize: bytes.length, compression: zstd ? 'zstd' : 'none' };
+    const appended = this.appending.then(() => this.append(entry, bytes));
+    this.appending = appended;
+    await appended;
+    return { digest: actual, size: data.length, created: true, storedSize: bytes.length };
+  }
+
+  async commit(): Promise<void> {
+    await this.appending;
+    this.seal();
+    const packs = this.sealed.splice(0);
+    if (packs.length > 0) {
+      const committed = await Promise.allSettled(packs.map((p) => p.upload.commit()));
+      const failure = committed.find((c) => c.status === 'rejected');
+      if (failure) {
+        // None of the writer's chunks becomes visible: packs already committed are deleted again.
+        await Promise.allSettled(packs.map((p, i) => (committed[i]!.status === 'fulfilled' ? this.store.deletePack(p.id) : p.upload.abort())));
+        this.seen.clear();
+        throw failure.reason;
+      }
+      await this.store.publish(packs.map(({ id, size, entries }) => ({ id, size, entries })));
+    }
+    this.seen.clear();
+  }
+
+  async abort(): Promise<void> {
+    this.aborted = true;
+    await this.appending.catch(() => undefined);
+    const packs = [...this.sealed.splice(0), ...(this.current ? [this.current] : [])];
+    this.current = undefined;
+    this.seen.clear();
+    await Promise.all(packs.map((p) => p.upload.abort()));
+  }
+
+  private async append(entry: EntryHeader, bytes: Buffer): Promise<void> {
+    if (this.aborted) throw new DomainError('conflict', 'chunk writer was aborted');
+    const pack = this.current ?? (await this.startPack());
+    pack.entries.push({ ...entry, pack: pack.id, offset: pack.size });
+    pack.size += ENTRY_HEADER_SIZE + bytes.length;
+    await pack.upload.write(encodeEntryHeader(entry));
+    await pack.upload.write(bytes);
+    if (pack.size >= PACK_TARGET_SIZE) this.seal();
+  }
+
+  private async startPack(): Promise<OpenPack> {
+    const id = randomBytes(16).toString('hex');
+    const pack: OpenPack = { id, upload: this.backend.create(packName(id)), entries: [], size: 0 };
+    this.current = pack;
+    const header = packHeader();
+    pack.size = header.length;
+    await pack.upload.write(header);
+    return pack;
+  }
+
+  /**
+   * Ends the current pack: the backend starts making it durable in the background while the
+   * next one fills (a push does not stop for the disk every 64 MiB); it stays invisible until
+   * commit() commits it.
+   */
+  private seal(): void {
+    const pack = this.current;
+    if (!pack) return;
+    this.current = undefined;
+    this.sealed.push(pack);
+    pack.upload.end?.().catch(() => undefined); // a failure surfaces again at commit()
+  }
+}

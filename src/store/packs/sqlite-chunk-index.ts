@@ -1,0 +1,148 @@
+/**
+ * The ChunkIndex in a SQLite file beside local packs: `chunks/index.db`, whose schema is part of
+ * the storage format (storage/README.md, "Index"). better-sqlite3 is synchronous and in-process,
+ * so a batch is a loop of prepared statements inside one call, not a round trip per digest.
+ */
+import BetterSqlite3 from 'better-sqlite3';
+import { DomainError } from '../../domain/errors.js';
+import type { ChunkIndex, ChunkLocation, IndexedPack } from './chunk-index.js';
+import type { Compression } from './pack-format.js';
+
+const INDEX_VERSION = 1;
+
+interface ChunkRow {
+  pack: string;
+  offset: number;
+  stored_size: number;
+  size: number;
+  compression: Compression;
+}
+
+export class SqliteChunkIndex implements ChunkIndex {
+  private readonly statements;
+
+  private constructor(private readonly db: BetterSqlite3.Database) {
+    this.statements = {
+      get: db.prepare<[string], ChunkRow>('SELECT pack, offset, stored_size, size, compression FROM chunks WHERE digest = ?'),
+      page: db.prepare<[string, number], { digest: string }>('SELECT digest FROM chunks WHERE digest > ? ORDER BY digest LIMIT ?'),
+      count: db.prepare<[], { n: number }>('SELECT count(*) AS n FROM chunks'),
+      packIds: db.prepare<[], { id: string }>('SELECT id FROM packs'),
+      insertPack: db.prepare<[string, number]>('INSERT INTO packs (id, live, size) VALUES (?, 0, ?)'),
+      insertChunk: db.prepare<[string, string, number, number, number, Compression]>(
+        'INSERT OR IGNORE INTO chunks (digest, pack, offset, stored_size, size, compression) VALUES (?, ?, ?, ?, ?, ?)',
+      ),
+      addLive: db.prepare<[number, string]>('UPDATE packs SET live = live + ? WHERE id = ?'),
+      deleteChunk: db.prepare<[string]>('DELETE FROM chunks WHERE digest = ?'),
+      live: db.prepare<[string], { live: number }>('SELECT live FROM packs WHERE id = ?'),
+      deletePack: db.prepare<[string]>('DELETE FROM packs WHERE id = ?'),
+    };
+  }
+
+  /** Opens (creating) the index file; refuses an index format newer than this code reads. */
+  static open(file: string): SqliteChunkIndex {
+    const db = new BetterSqlite3(file);
+    try {
+      const mode: unknown = db.pragma('journal_mode = WAL', { simple: true });
+      if (mode !== 'wal') throw new Error(`SQLite refused WAL mode for ${file} (got ${String(mode)})`);
+      // FULL syncs the WAL on every commit: a committed chunk stays indexed after a power loss.
+      db.pragma('synchronous = FULL');
+      db.pragma('busy_timeout = 5000');
+      const version = db.pragma('user_version', { simple: true }) as number;
+      if (version > INDEX_VERSION) throw new Error(`${file} has index format ${version}; this snapfork reads ${INDEX_VERSION}`);
+      db.exec(`
+        CREATE TABLE IF NOT EXISTS packs (
+          id   TEXT PRIMARY KEY,
+          live INTEGER NOT NULL,
+          size INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        CREATE TABLE IF NOT EXISTS chunks (
+          digest      TEXT PRIMARY KEY,
+          pack        TEXT NOT NULL REFERENCES packs (id),
+          offset      INTEGER NOT NULL,
+          stored_size INTEGER NOT NULL,
+          size        INTEGER NOT NULL,
+          compression TEXT NOT NULL CHECK (compression IN ('zstd', 'none'))
+        ) WITHOUT ROWID;
+        PRAGMA user_version = ${INDEX_VERSION};
+      `);
+      return new SqliteChunkIndex(db);
+    } catch (e) {
+      db.close();
+      throw e;
+    }
+  }
+
+  async locate(digests: readonly string[]): Promise<Map<string, ChunkLocation>> {
+    const found = new Map<string, ChunkLocation>();
+    for (const digest of digests) {
+      const row = this.statements.get.get(digest);
+      if (row) {
+        found.set(digest, { digest, pack: row.pack, offset: row.offset, storedSize: row.stored_size, size: row.size, compression: row.compression });
+      }
+    }
+    return found;
+  }
+
+  async publish(packs: readonly IndexedPack[]): Promise<string[]> {
+    const { insertPack, insertChunk, addLive, deletePack } = this.statements;
+    const record = this.db.transaction(() => {
+      const unused: string[] = [];
+      for (const pack of packs) {
+        insertPack.run(pack.id, pack.size);
+        let live = 0;
+        for (const e of pack.entries) {
+          live += insertChunk.run(e.digest, pack.id, e.offset, e.storedSize, e.size, e.compression).changes;
+        }
+        if (live > 0) addLive.run(live, pack.id);
+        else {
+          deletePack.run(pack.id);
+          unused.push(pack.id);
+        }
+      }
+      return unused;
+    });
+    return guard(() => record.immediate());
+  }
+
+  async remove(digest: string): Promise<string | null | undefined> {
+    const { get, deleteChunk, addLive, live, deletePack } = this.statements;
+    const emptied = this.db.transaction(() => {
+      const row = get.get(digest);
+      if (!row) return undefined;
+      deleteChunk.run(digest);
+      addLive.run(-1, row.pack);
+      if ((live.get(row.pack)?.live ?? 0) > 0) return null;
+      deletePack.run(row.pack);
+      return row.pack;
+    });
+    return guard(() => emptied.immediate());
+  }
+
+  async packIds(): Promise<Set<string>> {
+    return new Set(this.statements.packIds.all().map((p) => p.id));
+  }
+
+  async page(after: string, limit: number): Promise<string[]> {
+    return this.statements.page.all(after, limit).map((r) => r.digest);
+  }
+
+  async count(): Promise<number> {
+    return this.statements.count.get()?.n ?? 0;
+  }
+
+  async close(): Promise<void> {
+    this.db.close();
+  }
+}
+
+/** A full disk (SQLITE_FULL) is insufficient_storage; other errors pass unchanged. */
+function guard<T>(run: () => T): T {
+  try {
+    return run();
+  } catch (e) {
+    if ((e as { code?: unknown } | null)?.code === 'SQLITE_FULL') {
+      throw new DomainError('insufficient_storage', 'no space left on the chunk store');
+    }
+    throw e;
+  }
+}
