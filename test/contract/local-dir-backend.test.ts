@@ -1,14 +1,14 @@
 /**
- * LocalDirBackend: what BlobBackend promises (nothing visible before commit, ranged reads,
- * listing by prefix, idempotent delete) and what the local directory adds (temp files under
- * tmp/, cleared at open).
+ * LocalDirBackend: the BlobBackend contract, and what the local directory adds (temp files
+ * under tmp/, cleared at open; cached descriptors; names confined to its directory).
  */
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeEach, expect, it } from 'vitest';
 import { LocalDirBackend } from '../../src/store/blobs/local-dir.js';
 import type { BlobInfo } from '../../src/store/packs/blob-backend.js';
+import { blobBackendContract } from './blob-backend.contract.js';
 
 let root: string;
 let backend: LocalDirBackend;
@@ -91,3 +91,11 @@ it('refuses names outside its namespace', () => {
     expect(() => backend.create(name), name).toThrow(/not a blob name/);
   }
 });
+
+const contractRoots: string[] = [];
+blobBackendContract('local directory', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'snapfork-blobs-'));
+  contractRoots.push(dir);
+  return LocalDirBackend.open(dir);
+});
+afterAll(() => Promise.all(contractRoots.map((dir) => rm(dir, { recursive: true, force: true }))));
