@@ -20,12 +20,10 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { expect, it } from 'vitest';
 import { generatedBytes } from '../../test/support/generated.js';
-import { startServerProcess } from './server-process.js';
+import { DATASET_FILES, datasetFile, startServerProcess, writeDataset } from './server-process.js';
 
 /** Bytes of the image and of the dataset: 1 GiB; BENCH_BYTES=33554432 tries the script quickly. */
 const SIZE = Number(process.env.BENCH_BYTES ?? 1024 ** 3);
-const FILES = 20_000;
-const PER_DIR = 200;
 
 interface Row {
   step: string;
@@ -42,22 +40,6 @@ async function writeGenerated(file: string, size: number, seed: number): Promise
   await out.close();
 }
 
-/** 20,000 files in 100 directories, ~53.7 KB each, 1 GiB in all; returns the total size. */
-async function writeDataset(dir: string): Promise<number> {
-  const stream = generatedBytes(SIZE + FILES * 1000, 9)[Symbol.asyncIterator]();
-  let pending = Buffer.alloc(0);
-  let total = 0;
-  for (let i = 0; i < FILES; i++) {
-    const size = Math.floor(SIZE / FILES) + ((i * 7919) % 2001) - 1000;
-    while (pending.length < size) pending = Buffer.concat([pending, (await stream.next()).value as Buffer]);
-    const sub = join(dir, `shard-${String(Math.floor(i / PER_DIR)).padStart(3, '0')}`);
-    if (i % PER_DIR === 0) await mkdir(sub, { recursive: true });
-    await writeFile(join(sub, `item-${String(i).padStart(5, '0')}.bin`), pending.subarray(0, size));
-    pending = pending.subarray(size);
-    total += size;
-  }
-  return total;
-}
 
 /** Bytes of every file below `dir`. */
 async function treeBytes(dir: string): Promise<number> {
@@ -138,12 +120,12 @@ it.skipIf(!process.env.SNAPFORK_BENCH)('delta push and pull of a 1 GiB image and
 
     // A dataset: 20,000 files, then 2% of them (every 50th) rewritten.
     const dataset = join(work, 'dataset');
-    const total = await writeDataset(dataset);
+    const total = await writeDataset(dataset, SIZE);
     const datasetRestic = resticRepo(join(work, 'restic-dataset'));
     await push('dataset: first push', dataset, 'alice/dataset:v1', total, datasetRestic);
     await push('dataset: push again, unchanged', dataset, 'alice/dataset:v1', total, datasetRestic);
-    for (let i = 0; i < FILES; i += 50) {
-      const file = join(dataset, `shard-${String(Math.floor(i / PER_DIR)).padStart(3, '0')}`, `item-${String(i).padStart(5, '0')}.bin`);
+    for (let i = 0; i < DATASET_FILES; i += 50) {
+      const file = datasetFile(dataset, i);
       await writeFile(file, randomBytes((await stat(file)).size));
     }
     await push('dataset: 2% of files changed', dataset, 'alice/dataset:v2', total, datasetRestic);

@@ -1,6 +1,10 @@
-/** What the benchmarks share: a real server in its own process, tokens for it, medians. */
+/** What the benchmarks share: a real server in its own process, tokens for it, medians, data. */
 import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { withoutEngines } from '../../test/support/engines.js';
+import { generatedBytes } from '../../test/support/generated.js';
 
 export const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -9,12 +13,14 @@ export const median = (xs: number[]) => {
 
 /**
  * `node dist/cli/main.js serve` on `dataDir` and an ephemeral port (run `npm run build` first),
- * with `env` added to this process's environment.
+ * with `env` added to this process's environment (but for its engines' variables: the server
+ * runs on the embedded stores unless `env` names others).
  */
 export async function startServerProcess(dataDir: string, env: Record<string, string> = {}) {
+  const serverEnv = { ...withoutEngines(process.env), ...env };
   const child = spawn(process.execPath, ['dist/cli/main.js', 'serve', '--port', '0', '--data-dir', dataDir], {
     stdio: ['ignore', 'pipe', 'inherit'],
-    env: { ...process.env, ...env },
+    env: serverEnv,
   });
   const url = await new Promise<string>((resolve, reject) => {
     child.stdout.on('data', (d: Buffer) => {
@@ -27,9 +33,30 @@ export async function startServerProcess(dataDir: string, env: Record<string, st
     url,
     /** A token for `user` (created on first use), signed with the server's key. */
     token: (user: string) =>
-      execFileSync(process.execPath, ['dist/cli/main.js', 'token', 'create', '--user', user, '--data-dir', dataDir]).toString().trim(),
+      execFileSync(process.execPath, ['dist/cli/main.js', 'token', 'create', '--user', user, '--data-dir', dataDir], { env: serverEnv }).toString().trim(),
     /** Peak resident memory of the server process so far, from /proc (Linux). */
     peakRssMiB: () => Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1] ?? NaN) / 1024,
     stop: () => new Promise((resolve) => child.once('exit', resolve).kill('SIGTERM')),
   };
+}
+
+/** The files of writeDataset, and where file `i` of them lies. */
+export const DATASET_FILES = 20_000;
+export const datasetFile = (dir: string, i: number) => join(dir, `shard-${String(Math.floor(i / 200)).padStart(3, '0')}`, `item-${String(i).padStart(5, '0')}.bin`);
+
+/** DATASET_FILES files in 100 directories of incompressible bytes, `size` bytes in all (~53.7 KB each for 1 GiB); returns the total. */
+export async function writeDataset(dir: string, size: number): Promise<number> {
+  const stream = generatedBytes(size + DATASET_FILES * 1000, 9)[Symbol.asyncIterator]();
+  let pending = Buffer.alloc(0);
+  let total = 0;
+  for (let i = 0; i < DATASET_FILES; i++) {
+    const fileSize = Math.floor(size / DATASET_FILES) + ((i * 7919) % 2001) - 1000;
+    while (pending.length < fileSize) pending = Buffer.concat([pending, (await stream.next()).value as Buffer]);
+    const file = datasetFile(dir, i);
+    await mkdir(dirname(file), { recursive: true });
+    await writeFile(file, pending.subarray(0, fileSize));
+    pending = pending.subarray(fileSize);
+    total += fileSize;
+  }
+  return total;
 }

@@ -9,13 +9,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { withoutEngines } from '../support/engines.js';
 import { generatedTar } from '../support/generated.js';
 import { describeTree, makeSampleTree, tarOf, tempDir, untar } from '../support/trees.js';
 
 const CLI = join(process.cwd(), 'dist', 'cli', 'main.js');
 let dataDir: string;
 /** The embedded stores in dataDir, whatever engines the environment names for other tests. */
-const embedded = Object.fromEntries(Object.entries(process.env).filter(([name]) => name !== 'SNAPFORK_DATABASE_URL' && !name.startsWith('SNAPFORK_S3_')));
+const embedded = withoutEngines(process.env);
 let server: { url: string; child: ChildProcess } | undefined;
 
 async function start(): Promise<{ url: string; child: ChildProcess }> {
