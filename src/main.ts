@@ -4,7 +4,8 @@
  * QEMU runtime, and serves HTTP. The only place (with config.ts) that knows which
  * implementations run.
  */
-import { mkdir } from 'node:fs/promises';
+import { randomUUID } from 'node:crypto';
+import { mkdir, open, readFile, rename } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -16,6 +17,7 @@ import { AccountService } from './domain/account.service.js';
 import type { Scope } from './domain/principal.js';
 import { createServices } from './domain/services.js';
 import { createApp, type AppOptions } from './http/app.js';
+import { fsyncDir } from './lib/durable-fs.js';
 import { sha256 } from './lib/sha256.js';
 import { Ext4DatasetImages } from './runtime/dataset-images.js';
 import { serveNbd } from './runtime/nbd/nbd-server.js';
@@ -62,6 +64,34 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
+/** This server's id, in its data directory (storage/README.md). */
+export const SERVER_ID_FILE = 'server-id';
+
+/**
+ * The id this server records on the VMs it runs (VmParts.host), created on first start and kept
+ * in the data directory: a restarted server finds its previous process's VMs by it.
+ */
+async function serverId(dataDir: string): Promise<string> {
+  const file = join(dataDir, SERVER_ID_FILE);
+  try {
+    return (await readFile(file, 'utf8')).trim();
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
+  const id = randomUUID();
+  const temp = `${file}.${process.pid}.tmp`;
+  const handle = await open(temp, 'w');
+  try {
+    await handle.writeFile(`${id}\n`);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  await rename(temp, file);
+  await fsyncDir(dataDir);
+  return id;
+}
+
 /** How long a graceful shutdown waits for requests in flight before cutting them. */
 const SHUTDOWN_GRACE_MS = 10_000;
 
@@ -88,6 +118,7 @@ export async function startServer(config: Config, options: AppOptions = {}): Pro
     datasets: await Ext4DatasetImages.open(join(config.dataDir, DATASETS_DIR)),
     caps: config.vms,
     execLogs,
+    host: await serverId(config.dataDir),
   });
   await services.vms.reconcile();
   const app = createApp(services, tokens, config, options);

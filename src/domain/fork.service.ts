@@ -133,6 +133,7 @@ export class ForkService {
           ...DEFAULT_VM_SIZE,
           createdAt,
           deletedAt: null,
+          host: null,
         };
         await tx.createVm(vm);
       }

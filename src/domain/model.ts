@@ -144,6 +144,11 @@ export interface Vm {
   createdAt: string;
   /** When the VM was deleted; null while it exists. */
   deletedAt: string | null;
+  /**
+   * The server whose process runs (or ran) the VM; null while no process was started for it (a
+   * sleeping VM). Only that server can drive it: VM processes stay where they were started.
+   */
+  host: string | null;
 }
 
 export interface Page {

@@ -36,6 +36,8 @@ export interface VmParts {
   caps: VmCaps & { readonly maxDatasetBytes: number };
   /** Where each VM's exec output is logged. */
   execLogs: ExecLogStore;
+  /** This server's id, recorded on the VMs it runs: servers sharing a database drive only their own. */
+  host: string;
 }
 
 /** Wires the domain services over a metadata store, a chunk store and what VMs run on. */
@@ -51,7 +53,7 @@ export function createServices(
   const snapshots = new SnapshotService(store, chunks, policy, repositories, now);
   const images = new SystemImageService(store, chunks, repositories, snapshots, vms.baseImage);
   const planner = new BootPlanner(chunks, images, vms.datasets, vms.caps);
-  const vmService = new VmService(store, chunks, policy, accounts, repositories, snapshots, images, planner, vms.runtime, vms.caps, now);
+  const vmService = new VmService(store, chunks, policy, accounts, repositories, snapshots, images, planner, vms.runtime, vms.caps, vms.host, now);
   return {
     policy,
     accounts,

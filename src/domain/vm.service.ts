@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { v4 as uuidv4 } from 'uuid';
-import { conflict, forbidden, invalid, isDomainError, notFound, tooMany, unprocessable } from './errors.js';
+import { conflict, forbidden, invalid, isDomainError, notFound, tooMany, unprocessable, type DomainError } from './errors.js';
 import type { Commit, Namespace, Repository, Vm, VmState } from './model.js';
 import type { AccessPolicy } from './access-policy.js';
 import type { AccountService } from './account.service.js';
@@ -63,6 +63,8 @@ export const MAX_LINEAGE = 1000;
 export const VM_COMMITS_REPOSITORY = 'vm-commits';
 
 const MIB = 1024 * 1024;
+/** The states of a VM that has a process (on some server). */
+const LIVE_STATES: ReadonlySet<VmState> = new Set(['booting', 'running', 'paused']);
 
 /** Starts a recorded VM's process with the identity given. */
 type StartVm = (identity: VmSpec['identity']) => Promise<RunningVm>;
@@ -99,15 +101,17 @@ export class VmService {
     private readonly planner: BootPlanner,
     private readonly runtime: VmRuntime,
     private readonly caps: VmCaps,
+    /** This server's id, recorded on the VMs it runs (several servers may share one database). */
+    private readonly host: string,
     private readonly now: () => string,
   ) {}
 
   /**
-   * Marks dead the VMs a previous server process left booting, running or paused: none of this
-   * process runs yet, and their processes ended with that server. Called once at start.
+   * Marks dead the VMs this server's previous process left booting, running or paused: none of
+   * this process runs yet, and their processes ended with that one. Called once at start.
    */
   async reconcile(): Promise<void> {
-    await this.store.markRunningVmsDead();
+    await this.store.markRunningVmsDead(this.host);
   }
 
   /**
@@ -188,7 +192,7 @@ export class VmService {
     if ('vmId' in from) {
       const parent = await this.visible(principal, from.vmId, 'repo:write');
       if (this.live.has(parent.id)) return this.branchLive(principal, parent, count, options);
-      if (parent.state !== 'sleeping') throw conflict(`vm ${parent.id} is ${parent.state}: it has no running process to branch`);
+      if (parent.state !== 'sleeping') throw this.noProcess(parent);
       from = { commit: { commitId: parent.commitId } };
     }
     const owner = await this.accounts.actingNamespace(principal);
@@ -245,7 +249,7 @@ export class VmService {
         await snapshot.release();
       }
     } else if (vm.state !== 'sleeping') {
-      throw conflict(`vm ${id} is ${vm.state}: it has no running process to commit`);
+      throw this.noProcess(vm);
     }
     return this.snapshots.recordCommit(principal, await this.commitRepository(principal, owner, vm), tree, {
       parentIds: [vm.commitId],
@@ -324,6 +328,8 @@ export class VmService {
   /** Stops a VM's process (waiting for its boot first) and marks it deleted; it is never seen again. */
   async delete(principal: Principal, id: string): Promise<void> {
     const vm = await this.visible(principal, id, 'repo:write');
+    // Only the server that runs a VM can end its process.
+    if (this.runsElsewhere(vm)) throw this.noProcess(vm);
     await this.stop(vm.id);
     await this.store.deleteVm(vm.id);
     for (const listener of this.deletedListeners) await listener(vm.id);
@@ -371,6 +377,7 @@ export class VmService {
       memSizeMib: asked.memSizeMib ?? plan.size.memSizeMib,
       createdAt: this.now(),
       deletedAt: null,
+      host: this.host,
     };
   }
 
@@ -432,7 +439,7 @@ export class VmService {
       // Again: the snapshot took a while, and others may have claimed slots meanwhile.
       this.assertRoomFor(owner, count);
       return await this.settle(Array.from({ length: count }, () => {
-        const vm: Vm = { ...like, id: uuidv4(), state: 'booting', createdAt: this.now(), deletedAt: null };
+        const vm: Vm = { ...like, id: uuidv4(), state: 'booting', createdAt: this.now(), deletedAt: null, host: this.host };
         const start: StartVm = (identity) =>
           this.runtime.start({ id: vm.id, vcpuCount: vm.vcpuCount, memSizeMib: vm.memSizeMib, disk: snapshot.disk, identity, resume: snapshot });
         return { vm, live: this.claimAndBoot(owner, vm, start) };
@@ -536,8 +543,22 @@ export class VmService {
   /** The running VM's handle, once booted; `conflict` for a VM without a process. */
   private async handleOf(vm: Vm): Promise<RunningVm> {
     const live = this.live.get(vm.id);
-    if (!live) throw conflict(`vm ${vm.id} is ${vm.state}: it has no running process`);
+    if (!live) throw this.noProcess(vm);
     return live.handle ?? live.booted;
+  }
+
+  /**
+   * Why this server has no process of `vm`: another server runs it (VM processes stay where they
+   * started, and only that server can drive them), or it has none at all.
+   */
+  private noProcess(vm: Vm): DomainError {
+    if (this.runsElsewhere(vm)) return conflict(`vm ${vm.id} runs on another snapfork server (${vm.host}): send its requests to that server`);
+    return conflict(`vm ${vm.id} is ${vm.state}: it has no running process`);
+  }
+
+  /** Whether another server's process runs `vm`, as its row says. */
+  private runsElsewhere(vm: Vm): boolean {
+    return !this.live.has(vm.id) && vm.host !== null && vm.host !== this.host && LIVE_STATES.has(vm.state);
   }
 
   /**
@@ -560,7 +581,7 @@ export class VmService {
     // Read again: the row the caller read may predate a wake that has since ended (and the VM died).
     const vm = await this.store.getVm(id);
     if (!vm || vm.deletedAt !== null) throw notFound(`vm ${id} not found`);
-    if (vm.state !== 'sleeping') throw conflict(`vm ${id} is ${vm.state}: it has no running process`);
+    if (vm.state !== 'sleeping') throw this.noProcess(vm);
     const commit = await this.store.getCommit(vm.commitId);
     if (!commit) throw notFound(`commit ${vm.commitId} not found`);
     const plan = await this.planner.plan(await this.snapshots.manifestOf(commit));
@@ -568,9 +589,12 @@ export class VmService {
     if (!owner) throw notFound(`vm ${id} not found`);
     // As in fromCommit: the cap's check and the slot's claim in one turn of the event loop.
     this.assertRoomFor(owner);
-    const booted = this.boot(vm, this.startOf(vm, plan), async () => {
-      // Deleted while the wake read its commit: boot nothing.
-      if (!(await this.store.setVmState(id, 'booting'))) throw notFound(`vm ${id} not found`);
+    const mine = { ...vm, host: this.host };
+    const booted = this.boot(mine, this.startOf(mine, plan), async () => {
+      if (await this.store.claimSleepingVm(id, this.host)) return;
+      // Deleted while the wake read its commit (boot nothing), or woken by another server.
+      const now = await this.store.getVm(id);
+      throw !now || now.deletedAt !== null ? notFound(`vm ${id} not found`) : this.noProcess(now);
     });
     this.live.set(id, { ownerId: owner.id, booted });
     return booted;

@@ -395,11 +395,17 @@ export interface MetadataStore {
    */
   deleteVm(id: string): Promise<boolean>;
   /**
-   * Marks `dead` every live VM recorded as booting, running or paused, and returns their ids:
-   * called at start, when no VM of this server runs yet, so that such rows, left by a previous
-   * server process, say what is true. Sleeping and dead VMs are left as they are.
+   * Marks `dead` every live VM of `host` (or of no host) recorded as booting, running or paused,
+   * and returns their ids: called at start, when no VM of this server runs yet, so that such
+   * rows, left by its previous process, say what is true. Sleeping and dead VMs, and other
+   * servers' VMs, are left as they are.
    */
-  markRunningVmsDead(): Promise<string[]>;
+  markRunningVmsDead(host: string): Promise<string[]>;
+  /**
+   * Records the live sleeping VM `id` booting on `host`; false (nothing changed) when it is not
+   * live and sleeping, e.g. because another server claimed it first. Atomic.
+   */
+  claimSleepingVm(id: string, host: string): Promise<boolean>;
 
   // Idempotency keys ---------------------------------------------------------------------------
   /**

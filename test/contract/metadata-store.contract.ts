@@ -93,7 +93,7 @@ export function metadataStoreContract({ name, open, skip }: StoreEngine): void {
       store.createRepository({ namespaceId, name: repoName, visibility: 'public', description: '', ...more });
 
     /** A VM of `repo`'s namespace started from `commit`, created now by the suite's clock. */
-    const vmOf = (repo: Repository, commit: Commit, state: VmState): Vm => ({
+    const vmOf = (repo: Repository, commit: Commit, state: VmState, host: string | null = 'server-a'): Vm => ({
       id: uuidv7(),
       commitId: commit.id,
       repositoryId: repo.id,
@@ -104,6 +104,7 @@ export function metadataStoreContract({ name, open, skip }: StoreEngine): void {
       memSizeMib: 256,
       createdAt: now(),
       deletedAt: null,
+      host,
     });
 
     /** A user and one of their repositories. */
@@ -1218,22 +1219,45 @@ export function metadataStoreContract({ name, open, skip }: StoreEngine): void {
         expect(await store.deleteVm(uuidv7())).toBe(false);
       });
 
-      it('marks dead the live VMs left booting, running or paused, and only those', async () => {
+      it("marks dead the host's live VMs left booting, running or paused (and host-less ones), and only those", async () => {
         const repo = await userRepo();
         const commit = await commitIn(repo);
         const vms = {
           booting: vmOf(repo, commit, 'booting'),
           running: vmOf(repo, commit, 'running'),
           paused: vmOf(repo, commit, 'paused'),
-          sleeping: vmOf(repo, commit, 'sleeping'),
+          hostless: vmOf(repo, commit, 'running', null),
+          sleeping: vmOf(repo, commit, 'sleeping', null),
           dead: vmOf(repo, commit, 'dead'),
+          elsewhere: vmOf(repo, commit, 'running', 'server-b'),
         };
         for (const vm of Object.values(vms)) await store.createVm(vm);
-        const marked = await store.markRunningVmsDead();
-        expect(marked.sort()).toEqual([vms.booting.id, vms.running.id, vms.paused.id].sort());
-        for (const name of ['booting', 'running', 'paused', 'dead'] as const) expect((await store.getVm(vms[name].id))?.state).toBe('dead');
+        const marked = await store.markRunningVmsDead('server-a');
+        expect(marked.sort()).toEqual([vms.booting.id, vms.running.id, vms.paused.id, vms.hostless.id].sort());
+        for (const name of ['booting', 'running', 'paused', 'hostless', 'dead'] as const) expect((await store.getVm(vms[name].id))?.state).toBe('dead');
         expect((await store.getVm(vms.sleeping.id))?.state).toBe('sleeping');
-        expect(await store.markRunningVmsDead()).toEqual([]);
+        expect((await store.getVm(vms.elsewhere.id))?.state).toBe('running');
+        expect(await store.markRunningVmsDead('server-a')).toEqual([]);
+      });
+
+      it('lets one server claim a sleeping VM, once, also among concurrent claims', async () => {
+        const repo = await userRepo();
+        const commit = await commitIn(repo);
+        const sleeping = vmOf(repo, commit, 'sleeping', null);
+        await store.createVm(sleeping);
+        const claims = await Promise.all(['server-a', 'server-b', 'server-c'].map((host) => store.claimSleepingVm(sleeping.id, host)));
+        expect(claims.filter(Boolean)).toHaveLength(1);
+        const claimed = await store.getVm(sleeping.id);
+        expect(claimed).toMatchObject({ state: 'booting', host: ['server-a', 'server-b', 'server-c'][claims.indexOf(true)] });
+        expect(await store.claimSleepingVm(sleeping.id, 'server-a')).toBe(false);
+        const running = vmOf(repo, commit, 'running');
+        await store.createVm(running);
+        expect(await store.claimSleepingVm(running.id, 'server-b')).toBe(false);
+        const deleted = vmOf(repo, commit, 'sleeping', null);
+        await store.createVm(deleted);
+        await store.deleteVm(deleted.id);
+        expect(await store.claimSleepingVm(deleted.id, 'server-a')).toBe(false);
+        expect(await store.claimSleepingVm(uuidv7(), 'server-a')).toBe(false);
       });
     });
   });

@@ -152,6 +152,27 @@ describe('the VM API before any boot', () => {
     await expectVersError(await vers.patch(`/vm/${vm_id}/state`, alice, { state: 'Running' }), 429);
     expect((await (await vers.get(`/vm/${vm_id}/status`, alice)).json()).state).toBe('sleeping');
   });
+
+  it('answers 409 naming the server that runs a VM for what only that server can do; its restart leaves the VM to it', async () => {
+    const alice = await s.token('alice');
+    const fork = await vers.post('/repositories/fork', alice, { source_org: 'labs', source_repo: 'os', source_tag: 'v1', repo_name: 'os-elsewhere' });
+    const { vm_id } = await fork.json();
+    // Another server sharing the database woke it (one server here: its row says so).
+    s.alterMetadata(`UPDATE vms SET state = 'running', host = 'server-b' WHERE id = '${vm_id}'`);
+    const elsewhere = `vm ${vm_id} runs on another snapfork server (server-b): send its requests to that server`;
+    await expectVersError(await vers.post(`/vm/${vm_id}/exec`, alice, { command: ['true'] }), 409, elsewhere);
+    await expectVersError(await vers.patch(`/vm/${vm_id}/state`, alice, { state: 'Paused' }), 409, elsewhere);
+    await expectVersError(await vers.post(`/vm/${vm_id}/commit`, alice, {}), 409, elsewhere);
+    const branch = await vers.post(`/vm/branch/by_vm/${vm_id}`, alice, {});
+    expect(branch.status).toBe(409);
+    expect(await branch.json()).toEqual({ vms: [], error: elsewhere });
+    await expectVersError(await vers.del(`/vm/${vm_id}`, alice), 409, elsewhere);
+    expect((await (await vers.get(`/vm/${vm_id}/status`, alice)).json()).state).toBe('running');
+    // A restart marks dead what this server ran, not what another runs.
+    s = await s.restart();
+    vers = versOf(s);
+    expect((await (await vers.get(`/vm/${vm_id}/status`, alice)).json()).state).toBe('running');
+  });
 });
 
 /** Pids of the processes whose working directory is the VM's work directory or below (its QEMU). */

@@ -404,8 +404,12 @@ export class SqlMetadataStore implements MetadataStore {
     return this.guard(`vm ${id}`, () => vms.deleteVm(this.db, id, this.now));
   }
 
-  async markRunningVmsDead(): Promise<string[]> {
-    return this.guard('vms', () => vms.markRunningVmsDead(this.db));
+  async markRunningVmsDead(host: string): Promise<string[]> {
+    return this.guard('vms', () => vms.markRunningVmsDead(this.db, host));
+  }
+
+  async claimSleepingVm(id: string, host: string): Promise<boolean> {
+    return this.guard(`vm ${id}`, () => vms.claimSleepingVm(this.db, id, host));
   }
 
   // Idempotency keys ---------------------------------------------------------------------------

@@ -274,6 +274,10 @@ const signingKeys = (t: DdlVocabulary) => statements([
    )${t.strict}`,
 ]);
 
+// The server whose process runs a VM (its id, main.ts): with several servers on one database a
+// server reconciles and drives only its own VMs. Null for a VM no process was started for yet.
+const vmHosts = statements([`ALTER TABLE vms ADD COLUMN host TEXT`]);
+
 /** Every migration by name, in `dialect`'s words; applied in name order. Exported for tests of an upgrade. */
 export const migrationsFor = (dialect: SqlDialect) => {
   const t = dialect.ddl;
@@ -287,6 +291,7 @@ export const migrationsFor = (dialect: SqlDialect) => {
     '0007_vms': vms(t),
     '0008_vm_commits': vmCommits,
     '0009_signing_keys': signingKeys(t),
+    '0010_vm_hosts': vmHosts,
   } as const satisfies Record<string, Migration>;
 };
 

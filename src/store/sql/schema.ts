@@ -119,6 +119,7 @@ export interface VmTable {
   mem_size_mib: number;
   created_at: Timestamp;
   deleted_at: Timestamp | null;
+  host: string | null;
 }
 
 /** A claimed idempotency key; the other columns stay null until the request completes. */

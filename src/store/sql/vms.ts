@@ -46,16 +46,29 @@ export async function deleteVm(db: Executor, id: string, now: () => string): Pro
   return numUpdatedRows > 0n;
 }
 
-/** The ids of the live VMs that were booting, running or paused, now dead. */
-export async function markRunningVmsDead(db: Executor): Promise<string[]> {
+/** The ids of `host`'s live VMs (and host-less ones) that were booting, running or paused, now dead. */
+export async function markRunningVmsDead(db: Executor, host: string): Promise<string[]> {
   const rows = await db
     .updateTable('vms')
     .set({ state: 'dead' })
     .where('state', 'in', ['booting', 'running', 'paused'])
     .where('deleted_at', 'is', null)
+    .where((eb) => eb.or([eb('host', '=', host), eb('host', 'is', null)]))
     .returning('id')
     .execute();
   return rows.map((r) => r.id);
+}
+
+/** Whether the live sleeping VM `id` was there to become `host`'s, booting. */
+export async function claimSleepingVm(db: Executor, id: string, host: string): Promise<boolean> {
+  const { numUpdatedRows } = await db
+    .updateTable('vms')
+    .set({ state: 'booting', host })
+    .where('id', '=', id)
+    .where('state', '=', 'sleeping')
+    .where('deleted_at', 'is', null)
+    .executeTakeFirstOrThrow();
+  return numUpdatedRows > 0n;
 }
 
 const toVm = (r: Selectable<VmTable>): Vm => ({
@@ -69,6 +82,7 @@ const toVm = (r: Selectable<VmTable>): Vm => ({
   memSizeMib: r.mem_size_mib,
   createdAt: r.created_at,
   deletedAt: r.deleted_at,
+  host: r.host,
 });
 
 const fromVm = (v: Vm): Selectable<VmTable> => ({
@@ -82,4 +96,5 @@ const fromVm = (v: Vm): Selectable<VmTable> => ({
   mem_size_mib: v.memSizeMib,
   created_at: v.createdAt,
   deleted_at: v.deletedAt,
+  host: v.host,
 });
