@@ -1,5 +1,5 @@
 import { Chunker } from './chunker.js';
-import { conflict, notFound } from './errors.js';
+import { conflict, isDomainError, notFound } from './errors.js';
 import { checkedManifest } from './manifest.js';
 import type { ChunkRef, Commit, Manifest, ManifestEntry, Namespace, Repository } from './model.js';
 import type { BaseImageSource, SourceFile } from './ports/vm-images.js';
@@ -67,6 +67,17 @@ export class SystemImageService {
   }
 
   private async importOnce(): Promise<SystemImage> {
+    try {
+      return await this.importAttempt();
+    } catch (e) {
+      // Another server of the same database imported at the same moment (its organization,
+      // repository or tag move won): what it made now exists, and a second look finds it.
+      if (isDomainError(e) && e.kind === 'conflict') return this.importAttempt();
+      throw e;
+    }
+  }
+
+  private async importAttempt(): Promise<SystemImage> {
     const fingerprint = await this.source.fingerprint();
     if (this.current?.fingerprint === fingerprint) return this.current.image;
     const message = `base image of the guest assets (rootfs.img sha256 ${fingerprint})`;
