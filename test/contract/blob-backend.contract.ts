@@ -4,19 +4,11 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { DomainError, type ErrorKind } from '../../src/domain/errors.js';
 import type { BlobBackend, BlobUpload } from '../../src/store/packs/blob-backend.js';
+import { expectDomainError } from '../support/domain-errors.js';
 
 const MIB = 1024 * 1024;
 
-async function expectDomainError(promise: Promise<unknown>, kind: ErrorKind): Promise<void> {
-  const error: unknown = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(error).toBeInstanceOf(DomainError);
-  expect((error as DomainError).kind).toBe(kind);
-}
 
 /** Writes `data` in pieces of `piece` bytes, as a pack writer appends its entries. */
 async function writeAll(upload: BlobUpload, data: Buffer, piece = 64 * 1024): Promise<void> {

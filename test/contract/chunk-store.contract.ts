@@ -5,9 +5,10 @@
 import { sha256 } from '../../src/lib/sha256.js';
 import type { Readable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { DomainError, type ErrorKind } from '../../src/domain/errors.js';
+import { DomainError } from '../../src/domain/errors.js';
 import type { ChunkStore } from '../../src/store/types.js';
 import { generatedBytes } from '../support/generated.js';
+import { expectDomainError } from '../support/domain-errors.js';
 
 export type OpenChunkStore = () => Promise<{ store: ChunkStore; cleanup: () => Promise<void> }>;
 
@@ -21,14 +22,6 @@ export async function chunkOf(size: number, seed: number): Promise<Buffer> {
   return Buffer.concat([...parts, text]).subarray(0, size);
 }
 
-async function expectDomainError(promise: Promise<unknown>, kind: ErrorKind): Promise<void> {
-  const error: unknown = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(error).toBeInstanceOf(DomainError);
-  expect((error as DomainError).kind).toBe(kind);
-}
 
 async function collect(stream: Readable): Promise<Buffer> {
   const parts: Buffer[] = [];

@@ -20,6 +20,7 @@ import type {
   VmState,
 } from '../../src/domain/model.js';
 import type { ForkQuery, MetadataStore, NewRepository, StoredResponse, ViewerFilter } from '../../src/store/types.js';
+import { expectDomainError } from '../support/domain-errors.js';
 
 export type OpenStore = (now: () => string) => Promise<{ store: MetadataStore; cleanup: () => Promise<void> }>;
 
@@ -31,14 +32,6 @@ export interface StoreEngine {
 }
 
 /** Resolves when `promise` rejects with a DomainError of `kind`. */
-async function expectDomainError(promise: Promise<unknown>, kind: ErrorKind): Promise<void> {
-  const error: unknown = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(error).toBeInstanceOf(DomainError);
-  expect((error as DomainError).kind).toBe(kind);
-}
 
 const digestOf = (n: number) => n.toString(16).padStart(64, '0');
 const chunks = (count: number, from = 0): ChunkRef[] =>
