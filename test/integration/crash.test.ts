@@ -13,11 +13,17 @@ import { generatedTar } from '../support/generated.js';
 import { describeTree, makeSampleTree, tarOf, tempDir, untar } from '../support/trees.js';
 
 const CLI = join(process.cwd(), 'dist', 'cli', 'main.js');
+/**
+ * The children's environment: this one without the variables that move the stores elsewhere
+ * (PostgreSQL, S3, set when the suites run against them), since the test kills a server with the
+ * embedded stores and inspects its data directory.
+ */
+const embedded = Object.fromEntries(Object.entries(process.env).filter(([name]) => name !== 'SNAPFORK_DATABASE_URL' && !name.startsWith('SNAPFORK_S3_')));
 let dataDir: string;
 let server: { url: string; child: ChildProcess } | undefined;
 
 async function start(): Promise<{ url: string; child: ChildProcess }> {
-  const child = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--data-dir', dataDir], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--data-dir', dataDir], { stdio: ['ignore', 'pipe', 'pipe'], env: embedded });
   const url = await new Promise<string>((resolve, reject) => {
     child.stdout.on('data', (d: Buffer) => {
       const m = /listening on (\S+)/.exec(d.toString());
@@ -40,7 +46,7 @@ afterAll(async () => {
 
 it('loses no acknowledged write and shows nothing of a push cut off by kill -9', async () => {
   server = await start();
-  const token = execFileSync(process.execPath, [CLI, 'token', 'create', '--user', 'alice', '--data-dir', dataDir]).toString().trim();
+  const token = execFileSync(process.execPath, [CLI, 'token', 'create', '--user', 'alice', '--data-dir', dataDir], { env: embedded }).toString().trim();
   const api = (path: string, init: RequestInit = {}) =>
     fetch(server!.url + path, { ...init, headers: { authorization: `Bearer ${token}`, ...(init.headers as Record<string, string>) } });
   expect((await api('/api/v1/user/repos', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"name":"disk"}' })).status).toBe(201);
