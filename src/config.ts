@@ -7,8 +7,9 @@ export interface Config {
   /** Holds snapfork.db (unless databaseUrl is set), chunks/ and the VMs' files (storage/README.md). */
   readonly dataDir: string;
   /**
-   * The PostgreSQL database that holds the metadata (postgres://user:password@host:port/db), for
-   * several servers sharing one; undefined: SQLite at <dataDir>/snapfork.db.
+   * The PostgreSQL database that holds the metadata (postgres://user:password@host:port/db), and
+   * the chunk index too when `s3` is set, for several servers sharing one; undefined: SQLite at
+   * <dataDir>/snapfork.db (and <dataDir>/chunks/index.db).
    */
   readonly databaseUrl?: string;
   readonly auth: {
@@ -53,7 +54,10 @@ export interface Config {
      */
     readonly maxDatasetBytes: number;
   };
-  /** An S3 bucket for chunk packs (SNAPFORK_S3_*); undefined: packs stay under dataDir. */
+  /**
+   * An S3 bucket for chunk packs (SNAPFORK_S3_*); undefined: packs stay under dataDir. Without
+   * databaseUrl their index stays under dataDir, so only one server may use the bucket and prefix.
+   */
   readonly s3?: S3Config;
 }
 

@@ -1,6 +1,7 @@
 /**
  * The composition root: opens the stores (the metadata in SQLite under the data directory, or in
- * PostgreSQL when SNAPFORK_DATABASE_URL names one), wires the domain services over them and the
+ * PostgreSQL when SNAPFORK_DATABASE_URL names one; the chunks' packs under the data directory, or
+ * in an S3 bucket when SNAPFORK_S3_* name one), wires the domain services over them and the
  * QEMU runtime, and serves HTTP. The only place (with config.ts) that knows which
  * implementations run.
  */
@@ -24,11 +25,16 @@ import { serveNbd } from './runtime/nbd/nbd-server.js';
 import type { ExportDisk } from './runtime/qemu/disk-export.js';
 import { guestBaseImage } from './runtime/qemu/guest-assets.js';
 import { holdsSocketPaths, QemuRuntime } from './runtime/qemu/qemu-runtime.js';
-import { openFsChunkStore } from './store/fs/chunk-store.js';
+import { S3BlobBackend } from './store/blobs/s3.js';
+import { CHUNK_INDEX_FILE, openFsChunkStore } from './store/fs/chunk-store.js';
 import { FsExecLogStore } from './store/fs/exec-log-store.js';
+import type { ChunkIndex } from './store/packs/chunk-index.js';
+import { openPackChunkStore, ORPHAN_GRACE_MS } from './store/packs/pack-store.js';
+import { SqliteChunkIndex } from './store/packs/sqlite-chunk-index.js';
+import { PostgresChunkIndex } from './store/postgres/chunk-index.js';
 import { openPostgresMetadataStore } from './store/postgres/database.js';
 import { openSqliteMetadataStore } from './store/sqlite/database.js';
-import type { MetadataStore } from './store/types.js';
+import type { ChunkStore, MetadataStore } from './store/types.js';
 
 export const METADATA_FILE = 'snapfork.db';
 export const CHUNKS_DIR = 'chunks';
@@ -55,6 +61,28 @@ function openMetadataStore(config: Config): Promise<MetadataStore> {
   return config.databaseUrl === undefined
     ? openSqliteMetadataStore(join(config.dataDir, METADATA_FILE))
     : openPostgresMetadataStore(config.databaseUrl);
+}
+
+/**
+ * The chunk store `config` selects. Without S3: packs and their SQLite index under
+ * <dataDir>/chunks, locked to this process. With S3: packs in the bucket, indexed in the
+ * PostgreSQL database when databaseUrl is set (any number of servers share bucket and
+ * database), else in <dataDir>/chunks/index.db, for one server over the bucket (a second
+ * server's own index would not know the first's packs, and would delete them as orphans).
+ */
+async function openChunkStore(config: Config): Promise<ChunkStore> {
+  const dir = join(config.dataDir, CHUNKS_DIR);
+  if (config.s3 === undefined) return openFsChunkStore(dir);
+  let index: ChunkIndex;
+  if (config.databaseUrl === undefined) {
+    await mkdir(dir, { recursive: true });
+    index = SqliteChunkIndex.open(join(dir, CHUNK_INDEX_FILE));
+  } else {
+    index = await PostgresChunkIndex.open(config.databaseUrl);
+  }
+  // No lock covers a bucket: another server may be between committing its packs and
+  // publishing them, so only orphans older than the grace are removed.
+  return openPackChunkStore(new S3BlobBackend(config.s3), index, { orphanGraceMs: ORPHAN_GRACE_MS });
 }
 
 export interface RunningServer {
@@ -98,7 +126,7 @@ const SHUTDOWN_GRACE_MS = 10_000;
 export async function startServer(config: Config, options: AppOptions = {}): Promise<RunningServer> {
   await mkdir(config.dataDir, { recursive: true });
   const metadata = await openMetadataStore(config);
-  const chunks = await openFsChunkStore(join(config.dataDir, CHUNKS_DIR));
+  const chunks = await openChunkStore(config);
   const tokens = await TokenService.open(config, metadata);
   const log = options.log ?? ((line: string) => console.error(line));
   // Each VM's base disk is served to its QEMU over NBD, read from the chunks as the guest reads it.

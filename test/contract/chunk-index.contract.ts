@@ -1,13 +1,26 @@
 /**
- * The suite every ChunkIndex implementation must pass (the SQLite file today; a SQL database
- * shared by several servers next). Each test gets a fresh, empty index from `open` and releases
- * it with `cleanup`.
+ * The suite every ChunkIndex implementation must pass (the SQLite file beside local packs, the
+ * PostgreSQL database several servers share). Each test gets a fresh, empty index from `open`,
+ * may open more handles on the same index with `another` (as other servers do), and releases
+ * them all with `cleanup`.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { sha256 } from '../../src/lib/sha256.js';
 import type { ChunkIndex, ChunkLocation, IndexedPack } from '../../src/store/packs/chunk-index.js';
 
-export type OpenChunkIndex = () => Promise<{ index: ChunkIndex; cleanup: () => Promise<void> }>;
+export type OpenChunkIndex = () => Promise<{
+  index: ChunkIndex;
+  /** Another handle on the same index, as a second process opens it; closed by cleanup. */
+  another: () => Promise<ChunkIndex>;
+  cleanup: () => Promise<void>;
+}>;
+
+/** An engine the suite runs on, or why it cannot run here (`skip`, then shown in the suite's name). */
+export interface ChunkIndexEngine {
+  name: string;
+  open: OpenChunkIndex;
+  skip?: string;
+}
 
 const digestOf = (name: string) => sha256(Buffer.from(name));
 const packId = (n: number) => n.toString(16).padStart(32, '0');
@@ -23,13 +36,14 @@ function packOf(id: string, names: readonly string[]): IndexedPack {
   return { id, size: offset, entries };
 }
 
-export function chunkIndexContract(name: string, open: OpenChunkIndex): void {
-  describe(`ChunkIndex contract: ${name}`, () => {
+export function chunkIndexContract({ name, open, skip }: ChunkIndexEngine): void {
+  describe.skipIf(skip !== undefined)(`ChunkIndex contract: ${name}${skip ? ` (skipped: ${skip})` : ''}`, () => {
     let index: ChunkIndex;
+    let another: () => Promise<ChunkIndex>;
     let cleanup: () => Promise<void>;
 
     beforeEach(async () => {
-      ({ index, cleanup } = await open());
+      ({ index, another, cleanup } = await open());
     });
     afterEach(async () => {
       await cleanup();
@@ -92,6 +106,40 @@ export function chunkIndexContract(name: string, open: OpenChunkIndex): void {
       expect(await index.page(sorted[9]!, 10)).toEqual(sorted.slice(10, 20));
       expect(await index.page(sorted[19]!, 10)).toEqual(sorted.slice(20));
       expect(await index.page(sorted[24]!, 10)).toEqual([]);
+    });
+
+    it('indexes each chunk once when two handles publish packs sharing chunks at once, the loser reporting its pack unused', async () => {
+      const other = await another();
+      const rounds = 3;
+      let indexed = 0;
+      for (let round = 0; round < rounds; round++) {
+        const names = Array.from({ length: 2000 }, (_, i) => `shared ${i} round ${round}`);
+        const [ourShared, ourOwn, theirShared, theirOwn] = Array.from({ length: 4 }, (_, i) => packId(10 * round + i + 1));
+        // Each side publishes a pack of the shared chunks (in opposite orders) and one of its own, in one call.
+        const [ourUnused, theirUnused] = await Promise.all([
+          index.publish([packOf(ourShared!, names), packOf(ourOwn!, [`ours ${round}`])]),
+          other.publish([packOf(theirShared!, [...names].reverse()), packOf(theirOwn!, [`theirs ${round}`])]),
+        ]);
+        indexed += names.length + 2;
+
+        // One shared pack won every shared chunk; the other holds nothing live and was reported.
+        const unused = [...ourUnused, ...theirUnused];
+        expect(unused.length === 1 && [ourShared, theirShared].includes(unused[0])).toBe(true);
+        const winner = unused[0] === ourShared ? theirShared! : ourShared!;
+        const located = await other.locate(names.map(digestOf));
+        expect(located.size).toBe(names.length);
+        expect(new Set([...located.values()].map((l) => l.pack))).toEqual(new Set([winner]));
+        expect(await index.count()).toBe(indexed);
+        const packs = await index.packIds();
+        expect([winner, ourOwn, theirOwn].every((id) => packs.has(id!)) && !packs.has(unused[0]!)).toBe(true);
+
+        if (round === rounds - 1) {
+          // The winner counted each shared chunk once: it empties with the last of them, not before.
+          const [last, ...rest] = names.map(digestOf);
+          for (const digest of rest) expect(await index.remove(digest)).toBeNull();
+          expect(await other.remove(last!)).toBe(winner);
+        }
+      }
     });
   });
 }

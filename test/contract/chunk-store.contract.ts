@@ -1,6 +1,7 @@
 /**
  * The suite every ChunkStore implementation must pass. Each test gets a fresh, empty store from
- * `open` and releases it with `cleanup`.
+ * `open` and releases it with `cleanup`. `skip` says why a store cannot run here (shown in the
+ * suite's name).
  */
 import { sha256 } from '../../src/lib/sha256.js';
 import type { Readable } from 'node:stream';
@@ -29,8 +30,8 @@ async function collect(stream: Readable): Promise<Buffer> {
   return Buffer.concat(parts);
 }
 
-export function chunkStoreContract(name: string, open: OpenChunkStore): void {
-  describe(`ChunkStore contract: ${name}`, () => {
+export function chunkStoreContract(name: string, open: OpenChunkStore, skip?: string): void {
+  describe.skipIf(skip !== undefined)(`ChunkStore contract: ${name}${skip ? ` (skipped: ${skip})` : ''}`, () => {
     let store: ChunkStore;
     let cleanup: () => Promise<void>;
 

@@ -14,6 +14,12 @@ import { generatedTar } from '../support/generated.js';
 import { describeTree, makeSampleTree, tarOf, tempDir, untar } from '../support/trees.js';
 
 const CLI = join(process.cwd(), 'dist', 'cli', 'main.js');
+/**
+ * The children's environment: this one without the variables that move the stores elsewhere
+ * (PostgreSQL, S3, set when the suites run against them), since the test kills a server with the
+ * embedded stores and inspects its data directory.
+ */
+const embedded = Object.fromEntries(Object.entries(process.env).filter(([name]) => name !== 'SNAPFORK_DATABASE_URL' && !name.startsWith('SNAPFORK_S3_')));
 let dataDir: string;
 /** The embedded stores in dataDir, whatever engines the environment names for other tests. */
 const embedded = withoutEngines(process.env);

@@ -22,6 +22,19 @@ export function freshPrefix(config: S3Config, label: string): string {
   return `${config.prefix}test/${label}-${randomUUID()}/`;
 }
 
+/** The SNAPFORK_S3_* variables of a server keeping its packs under `prefix` of the configured bucket. */
+export function s3Env(config: S3Config, prefix: string): Record<string, string> {
+  return {
+    SNAPFORK_S3_ENDPOINT: config.endpoint,
+    SNAPFORK_S3_BUCKET: config.bucket,
+    SNAPFORK_S3_REGION: config.region,
+    SNAPFORK_S3_ACCESS_KEY_ID: config.accessKeyId,
+    SNAPFORK_S3_SECRET_ACCESS_KEY: config.secretAccessKey,
+    SNAPFORK_S3_FORCE_PATH_STYLE: String(config.forcePathStyle),
+    SNAPFORK_S3_PREFIX: prefix,
+  };
+}
+
 /** A plain SDK client on the store, for what the tests check behind the backend's back. */
 export function rawClient(config: S3Config, endpoint = config.endpoint): S3Client {
   return new S3Client({

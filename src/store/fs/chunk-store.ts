@@ -20,6 +20,9 @@ import { openPackChunkStore, type PackChunkStore } from '../packs/pack-store.js'
 import { SqliteChunkIndex } from '../packs/sqlite-chunk-index.js';
 import { lockDirectory } from './dir-lock.js';
 
+/** The SQLite chunk index's file in a chunks directory (also beside an S3 bucket's packs, src/main.ts). */
+export const CHUNK_INDEX_FILE = 'index.db';
+
 export async function openFsChunkStore(dir: string): Promise<PackChunkStore> {
   await mkdir(dir, { recursive: true });
   const unlock = await lockDirectory(dir);
@@ -32,7 +35,7 @@ export async function openFsChunkStore(dir: string): Promise<PackChunkStore> {
     await fsyncDir(dir);
     let index: SqliteChunkIndex;
     try {
-      index = SqliteChunkIndex.open(join(dir, 'index.db'));
+      index = SqliteChunkIndex.open(join(dir, CHUNK_INDEX_FILE));
     } catch (e) {
       await backend.close();
       throw e;

@@ -1,0 +1,227 @@
+/**
+ * The ChunkIndex in PostgreSQL, for several servers over one bucket: the metadata's database
+ * (SNAPFORK_DATABASE_URL) holds it too, in tables of its own that it creates at open. They are
+ * not part of the metadata schema and its migrations: the embedded setup keeps its index in
+ * chunks/index.db, and this one versions itself (chunk_index_version, as the SQLite file's
+ * user_version).
+ *
+ *   chunk_packs      (id, live, size)                 one row per pack with a live chunk
+ *   chunk_locations  (digest → pack, offset, sizes)   one row per indexed chunk
+ *
+ * Digests are bytea (32 bytes): half the size of their hex text in the table and its primary key
+ * (which a 1 TiB dataset fills with ~16 million entries), and ordered bytewise whatever the
+ * database's collation, which is the order of their lowercase hex, as page() promises.
+ *
+ * Every call is a fixed number of round trips, whatever its size: digests go as one array
+ * parameter (`= ANY($1)`, `unnest`), never one statement per chunk.
+ */
+import pg from 'pg';
+import { DomainError } from '../../domain/errors.js';
+import type { ChunkIndex, ChunkLocation, IndexedPack } from '../packs/chunk-index.js';
+import type { Compression } from '../packs/pack-format.js';
+
+const INDEX_VERSION = 1;
+const DIGEST = /^[0-9a-f]{64}$/;
+/** Serializes the CREATE TABLEs of servers opening the index at once (IF NOT EXISTS alone races). */
+const SCHEMA_LOCK = 0x736e_6368_756e; // "snchun", an arbitrary key of this index's own
+
+interface LocationRow {
+  digest: string;
+  pack: string;
+  entry_offset: string;
+  stored_size: string;
+  size: string;
+  compression: Compression;
+}
+
+const SCHEMA = `
+  CREATE TABLE IF NOT EXISTS chunk_index_version (
+    singleton BOOLEAN PRIMARY KEY DEFAULT true CHECK (singleton),
+    version   INTEGER NOT NULL
+  );
+  CREATE TABLE IF NOT EXISTS chunk_packs (
+    id   TEXT PRIMARY KEY,
+    live BIGINT NOT NULL CHECK (live >= 0),
+    size BIGINT NOT NULL
+  );
+  -- The pack's row is written after its chunks, with their count (publish), so the reference
+  -- is checked at commit.
+  CREATE TABLE IF NOT EXISTS chunk_locations (
+    digest       BYTEA PRIMARY KEY CHECK (octet_length(digest) = 32),
+    pack         TEXT NOT NULL REFERENCES chunk_packs (id) DEFERRABLE INITIALLY DEFERRED,
+    entry_offset BIGINT NOT NULL,
+    stored_size  BIGINT NOT NULL,
+    size         BIGINT NOT NULL,
+    compression  TEXT NOT NULL CHECK (compression IN ('zstd', 'none'))
+  );
+  CREATE INDEX IF NOT EXISTS chunk_locations_pack ON chunk_locations (pack);
+`;
+
+export class PostgresChunkIndex implements ChunkIndex {
+  private constructor(private readonly pool: pg.Pool) {}
+
+  /**
+   * Connects to `url` (postgres://...), creates the index's tables when missing, and refuses an
+   * index format newer than this code reads.
+   */
+  static async open(url: string): Promise<PostgresChunkIndex> {
+    const pool = new pg.Pool({ connectionString: url });
+    // An idle connection the server drops is an 'error' event, which would otherwise end the process.
+    pool.on('error', () => undefined);
+    try {
+      await transaction(pool, async (client) => {
+        await client.query('SELECT pg_advisory_xact_lock($1)', [SCHEMA_LOCK]);
+        await client.query(SCHEMA);
+        await client.query('INSERT INTO chunk_index_version (version) VALUES ($1) ON CONFLICT DO NOTHING', [INDEX_VERSION]);
+        const { rows } = await client.query<{ version: number }>('SELECT version FROM chunk_index_version');
+        const version = rows[0]!.version;
+        if (version > INDEX_VERSION) throw new Error(`the chunk index in PostgreSQL has format ${version}; this snapfork reads ${INDEX_VERSION}`);
+      });
+      return new PostgresChunkIndex(pool);
+    } catch (e) {
+      await pool.end();
+      throw e;
+    }
+  }
+
+  async locate(digests: readonly string[]): Promise<Map<string, ChunkLocation>> {
+    // Anything but a lowercase SHA-256 hex digest is indexed under no key, so it is absent.
+    const wanted = [...new Set(digests.filter((d) => DIGEST.test(d)))];
+    if (wanted.length === 0) return new Map();
+    const { rows } = await this.pool.query<LocationRow>(
+      `SELECT encode(digest, 'hex') AS digest, pack, entry_offset, stored_size, size, compression
+         FROM chunk_locations WHERE digest = ANY($1::bytea[])`,
+      [wanted.map(bytesOf)],
+    );
+    return new Map(rows.map((r) => [r.digest, locationOf(r)]));
+  }
+
+  /**
+   * One transaction: the chunks of every pack in one INSERT, then the packs that got any, with
+   * their counts. Chunks go in digest order, so two servers publishing overlapping packs lock
+   * their common digests in the same order and wait for each other rather than deadlock; the
+   * second then finds them indexed (ON CONFLICT DO NOTHING) and does not count them.
+   */
+  async publish(packs: readonly IndexedPack[]): Promise<string[]> {
+    // A digest in two packs of one call keeps its first pack's location, as in separate calls.
+    const entries = new Map<string, ChunkLocation>();
+    for (const pack of packs) {
+      for (const e of pack.entries) {
+        if (!DIGEST.test(e.digest)) throw new Error(`not a SHA-256 hex digest: ${e.digest}`);
+        if (!entries.has(e.digest)) entries.set(e.digest, { ...e, pack: pack.id });
+      }
+    }
+    const rows = [...entries.values()];
+    const live = await guard(() =>
+      transaction(this.pool, async (client) => {
+        const inserted = await client.query<{ pack: string; live: string }>(
+          `WITH inserted AS (
+             INSERT INTO chunk_locations (digest, pack, entry_offset, stored_size, size, compression)
+             SELECT * FROM unnest($1::bytea[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::text[]) ORDER BY 1
+             ON CONFLICT (digest) DO NOTHING
+             RETURNING pack)
+           SELECT pack, count(*) AS live FROM inserted GROUP BY pack`,
+          [
+            rows.map((e) => bytesOf(e.digest)),
+            rows.map((e) => e.pack),
+            rows.map((e) => e.offset),
+            rows.map((e) => e.storedSize),
+            rows.map((e) => e.size),
+            rows.map((e) => e.compression),
+          ],
+        );
+        const live = new Map(inserted.rows.map((r) => [r.pack, Number(r.live)]));
+        const kept = packs.filter((p) => live.has(p.id));
+        if (kept.length > 0) {
+          await client.query('INSERT INTO chunk_packs (id, live, size) SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[])', [
+            kept.map((p) => p.id),
+            kept.map((p) => live.get(p.id)),
+            kept.map((p) => p.size),
+          ]);
+        }
+        return live;
+      }),
+    );
+    return packs.filter((p) => !live.has(p.id)).map((p) => p.id);
+  }
+
+  /**
+   * One transaction: the chunk's row goes and its pack's count drops in one statement, whose
+   * UPDATE holds the pack's row lock until commit, so that of concurrent removals from one pack
+   * exactly one sees the count reach 0 and deletes the pack.
+   */
+  async remove(digest: string): Promise<string | null | undefined> {
+    if (!DIGEST.test(digest)) return undefined;
+    return guard(() =>
+      transaction(this.pool, async (client) => {
+        const { rows } = await client.query<{ pack: string; live: string }>(
+          `WITH gone AS (DELETE FROM chunk_locations WHERE digest = $1 RETURNING pack)
+           UPDATE chunk_packs SET live = live - 1 FROM gone WHERE chunk_packs.id = gone.pack
+           RETURNING chunk_packs.id AS pack, chunk_packs.live`,
+          [bytesOf(digest)],
+        );
+        const row = rows[0];
+        if (!row) return undefined;
+        if (Number(row.live) > 0) return null;
+        await client.query('DELETE FROM chunk_packs WHERE id = $1', [row.pack]);
+        return row.pack;
+      }),
+    );
+  }
+
+  async packIds(): Promise<Set<string>> {
+    const { rows } = await this.pool.query<{ id: string }>('SELECT id FROM chunk_packs');
+    return new Set(rows.map((r) => r.id));
+  }
+
+  async page(after: string, limit: number): Promise<string[]> {
+    const { rows } = await this.pool.query<{ digest: string }>(
+      `SELECT encode(digest, 'hex') AS digest FROM chunk_locations WHERE digest > $1 ORDER BY digest LIMIT $2`,
+      [bytesOf(after), limit],
+    );
+    return rows.map((r) => r.digest);
+  }
+
+  async count(): Promise<number> {
+    const { rows } = await this.pool.query<{ n: number }>('SELECT count(*)::float8 AS n FROM chunk_locations');
+    return rows[0]!.n;
+  }
+
+  async close(): Promise<void> {
+    await this.pool.end();
+  }
+}
+
+const bytesOf = (hex: string) => Buffer.from(hex, 'hex');
+
+function locationOf(r: LocationRow): ChunkLocation {
+  return { digest: r.digest, pack: r.pack, offset: Number(r.entry_offset), storedSize: Number(r.stored_size), size: Number(r.size), compression: r.compression };
+}
+
+/** Runs `work` in a transaction on one connection of `pool`: committed when it resolves, rolled back when it throws. */
+async function transaction<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    const result = await work(client);
+    await client.query('COMMIT');
+    return result;
+  } catch (e) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw e;
+  } finally {
+    client.release();
+  }
+}
+
+/** A full disk (SQLSTATE 53100) is insufficient_storage; other errors pass unchanged. */
+async function guard<T>(run: () => Promise<T>): Promise<T> {
+  try {
+    return await run();
+  } catch (e) {
+    if ((e as { code?: unknown } | null)?.code === '53100') {
+      throw new DomainError('insufficient_storage', 'no space left in the chunk index database');
+    }
+    throw e;
+  }
+}
