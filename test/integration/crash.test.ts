@@ -19,10 +19,8 @@ const CLI = join(process.cwd(), 'dist', 'cli', 'main.js');
  * (PostgreSQL, S3, set when the suites run against them), since the test kills a server with the
  * embedded stores and inspects its data directory.
  */
-const embedded = Object.fromEntries(Object.entries(process.env).filter(([name]) => name !== 'SNAPFORK_DATABASE_URL' && !name.startsWith('SNAPFORK_S3_')));
-let dataDir: string;
-/** The embedded stores in dataDir, whatever engines the environment names for other tests. */
 const embedded = withoutEngines(process.env);
+let dataDir: string;
 let server: { url: string; child: ChildProcess } | undefined;
 
 async function start(): Promise<{ url: string; child: ChildProcess }> {
