@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream';
 import { v7 as uuidv7 } from 'uuid';
 import { Chunker } from './chunker.js';
-import { conflict, invalid, notFound, tooLarge } from './errors.js';
+import { conflict, invalid, isDomainError, notFound, tooLarge } from './errors.js';
 import { assertManifestBounds, checkedManifest, manifestByteCount, manifestFileCount } from './manifest.js';
 import type { ChunkRef, Commit, Manifest, ManifestEntry, Namespace, Page, PageOf, Repository, Tag } from './model.js';
 import { assertTagName } from './names.js';
@@ -47,6 +47,8 @@ export interface TreeNode {
 
 /** How far back a fork's inherited history is searched for a commit. */
 const MAX_HISTORY = 100_000;
+/** How often a push that names no parent is recorded again over a tag another push just moved. */
+const PARENTLESS_PUSH_ATTEMPTS = 5;
 
 /** Snapshots: pushing a tar as a tagged commit, reading tags, commits, files and trees back. */
 export class SnapshotService {
@@ -105,20 +107,34 @@ export class SnapshotService {
     const known = await this.store.reachableChunks(await this.policy.viewerFilter(principal), [...sizes.keys()]);
     let newBytes = 0;
     for (const [digest, size] of sizes) if (!known.has(digest)) newBytes += size;
-    const { tag, commit } = await this.store.transaction(async (tx) => {
-      const previous = await tx.getTag(repository.id, tagName);
-      const commit = await this.insertCommit(tx, repository, manifest, {
-        parentIds: previous ? [previous.commitId] : [],
-        author,
-        message: options.message ?? '',
-        title: null,
-        description: options.message ?? '',
+    const record = () =>
+      this.store.transaction(async (tx) => {
+        const previous = await tx.getTag(repository.id, tagName);
+        const commit = await this.insertCommit(tx, repository, manifest, {
+          parentIds: previous ? [previous.commitId] : [],
+          author,
+          message: options.message ?? '',
+          title: null,
+          description: options.message ?? '',
+        });
+        const expected = options.expectedParent === undefined ? (previous?.commitId ?? null) : options.expectedParent;
+        const tag = await tx.setTag(repository.id, tagName, commit.id, author, expected);
+        if (repository.defaultTag === null) await tx.updateRepository(repository.id, { defaultTag: tagName });
+        return { tag, commit };
       });
-      const expected = options.expectedParent === undefined ? (previous?.commitId ?? null) : options.expectedParent;
-      const tag = await tx.setTag(repository.id, tagName, commit.id, author, expected);
-      if (repository.defaultTag === null) await tx.updateRepository(repository.id, { defaultTag: tagName });
-      return { tag, commit };
-    });
+    // A push that names no parent goes on top of whatever the tag holds: when another push moved
+    // the tag between its read and its move (servers sharing a database do not serialize), it
+    // is recorded again over the new head rather than refused.
+    let recorded: Awaited<ReturnType<typeof record>>;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        recorded = await record();
+        break;
+      } catch (e) {
+        if (options.expectedParent !== undefined || !isDomainError(e) || e.kind !== 'conflict' || attempt >= PARENTLESS_PUSH_ATTEMPTS) throw e;
+      }
+    }
+    const { tag, commit } = recorded;
     return {
       repository,
       tag,
