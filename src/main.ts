@@ -28,7 +28,6 @@ import { holdsSocketPaths, QemuRuntime } from './runtime/qemu/qemu-runtime.js';
 import { S3BlobBackend } from './store/blobs/s3.js';
 import { CHUNK_INDEX_FILE, openFsChunkStore } from './store/fs/chunk-store.js';
 import { FsExecLogStore } from './store/fs/exec-log-store.js';
-import type { ChunkIndex } from './store/packs/chunk-index.js';
 import { openPackChunkStore, ORPHAN_GRACE_MS } from './store/packs/pack-store.js';
 import { SqliteChunkIndex } from './store/packs/sqlite-chunk-index.js';
 import { PostgresChunkIndex } from './store/postgres/chunk-index.js';
@@ -67,22 +66,22 @@ function openMetadataStore(config: Config): Promise<MetadataStore> {
  * The chunk store `config` selects. Without S3: packs and their SQLite index under
  * <dataDir>/chunks, locked to this process. With S3: packs in the bucket, indexed in the
  * PostgreSQL database when databaseUrl is set (any number of servers share bucket and
- * database), else in <dataDir>/chunks/index.db, for one server over the bucket (a second
- * server's own index would not know the first's packs, and would delete them as orphans).
+ * database), else in <dataDir>/chunks/index.db, for one server over the bucket.
  */
 async function openChunkStore(config: Config): Promise<ChunkStore> {
   const dir = join(config.dataDir, CHUNKS_DIR);
   if (config.s3 === undefined) return openFsChunkStore(dir);
-  let index: ChunkIndex;
   if (config.databaseUrl === undefined) {
     await mkdir(dir, { recursive: true });
-    index = SqliteChunkIndex.open(join(dir, CHUNK_INDEX_FILE));
-  } else {
-    index = await PostgresChunkIndex.open(config.databaseUrl);
+    // A local index knows only this server's packs: were a second server (misconfigured) given
+    // the same bucket and prefix, each would take the other's packs for orphans. Nothing is
+    // deleted at open then; a crash's leftovers wait for garbage collection.
+    const index = SqliteChunkIndex.open(join(dir, CHUNK_INDEX_FILE));
+    return openPackChunkStore(new S3BlobBackend(config.s3), index, { orphanGraceMs: Infinity });
   }
   // No lock covers a bucket: another server may be between committing its packs and
   // publishing them, so only orphans older than the grace are removed.
-  return openPackChunkStore(new S3BlobBackend(config.s3), index, { orphanGraceMs: ORPHAN_GRACE_MS });
+  return openPackChunkStore(new S3BlobBackend(config.s3), await PostgresChunkIndex.open(config.databaseUrl), { orphanGraceMs: ORPHAN_GRACE_MS });
 }
 
 export interface RunningServer {

@@ -52,7 +52,8 @@ export const ORPHAN_GRACE_MS = 60 * 60 * 1000;
 export interface PackStoreOptions {
   /**
    * Age from which a pack the index does not know is deleted at open; ORPHAN_GRACE_MS when not
-   * given. 0 is right only when this process is the backend's sole writer (a directory lock).
+   * given. 0 is right only when this process is the backend's sole writer (a directory lock);
+   * Infinity deletes none (and lists none) when the index may not know every writer's packs.
    */
   orphanGraceMs?: number;
   /** The clock orphans' age is measured against (their modifiedAt). */
@@ -70,7 +71,8 @@ const packName = (id: string) => `${PACKS_PREFIX}${id.slice(0, 2)}/${id}.pack`;
 export async function openPackChunkStore(backend: BlobBackend, index: ChunkIndex, options: PackStoreOptions = {}): Promise<PackChunkStore> {
   try {
     await zstdReady();
-    await removeOrphans(backend, index, options.now?.() ?? new Date(), options.orphanGraceMs ?? ORPHAN_GRACE_MS);
+    const graceMs = options.orphanGraceMs ?? ORPHAN_GRACE_MS;
+    if (graceMs !== Infinity) await removeOrphans(backend, index, options.now?.() ?? new Date(), graceMs);
   } catch (e) {
     await Promise.allSettled([backend.close(), index.close()]);
     throw e;
