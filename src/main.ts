@@ -163,6 +163,10 @@ export async function startServer(config: Config, options: AppOptions = {}): Pro
     app,
   );
   server.timeout = idleMs;
+  // Node closes a kept-alive connection after 5 s between requests by default, racing clients
+  // that reuse it at that moment ("other side closed" on a POST, which they do not retry):
+  // an idle connection lives as long as any other.
+  server.keepAliveTimeout = idleMs;
   server.listen(config.port, config.host);
   await new Promise<void>((resolve, reject) => {
     server.once('listening', resolve);
