@@ -24,7 +24,7 @@ import type { Config } from '../config.js';
 import { invalid, unauthorized } from '../domain/errors.js';
 import { isNamespaceName } from '../domain/names.js';
 import { SCOPES, type Scope } from '../domain/principal.js';
-import type { MetadataStore } from '../store/types.js';
+import type { SigningKeyStore } from '../store/types.js';
 
 const ALG = 'EdDSA';
 export const SIGNING_KEY_FILE = 'signing-key.jwk';
@@ -66,7 +66,7 @@ export class TokenService {
    * database), storing one on first use: the data directory's `signing-key.jwk` when a server
    * from before keys were kept in the database left one (its tokens stay valid), else a new key.
    */
-  static async open(config: Config, keys: Pick<MetadataStore, 'ensureSigningKey'>): Promise<TokenService> {
+  static async open(config: Config, keys: SigningKeyStore): Promise<TokenService> {
     const legacy = await readKeyFile(join(config.dataDir, SIGNING_KEY_FILE));
     const jwk = JSON.parse(await keys.ensureSigningKey(JSON.stringify(legacy ?? (await newKey())))) as JWK;
     const { d: _private, ...publicJwk } = jwk;

@@ -1,7 +1,10 @@
 import { forbidden, notFound, unauthorized, unprocessable } from './errors.js';
 import { VISIBILITY_RANK, type Commit, type Namespace, type Repository, type Role, type Visibility } from './model.js';
 import type { Principal, Scope, UserPrincipal } from './principal.js';
-import type { MetadataStore, ViewerFilter } from '../store/types.js';
+import type { NamespaceStore, RepositoryStore, TagStore, ViewerFilter } from '../store/types.js';
+
+/** What access decisions read. */
+type AccessStore = Pick<NamespaceStore, 'getRole' | 'listMemberships'> & Pick<RepositoryStore, 'getRepositoryRecord'> & Pick<TagStore, 'foreignPrivateTags' | 'foreignTaggers'>;
 
 /**
  * Who may do what. Reads: anyone may read a public repository, any signed-in user an internal
@@ -17,10 +20,10 @@ import type { MetadataStore, ViewerFilter } from '../store/types.js';
  * the fact inherits nothing, so it is not bound.
  */
 export class AccessPolicy {
-  constructor(private readonly store: MetadataStore) {}
+  constructor(private readonly store: AccessStore) {}
 
   /** This policy reading through `tx`, for a check that must hold when the write it guards lands. */
-  within(tx: MetadataStore): AccessPolicy {
+  within(tx: AccessStore): AccessPolicy {
     return new AccessPolicy(tx);
   }
 

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { conflict, unprocessable } from './errors.js';
 import type { UserPrincipal } from './principal.js';
-import type { MetadataStore, StoredResponse } from '../store/types.js';
+import type { IdempotencyStore, StoredResponse } from '../store/types.js';
 
 /** How long a key's first answer is replayed to retries. */
 export const IDEMPOTENCY_WINDOW_MS = 24 * 60 * 60 * 1000;
@@ -43,7 +43,7 @@ export type IdempotentClaim =
  */
 export class IdempotencyService {
   constructor(
-    private readonly store: MetadataStore,
+    private readonly store: IdempotencyStore,
     private readonly clock: () => number = Date.now,
   ) {}
 

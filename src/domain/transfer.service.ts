@@ -9,7 +9,7 @@ import type { Principal, UserPrincipal } from './principal.js';
 import type { RepositoryService } from './repository.service.js';
 import type { PushResult, SnapshotService } from './snapshot.service.js';
 import { readAhead } from '../lib/read-ahead.js';
-import type { ChunkStore, MetadataStore } from '../store/types.js';
+import type { ChunkStore, ReachabilityStore } from '../store/types.js';
 
 /**
  * Digests one `missing` or batch read call may name: ~670 KB of JSON, one round trip per 640
@@ -64,13 +64,13 @@ function assertChunkLength(length: number): void {
  *
  * No dedup oracle: the chunk store is shared by every tenant, but a chunk counts as *present for
  * a caller* only when it is stored and either reachable from a repository the caller may read
- * (MetadataStore.reachableChunks) or sent by the caller within UPLOAD_GRACE_MS. Every answer
+ * (ReachabilityStore.reachableChunks) or sent by the caller within UPLOAD_GRACE_MS. Every answer
  * (`missing`, `created`, a commit's 422) is computed from that view alone, so guessing the digest
  * of another tenant's private chunk tells nothing: it is missing until its bytes are sent.
  */
 export class TransferService {
   constructor(
-    private readonly store: MetadataStore,
+    private readonly store: ReachabilityStore,
     private readonly chunks: ChunkStore,
     private readonly policy: AccessPolicy,
     private readonly repositories: RepositoryService,

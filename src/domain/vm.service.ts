@@ -12,7 +12,7 @@ import type { SnapshotService } from './snapshot.service.js';
 import { DEFAULT_IMAGE, type SystemImageService } from './system-image.service.js';
 import { commitTree } from './vm-commit.js';
 import { DEFAULT_KERNEL, labelsProblem, VM_LIMITS, vmSizeProblem } from './vm-config.js';
-import type { ChunkStore, MetadataStore } from '../store/types.js';
+import type { ChunkStore, CommitStore, NamespaceStore, RepositoryStore, TagStore, VmStore } from '../store/types.js';
 
 /** Caps on VMs booting, running or paused at once (paused ones keep their memory). 0 runs none. */
 export interface VmCaps {
@@ -91,7 +91,7 @@ export class VmService {
   private readonly deletedListeners: ((vmId: string) => Promise<void>)[] = [];
 
   constructor(
-    private readonly store: MetadataStore,
+    private readonly store: NamespaceStore & RepositoryStore & CommitStore & TagStore & VmStore,
     private readonly chunks: ChunkStore,
     private readonly policy: AccessPolicy,
     private readonly accounts: AccountService,

@@ -198,19 +198,8 @@ export interface TagLogEntry {
   at: string;
 }
 
-/**
- * The metadata of snapfork: namespaces, repositories, commits, tags, manifests, VMs.
- * Reads of repositories never return soft-deleted rows.
- */
-export interface MetadataStore {
-  /**
-   * Runs `work` in one transaction: all of its writes land together or none does. Calls on the
-   * store passed to `work` join the transaction. Writes acknowledged after it resolves survive a
-   * crash or power loss.
-   */
-  transaction<T>(work: (tx: MetadataStore) => Promise<T>): Promise<T>;
-
-  // Namespaces -------------------------------------------------------------------------------
+/** Users, organizations and memberships. */
+export interface NamespaceStore {
   /** Returns the user named `login`, creating it on first use. Idempotent. */
   ensureUser(login: string): Promise<Namespace>;
   /** Creates an organization; `conflict` when any namespace has that name. */
@@ -225,8 +214,10 @@ export interface MetadataStore {
   listMemberships(userId: number): Promise<{ org: Namespace; role: Role }[]>;
   /** The members of an organization, by login. */
   listMembers(orgId: number): Promise<{ user: Namespace; role: Role }[]>;
+}
 
-  // Repositories -----------------------------------------------------------------------------
+/** Repositories, their names and their fork network. Reads never return soft-deleted rows. */
+export interface RepositoryStore {
   /**
    * `conflict` when the namespace already has a live repository of that name (ignoring case) or
    * that display name (exactly).
@@ -271,8 +262,10 @@ export interface MetadataStore {
    * repository is not live.
    */
   setForkParent(repositoryId: number, parentId: number | null): Promise<Repository>;
+}
 
-  // Commits ----------------------------------------------------------------------------------
+/** Commits and their history. */
+export interface CommitStore {
   createCommit(commit: Commit): Promise<void>;
   getCommit(id: string): Promise<Commit | undefined>;
   /** The commit and its first-parent ancestors, newest first. */
@@ -291,8 +284,10 @@ export interface MetadataStore {
    * or a VM refers to it; `not_found` when it does not exist.
    */
   deleteCommit(id: string): Promise<void>;
+}
 
-  // Tags -------------------------------------------------------------------------------------
+/** Tags, their moves and who else tags a commit. */
+export interface TagStore {
   getTag(repositoryId: number, name: string): Promise<Tag | undefined>;
   listTags(repositoryId: number): Promise<Tag[]>;
   /**
@@ -336,8 +331,10 @@ export interface MetadataStore {
    * repository has no tag. One read, whatever the number of tags (listings call it per row).
    */
   newestTaggedCommitAt(repositoryId: number): Promise<string | null>;
+}
 
-  // Manifests --------------------------------------------------------------------------------
+/** Trees of files, content-addressed. */
+export interface ManifestStore {
   /** Stores a manifest under its digest. Idempotent: an existing digest is left as it is. */
   putManifest(manifest: Manifest): Promise<void>;
   getManifest(digest: string): Promise<Manifest | undefined>;
@@ -346,8 +343,10 @@ export interface MetadataStore {
    * manifest's size (listings call it per row). Undefined when the manifest is not stored.
    */
   getManifestSummary(digest: string): Promise<ManifestSummary | undefined>;
+}
 
-  // Chunk reachability (the tenant check that the global ChunkStore.has() cannot make) ---------
+/** Which chunks a reader may reach (the tenant check the global ChunkStore.has() cannot make), and the grace of uploaded chunks. */
+export interface ReachabilityStore {
   /**
    * Records that a commit of `repositoryId` references `digests` (duplicates allowed), with the
    * store's clock as the time a chunk first became part of the repository. Idempotent. Called in
@@ -379,8 +378,10 @@ export interface MetadataStore {
   recordUploads(userId: number, digests: readonly string[]): Promise<void>;
   /** The subset of `digests` the user sent at or after `notBefore`. */
   uploadedChunks(userId: number, digests: readonly string[], notBefore: string): Promise<Set<string>>;
+}
 
-  // VMs --------------------------------------------------------------------------------------
+/** VM records. */
+export interface VmStore {
   /** `conflict` when the id is taken; `not_found` when the commit, repository or namespace is missing. */
   createVm(vm: Vm): Promise<void>;
   /** A VM by id, deleted ones included (their `deletedAt` set). */
@@ -406,8 +407,10 @@ export interface MetadataStore {
    * live and sleeping, e.g. because another server claimed it first. Atomic.
    */
   claimSleepingVm(id: string, host: string): Promise<boolean>;
+}
 
-  // Idempotency keys ---------------------------------------------------------------------------
+/** Claims of idempotency keys and the answers they replay. */
+export interface IdempotencyStore {
   /**
    * Claims `key` within `scope` (who asks, for which route). `new`: the caller must act and then
    * complete or release the claim; `in_progress`: another request holds it; `done`: the claim
@@ -424,13 +427,37 @@ export interface MetadataStore {
   completeIdempotencyKey(scope: string, key: string, bodyDigest: string, response: StoredResponse): Promise<void>;
   /** Drops a claim, whatever its state, so that a retry acts again. No-op for an unknown key. */
   releaseIdempotencyKey(scope: string, key: string): Promise<void>;
+}
 
-  // Signing key ------------------------------------------------------------------------------
+/** The token signing key every server of one database shares. */
+export interface SigningKeyStore {
   /**
    * The token signing key (a private JWK as JSON) that every server of this database uses:
    * `candidate` is stored when none is yet, and the one stored first is answered. Idempotent.
    */
   ensureSigningKey(candidate: string): Promise<string>;
+}
+
+/**
+ * The metadata of snapfork, every aggregate's store in one database with transactions across
+ * them. A service that needs no transaction depends on the aggregates it uses only.
+ */
+export interface MetadataStore
+  extends NamespaceStore,
+    RepositoryStore,
+    CommitStore,
+    TagStore,
+    ManifestStore,
+    ReachabilityStore,
+    VmStore,
+    IdempotencyStore,
+    SigningKeyStore {
+  /**
+   * Runs `work` in one transaction: all of its writes land together or none does. Calls on the
+   * store passed to `work` join the transaction. Writes acknowledged after it resolves survive a
+   * crash or power loss.
+   */
+  transaction<T>(work: (tx: MetadataStore) => Promise<T>): Promise<T>;
 
   close(): Promise<void>;
 }
