@@ -98,6 +98,11 @@ export interface ChunkStore {
   list(): AsyncIterable<string>;
   /** How many chunks are stored. */
   count(): Promise<number>;
+  /**
+   * Resolves when the store answers a cheap lookup (readiness probes call it often): its cost
+   * does not grow with what is stored. Rejects when the store cannot answer, e.g. once closed.
+   */
+  ping(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -458,6 +463,12 @@ export interface MetadataStore
    * crash or power loss.
    */
   transaction<T>(work: (tx: MetadataStore) => Promise<T>): Promise<T>;
+
+  /**
+   * Resolves when the database answers a trivial query (readiness probes call it often).
+   * Rejects when it cannot, e.g. once closed or unreachable.
+   */
+  ping(): Promise<void>;
 
   close(): Promise<void>;
 }

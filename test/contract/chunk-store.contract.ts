@@ -42,6 +42,12 @@ export function chunkStoreContract(name: string, open: OpenChunkStore, skip?: st
       await cleanup();
     });
 
+    it('answers ping while open and rejects it once closed (what readiness probes rely on)', async () => {
+      await expect(store.ping()).resolves.toBeUndefined();
+      await store.close();
+      await expect(store.ping()).rejects.toThrow();
+    });
+
     it('puts, gets and stats a chunk, compressed when that helps', async () => {
       const data = await chunkOf(64 * 1024, 1);
       const digest = sha256(data);

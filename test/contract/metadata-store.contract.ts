@@ -134,6 +134,12 @@ export function metadataStoreContract({ name, open, skip }: StoreEngine): void {
       return commit;
     }
 
+    it('answers ping while open and rejects it once closed (what readiness probes rely on)', async () => {
+      await expect(store.ping()).resolves.toBeUndefined();
+      await store.close();
+      await expect(store.ping()).rejects.toThrow();
+    });
+
     describe('namespaces', () => {
       it('ensureUser creates a user once and returns it again, whatever the case of the login', async () => {
         const first = await store.ensureUser('alice');

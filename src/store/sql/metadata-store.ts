@@ -15,7 +15,7 @@
  * locks (setForkParent). Deadlocks, which PostgreSQL breaks by aborting one transaction, are
  * retried a bounded number of times (transaction()).
  */
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import { conflict, type DomainError } from '../../domain/errors.js';
 import type {
   Commit,
@@ -438,6 +438,10 @@ export class SqlMetadataStore implements MetadataStore {
       const { jwk } = await this.db.selectFrom('signing_keys').select('jwk').where('id', '=', 1).executeTakeFirstOrThrow();
       return jwk;
     });
+  }
+
+  async ping(): Promise<void> {
+    await sql`SELECT 1`.execute(this.db);
   }
 
   /** Closes the database; a transaction-bound store does not own it and leaves it open. */
