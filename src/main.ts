@@ -18,6 +18,7 @@ import { AccountService } from './domain/account.service.js';
 import type { Scope } from './domain/principal.js';
 import { createServices } from './domain/services.js';
 import { createApp, type AppOptions } from './http/app.js';
+import { Metrics } from './http/metrics.js';
 import { fsyncDir } from './lib/durable-fs.js';
 import { sha256 } from './lib/sha256.js';
 import { Ext4DatasetImages } from './runtime/dataset-images.js';
@@ -139,6 +140,7 @@ export async function startServer(config: Config, options: AppOptions = {}): Pro
   };
   const runtime = await QemuRuntime.open({ runtimeDir: vmRuntimeDir(config.dataDir), assetsDir: config.vms.assetsDir, exportDisk });
   const execLogs = new FsExecLogStore(join(config.dataDir, VM_LOGS_DIR));
+  const metrics = new Metrics();
   const services = createServices(metadata, chunks, {
     runtime,
     baseImage: guestBaseImage(config.vms.assetsDir),
@@ -146,9 +148,10 @@ export async function startServer(config: Config, options: AppOptions = {}): Pro
     caps: config.vms,
     execLogs,
     host: await serverId(config.dataDir),
-  });
+  }, { telemetry: metrics.telemetry });
+  metrics.countRunningVms(() => services.vms.runningCount());
   await services.vms.reconcile();
-  const app = createApp(services, tokens, config, options);
+  const app = createApp(services, tokens, config, metrics, options);
 
   const { headersMs, idleMs } = config.timeouts;
   const server = createServer(

@@ -4,6 +4,7 @@ import { DEFAULT_VM_SIZE, VISIBILITY_RANK, type Commit, type Namespace, type Pag
 import { assertRepositoryName, assertTagName } from './names.js';
 import type { AccessPolicy } from './access-policy.js';
 import type { AccountService } from './account.service.js';
+import type { Telemetry } from './ports/telemetry.js';
 import type { Principal } from './principal.js';
 import { namesTaken, type RepositoryRef, type RepositoryService } from './repository.service.js';
 import type { ForkQuery, MetadataStore } from '../store/types.js';
@@ -55,6 +56,7 @@ export class ForkService {
     private readonly policy: AccessPolicy,
     private readonly accounts: AccountService,
     private readonly repositories: RepositoryService,
+    private readonly telemetry: Telemetry,
     private readonly now: () => string,
   ) {}
 
@@ -75,7 +77,7 @@ export class ForkService {
     const visibility = input.visibility ?? limit;
     this.policy.assertVisibilityWithin(visibility, limit);
 
-    return this.store.transaction(async (tx) => {
+    const forked = await this.store.transaction(async (tx) => {
       const taken = await tx.takenNames(target.id, { name, displayName });
       if (taken.length > 0) {
         const ontoItself = target.id === source.namespaceId && name.toLowerCase() === source.name.toLowerCase();
@@ -139,6 +141,8 @@ export class ForkService {
       }
       return { repository, source, tags, commits, vm };
     });
+    this.telemetry.forked();
+    return forked;
   }
 
   /**

@@ -1,7 +1,9 @@
 import { AccessPolicy } from './access-policy.js';
 import { AccountService } from './account.service.js';
 import { ForkService } from './fork.service.js';
+import { HealthService } from './health.service.js';
 import { IdempotencyService } from './idempotency.service.js';
+import { ReportingChunkStore } from './reporting-chunk-store.js';
 import { RepositoryService } from './repository.service.js';
 import { SnapshotService } from './snapshot.service.js';
 import { TransferService } from './transfer.service.js';
@@ -11,6 +13,7 @@ import { VmGuestService } from './vm-guest.service.js';
 import { VmService, type VmCaps } from './vm.service.js';
 import type { BaseImageSource, DatasetImages } from './ports/vm-images.js';
 import type { ExecLogStore } from './ports/exec-log.js';
+import { noTelemetry, type Telemetry } from './ports/telemetry.js';
 import type { VmRuntime } from './ports/vm-runtime.js';
 import type { ChunkStore, MetadataStore } from '../store/types.js';
 
@@ -25,6 +28,7 @@ export interface Services {
   images: SystemImageService;
   vms: VmService;
   vmGuests: VmGuestService;
+  health: HealthService;
 }
 
 /** What VMs run on: the runtime, the guest assets' base image, the builder of dataset images, and the caps. */
@@ -40,13 +44,21 @@ export interface VmParts {
   host: string;
 }
 
+export interface ServiceOptions {
+  /** The clock, as ISO 8601 strings. */
+  now?: () => string;
+  /** Where forks and chunk writes are reported; nowhere by default. */
+  telemetry?: Telemetry;
+}
+
 /** Wires the domain services over a metadata store, a chunk store and what VMs run on. */
 export function createServices(
   store: MetadataStore,
-  chunks: ChunkStore,
+  storedChunks: ChunkStore,
   vms: VmParts,
-  now: () => string = () => new Date().toISOString(),
+  { now = () => new Date().toISOString(), telemetry = noTelemetry }: ServiceOptions = {},
 ): Services {
+  const chunks = new ReportingChunkStore(storedChunks, telemetry);
   const policy = new AccessPolicy(store);
   const accounts = new AccountService(store, policy);
   const repositories = new RepositoryService(store, policy);
@@ -60,10 +72,11 @@ export function createServices(
     repositories,
     snapshots,
     transfers: new TransferService(store, chunks, policy, repositories, snapshots, now),
-    forks: new ForkService(store, policy, accounts, repositories, now),
+    forks: new ForkService(store, policy, accounts, repositories, telemetry, now),
     idempotency: new IdempotencyService(store),
     images,
     vms: vmService,
     vmGuests: new VmGuestService(vmService, vms.execLogs, now),
+    health: new HealthService(store, storedChunks),
   };
 }

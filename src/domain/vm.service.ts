@@ -114,6 +114,11 @@ export class VmService {
     await this.store.markRunningVmsDead(this.host);
   }
 
+  /** How many VMs this server runs now: booting, running or paused (each holds a process). */
+  runningCount(): number {
+    return this.live.size;
+  }
+
   /**
    * Boots a VM of the caller's acting namespace from a commit they may read, and resolves once
    * it answers exec. What it boots is the BootPlanner's plan: the commit's root disk, or for a

@@ -12,8 +12,10 @@ import { forgeDialect } from './forge/routes.js';
 import { gitlabDialect } from './gitlab/routes.js';
 import { gitverseDialect } from './gitverse/routes.js';
 import { hashIdempotentBodies, idempotency } from './idempotency.js';
+import type { Metrics } from './metrics.js';
 import { nativeDialect } from './native/routes.js';
 import { MAX_COMMIT_BODY } from './native/transfer-routes.js';
+import { opsRoutes } from './ops-routes.js';
 import { oxenDialect } from './oxen/routes.js';
 import { setPublicUrl } from './public-url.js';
 import { bodyRateWatch, jsonBody, withBodyDeadline, type CutRequest } from './request-limits.js';
@@ -37,7 +39,8 @@ const under = (path: string, prefix: string) => prefix === '' || path === prefix
 const dialectOf = (path: string): Dialect =>
   BY_PREFIX_LENGTH.find((d) => under(path, d.prefix) && (d.paths ?? ['']).some((p) => under(path, d.prefix + p))) ?? nativeDialect;
 
-export function createApp(services: Services, tokens: TokenService, config: Config, options: AppOptions = {}) {
+/** `metrics`: this instance's, whose Telemetry the services report to (src/main.ts wires both). */
+export function createApp(services: Services, tokens: TokenService, config: Config, metrics: Metrics, options: AppOptions = {}) {
   const log = options.log ?? ((line: string) => console.error(line));
   const contract = loadContract();
   const app = express();
@@ -62,6 +65,7 @@ export function createApp(services: Services, tokens: TokenService, config: Conf
     sendError(req, res, new HttpStatusError(408, message));
   };
 
+  app.use(metrics.measure((method, path) => contract.routeOf(method, path)));
   app.use((req, res, next) => {
     const id = req.get('x-request-id') ?? randomUUID();
     res.locals.requestId = id;
@@ -71,6 +75,7 @@ export function createApp(services: Services, tokens: TokenService, config: Conf
   app.get('/.well-known/jwks.json', (_req, res) => void res.json(tokens.jwks()));
   app.get('/openapi.json', (_req, res) => void res.type('application/json').send(contract.json));
   app.get('/openapi.yaml', (_req, res) => void res.type('application/yaml').send(contract.yaml));
+  app.use(opsRoutes(services, metrics));
 
   // Who is asking comes first, from headers alone: no body is read for a caller who may not send it.
   app.use(bodyRateWatch(config.timeouts, cut));

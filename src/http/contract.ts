@@ -31,6 +31,12 @@ export interface Contract {
    * hold.
    */
   needsUser(method: string, path: string): boolean;
+  /**
+   * The path template of the operation at `method` (HEAD as GET) and `path`, as the contract
+   * writes it (`/api/v1/repos/{owner}/{repo}`), or undefined when the contract holds none: a
+   * label whose values are bounded by the contract, whatever paths clients send.
+   */
+  routeOf(method: string, path: string): string | undefined;
 }
 
 /** `{name}` matches one path segment, `{name}*` the rest of the path. */
@@ -47,7 +53,7 @@ export function loadContract(file: string = OPENAPI_DOCUMENT): Contract {
       if (!operation) return [];
       const security = operation.security ?? document.security ?? [];
       const guarded = security.length > 0 && security.every((requirement) => Object.keys(requirement).length > 0);
-      return [{ pattern, method: m.toUpperCase(), guarded }];
+      return [{ template, pattern, method: m.toUpperCase(), guarded }];
     });
   });
   return {
@@ -58,6 +64,10 @@ export function loadContract(file: string = OPENAPI_DOCUMENT): Contract {
       const matching = operations.filter((o) => o.method === method && o.pattern.test(path));
       // Where templates overlap, an operation open to anonymous callers wins: the domain decides.
       return matching.length > 0 && matching.every((o) => o.guarded);
+    },
+    routeOf(method, path) {
+      const asked = method === 'HEAD' ? 'GET' : method;
+      return operations.find((o) => o.method === asked && o.pattern.test(path))?.template;
     },
   };
 }

@@ -1,0 +1,28 @@
+/**
+ * What the domain reports for operators to count (forks, chunk writes), without knowing how it
+ * is counted: src/http/metrics.ts turns these events into Prometheus metrics. Calls are cheap
+ * and never throw; a report is made once what it reports is durable.
+ */
+
+/** The chunks of one committed write. */
+export interface ChunksStored {
+  /** Chunks written, new to the store. */
+  created: number;
+  /** Chunks the store already held (or that the same write put twice): nothing was written. */
+  deduplicated: number;
+  /** Bytes the created chunks occupy in the store (compressed where that helped). */
+  storedBytes: number;
+}
+
+export interface Telemetry {
+  /** A fork was committed. */
+  forked(): void;
+  /** The chunks of one write became durable and visible. */
+  chunksStored(chunks: ChunksStored): void;
+}
+
+/** Reports nowhere: the default when nothing counts. */
+export const noTelemetry: Telemetry = {
+  forked: () => undefined,
+  chunksStored: () => undefined,
+};

@@ -1,0 +1,110 @@
+/**
+ * Prometheus metrics of one app instance (prom-client, in its own Registry: several servers in
+ * one process, as in the tests, never share or clash). The domain reports through the Telemetry
+ * port; HTTP traffic is measured here. Every label's values are bounded: routes are the
+ * contract's path templates ("unmatched" for any other path), never a path a client sent.
+ */
+import type { NextFunction, Request, Response } from 'express';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { Socket } from 'node:net';
+import type { Telemetry } from '../domain/ports/telemetry.js';
+
+/** The route label of a request whose path no operation of the contract holds. */
+export const UNMATCHED_ROUTE = 'unmatched';
+
+export class Metrics {
+  private readonly registry = new Registry();
+  private readonly duration = new Histogram({
+    name: 'http_request_duration_seconds',
+    help: 'Time from a request arriving to its answer ending, by method, route template and status',
+    labelNames: ['method', 'route', 'status'] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+    registers: [this.registry],
+  });
+  private readonly requestBytes = new Counter({
+    name: 'http_request_bytes_total',
+    help: 'Bytes received on HTTP connections (headers and bodies), counted as each answer ends',
+    registers: [this.registry],
+  });
+  private readonly responseBytes = new Counter({
+    name: 'http_response_bytes_total',
+    help: 'Bytes sent on HTTP connections (headers and bodies), counted as each answer ends',
+    registers: [this.registry],
+  });
+  private readonly forks = new Counter({ name: 'snapfork_forks_total', help: 'Forks committed', registers: [this.registry] });
+  private readonly chunksWritten = new Counter({
+    name: 'snapfork_chunks_written_total',
+    help: 'Chunks written to the chunk store, new to it',
+    registers: [this.registry],
+  });
+  private readonly chunksDeduplicated = new Counter({
+    name: 'snapfork_chunks_deduplicated_total',
+    help: 'Chunks sent for writing that the store already held: nothing was written',
+    registers: [this.registry],
+  });
+  private readonly chunkBytesStored = new Counter({
+    name: 'snapfork_chunk_bytes_stored_total',
+    help: 'Bytes the written chunks occupy in the store (compressed where that helped)',
+    registers: [this.registry],
+  });
+  private runningVms: () => number = () => 0;
+  /** Bytes of each connection already counted, so that a kept-alive one is counted once per request. */
+  private readonly counted = new WeakMap<Socket, { read: number; written: number }>();
+
+  /** What the domain reports (createServices' `telemetry`). */
+  readonly telemetry: Telemetry = {
+    forked: () => this.forks.inc(),
+    chunksStored: ({ created, deduplicated, storedBytes }) => {
+      this.chunksWritten.inc(created);
+      this.chunksDeduplicated.inc(deduplicated);
+      this.chunkBytesStored.inc(storedBytes);
+    },
+  };
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry });
+    const runningVms = () => this.runningVms();
+    new Gauge({
+      name: 'snapfork_vms_running',
+      help: 'VMs this server runs now (booting, running or paused)',
+      registers: [this.registry],
+      collect() {
+        this.set(runningVms());
+      },
+    });
+  }
+
+  /** Reads the number of running VMs from `count` at each scrape. */
+  countRunningVms(count: () => number): void {
+    this.runningVms = count;
+  }
+
+  /**
+   * Middleware, mounted first: times each request until its answer ends (or the connection
+   * closes) and counts the bytes its connection carried meanwhile. `routeOf` names the route
+   * template, undefined for a path the contract does not hold.
+   */
+  measure(routeOf: (method: string, path: string) => string | undefined) {
+    return (req: Request, res: Response, next: NextFunction) => {
+      const stop = this.duration.startTimer({ method: req.method, route: routeOf(req.method, req.path) ?? UNMATCHED_ROUTE });
+      res.once('close', () => {
+        stop({ status: String(res.statusCode) });
+        this.countBytes(req.socket);
+      });
+      next();
+    };
+  }
+
+  /** The exposition's media type and text. */
+  async scrape(): Promise<{ contentType: string; text: string }> {
+    return { contentType: this.registry.contentType, text: await this.registry.metrics() };
+  }
+
+  private countBytes(socket: Socket): void {
+    const before = this.counted.get(socket) ?? { read: 0, written: 0 };
+    const now = { read: socket.bytesRead, written: socket.bytesWritten };
+    this.requestBytes.inc(Math.max(0, now.read - before.read));
+    this.responseBytes.inc(Math.max(0, now.written - before.written));
+    this.counted.set(socket, now);
+  }
+}
