@@ -87,9 +87,11 @@ export class Metrics {
   measure(routeOf: (method: string, path: string) => string | undefined) {
     return (req: Request, res: Response, next: NextFunction) => {
       const stop = this.duration.startTimer({ method: req.method, route: routeOf(req.method, req.path) ?? UNMATCHED_ROUTE });
+      // Taken now: by 'close' the request may have been detached from its socket.
+      const socket = req.socket;
       res.once('close', () => {
         stop({ status: String(res.statusCode) });
-        this.countBytes(req.socket);
+        this.countBytes(socket);
       });
       next();
     };
