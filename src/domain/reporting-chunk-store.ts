@@ -6,18 +6,15 @@ import type { Readable } from 'node:stream';
 import type { ChunkStat, ChunkStore, ChunkWriter, PutResult } from '../store/types.js';
 import type { ChunksStored, Telemetry } from './ports/telemetry.js';
 
-const tally = (results: readonly PutResult[]): ChunksStored => {
-  const created = results.filter((r) => r.created);
-  return {
-    created: created.length,
-    deduplicated: results.length - created.length,
-    storedBytes: created.reduce((sum, r) => sum + r.storedSize, 0),
-  };
-};
+/** A zero tally. */
+const none = (): ChunksStored => ({ created: 0, deduplicated: 0, storedBytes: 0 });
 
-/** Counts what its writer puts and reports it when commit() resolves, once. */
+/**
+ * Counts what its writer puts and reports it when commit() resolves, once. Counts, not results:
+ * a writer may take millions of chunks (a push of a terabyte), and must not hold each.
+ */
 class ReportingChunkWriter implements ChunkWriter {
-  private results: PutResult[] = [];
+  private counted = none();
 
   constructor(
     private readonly writer: ChunkWriter,
@@ -26,19 +23,24 @@ class ReportingChunkWriter implements ChunkWriter {
 
   async put(data: Buffer, digest?: string): Promise<PutResult> {
     const result = await this.writer.put(data, digest);
-    this.results.push(result);
+    if (result.created) {
+      this.counted.created++;
+      this.counted.storedBytes += result.storedSize;
+    } else {
+      this.counted.deduplicated++;
+    }
     return result;
   }
 
   async commit(): Promise<void> {
     await this.writer.commit();
     // commit() is idempotent: a second call reports nothing more.
-    if (this.results.length > 0) this.telemetry.chunksStored(tally(this.results));
-    this.results = [];
+    if (this.counted.created + this.counted.deduplicated > 0) this.telemetry.chunksStored(this.counted);
+    this.counted = none();
   }
 
   async abort(): Promise<void> {
-    this.results = [];
+    this.counted = none();
     await this.writer.abort();
   }
 }
@@ -60,7 +62,7 @@ export class ReportingChunkStore implements ChunkStore {
   }
   async put(data: Buffer, digest?: string): Promise<PutResult> {
     const result = await this.chunks.put(data, digest);
-    this.telemetry.chunksStored(tally([result]));
+    this.telemetry.chunksStored(result.created ? { created: 1, deduplicated: 0, storedBytes: result.storedSize } : { ...none(), deduplicated: 1 });
     return result;
   }
   get(digest: string): Promise<Buffer> {
