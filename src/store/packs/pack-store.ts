@@ -105,6 +105,7 @@ export class PackChunkStore implements ChunkStore {
   /** The writers' existence checks waiting for the index call in flight; sent together after it. */
   private gathering: { digests: Set<string>; found: Promise<Map<string, ChunkLocation>> } | undefined;
   private locating: Promise<unknown> = Promise.resolve();
+  private closing: Promise<void> | undefined;
 
   constructor(
     private readonly backend: BlobBackend,
@@ -184,9 +185,12 @@ export class PackChunkStore implements ChunkStore {
     await this.index.locate([PING_DIGEST]);
   }
 
-  async close(): Promise<void> {
-    await Promise.all([this.backend.close(), this.index.close()]);
-    await this.onClose?.();
+  /** Idempotent: a second close (a readiness probe's store closed by its owner too) waits for the first. */
+  close(): Promise<void> {
+    return (this.closing ??= (async () => {
+      await Promise.all([this.backend.close(), this.index.close()]);
+      await this.onClose?.();
+    })());
   }
 
   // Internals shared with PackChunkWriter ----------------------------------------------------
