@@ -5,10 +5,11 @@
  * code, built from `git archive 64e2a62`: one writer put text(70000, 1), keystream(40000, 2)
  * and an empty chunk, a second writer text(30000, 3) and keystream(20000, 4), then a chunk
  * put and deleted again (its pack came and went); LOCK and the empty tmp/ and fan-out
- * directories are not kept (git stores no empty directory).
+ * directories are not kept (git stores no empty directory), and its index.db is kept as the
+ * SQL dump index.sql (sqlite3 .dump, user_version added), loaded into index.db for each test.
  */
 import { createCipheriv } from 'node:crypto';
-import { cp, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { cp, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
@@ -26,7 +27,13 @@ let dir: string;
 beforeEach(async () => {
   root = await mkdtemp(join(tmpdir(), 'snapfork-v1-'));
   dir = join(root, 'chunks');
-  await cp(FIXTURE, dir, { recursive: true });
+  await cp(FIXTURE, dir, { recursive: true, filter: (source) => !source.endsWith('.sql') });
+  const index = new BetterSqlite3(join(dir, 'index.db'));
+  try {
+    index.exec(await readFile(join(FIXTURE, 'index.sql'), 'utf8'));
+  } finally {
+    index.close();
+  }
 });
 afterEach(async () => {
   await rm(root, { recursive: true, force: true });
