@@ -12,6 +12,7 @@
  * │   ├── overlay.qcow2     everything the VM writes; what it stands on is never written
  * │   ├── device.state      a saved device state being resumed (from a commit)
  * │   ├── qmp.sock          QMP: stop, cont, snapshots, and the STOP/RESUME/SHUTDOWN events
+ * │   ├── dev.sock          a snapshot's device state, received from QEMU's migration
  * │   ├── qga.sock          the guest agent's virtio-serial port org.qemu.guest_agent.0
  * │   └── console.log       the serial console (and QEMU's own messages), its first 1 MiB
  * ├── disks/<id>.sock       base disks served (NBD), shared by the VMs of one disk
@@ -35,9 +36,10 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { createWriteStream, existsSync, readFileSync, rmSync, writeFileSync, type WriteStream } from 'node:fs';
 import { mkdir, open, readdir, readFile, readlink, rename, rm, statfs } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import { setPriority } from 'node:os';
 import { join, resolve } from 'node:path';
-import { finished } from 'node:stream/promises';
+import { finished, pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import { conflict, insufficientStorage, invalid, unavailable, unprocessable } from '../../domain/errors.js';
 import type {
@@ -576,9 +578,30 @@ export class QemuVm implements RunningVm {
     }
   }
 
-  /** Saves the device state (RAM left out: it is in the RAM file) with QEMU's migration stream. */
+  /**
+   * Saves the device state (RAM left out: it is in the RAM file) with QEMU's migration stream,
+   * received on a socket of ours: with `exec:cat > file`, QEMU SIGTERMs the cat as soon as it
+   * closes the pipe, and a cat still writing under load left the state cut short.
+   */
   private async saveDeviceState(path: string): Promise<void> {
-    await this.migrate('migrate', `exec:cat > ${shellQuote(path)}`, 'the device state was not saved');
+    const socketPath = join(this.workDir, 'dev.sock');
+    const server = createServer();
+    const written = new Promise<void>((resolve, reject) => {
+      server.once('connection', (connection) => {
+        server.close();
+        pipeline(connection, createWriteStream(path)).then(resolve, reject);
+      });
+      server.once('error', reject);
+    });
+    written.catch(() => undefined);
+    try {
+      await new Promise<void>((resolve, reject) => server.once('error', reject).listen(socketPath, resolve));
+      await this.migrate('migrate', `unix:${socketPath}`, 'the device state was not saved');
+      await written;
+    } finally {
+      server.close();
+      await rm(socketPath, { force: true });
+    }
     this.disksInactive = true;
   }
 
