@@ -3,7 +3,7 @@
  * PutResult of every service's writes (pushes, uploads, VM commits), so that no service counts.
  */
 import type { Readable } from 'node:stream';
-import type { ChunkStat, ChunkStore, ChunkWriter, PutResult } from '../store/types.js';
+import type { ChunkRemoval, ChunkStat, ChunkStore, ChunkWriter, PutResult, StoredChunk } from '../store/types.js';
 import type { ChunksStored, Telemetry } from './ports/telemetry.js';
 
 /** A zero tally. */
@@ -79,6 +79,12 @@ export class ReportingChunkStore implements ChunkStore {
   }
   delete(digest: string): Promise<boolean> {
     return this.chunks.delete(digest);
+  }
+  deleteMany(digests: readonly string[]): Promise<ChunkRemoval> {
+    return this.chunks.deleteMany(digests);
+  }
+  entries(after: string, limit: number): Promise<StoredChunk[]> {
+    return this.chunks.entries(after, limit);
   }
   list(): AsyncIterable<string> {
     return this.chunks.list();

@@ -65,6 +65,26 @@ export interface ChunkWriter {
   abort(): Promise<void>;
 }
 
+/** A stored chunk as garbage collection weighs it. */
+export interface StoredChunk {
+  digest: string;
+  storedSize: number;
+  /**
+   * When its pack was written (ms since the epoch; 0 for packs older than that record): a chunk
+   * is at least that old, so a writer that has not yet committed what refers to it is younger.
+   */
+  storedAt: number;
+}
+
+/** What ChunkStore.deleteMany() freed. */
+export interface ChunkRemoval {
+  chunks: number;
+  /** Stored (compressed) bytes of the chunks removed. */
+  bytes: number;
+  /** Pack files deleted because no live chunk was left in them. */
+  packs: number;
+}
+
 export interface ChunkStore {
   /** True when the chunk is stored and committed. */
   has(digest: string): Promise<boolean>;
@@ -94,6 +114,13 @@ export interface ChunkStore {
   statMany(digests: readonly string[]): Promise<Map<string, ChunkStat>>;
   /** Removes a chunk; true when it was there. Space is reclaimed when its pack holds no live chunk. */
   delete(digest: string): Promise<boolean>;
+  /** delete() of many chunks at once (a few index calls); absent ones are skipped. */
+  deleteMany(digests: readonly string[]): Promise<ChunkRemoval>;
+  /**
+   * Stored chunks whose digests sort after `after`, in digest order, at most `limit`, each with
+   * its stored size and when it was stored: what garbage collection pages through.
+   */
+  entries(after: string, limit: number): Promise<StoredChunk[]>;
   /** Every stored digest, in no particular order. */
   list(): AsyncIterable<string>;
   /** How many chunks are stored. */

@@ -33,7 +33,7 @@ function packOf(id: string, names: readonly string[]): IndexedPack {
     offset += 48 + entry.storedSize;
     return entry;
   });
-  return { id, size: offset, entries };
+  return { id, size: offset, createdAt: 1_000_000 + parseInt(id, 16), entries };
 }
 
 export function chunkIndexContract({ name, open, skip }: ChunkIndexEngine): void {
@@ -84,15 +84,14 @@ export function chunkIndexContract({ name, open, skip }: ChunkIndexEngine): void
     });
 
     it('removes chunks, reporting a pack once its last live chunk goes', async () => {
-      await index.publish([packOf(packId(1), ['a', 'b']), packOf(packId(2), ['c'])]);
-      expect(await index.remove(digestOf('a'))).toBeNull();
-      expect(await index.remove(digestOf('a'))).toBeUndefined();
-      expect(await index.remove(digestOf('c'))).toBe(packId(2));
+      await index.publish([packOf(packId(1), ['a', 'b']), packOf(packId(2), ['c', 'd'])]);
+      expect(await index.removeMany([digestOf('a')])).toEqual({ chunks: 1, storedBytes: 100, emptiedPacks: [] });
+      expect(await index.removeMany([digestOf('a'), digestOf('never')])).toEqual({ chunks: 0, storedBytes: 0, emptiedPacks: [] });
+      expect(await index.removeMany([digestOf('c'), digestOf('d'), digestOf('c')])).toEqual({ chunks: 2, storedBytes: 201, emptiedPacks: [packId(2)] });
       expect(await index.packIds()).toEqual(new Set([packId(1)]));
-      expect(await index.remove(digestOf('b'))).toBe(packId(1));
+      expect(await index.removeMany([digestOf('b')])).toEqual({ chunks: 1, storedBytes: 101, emptiedPacks: [packId(1)] });
       expect(await index.packIds()).toEqual(new Set());
       expect(await index.count()).toBe(0);
-      expect(await index.remove(digestOf('never'))).toBeUndefined();
       // A removed chunk may be published again, in a new pack.
       expect(await index.publish([packOf(packId(3), ['a'])])).toEqual([]);
       expect((await index.locate([digestOf('a')])).get(digestOf('a'))).toMatchObject({ pack: packId(3) });
@@ -106,6 +105,17 @@ export function chunkIndexContract({ name, open, skip }: ChunkIndexEngine): void
       expect(await index.page(sorted[9]!, 10)).toEqual(sorted.slice(10, 20));
       expect(await index.page(sorted[19]!, 10)).toEqual(sorted.slice(20));
       expect(await index.page(sorted[24]!, 10)).toEqual([]);
+    });
+
+    it('pages entries in order with their stored sizes and their packs\' ages', async () => {
+      const first = packOf(packId(1), ['e1', 'e2']);
+      const second = packOf(packId(2), ['e3']);
+      await index.publish([first, second]);
+      const all = [...first.entries.map((e) => ({ e, pack: first })), ...second.entries.map((e) => ({ e, pack: second }))]
+        .map(({ e, pack }) => ({ digest: e.digest, storedSize: e.storedSize, packCreatedAt: pack.createdAt }))
+        .sort((a, b) => (a.digest < b.digest ? -1 : 1));
+      expect(await index.entries('', 2)).toEqual(all.slice(0, 2));
+      expect(await index.entries(all[1]!.digest, 2)).toEqual(all.slice(2));
     });
 
     it('indexes each chunk once when two handles publish packs sharing chunks at once, the loser reporting its pack unused', async () => {
@@ -136,8 +146,8 @@ export function chunkIndexContract({ name, open, skip }: ChunkIndexEngine): void
         if (round === rounds - 1) {
           // The winner counted each shared chunk once: it empties with the last of them, not before.
           const [last, ...rest] = names.map(digestOf);
-          for (const digest of rest) expect(await index.remove(digest)).toBeNull();
-          expect(await other.remove(last!)).toBe(winner);
+          expect((await index.removeMany(rest)).emptiedPacks).toEqual([]);
+          expect((await other.removeMany([last!])).emptiedPacks).toEqual([winner]);
         }
       }
     });

@@ -42,13 +42,13 @@ afterEach(async () => {
 const schemaOf = (file: string) => {
   const db = new BetterSqlite3(file, { readonly: true });
   try {
-    return { version: db.pragma('user_version', { simple: true }), tables: db.prepare('SELECT type, name, sql FROM sqlite_master ORDER BY name').all() };
+    return { version: db.pragma('user_version', { simple: true }), tables: db.prepare('SELECT type, name, sql FROM sqlite_master ORDER BY name').all() as { type: string; name: string; sql: string }[] };
   } finally {
     db.close();
   }
 };
 
-it('opens a chunk directory written before the split, reads every chunk, and keeps its format', async () => {
+it('opens a chunk directory written before the split, reads every chunk, and upgrades its index to format 2 in place', async () => {
   const before = schemaOf(join(dir, 'index.db'));
   const store = await openFsChunkStore(dir);
   try {
@@ -67,11 +67,19 @@ it('opens a chunk directory written before the split, reads every chunk, and kee
     expect((await store.put(stored[3]!)).created).toBe(false);
     const added = await store.put(text(5000, 6));
     expect(added.created).toBe(true);
+    // Packs of format 1 had no time: they count as old (0); a new pack has its own.
+    const ages = new Map((await store.entries('', 100)).map((e) => [e.digest, e.storedAt]));
+    expect(ages.get(sha256(stored[0]!))).toBe(0);
+    expect(ages.get(added.digest)).toBeGreaterThan(0);
     expect(await store.delete(sha256(stored[0]!))).toBe(true);
   } finally {
     await store.close();
   }
-  expect(schemaOf(join(dir, 'index.db'))).toEqual(before);
+  // Format 2 only adds packs.created_at; the chunks table is as it was.
+  const after = schemaOf(join(dir, 'index.db'));
+  expect(after.version).toBe(2);
+  expect(after.tables.filter((t) => t.name !== 'packs')).toEqual(before.tables.filter((t) => t.name !== 'packs'));
+  expect(after.tables.find((t) => t.name === 'packs')).toMatchObject({ sql: expect.stringContaining('created_at INTEGER NOT NULL DEFAULT 0') });
   const reopened = await openFsChunkStore(dir);
   try {
     expect(await reopened.count()).toBe(stored.length);

@@ -75,7 +75,8 @@ class RemoteLikeIndex implements ChunkIndex {
     return this.inner.locate(digests);
   }
   publish = (packs: readonly IndexedPack[]) => this.inner.publish(packs);
-  remove = (digest: string) => this.inner.remove(digest);
+  removeMany = (digests: readonly string[]) => this.inner.removeMany(digests);
+  entries = (after: string, limit: number) => this.inner.entries(after, limit);
   packIds = () => this.inner.packIds();
   page = (after: string, limit: number) => this.inner.page(after, limit);
   count = () => this.inner.count();

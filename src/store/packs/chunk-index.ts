@@ -22,7 +22,27 @@ export interface IndexedPack {
   id: string;
   /** Bytes of the pack blob. */
   size: number;
+  /** When the pack was published, in ms since the epoch: its chunks are that old at least. */
+  createdAt: number;
   entries: readonly ChunkLocation[];
+}
+
+/** An indexed chunk as garbage collection sees it. */
+export interface IndexedChunk {
+  digest: string;
+  storedSize: number;
+  /** The createdAt of its pack (0 for packs published before packs had one). */
+  packCreatedAt: number;
+}
+
+/** What removeMany() took out of the index. */
+export interface Removal {
+  /** Chunks that were indexed and no longer are. */
+  chunks: number;
+  /** Their stored bytes (pack entry headers left out). */
+  storedBytes: number;
+  /** Packs left with no live chunk, gone from the index: the caller deletes their blobs. */
+  emptiedPacks: string[];
 }
 
 export interface ChunkIndex {
@@ -35,14 +55,16 @@ export interface ChunkIndex {
    */
   publish(packs: readonly IndexedPack[]): Promise<string[]>;
   /**
-   * Removes a chunk from the index; answers its pack when that pack has no live chunk left (the
-   * caller deletes the blob), null when it still has some, undefined when the chunk was absent.
+   * Removes chunks from the index in one transaction (absent ones are skipped), and the packs
+   * left with no live chunk, which it names for the caller to delete their blobs.
    */
-  remove(digest: string): Promise<string | null | undefined>;
+  removeMany(digests: readonly string[]): Promise<Removal>;
   /** Every indexed pack id. */
   packIds(): Promise<Set<string>>;
   /** Indexed digests greater than `after`, in order, at most `limit` of them. */
   page(after: string, limit: number): Promise<string[]>;
+  /** page() with what garbage collection weighs: each chunk's stored size and its pack's age. */
+  entries(after: string, limit: number): Promise<IndexedChunk[]>;
   count(): Promise<number>;
   close(): Promise<void>;
 }

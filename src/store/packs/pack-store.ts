@@ -21,7 +21,7 @@ import { DomainError, corrupt, notFound, tooLarge, unprocessable } from '../../d
 import { MAX_BLOCK_SIZE, compressBlock, decompressBlock, zstdReady } from '../../lib/zstd.js';
 import { readAhead } from '../../lib/read-ahead.js';
 import { sha256 } from '../../lib/sha256.js';
-import type { ChunkStat, ChunkStore, ChunkWriter, PutResult } from '../types.js';
+import type { ChunkRemoval, ChunkStat, ChunkStore, ChunkWriter, PutResult, StoredChunk } from '../types.js';
 import type { BlobBackend, BlobUpload } from './blob-backend.js';
 import type { ChunkIndex, ChunkLocation, IndexedPack } from './chunk-index.js';
 import { ENTRY_HEADER_SIZE, decodeEntryHeader, encodeEntryHeader, packHeader, type EntryHeader } from './pack-format.js';
@@ -56,7 +56,7 @@ export interface PackStoreOptions {
    * Infinity deletes none (and lists none) when the index may not know every writer's packs.
    */
   orphanGraceMs?: number;
-  /** The clock orphans' age is measured against (their modifiedAt). */
+  /** The clock orphans' age is measured against (their modifiedAt), and packs are stamped with. */
   now?: () => Date;
   /** Runs last in close(), e.g. to release a directory lock. */
   onClose?: () => Promise<void>;
@@ -77,7 +77,7 @@ export async function openPackChunkStore(backend: BlobBackend, index: ChunkIndex
     await Promise.allSettled([backend.close(), index.close()]);
     throw e;
   }
-  return new PackChunkStore(backend, index, options.onClose);
+  return new PackChunkStore(backend, index, options);
 }
 
 /** Deletes packs the index does not know that are older than `graceMs` at `now`. */
@@ -107,11 +107,18 @@ export class PackChunkStore implements ChunkStore {
   private locating: Promise<unknown> = Promise.resolve();
   private closing: Promise<void> | undefined;
 
+  private readonly onClose: (() => Promise<void>) | undefined;
+  /** The clock packs are stamped with when published (their createdAt). */
+  private readonly now: () => Date;
+
   constructor(
     private readonly backend: BlobBackend,
     private readonly index: ChunkIndex,
-    private readonly onClose?: () => Promise<void>,
-  ) {}
+    options: Pick<PackStoreOptions, 'onClose' | 'now'> = {},
+  ) {
+    this.onClose = options.onClose;
+    this.now = options.now ?? (() => new Date());
+  }
 
   async has(digest: string): Promise<boolean> {
     return (await this.index.locate([digest])).has(digest);
@@ -159,10 +166,18 @@ export class PackChunkStore implements ChunkStore {
   }
 
   async delete(digest: string): Promise<boolean> {
-    const pack = await this.index.remove(digest);
-    // A crash before this delete leaves an orphan pack, which a later open removes.
-    if (pack) await this.backend.delete(packName(pack));
-    return pack !== undefined;
+    return (await this.deleteMany([digest])).chunks === 1;
+  }
+
+  async deleteMany(digests: readonly string[]): Promise<ChunkRemoval> {
+    const removal = await this.index.removeMany(digests);
+    // A crash before these deletes leaves orphan packs, which a later open removes.
+    await Promise.all(removal.emptiedPacks.map((id) => this.backend.delete(packName(id))));
+    return { chunks: removal.chunks, bytes: removal.storedBytes, packs: removal.emptiedPacks.length };
+  }
+
+  async entries(after: string, limit: number): Promise<StoredChunk[]> {
+    return (await this.index.entries(after, limit)).map((c) => ({ digest: c.digest, storedSize: c.storedSize, storedAt: c.packCreatedAt }));
   }
 
   async *list(): AsyncIterable<string> {
@@ -220,8 +235,9 @@ export class PackChunkStore implements ChunkStore {
    * committed meanwhile by another writer). When the index call fails, the packs stay: the error
    * does not say whether a remote database committed before it, and an orphan is removed later.
    */
-  async publish(packs: readonly IndexedPack[]): Promise<void> {
-    const unused = await this.index.publish(packs);
+  async publish(packs: readonly Omit<IndexedPack, 'createdAt'>[]): Promise<void> {
+    const createdAt = this.now().getTime();
+    const unused = await this.index.publish(packs.map((p) => ({ ...p, createdAt })));
     await Promise.all(unused.map((id) => this.backend.delete(packName(id))));
   }
 

@@ -5,10 +5,11 @@
  */
 import BetterSqlite3 from 'better-sqlite3';
 import { DomainError } from '../../domain/errors.js';
-import type { ChunkIndex, ChunkLocation, IndexedPack } from './chunk-index.js';
+import type { ChunkIndex, ChunkLocation, IndexedChunk, IndexedPack, Removal } from './chunk-index.js';
 import type { Compression } from './pack-format.js';
 
-const INDEX_VERSION = 1;
+/** 2: packs have a created_at (garbage collection sweeps only chunks of packs older than its grace). */
+const INDEX_VERSION = 2;
 
 interface ChunkRow {
   pack: string;
@@ -25,9 +26,12 @@ export class SqliteChunkIndex implements ChunkIndex {
     this.statements = {
       get: db.prepare<[string], ChunkRow>('SELECT pack, offset, stored_size, size, compression FROM chunks WHERE digest = ?'),
       page: db.prepare<[string, number], { digest: string }>('SELECT digest FROM chunks WHERE digest > ? ORDER BY digest LIMIT ?'),
+      entries: db.prepare<[string, number], { digest: string; stored_size: number; created_at: number }>(
+        'SELECT c.digest, c.stored_size, p.created_at FROM chunks c JOIN packs p ON p.id = c.pack WHERE c.digest > ? ORDER BY c.digest LIMIT ?',
+      ),
       count: db.prepare<[], { n: number }>('SELECT count(*) AS n FROM chunks'),
       packIds: db.prepare<[], { id: string }>('SELECT id FROM packs'),
-      insertPack: db.prepare<[string, number]>('INSERT INTO packs (id, live, size) VALUES (?, 0, ?)'),
+      insertPack: db.prepare<[string, number, number]>('INSERT INTO packs (id, live, size, created_at) VALUES (?, 0, ?, ?)'),
       insertChunk: db.prepare<[string, string, number, number, number, Compression]>(
         'INSERT OR IGNORE INTO chunks (digest, pack, offset, stored_size, size, compression) VALUES (?, ?, ?, ?, ?, ?)',
       ),
@@ -49,11 +53,14 @@ export class SqliteChunkIndex implements ChunkIndex {
       db.pragma('busy_timeout = 5000');
       const version = db.pragma('user_version', { simple: true }) as number;
       if (version > INDEX_VERSION) throw new Error(`${file} has index format ${version}; this snapfork reads ${INDEX_VERSION}`);
+      // Format 1 had no packs.created_at: its packs count as old (0), which is what they are.
+      if (version === 1) db.exec('ALTER TABLE packs ADD COLUMN created_at INTEGER NOT NULL DEFAULT 0');
       db.exec(`
         CREATE TABLE IF NOT EXISTS packs (
-          id   TEXT PRIMARY KEY,
-          live INTEGER NOT NULL,
-          size INTEGER NOT NULL
+          id         TEXT PRIMARY KEY,
+          live       INTEGER NOT NULL,
+          size       INTEGER NOT NULL,
+          created_at INTEGER NOT NULL
         ) WITHOUT ROWID;
         CREATE TABLE IF NOT EXISTS chunks (
           digest      TEXT PRIMARY KEY,
@@ -88,7 +95,7 @@ export class SqliteChunkIndex implements ChunkIndex {
     const record = this.db.transaction(() => {
       const unused: string[] = [];
       for (const pack of packs) {
-        insertPack.run(pack.id, pack.size);
+        insertPack.run(pack.id, pack.size, pack.createdAt);
         let live = 0;
         for (const e of pack.entries) {
           live += insertChunk.run(e.digest, pack.id, e.offset, e.storedSize, e.size, e.compression).changes;
@@ -104,18 +111,28 @@ export class SqliteChunkIndex implements ChunkIndex {
     return guard(() => record.immediate());
   }
 
-  async remove(digest: string): Promise<string | null | undefined> {
+  async removeMany(digests: readonly string[]): Promise<Removal> {
     const { get, deleteChunk, addLive, live, deletePack } = this.statements;
-    const emptied = this.db.transaction(() => {
-      const row = get.get(digest);
-      if (!row) return undefined;
-      deleteChunk.run(digest);
-      addLive.run(-1, row.pack);
-      if ((live.get(row.pack)?.live ?? 0) > 0) return null;
-      deletePack.run(row.pack);
-      return row.pack;
+    const removed = this.db.transaction((): Removal => {
+      const removal: Removal = { chunks: 0, storedBytes: 0, emptiedPacks: [] };
+      const touched = new Map<string, number>();
+      for (const digest of new Set(digests)) {
+        const row = get.get(digest);
+        if (!row) continue;
+        deleteChunk.run(digest);
+        removal.chunks++;
+        removal.storedBytes += row.stored_size;
+        touched.set(row.pack, (touched.get(row.pack) ?? 0) + 1);
+      }
+      for (const [pack, gone] of touched) {
+        addLive.run(-gone, pack);
+        if ((live.get(pack)?.live ?? 0) > 0) continue;
+        deletePack.run(pack);
+        removal.emptiedPacks.push(pack);
+      }
+      return removal;
     });
-    return guard(() => emptied.immediate());
+    return guard(() => removed.immediate());
   }
 
   async packIds(): Promise<Set<string>> {
@@ -124,6 +141,10 @@ export class SqliteChunkIndex implements ChunkIndex {
 
   async page(after: string, limit: number): Promise<string[]> {
     return this.statements.page.all(after, limit).map((r) => r.digest);
+  }
+
+  async entries(after: string, limit: number): Promise<IndexedChunk[]> {
+    return this.statements.entries.all(after, limit).map((r) => ({ digest: r.digest, storedSize: r.stored_size, packCreatedAt: r.created_at }));
   }
 
   async count(): Promise<number> {

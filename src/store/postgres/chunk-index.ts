@@ -17,10 +17,11 @@
  */
 import pg from 'pg';
 import { DomainError } from '../../domain/errors.js';
-import type { ChunkIndex, ChunkLocation, IndexedPack } from '../packs/chunk-index.js';
+import type { ChunkIndex, ChunkLocation, IndexedChunk, IndexedPack, Removal } from '../packs/chunk-index.js';
 import type { Compression } from '../packs/pack-format.js';
 
-const INDEX_VERSION = 1;
+/** 2: chunk_packs.created_at (garbage collection sweeps only chunks of packs older than its grace). */
+const INDEX_VERSION = 2;
 const DIGEST = /^[0-9a-f]{64}$/;
 /** Serializes the CREATE TABLEs of servers opening the index at once (IF NOT EXISTS alone races). */
 const SCHEMA_LOCK = 0x736e_6368_756e; // "snchun", an arbitrary key of this index's own
@@ -44,6 +45,8 @@ const SCHEMA = `
     live BIGINT NOT NULL CHECK (live >= 0),
     size BIGINT NOT NULL
   );
+  -- Format 2. Packs of format 1 count as old (0), which is what they are.
+  ALTER TABLE chunk_packs ADD COLUMN IF NOT EXISTS created_at BIGINT NOT NULL DEFAULT 0;
   -- The pack's row is written after its chunks, with their count (publish), so the reference
   -- is checked at commit.
   CREATE TABLE IF NOT EXISTS chunk_locations (
@@ -73,6 +76,7 @@ export class PostgresChunkIndex implements ChunkIndex {
         await client.query('SELECT pg_advisory_xact_lock($1)', [SCHEMA_LOCK]);
         await client.query(SCHEMA);
         await client.query('INSERT INTO chunk_index_version (version) VALUES ($1) ON CONFLICT DO NOTHING', [INDEX_VERSION]);
+        await client.query('UPDATE chunk_index_version SET version = $1 WHERE version < $1', [INDEX_VERSION]);
         const { rows } = await client.query<{ version: number }>('SELECT version FROM chunk_index_version');
         const version = rows[0]!.version;
         if (version > INDEX_VERSION) throw new Error(`the chunk index in PostgreSQL has format ${version}; this snapfork reads ${INDEX_VERSION}`);
@@ -133,11 +137,10 @@ export class PostgresChunkIndex implements ChunkIndex {
         const live = new Map(inserted.rows.map((r) => [r.pack, Number(r.live)]));
         const kept = packs.filter((p) => live.has(p.id));
         if (kept.length > 0) {
-          await client.query('INSERT INTO chunk_packs (id, live, size) SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[])', [
-            kept.map((p) => p.id),
-            kept.map((p) => live.get(p.id)),
-            kept.map((p) => p.size),
-          ]);
+          await client.query(
+            'INSERT INTO chunk_packs (id, live, size, created_at) SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[])',
+            [kept.map((p) => p.id), kept.map((p) => live.get(p.id)), kept.map((p) => p.size), kept.map((p) => p.createdAt)],
+          );
         }
         return live;
       }),
@@ -146,25 +149,29 @@ export class PostgresChunkIndex implements ChunkIndex {
   }
 
   /**
-   * One transaction: the chunk's row goes and its pack's count drops in one statement, whose
-   * UPDATE holds the pack's row lock until commit, so that of concurrent removals from one pack
-   * exactly one sees the count reach 0 and deletes the pack.
+   * One transaction: the chunks' rows go and their packs' counts drop in one statement, whose
+   * UPDATE holds the packs' row locks until commit, so that of concurrent removals from one pack
+   * exactly one sees its count reach 0 and deletes it.
    */
-  async remove(digest: string): Promise<string | null | undefined> {
-    if (!DIGEST.test(digest)) return undefined;
+  async removeMany(digests: readonly string[]): Promise<Removal> {
+    const wanted = [...new Set(digests.filter((d) => DIGEST.test(d)))].sort();
+    if (wanted.length === 0) return { chunks: 0, storedBytes: 0, emptiedPacks: [] };
     return guard(() =>
       transaction(this.pool, async (client) => {
-        const { rows } = await client.query<{ pack: string; live: string }>(
-          `WITH gone AS (DELETE FROM chunk_locations WHERE digest = $1 RETURNING pack)
-           UPDATE chunk_packs SET live = live - 1 FROM gone WHERE chunk_packs.id = gone.pack
-           RETURNING chunk_packs.id AS pack, chunk_packs.live`,
-          [bytesOf(digest)],
+        const { rows } = await client.query<{ pack: string; live: string; chunks: string; stored_bytes: string }>(
+          `WITH gone AS (DELETE FROM chunk_locations WHERE digest = ANY($1::bytea[]) RETURNING pack, stored_size),
+                counts AS (SELECT pack, count(*) AS chunks, sum(stored_size) AS stored_bytes FROM gone GROUP BY pack)
+           UPDATE chunk_packs SET live = live - counts.chunks FROM counts WHERE chunk_packs.id = counts.pack
+           RETURNING chunk_packs.id AS pack, chunk_packs.live, counts.chunks, counts.stored_bytes`,
+          [wanted.map(bytesOf)],
         );
-        const row = rows[0];
-        if (!row) return undefined;
-        if (Number(row.live) > 0) return null;
-        await client.query('DELETE FROM chunk_packs WHERE id = $1', [row.pack]);
-        return row.pack;
+        const emptiedPacks = rows.filter((r) => Number(r.live) === 0).map((r) => r.pack);
+        if (emptiedPacks.length > 0) await client.query('DELETE FROM chunk_packs WHERE id = ANY($1::text[])', [emptiedPacks]);
+        return {
+          chunks: rows.reduce((n, r) => n + Number(r.chunks), 0),
+          storedBytes: rows.reduce((n, r) => n + Number(r.stored_bytes), 0),
+          emptiedPacks,
+        };
       }),
     );
   }
@@ -180,6 +187,16 @@ export class PostgresChunkIndex implements ChunkIndex {
       [bytesOf(after), limit],
     );
     return rows.map((r) => r.digest);
+  }
+
+  async entries(after: string, limit: number): Promise<IndexedChunk[]> {
+    const { rows } = await this.pool.query<{ digest: string; stored_size: string; created_at: string }>(
+      `SELECT encode(c.digest, 'hex') AS digest, c.stored_size, p.created_at
+         FROM chunk_locations c JOIN chunk_packs p ON p.id = c.pack
+        WHERE c.digest > $1 ORDER BY c.digest LIMIT $2`,
+      [bytesOf(after), limit],
+    );
+    return rows.map((r) => ({ digest: r.digest, storedSize: Number(r.stored_size), packCreatedAt: Number(r.created_at) }));
   }
 
   async count(): Promise<number> {
