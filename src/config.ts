@@ -54,6 +54,13 @@ export interface Config {
      */
     readonly maxDatasetBytes: number;
   };
+  /** Garbage collection (src/domain/gc.service.ts): how recent data protects itself, how long deleted repositories stay. */
+  readonly gc: {
+    /** SNAPFORK_GC_GRACE_SECONDS, 24 h by default: the upload grace of a delta push. */
+    readonly graceMs: number;
+    /** SNAPFORK_DELETED_RETENTION_SECONDS, 7 days by default: a deleted repository is restorable meanwhile. */
+    readonly deletedRetentionMs: number;
+  };
   /**
    * An S3 bucket for chunk packs (SNAPFORK_S3_*); undefined: packs stay under dataDir. Without
    * databaseUrl their index stays under dataDir, so only one server may use the bucket and prefix.
@@ -205,6 +212,10 @@ export function loadConfig(env: Env = process.env, overrides: ConfigOverrides = 
       maxRunning: nonNegativeInteger(env, 'SNAPFORK_VM_MAX_RUNNING', 8),
       maxRunningPerOwner: nonNegativeInteger(env, 'SNAPFORK_VM_MAX_RUNNING_PER_OWNER', 4),
       maxDatasetBytes: positiveInteger(env, 'SNAPFORK_VM_MAX_DATASET_BYTES', 1024 ** 3),
+    }),
+    gc: Object.freeze({
+      graceMs: nonNegativeInteger(env, 'SNAPFORK_GC_GRACE_SECONDS', 24 * 60 * 60) * 1000,
+      deletedRetentionMs: nonNegativeInteger(env, 'SNAPFORK_DELETED_RETENTION_SECONDS', 7 * 24 * 60 * 60) * 1000,
     }),
     s3: parseS3(env),
   });

@@ -148,7 +148,7 @@ export async function startServer(config: Config, options: AppOptions = {}): Pro
     caps: config.vms,
     execLogs,
     host: await serverId(config.dataDir),
-  }, { telemetry: metrics.telemetry });
+  }, { telemetry: metrics.telemetry, gc: config.gc });
   metrics.countRunningVms(() => services.vms.runningCount());
   await services.vms.reconcile();
   const app = createApp(services, tokens, config, metrics, options);

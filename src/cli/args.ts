@@ -80,3 +80,10 @@ export function parseArgs<S extends FlagSpecs>(argv: readonly string[], specs: S
   }
   return { positionals, flags: flags as FlagValues<S>, help };
 }
+
+/** A flag's whole number of at least `min`; undefined when the flag is absent. */
+export function wholeNumber(flag: string, text: string | undefined, min: number, expected: string): number | undefined {
+  if (text === undefined) return undefined;
+  if (!/^\d{1,9}$/.test(text) || Number(text) < min) throw new UsageError(`bad --${flag} "${text}": expected ${expected}`);
+  return Number(text);
+}

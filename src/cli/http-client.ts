@@ -9,6 +9,8 @@ export class ApiError extends CliError {
   constructor(
     readonly status: number,
     reason: string,
+    /** The envelope's `details`, when it has any (a commit's 422 names the chunks to send in `missing`). */
+    readonly details: Record<string, unknown> = {},
   ) {
     super(`${status} ${reason}`);
     this.name = 'ApiError';
@@ -127,15 +129,17 @@ export class ApiClient {
   private async apiError(response: Response): Promise<ApiError> {
     const text = await response.text().catch(() => '');
     let reason: string | undefined;
+    let details: Record<string, unknown> | undefined;
     try {
-      const parsed = JSON.parse(text) as { error?: unknown };
+      const parsed = JSON.parse(text) as { error?: unknown; details?: unknown };
       if (typeof parsed.error === 'string') reason = parsed.error;
+      if (typeof parsed.details === 'object' && parsed.details !== null) details = parsed.details as Record<string, unknown>;
     } catch {
       // not the JSON envelope: fall back to the status text
     }
     reason ??= response.statusText || text.replace(/\s+/g, ' ').trim().slice(0, 200) || 'request failed';
     if (response.status === 401 && !this.token) reason += ' (set SNAPFORK_TOKEN or pass --token)';
-    return new ApiError(response.status, reason);
+    return new ApiError(response.status, reason, details);
   }
 }
 

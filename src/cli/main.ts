@@ -4,6 +4,7 @@ import { pathToFileURL } from 'node:url';
 import { DomainError } from '../domain/errors.js';
 import type { Command, Io } from './command.js';
 import { fork } from './commands/fork.js';
+import { gc } from './commands/gc.js';
 import { pull } from './commands/pull.js';
 import { push } from './commands/push.js';
 import { repos } from './commands/repos.js';
@@ -21,6 +22,7 @@ const COMMANDS: readonly Command[] = [
   fork,
   tags,
   repos,
+  gc,
   vmLs,
   vmNew,
   vmFrom,

@@ -139,18 +139,31 @@ export class RepositoryService {
   }
 
   /**
-   * Soft-deletes; owners only. Its tags go with it (logged), so that they no longer hold their
-   * commits against deletion; commits stay, since forks may have them as parents.
+   * Soft-deletes; owners only. Its tags go with it (logged, for restore), so that they no longer
+   * hold their commits against deletion; commits stay, since forks may have them as parents, and
+   * garbage collection keeps what the tags held until it purges the repository.
    */
   async delete(principal: Principal, owner: string, name: string): Promise<void> {
     const repo = await this.get(principal, owner, name);
     const ns = await this.store.getNamespaceById(repo.namespaceId);
     if (!ns) throw notFound('repository not found');
     const { login } = await this.policy.assertOwnerOf(principal, ns);
-    await this.store.transaction(async (tx) => {
-      for (const tag of await tx.listTags(repo.id)) await tx.deleteTag(repo.id, tag.name, login);
-      await tx.deleteRepository(repo.id);
-    });
+    await this.store.deleteRepository(repo.id, login);
+  }
+
+  /**
+   * Brings back the repository of that name deleted last, with its tags, while garbage
+   * collection has not purged it (its retention); owners only. `not_found` when there is none
+   * to restore; `conflict` when a live repository holds the name now.
+   */
+  async restore(principal: Principal, owner: string, name: string): Promise<Repository> {
+    const user = this.policy.requireScope(principal, 'repo:write');
+    const ns = await this.store.getNamespace(owner);
+    // Outsiders learn nothing of what a namespace deleted: the same 404 as for no such repository.
+    const id = ns && (user.scopes.has('admin') || (await this.policy.roleIn(user, ns.id)) !== undefined) ? await this.store.findRestorableRepository(ns.id, name) : undefined;
+    if (!ns || id === undefined) throw notFound(`no deleted repository ${owner}/${name} to restore (never deleted, or purged)`);
+    const { login } = await this.policy.assertOwnerOf(user, ns);
+    return this.store.restoreRepository(id, login);
   }
 
   /** Public repositories of every namespace, newest first: the catalogue anyone may browse. */

@@ -1,12 +1,13 @@
 import { AccessPolicy } from './access-policy.js';
 import { AccountService } from './account.service.js';
 import { ForkService } from './fork.service.js';
+import { GcService, type GcSettings } from './gc.service.js';
 import { HealthService } from './health.service.js';
 import { IdempotencyService } from './idempotency.service.js';
 import { ReportingChunkStore } from './reporting-chunk-store.js';
 import { RepositoryService } from './repository.service.js';
 import { SnapshotService } from './snapshot.service.js';
-import { TransferService } from './transfer.service.js';
+import { TransferService, UPLOAD_GRACE_MS } from './transfer.service.js';
 import { BootPlanner } from './boot-planner.js';
 import { SystemImageService } from './system-image.service.js';
 import { VmGuestService } from './vm-guest.service.js';
@@ -29,6 +30,7 @@ export interface Services {
   vms: VmService;
   vmGuests: VmGuestService;
   health: HealthService;
+  gc: GcService;
 }
 
 /** What VMs run on: the runtime, the guest assets' base image, the builder of dataset images, and the caps. */
@@ -44,11 +46,15 @@ export interface VmParts {
   host: string;
 }
 
+const DEFAULT_GC_SETTINGS: GcSettings = { graceMs: UPLOAD_GRACE_MS, deletedRetentionMs: 7 * 24 * 60 * 60 * 1000 };
+
 export interface ServiceOptions {
   /** The clock, as ISO 8601 strings. */
   now?: () => string;
   /** Where forks and chunk writes are reported; nowhere by default. */
   telemetry?: Telemetry;
+  /** Garbage collection's grace and retention; the upload grace and 7 days by default. */
+  gc?: GcSettings;
 }
 
 /** Wires the domain services over a metadata store, a chunk store and what VMs run on. */
@@ -56,7 +62,7 @@ export function createServices(
   store: MetadataStore,
   storedChunks: ChunkStore,
   vms: VmParts,
-  { now = () => new Date().toISOString(), telemetry = noTelemetry }: ServiceOptions = {},
+  { now = () => new Date().toISOString(), telemetry = noTelemetry, gc = DEFAULT_GC_SETTINGS }: ServiceOptions = {},
 ): Services {
   const chunks = new ReportingChunkStore(storedChunks, telemetry);
   const policy = new AccessPolicy(store);
@@ -78,5 +84,6 @@ export function createServices(
     vms: vmService,
     vmGuests: new VmGuestService(vmService, vms.execLogs, now),
     health: new HealthService(store, storedChunks),
+    gc: new GcService(store, storedChunks, policy, telemetry, gc, () => Date.parse(now())),
   };
 }

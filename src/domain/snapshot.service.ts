@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream';
 import { v7 as uuidv7 } from 'uuid';
 import { Chunker } from './chunker.js';
-import { conflict, invalid, isDomainError, notFound, tooLarge } from './errors.js';
+import { conflict, invalid, isDomainError, notFound, tooLarge, unprocessable } from './errors.js';
 import { assertManifestBounds, checkedManifest, manifestByteCount, manifestFileCount } from './manifest.js';
 import type { ChunkRef, Commit, Manifest, ManifestEntry, Namespace, Page, PageOf, Repository, Tag } from './model.js';
 import { assertTagName } from './names.js';
@@ -165,6 +165,15 @@ export class SnapshotService {
     manifest: Manifest,
     fields: Pick<Commit, 'parentIds' | 'author' | 'message' | 'title' | 'description' | 'parentVmId'>,
   ): Promise<Commit> {
+    // Inside the transaction, which garbage collection's sweep excludes (gc.service.ts): the
+    // chunks found stored here stay stored until the commit is visible to the next sweep.
+    const digests = [...chunkSizes(manifest).keys()];
+    const gone = await this.chunks.missing(digests);
+    if (gone.length > 0) {
+      throw unprocessable(`${gone.length} chunk(s) of the manifest are no longer stored (garbage collection removed them meanwhile): send them again`, {
+        missing: gone,
+      });
+    }
     await tx.putManifest(manifest);
     const commit: Commit = {
       id: uuidv7(),
@@ -175,7 +184,7 @@ export class SnapshotService {
       ...fields,
     };
     await tx.createCommit(commit);
-    await tx.recordRepositoryChunks(repository.id, [...chunkSizes(manifest).keys()]);
+    await tx.recordRepositoryChunks(repository.id, digests);
     return commit;
   }
 

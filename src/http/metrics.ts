@@ -47,6 +47,30 @@ export class Metrics {
     help: 'Bytes the written chunks occupy in the store (compressed where that helped)',
     registers: [this.registry],
   });
+  private readonly gcRuns = new Counter({
+    name: 'snapfork_gc_runs_total',
+    help: 'Garbage collections run, dry runs included (dry_run label)',
+    labelNames: ['dry_run'] as const,
+    registers: [this.registry],
+  });
+  private readonly gcFreedChunks = new Counter({ name: 'snapfork_gc_freed_chunks_total', help: 'Chunks garbage collection deleted', registers: [this.registry] });
+  private readonly gcFreedBytes = new Counter({
+    name: 'snapfork_gc_freed_bytes_total',
+    help: 'Stored bytes of the chunks garbage collection deleted',
+    registers: [this.registry],
+  });
+  private readonly gcFreedPacks = new Counter({ name: 'snapfork_gc_freed_packs_total', help: 'Pack files garbage collection deleted', registers: [this.registry] });
+  private readonly gcFreedCommits = new Counter({
+    name: 'snapfork_gc_freed_commits_total',
+    help: 'Commits garbage collection deleted (nothing reached them)',
+    registers: [this.registry],
+  });
+  private readonly gcSeconds = new Gauge({ name: 'snapfork_gc_last_duration_seconds', help: 'How long the last garbage collection took', registers: [this.registry] });
+  private readonly gcLastRun = new Gauge({
+    name: 'snapfork_gc_last_run_timestamp_seconds',
+    help: 'When the last garbage collection ended (Unix time)',
+    registers: [this.registry],
+  });
   private runningVms: () => number = () => 0;
   /** Bytes of each connection already counted, so that a kept-alive one is counted once per request. */
   private readonly counted = new WeakMap<Socket, { read: number; written: number }>();
@@ -58,6 +82,16 @@ export class Metrics {
       this.chunksWritten.inc(created);
       this.chunksDeduplicated.inc(deduplicated);
       this.chunkBytesStored.inc(storedBytes);
+    },
+    collected: ({ dryRun, chunks, bytes, packs, commits, seconds }) => {
+      this.gcRuns.inc({ dry_run: String(dryRun) });
+      this.gcSeconds.set(seconds);
+      this.gcLastRun.setToCurrentTime();
+      if (dryRun) return;
+      this.gcFreedChunks.inc(chunks);
+      this.gcFreedBytes.inc(bytes);
+      this.gcFreedPacks.inc(packs);
+      this.gcFreedCommits.inc(commits);
     },
   };
 

@@ -279,8 +279,19 @@ export interface RepositoryStore {
   ): Promise<PageOf<Repository>>;
   /** `conflict` on a rename onto a taken name or display name; `not_found` when the repository is gone. */
   updateRepository(id: number, patch: RepositoryPatch): Promise<Repository>;
-  /** Soft delete: the row stays (its commits may be parents of forks) but is never read again. */
-  deleteRepository(id: number): Promise<void>;
+  /**
+   * Soft delete, with its tags (each deletion logged by `actor`): the row stays (its commits may
+   * be parents of forks) and is never read again as a repository, until restored or purged.
+   */
+  deleteRepository(id: number, actor: string): Promise<void>;
+  /** The repository of that name in the namespace deleted last and not purged yet, if any. */
+  findRestorableRepository(namespaceId: number, name: string): Promise<number | undefined>;
+  /**
+   * Undoes deleteRepository for a repository not purged yet: live again, with the tags its
+   * deletion removed (except those whose commit is gone). not_found when it is not deleted or
+   * was purged; conflict when a live repository holds its name now.
+   */
+  restoreRepository(id: number, actor: string): Promise<Repository>;
   /** Live repositories of any namespace that `viewer` may see, newest first (catalogues). */
   listAllRepositories(viewer: ViewerFilter, page: Page): Promise<PageOf<Repository>>;
   /** Live direct forks of a repository, filtered, ordered and paged as `query` says. */
@@ -461,6 +472,42 @@ export interface IdempotencyStore {
   releaseIdempotencyKey(scope: string, key: string): Promise<void>;
 }
 
+/** What deleting the commits no live commit reaches removes (CollectionStore.unreachable). */
+export interface Unreachable {
+  commits: number;
+  manifests: number;
+}
+
+/**
+ * What garbage collection (src/domain/gc.service.ts) reads and deletes. Live commits: those tags
+ * point at, those a deleted repository's tags pointed at (until it is purged), fork points, the base
+ * commits of VMs not deleted, commits made from VMs (kept until deleted, tagged or not), commits
+ * made at or after `since` (just answered to a client, not yet tagged), and their ancestors.
+ */
+export interface CollectionStore {
+  /** The digests of the manifests of every live commit. */
+  liveManifests(since: string): Promise<string[]>;
+  /** The digests of the chunks a manifest lists, a page at a time (duplicates kept). */
+  manifestChunkDigests(manifestDigest: string): AsyncIterable<string[]>;
+  /**
+   * The commits that are not live and the manifests only they hold: counted, or with `remove`
+   * deleted (with the rows of deleted VMs made from them). Run a removal inside a transaction.
+   */
+  unreachable(since: string, options: { remove: boolean }): Promise<Unreachable>;
+  /**
+   * Purges the repositories deleted before `deletedBefore` (every deleted one when null): they
+   * can no longer be restored, and what their tags held is kept for them no more; their rows
+   * stay as forks' ancestors. Answers how many were purged.
+   */
+  purgeRepositories(deletedBefore: string | null): Promise<number>;
+  /** Those of `digests` that any user sent (recordUploads) at or after `since`. */
+  uploadedSince(digests: readonly string[], since: string): Promise<Set<string>>;
+  /** Forgets chunks no longer stored: no repository or manifest reaches them any more. */
+  forgetChunks(digests: readonly string[]): Promise<void>;
+  /** Deletes upload records older than `before`; answers how many. */
+  pruneUploads(before: string): Promise<number>;
+}
+
 /** The token signing key every server of one database shares. */
 export interface SigningKeyStore {
   /**
@@ -468,6 +515,15 @@ export interface SigningKeyStore {
    * `candidate` is stored when none is yet, and the one stored first is answered. Idempotent.
    */
   ensureSigningKey(candidate: string): Promise<string>;
+}
+
+export interface TransactionOptions {
+  /**
+   * Garbage collection's sweep: no other transaction runs meanwhile, so none is between reading
+   * that a chunk is stored and committing what refers to it while chunks are deleted. Every
+   * other transaction excludes it in turn.
+   */
+  exclusive?: boolean;
 }
 
 /**
@@ -483,13 +539,14 @@ export interface MetadataStore
     ReachabilityStore,
     VmStore,
     IdempotencyStore,
-    SigningKeyStore {
+    SigningKeyStore,
+    CollectionStore {
   /**
    * Runs `work` in one transaction: all of its writes land together or none does. Calls on the
    * store passed to `work` join the transaction. Writes acknowledged after it resolves survive a
    * crash or power loss.
    */
-  transaction<T>(work: (tx: MetadataStore) => Promise<T>): Promise<T>;
+  transaction<T>(work: (tx: MetadataStore) => Promise<T>, options?: TransactionOptions): Promise<T>;
 
   /**
    * Resolves when the database answers a trivial query (readiness probes call it often).

@@ -243,7 +243,7 @@ export function metadataStoreContract({ name, open, skip }: StoreEngine): void {
         }
         await repoIn(bob.id, 'bobs');
         const gone = await repoIn(alice.id, 'aaa');
-        await store.deleteRepository(gone.id);
+        await store.deleteRepository(gone.id, 'alice');
 
         const page = await store.listRepositories(alice.id, { limit: 2, offset: 1 });
         expect(page.total).toBe(5);
@@ -307,12 +307,12 @@ export function metadataStoreContract({ name, open, skip }: StoreEngine): void {
         });
         const forkCommit = await commitIn(fork, [sourceCommit]);
 
-        await store.deleteRepository(source.id);
+        await store.deleteRepository(source.id, 'alice');
         expect(await store.getRepository('alice', 'data')).toBeUndefined();
         expect(await store.getRepositoryById(source.id)).toBeUndefined();
         expect(names(await store.listRepositories(source.namespaceId, all))).toEqual(['fork']);
         await expectDomainError(store.updateRepository(source.id, { description: 'x' }), 'not_found');
-        await expectDomainError(store.deleteRepository(source.id), 'not_found');
+        await expectDomainError(store.deleteRepository(source.id, 'alice'), 'not_found');
 
         const again = await repoIn(source.namespaceId, 'data');
         expect(again.id).not.toBe(source.id);
@@ -346,7 +346,7 @@ export function metadataStoreContract({ name, open, skip }: StoreEngine): void {
         await repoIn(bob.id, 'b-private', { visibility: 'private' });
         await repoIn(acme.id, 'acme-private', { visibility: 'private' });
         const gone = await repoIn(bob.id, 'b-gone');
-        await store.deleteRepository(gone.id);
+        await store.deleteRepository(gone.id, 'alice');
 
         const everything = await store.listAllRepositories('all', all);
         expect(names(everything)).toEqual(['acme-private', 'b-private', 'b-internal', 'a-private', 'a-public']);
@@ -390,7 +390,7 @@ export function metadataStoreContract({ name, open, skip }: StoreEngine): void {
         const mirror = await repoIn(alice.id, 'mirror', forkOf(source, { visibility: 'internal' }));
         await store.updateRepository(mirror.id, { archived: true });
         const deleted = await repoIn(bob.id, 'deleted', forkOf(source));
-        await store.deleteRepository(deleted.id);
+        await store.deleteRepository(deleted.id, 'alice');
         await repoIn(bob.id, 'deep', forkOf(copy));
         await repoIn(bob.id, 'unrelated');
         tick();
@@ -501,7 +501,7 @@ export function metadataStoreContract({ name, open, skip }: StoreEngine): void {
 
         await expectDomainError(store.setForkParent(repo.id, repo.id + 1000), 'not_found');
         await expectDomainError(store.setForkParent(repo.id + 1000, null), 'not_found');
-        await store.deleteRepository(repo.id);
+        await store.deleteRepository(repo.id, 'alice');
         await expectDomainError(store.setForkParent(repo.id, null), 'not_found');
         await expectDomainError(store.setForkParent(fork.id, repo.id), 'not_found');
       });
@@ -519,7 +519,7 @@ export function metadataStoreContract({ name, open, skip }: StoreEngine): void {
           store.createRepository({ namespaceId: alice.id, name: 'other', displayName: 'Training Data', visibility: 'public', description: '' }),
           'conflict',
         );
-        await store.deleteRepository(repo.id);
+        await store.deleteRepository(repo.id, 'alice');
         expect(await store.takenNames(alice.id, { name: 'data', displayName: 'Training Data' })).toEqual([]);
         expect((await store.getRepositoryRecord(repo.id))?.deletedAt).toEqual(expect.any(String));
         expect((await store.getRepositoryRecord(repo.id))?.repository).toMatchObject({ id: repo.id, name: 'data' });
@@ -579,7 +579,7 @@ export function metadataStoreContract({ name, open, skip }: StoreEngine): void {
         await commitIn(bobs, [], 'not alice\'s');
         const kept = await commitIn(gone, [], 'in a deleted repository');
         const c = await commitIn(data, [a], 'c');
-        await store.deleteRepository(gone.id);
+        await store.deleteRepository(gone.id, 'alice');
 
         expect(await store.listNamespaceCommits(data.namespaceId, all)).toEqual({ items: [c, kept, b, a], total: 4 });
         expect(await store.listNamespaceCommits(data.namespaceId, { limit: 1, offset: 2 })).toEqual({
@@ -599,7 +599,7 @@ export function metadataStoreContract({ name, open, skip }: StoreEngine): void {
         await commitIn(open, [a], 'not public');
         const b = await commitIn(closed, [], 'b', { isPublic: true });
         const kept = await commitIn(gone, [], 'in a deleted repository', { isPublic: true });
-        await store.deleteRepository(gone.id);
+        await store.deleteRepository(gone.id, 'alice');
         const c = await commitIn(open, [a], 'c', { isPublic: true });
 
         expect(await store.listPublicCommits(all)).toEqual({ items: [c, kept, b, a], total: 4 });
@@ -659,7 +659,7 @@ export function metadataStoreContract({ name, open, skip }: StoreEngine): void {
         const other = await userRepo('bob', 'alpha');
         for (const repo of [zeta, alpha, gone, other]) await store.setTag(repo.id, 'v1', (await commitIn(repo)).id, 'alice');
         await store.setTag(alpha.id, 'v2', (await commitIn(alpha)).id, 'alice');
-        await store.deleteRepository(gone.id);
+        await store.deleteRepository(gone.id, 'alice');
 
         const found = await store.tagsNamed(alice, 'v1', 10);
         expect(found.map((f) => f.repository.name)).toEqual(['alpha', 'zeta']);
@@ -782,7 +782,7 @@ export function metadataStoreContract({ name, open, skip }: StoreEngine): void {
         const taggers = await store.foreignTaggers(hidden.id);
         expect(taggers.map((t) => [t.repository.id, t.repository.namespace, t.tagName])).toEqual([[mine.id, 'bob', 'zz']]);
         expect(await store.foreignTaggers(own.id)).toEqual([]);
-        await store.deleteRepository(mine.id);
+        await store.deleteRepository(mine.id, 'alice');
         expect(await store.foreignTaggers(hidden.id)).toEqual([]);
 
         expect(await store.isTagged(secret.id, hidden.id)).toBe(true);
@@ -858,7 +858,7 @@ export function metadataStoreContract({ name, open, skip }: StoreEngine): void {
         expect(sorted(await store.reachableChunks({ repositoryId: open.id }, [a, c]))).toEqual([c]);
         expect(await store.reachableChunks(viewerOf([alice.id]), [])).toEqual(new Set());
 
-        await store.deleteRepository(secret.id);
+        await store.deleteRepository(secret.id, 'alice');
         expect(sorted(await store.reachableChunks(viewerOf([alice.id]), [a, b, c]))).toEqual([c]);
         await expectDomainError(store.reachableChunks('all', ['not-a-digest']), 'invalid');
       });
@@ -882,7 +882,7 @@ export function metadataStoreContract({ name, open, skip }: StoreEngine): void {
         expect(sorted(await store.reachableChunks(viewerOf([carol.id]), [a, b, c, d]))).toEqual([a, b].sort());
         expect(sorted(await store.reachableChunks({ repositoryId: forkOfFork.id }, [a, b, c, d]))).toEqual([a, b].sort());
 
-        await store.deleteRepository(source.id);
+        await store.deleteRepository(source.id, 'alice');
         expect(sorted(await store.reachableChunks(viewerOf([bob.id]), [a, c]))).toEqual([a]);
         expect(sorted(await store.reachableChunks({ repositoryId: source.id }, [a, c]))).toEqual([]);
       });
@@ -913,7 +913,7 @@ export function metadataStoreContract({ name, open, skip }: StoreEngine): void {
         await store.setTag(borrower.id, 'borrowed', later.id, 'bob');
         expect(sorted(await store.reachableChunks({ repositoryId: borrower.id }, [a, b]))).toEqual([]);
         await store.setTag(borrower.id, 'borrowed', commit.id, 'bob');
-        await store.deleteRepository(borrower.id);
+        await store.deleteRepository(borrower.id, 'alice');
         expect(sorted(await store.reachableChunks('all', [a, b]))).toEqual([]);
         await expectDomainError(store.recordManifestChunks(commit.manifestDigest, ['not-a-digest']), 'invalid');
       });

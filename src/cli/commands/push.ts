@@ -17,6 +17,8 @@ const MISSING_BATCH = 10_000;
 const PACK_BYTES = 8 * 1024 * 1024;
 /** Packs in flight: enough to hide the round trip and the server's fsync, on a 2-core server. */
 const PARALLEL_PACKS = 3;
+/** Commits tried, sending the chunks the server names as missing between two. */
+const COMMIT_ATTEMPTS = 3;
 
 interface PushResult {
   commit_id: string;
@@ -107,33 +109,46 @@ export const push = defineCommand({
       const answer = await client.json<{ missing: string[] }>('POST', api.missing, { json: { digests: digests.slice(i, i + MISSING_BATCH) } });
       missing.push(...answer.missing);
     }
-    const toSend = missing.map((digest) => ({ digest, place: places.get(digest)! }));
-    const sending = progress(io, flags.json, `send ${formatReference(ref)}`, toSend.reduce((n, c) => n + c.place.size, 0));
+    const sending = progress(io, flags.json, `send ${formatReference(ref)}`, missing.reduce((n, d) => n + places.get(d)!.size, 0));
     let sent = 0;
-    await forEachLimited(packsOf(toSend), PARALLEL_PACKS, async (pack) => {
-      const reader = new ChunkReader();
-      const body = Buffer.allocUnsafe(pack.reduce((n, c) => n + RECORD_HEADER_SIZE + c.place.size, 0));
-      let at = 0;
-      try {
-        for (const { digest, place } of pack) {
-          const data = await reader.read(place, digest);
-          if (!data) throw new CliError(`${place.file} changed while it was pushed; push again`);
-          at += recordHeader(digest, data.length).copy(body, at);
-          at += data.copy(body, at);
+    const send = (digests: readonly string[]) =>
+      forEachLimited(packsOf(digests.map((digest) => ({ digest, place: places.get(digest)! }))), PARALLEL_PACKS, async (pack) => {
+        const reader = new ChunkReader();
+        const body = Buffer.allocUnsafe(pack.reduce((n, c) => n + RECORD_HEADER_SIZE + c.place.size, 0));
+        let at = 0;
+        try {
+          for (const { digest, place } of pack) {
+            const data = await reader.read(place, digest);
+            if (!data) throw new CliError(`${place.file} changed while it was pushed; push again`);
+            at += recordHeader(digest, data.length).copy(body, at);
+            at += data.copy(body, at);
+          }
+        } finally {
+          await reader.close();
         }
-      } finally {
-        await reader.close();
-      }
-      await client.json('POST', api.pack, { body, contentType: 'application/octet-stream' });
-      const bytes = body.length - pack.length * RECORD_HEADER_SIZE;
-      sent += bytes;
-      sending.add(bytes);
-    });
-    sending.finish();
+        await client.json('POST', api.pack, { body, contentType: 'application/octet-stream' });
+        const bytes = body.length - pack.length * RECORD_HEADER_SIZE;
+        sent += bytes;
+        sending.add(bytes);
+      });
+    await send(missing);
 
-    const result = await client.json<PushResult>('POST', api.commits, {
-      json: { tag: ref.tag, parent, ...(flags.message === undefined ? {} : { message: flags.message }), manifest: { entries } },
-    });
+    // A garbage collection may delete chunks the server had between `missing` and the commit:
+    // it then answers 422 naming them, and they are sent again.
+    let result: PushResult | undefined;
+    for (let attempt = 1; !result; attempt++) {
+      try {
+        result = await client.json<PushResult>('POST', api.commits, {
+          json: { tag: ref.tag, parent, ...(flags.message === undefined ? {} : { message: flags.message }), manifest: { entries } },
+        });
+      } catch (e) {
+        const gone = e instanceof ApiError && e.status === 422 ? e.details.missing : undefined;
+        const resend = Array.isArray(gone) ? gone.filter((d): d is string => typeof d === 'string' && places.has(d)) : [];
+        if (resend.length === 0 || attempt === COMMIT_ATTEMPTS) throw e;
+        await send(resend);
+      }
+    }
+    sending.finish();
     output(
       io,
       flags.json,

@@ -4,6 +4,7 @@
  */
 import type { Readable } from 'node:stream';
 import { defineCommand, HTTP_FLAGS, JSON_FLAG, output } from '../command.js';
+import { wholeNumber } from '../args.js';
 import { CliError, UsageError } from '../errors.js';
 import { formatTable } from '../format.js';
 import { ApiClient, tagApiPath } from '../http-client.js';
@@ -31,13 +32,6 @@ const vmPath = (vmId: string): string => `/api/v1/vm/${seg(vmId)}`;
 /** The commit `owner/repo:tag` points at: Vers' refs name no owner, so the CLI goes by the commit. */
 const commitOfTag = async (client: ApiClient, text: string): Promise<string> =>
   (await client.json<{ commit_id: string }>('GET', tagApiPath(parseReference(text)))).commit_id;
-
-/** A flag's whole number of at least `min`; undefined when the flag is absent. */
-function wholeNumber(flag: string, text: string | undefined, min: number, expected: string): number | undefined {
-  if (text === undefined) return undefined;
-  if (!/^\d{1,9}$/.test(text) || Number(text) < min) throw new UsageError(`bad --${flag} "${text}": expected ${expected}`);
-  return Number(text);
-}
 
 /** `K=V` pairs of a repeated flag as an object; undefined when none was given. */
 function keyValues(flag: string, pairs: readonly string[]): Record<string, string> | undefined {

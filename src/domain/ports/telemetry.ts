@@ -14,15 +14,28 @@ export interface ChunksStored {
   storedBytes: number;
 }
 
+/** What one garbage collection freed (a dry run reports what it would have, and counts as a run). */
+export interface Collected {
+  dryRun: boolean;
+  chunks: number;
+  bytes: number;
+  packs: number;
+  commits: number;
+  seconds: number;
+}
+
 export interface Telemetry {
   /** A fork was committed. */
   forked(): void;
   /** The chunks of one write became durable and visible. */
   chunksStored(chunks: ChunksStored): void;
+  /** A garbage collection ended. */
+  collected(report: Collected): void;
 }
 
 /** Reports nowhere: the default when nothing counts. */
 export const noTelemetry: Telemetry = {
   forked: () => undefined,
   chunksStored: () => undefined,
+  collected: () => undefined,
 };

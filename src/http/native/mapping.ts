@@ -3,6 +3,7 @@ import { reference } from '../../domain/names.js';
 import { manifestEntryJson } from '../../lib/manifest-json.js';
 import type { RepositoryView } from '../../domain/repository.service.js';
 import type { PushResult, TreeNode } from '../../domain/snapshot.service.js';
+import type { GcReport } from '../../domain/gc.service.js';
 
 /** Domain objects as the native API's JSON (openapi/snapfork.yaml, components/schemas). */
 
@@ -105,3 +106,17 @@ export const manifestJson = (commit: Commit, m: Manifest) => ({
   digest: m.digest,
   entries: m.entries.map(manifestEntryJson),
 });
+
+export function gcReportJson(r: GcReport) {
+  return {
+    dry_run: r.dryRun,
+    repositories_purged: r.repositoriesPurged,
+    commits: r.commits,
+    manifests: r.manifests,
+    chunks: r.chunks,
+    bytes: r.bytes,
+    packs: r.packs,
+    uploads_pruned: r.uploadsPruned,
+    seconds: r.seconds,
+  };
+}

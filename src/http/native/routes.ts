@@ -17,6 +17,7 @@ import { publicBase } from '../public-url.js';
 import { commitJson, orgJson, pushJson, repositoryJson, tagJson, treeJson } from './mapping.js';
 import { fileETag, parseRange } from './ranges.js';
 import { decodedBody, prefersZstd, streamOut } from './streams.js';
+import { adminRoutes } from './admin-routes.js';
 import { transferRoutes } from './transfer-routes.js';
 
 const param = (req: Request, name: string): string => String(req.params[name]);
@@ -27,6 +28,7 @@ function nativeRoutes(services: Services, config: Config): Router {
   const { accounts, repositories, snapshots } = services;
   const router = Router();
   router.use(transferRoutes(services));
+  router.use('/admin', adminRoutes(services));
 
   const repoJson = async (req: Request, principal: Principal, repo: Repository) =>
     repositoryJson(publicBase(req), await repositories.describe(principal, repo));
@@ -99,6 +101,12 @@ function nativeRoutes(services: Services, config: Config): Router {
   router.delete('/repos/:owner/:repo', async (req, res) => {
     await repositories.delete(principalOf(res), param(req, 'owner'), param(req, 'repo'));
     res.status(204).end();
+  });
+
+  router.post('/repos/:owner/:repo/restore', async (req, res) => {
+    const principal = principalOf(res);
+    const repo = await repositories.restore(principal, param(req, 'owner'), param(req, 'repo'));
+    res.json(await repoJson(req, principal, repo));
   });
 
   router.get('/repos/:owner/:repo/tags', async (req, res) => {

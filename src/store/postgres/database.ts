@@ -35,13 +35,19 @@ const types: pg.CustomTypesConfig = {
   }) as pg.CustomTypesConfig['getTypeParser'],
 };
 
+/** The advisory lock key of garbage collection's fence ("snfgc"), one for the whole database. */
+const COLLECTOR_FENCE = 0x736e_6667_63;
+
 export const postgresDialect: SqlDialect = {
   name: 'postgres',
   flag: (value) => value,
   firstJsonElement: (array) => sql`(${array}::json ->> 0)`,
+  jsonElements: (array, alias) => sql`LATERAL json_array_elements_text(${array}::json) AS ${sql.ref(alias)}(value)`,
   earlier: (a, b) => sql`LEAST(${a}, ${b})`,
   timestamp: (value) => sql`CAST(${value} AS timestamptz)`,
   rowLocks: true,
+  collectorFence: (mode) =>
+    mode === 'shared' ? sql`SELECT pg_advisory_xact_lock_shared(${COLLECTOR_FENCE})` : sql`SELECT pg_advisory_xact_lock(${COLLECTOR_FENCE})`,
   fault: (e): DriverFault | undefined => {
     const { code, constraint, message } = (e ?? {}) as { code?: unknown; constraint?: unknown; message?: unknown };
     const detail = String(constraint ?? message);

@@ -23,6 +23,11 @@ export interface SqlDialect {
   flag(value: boolean): Flag;
   /** The first element of a JSON array of strings held as text (commits.parent_ids); null when empty. */
   firstJsonElement(array: RawBuilder<string>): RawBuilder<string | null>;
+  /**
+   * The strings of a JSON array held as text, as a table `alias` with one column `value`, to
+   * CROSS JOIN after the table the array comes from (commits.parent_ids in a graph walk).
+   */
+  jsonElements(array: RawBuilder<string>, alias: string): RawBuilder<unknown>;
   /** The earlier of two timestamps: SQLite's two-argument min(), PostgreSQL's LEAST(). */
   earlier(a: RawBuilder<Timestamp>, b: RawBuilder<Timestamp>): RawBuilder<Timestamp>;
   /**
@@ -36,6 +41,13 @@ export interface SqlDialect {
    * needs none: one writer at a time holds the whole database.
    */
   readonly rowLocks: boolean;
+  /**
+   * A statement that holds, until the transaction ends, garbage collection's fence in `mode`:
+   * every transaction holds it shared; the sweep holds it exclusive, so that no transaction is
+   * between reading that a chunk is stored and committing what refers to it while chunks go.
+   * Undefined where every transaction is exclusive already (SQLite: one writer, one connection).
+   */
+  collectorFence(mode: 'shared' | 'exclusive'): RawBuilder<unknown> | undefined;
   /** What a driver error means to the store; undefined for anything else (I/O, corruption, bugs). */
   fault(error: unknown): DriverFault | undefined;
   /** The column types and clauses the migrations switch on (migrations.ts). */

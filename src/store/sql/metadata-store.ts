@@ -43,8 +43,11 @@ import type {
   RepositoryPatch,
   StoredResponse,
   TagLogEntry,
+  TransactionOptions,
+  Unreachable,
   ViewerFilter,
 } from '../types.js';
+import * as collection from './collection.js';
 import * as commits from './commits.js';
 import { type DriverFault, type SqlDialect, toDomainError } from './dialect.js';
 import * as idempotency from './idempotency.js';
@@ -105,11 +108,11 @@ export class SqlMetadataStore implements MetadataStore {
    * the transaction for a deadlock or serialization failure, `work` runs again, up to
    * TRANSACTION_ATTEMPTS times in all.
    */
-  async transaction<T>(work: (tx: SqlMetadataStore) => Promise<T>): Promise<T> {
+  async transaction<T>(work: (tx: SqlMetadataStore) => Promise<T>, options: TransactionOptions = {}): Promise<T> {
     if (this.db.isTransaction) return work(this);
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.attempt(work);
+        return await this.attempt(work, options.exclusive === true);
       } catch (e) {
         if (attempt === TRANSACTION_ATTEMPTS || this.dialect.fault(e)?.kind !== 'retry') {
           throw toDomainError(this.dialect, e, 'the changes');
@@ -120,12 +123,13 @@ export class SqlMetadataStore implements MetadataStore {
   }
 
   /** One run of `work` in a transaction, rolled back when it throws. */
-  private async attempt<T>(work: (tx: SqlMetadataStore) => Promise<T>): Promise<T> {
+  private async attempt<T>(work: (tx: SqlMetadataStore) => Promise<T>, exclusive: boolean): Promise<T> {
     // A controlled transaction rather than db.transaction().execute(): SQLite rolls back by
     // itself on some errors (SQLITE_FULL among them), Kysely's ROLLBACK then fails with "no
     // transaction is active", and that error would replace the one that matters.
     const trx = await this.db.startTransaction().execute();
     try {
+      await this.dialect.collectorFence(exclusive ? 'exclusive' : 'shared')?.execute(trx);
       const result = await work(new SqlMetadataStore(trx, this.dialect, this.now));
       await trx.commit().execute();
       return result;
@@ -221,8 +225,32 @@ export class SqlMetadataStore implements MetadataStore {
     return repositories.requireRepository(this.db, id);
   }
 
-  async deleteRepository(id: number): Promise<void> {
-    await this.guard(`repository ${id}`, () => repositories.deleteRepository(this.db, id, this.now));
+  deleteRepository(id: number, actor: string): Promise<void> {
+    return this.transaction((tx) =>
+      tx.guard(`repository ${id}`, async () => {
+        const at = tx.now();
+        await repositories.deleteRepository(tx.db, id, at);
+        for (const tag of await tags.listTags(tx.db, id)) await tags.deleteTag(tx.db, id, tag.name, actor, () => at);
+      }),
+    );
+  }
+
+  findRestorableRepository(namespaceId: number, name: string): Promise<number | undefined> {
+    return repositories.findRestorable(this.db, namespaceId, name);
+  }
+
+  restoreRepository(id: number, actor: string): Promise<Repository> {
+    return this.transaction((tx) =>
+      tx.guard(
+        `repository ${id}`,
+        async () => {
+          const deletedAt = await repositories.undeleteRepository(tx.db, id, tx.now);
+          for (const tag of await tags.tagsDeletedAt(tx.db, id, deletedAt)) await tags.setTag(tx.db, id, tag.name, tag.commitId, actor, null, tx.now);
+          return repositories.requireRepository(tx.db, id);
+        },
+        repositories.nameClash,
+      ),
+    );
   }
 
   async listAllRepositories(viewer: ViewerFilter, page: Page): Promise<PageOf<Repository>> {
@@ -438,6 +466,38 @@ export class SqlMetadataStore implements MetadataStore {
       const { jwk } = await this.db.selectFrom('signing_keys').select('jwk').where('id', '=', 1).executeTakeFirstOrThrow();
       return jwk;
     });
+  }
+
+  // Garbage collection ---------------------------------------------------------------------
+
+  liveManifests(since: string): Promise<string[]> {
+    return collection.liveManifests(this.db, this.dialect, since);
+  }
+
+  manifestChunkDigests(manifestDigest: string): AsyncIterable<string[]> {
+    return collection.manifestChunkDigests(this.db, manifestDigest);
+  }
+
+  unreachable(since: string, options: { remove: boolean }): Promise<Unreachable> {
+    return options.remove
+      ? this.guard('the unreachable commits', () => collection.deleteUnreachable(this.db, this.dialect, since))
+      : collection.countUnreachable(this.db, this.dialect, since);
+  }
+
+  purgeRepositories(deletedBefore: string | null): Promise<number> {
+    return this.guard('the deleted repositories', () => collection.purgeRepositories(this.db, deletedBefore, this.now()));
+  }
+
+  uploadedSince(digests: readonly string[], since: string): Promise<Set<string>> {
+    return collection.uploadedSince(this.db, digests, since);
+  }
+
+  forgetChunks(digests: readonly string[]): Promise<void> {
+    return this.guard('the chunks forgotten', () => collection.forgetChunks(this.db, digests));
+  }
+
+  pruneUploads(before: string): Promise<number> {
+    return this.guard('the upload records', () => collection.pruneUploads(this.db, before));
   }
 
   async ping(): Promise<void> {

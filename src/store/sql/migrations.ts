@@ -278,6 +278,9 @@ const signingKeys = (t: DdlVocabulary) => statements([
 // server reconciles and drives only its own VMs. Null for a VM no process was started for yet.
 const vmHosts = statements([`ALTER TABLE vms ADD COLUMN host TEXT`]);
 
+// When garbage collection purged a deleted repository (its tags went with it); null otherwise.
+const purgedRepositories = (t: DdlVocabulary) => statements([`ALTER TABLE repositories ADD COLUMN purged_at ${t.timestamp}`]);
+
 /** Every migration by name, in `dialect`'s words; applied in name order. Exported for tests of an upgrade. */
 export const migrationsFor = (dialect: SqlDialect) => {
   const t = dialect.ddl;
@@ -292,6 +295,7 @@ export const migrationsFor = (dialect: SqlDialect) => {
     '0008_vm_commits': vmCommits,
     '0009_signing_keys': signingKeys(t),
     '0010_vm_hosts': vmHosts,
+    '0011_purged_repositories': purgedRepositories(t),
   } as const satisfies Record<string, Migration>;
 };
 

@@ -141,9 +141,8 @@ export async function updateRepository(
     .execute();
 }
 
-/** Soft-deletes the live repository `id`; not_found when there is none. */
-export async function deleteRepository(db: Executor, id: number, now: () => string): Promise<void> {
-  const at = now();
+/** Soft-deletes the live repository `id` as of `at`; not_found when there is none. */
+export async function deleteRepository(db: Executor, id: number, at: string): Promise<void> {
   const { numUpdatedRows } = await db
     .updateTable('repositories')
     .set({ deleted_at: at, updated_at: at })
@@ -151,6 +150,37 @@ export async function deleteRepository(db: Executor, id: number, now: () => stri
     .where('deleted_at', 'is', null)
     .executeTakeFirstOrThrow();
   if (numUpdatedRows === 0n) throw notFound(`repository ${id} does not exist`);
+}
+
+/** The id of the repository named `name` in the namespace deleted last and not purged yet. */
+export async function findRestorable(db: Executor, namespaceId: number, name: string): Promise<number | undefined> {
+  const row = await db
+    .selectFrom('repositories')
+    .select('id')
+    .where('namespace_id', '=', namespaceId)
+    .where('name', '=', name)
+    .where('deleted_at', 'is not', null)
+    .where('purged_at', 'is', null)
+    .orderBy('deleted_at', 'desc')
+    .orderBy('id', 'desc')
+    .executeTakeFirst();
+  return row?.id;
+}
+
+/**
+ * Makes the deleted, unpurged repository `id` live again; answers when it had been deleted.
+ * not_found when there is no such repository; a live one of the same name makes the unique
+ * index refuse (nameClash). Two statements: run it inside a transaction.
+ */
+export async function undeleteRepository(db: Executor, id: number, now: () => string): Promise<string> {
+  const row = await db.selectFrom('repositories').select('deleted_at').where('id', '=', id).where('purged_at', 'is', null).executeTakeFirst();
+  const deletedAt = row?.deleted_at;
+  // Checked by the update too: of two concurrent restores one changes the row, the other nothing.
+  const { numUpdatedRows } = deletedAt
+    ? await db.updateTable('repositories').set({ deleted_at: null, updated_at: now() }).where('id', '=', id).where('deleted_at', '=', deletedAt).where('purged_at', 'is', null).executeTakeFirstOrThrow()
+    : { numUpdatedRows: 0n };
+  if (!deletedAt || numUpdatedRows === 0n) throw notFound(`repository ${id} is not deleted, or was purged`);
+  return deletedAt;
 }
 
 export async function listAllRepositories(db: Executor, viewer: ViewerFilter, page: Page): Promise<PageOf<Repository>> {

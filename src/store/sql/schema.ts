@@ -49,6 +49,8 @@ export interface RepositoryTable {
   updated_at: Timestamp;
   /** Set by a soft delete; such rows are never read back as repositories. */
   deleted_at: Timestamp | null;
+  /** Set when garbage collection purged a deleted repository: its tags are gone, it cannot be restored. */
+  purged_at: Timestamp | null;
 }
 
 export interface CommitTable {

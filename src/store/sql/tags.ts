@@ -187,6 +187,29 @@ export async function deleteTag(
   return true;
 }
 
+/**
+ * The tags of repository `id` whose last log entry is a deletion at `at` (a repository's
+ * deletion removes its tags at its own time), with the commits they held, where those remain.
+ */
+export async function tagsDeletedAt(db: Executor, repositoryId: number, at: string): Promise<{ name: string; commitId: string }[]> {
+  const rows = await db
+    .selectFrom('tag_log as l')
+    .innerJoin('commits as c', 'c.id', 'l.old_commit_id')
+    .select(['l.tag_name', 'c.id'])
+    .where('l.repository_id', '=', repositoryId)
+    .where('l.at', '=', at)
+    .where('l.new_commit_id', 'is', null)
+    .where((eb) =>
+      eb.not(
+        eb.exists(
+          eb.selectFrom('tag_log as later').select('later.id').where('later.repository_id', '=', repositoryId).whereRef('later.tag_name', '=', 'l.tag_name').whereRef('later.id', '>', 'l.id'),
+        ),
+      ),
+    )
+    .execute();
+  return rows.map((r) => ({ name: r.tag_name, commitId: r.id }));
+}
+
 export async function tagLog(db: Executor, repositoryId: number, tagName?: string): Promise<TagLogEntry[]> {
   let query = db.selectFrom('tag_log').selectAll().where('repository_id', '=', repositoryId);
   if (tagName !== undefined) query = query.where('tag_name', '=', tagName);

@@ -13,10 +13,12 @@ export const sqliteDialect: SqlDialect = {
   name: 'sqlite',
   flag: (value) => (value ? 1 : 0),
   firstJsonElement: (array) => sql`json_extract(${array}, '$[0]')`,
+  jsonElements: (array, alias) => sql`json_each(${array}) AS ${sql.ref(alias)}`,
   earlier: (a, b) => sql`min(${a}, ${b})`,
   // Timestamps are text, and so is a bare parameter.
   timestamp: (value) => sql`${value}`,
   rowLocks: false,
+  collectorFence: () => undefined,
   fault: (e): DriverFault | undefined => {
     const { code, message } = (e ?? {}) as { code?: unknown; message?: unknown };
     const detail = String(message);
