@@ -6,7 +6,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Request, Response } from 'express';
+import type { Socket } from 'node:net';
+import type { NextFunction, Request, Response } from 'express';
 import { pino, type DestinationStream, type Logger } from 'pino';
 import { pinoHttp } from 'pino-http';
 import type { LogLevel } from '../config.js';
@@ -58,10 +59,12 @@ export function recordFailure(res: Response, status: number, err: unknown, messa
  */
 export function requestLogging(logger: Logger, routeOf: (method: string, path: string) => string | undefined) {
   const connectionBytes = new ConnectionBytes();
+  // Taken as the request arrives: by the time its answer ends, it may be detached from its socket.
+  const sockets = new WeakMap<ServerResponse, Socket>();
   const summary = (req: IncomingMessage, res: ServerResponse, durationMs: number) => {
     const path = ((req as Request).originalUrl ?? req.url ?? '').split('?', 1)[0]!;
     const method = req.method ?? '';
-    const { read, written } = connectionBytes.since(req.socket);
+    const { read, written } = connectionBytes.since(sockets.get(res)!);
     const failure = (res as Response).locals?.failure as string | undefined;
     return {
       method,
@@ -75,7 +78,7 @@ export function requestLogging(logger: Logger, routeOf: (method: string, path: s
       ...(failure === undefined ? {} : { error: failure }),
     };
   };
-  return pinoHttp({
+  const logRequest = pinoHttp({
     logger,
     genReqId: (req, res) => {
       const asked = req.headers['x-request-id'];
@@ -92,4 +95,8 @@ export function requestLogging(logger: Logger, routeOf: (method: string, path: s
     // pino-http makes up an error for a 5xx that recorded none (a 503 of /readyz): only a real one is logged.
     customErrorObject: (req, res, _err, val: { duration_ms: number }) => ({ ...summary(req, res, val.duration_ms), ...(res.err ? { err: res.err } : {}) }),
   });
+  return (req: Request, res: Response, next: NextFunction) => {
+    sockets.set(res, req.socket);
+    logRequest(req, res, next);
+  };
 }
