@@ -5,6 +5,8 @@
  */
 import type { DestinationStream } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { recordHeader } from '../../src/lib/chunk-pack.js';
+import { sha256 } from '../support/delta.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 import { tempDir } from '../support/trees.js';
 
@@ -98,6 +100,17 @@ describe('log lines', () => {
     const line = await logs.completion(res.headers.get('x-request-id')!);
     expect(line).toMatchObject({ level: PINO_INFO, status: 404, error: expect.any(String) });
     expect(line).not.toHaveProperty('err');
+  });
+
+  it('log answers given before their body was read whole: a JSON body too large, a chunk pack refused at its first record', async () => {
+    const tooLarge = await s.api('/api/v1/user/repos', { method: 'POST', token: alice, body: `{"name": "${'x'.repeat(2 * 1024 * 1024)}"}`, headers: { 'content-type': 'application/json' } });
+    expect(tooLarge.status).toBe(413);
+    expect(await logs.completion(tooLarge.headers.get('x-request-id')!)).toMatchObject({ level: PINO_INFO, status: 413, route: '/api/v1/user/repos' });
+    // An empty chunk's record: the pack's reader stops there, with the rest of the body unread.
+    const emptyRecord = recordHeader(sha256(Buffer.alloc(0)), 0);
+    const pack = await s.api('/api/v1/repos/alice/data/chunks', { method: 'POST', token: alice, body: Buffer.concat(Array.from({ length: 50_000 }, () => emptyRecord)), headers: { 'content-type': 'application/octet-stream' } });
+    expect(pack.status).toBe(400);
+    expect(await logs.completion(pack.headers.get('x-request-id')!)).toMatchObject({ level: PINO_INFO, status: 400, route: '/api/v1/repos/{owner}/{repo}/chunks' });
   });
 
   it('log a server error at error with the error and its stack, under the id its answer names', async () => {
