@@ -66,7 +66,12 @@ export interface Config {
    * databaseUrl their index stays under dataDir, so only one server may use the bucket and prefix.
    */
   readonly s3?: S3Config;
+  /** The least severe log lines written (pino's levels, or `silent` for none). */
+  readonly logLevel: LogLevel;
 }
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
 
 export interface S3Config {
   /** The store's base URL, e.g. http://127.0.0.1:17480 (Ceph RGW) or https://s3.eu-west-1.amazonaws.com. */
@@ -129,6 +134,12 @@ function parseDatabaseUrl(raw: string): string {
   return raw;
 }
 
+function parseLogLevel(raw: string): LogLevel {
+  const level = LOG_LEVELS.find((l) => l === raw);
+  if (level === undefined) throw new Error(`SNAPFORK_LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got "${raw}"`);
+  return level;
+}
+
 const S3_REQUIRED = ['SNAPFORK_S3_ENDPOINT', 'SNAPFORK_S3_BUCKET', 'SNAPFORK_S3_ACCESS_KEY_ID', 'SNAPFORK_S3_SECRET_ACCESS_KEY'] as const;
 const S3_OPTIONAL = ['SNAPFORK_S3_REGION', 'SNAPFORK_S3_FORCE_PATH_STYLE', 'SNAPFORK_S3_PREFIX'] as const;
 
@@ -172,7 +183,7 @@ function parseS3(env: Env): S3Config | undefined {
  * and SNAPFORK_IDLE_TIMEOUT_MS, and for VMs SNAPFORK_VM_ASSETS and the caps SNAPFORK_VM_MAX_RUNNING,
  * SNAPFORK_VM_MAX_RUNNING_PER_OWNER and SNAPFORK_VM_MAX_DATASET_BYTES, and for S3 storage
  * SNAPFORK_S3_ENDPOINT, SNAPFORK_S3_BUCKET, SNAPFORK_S3_ACCESS_KEY_ID, SNAPFORK_S3_SECRET_ACCESS_KEY,
- * SNAPFORK_S3_REGION, SNAPFORK_S3_FORCE_PATH_STYLE and SNAPFORK_S3_PREFIX. Flags of `snapfork serve` (overrides) win over the environment.
+ * SNAPFORK_S3_REGION, SNAPFORK_S3_FORCE_PATH_STYLE and SNAPFORK_S3_PREFIX, and SNAPFORK_LOG_LEVEL. Flags of `snapfork serve` (overrides) win over the environment.
  */
 export function loadConfig(env: Env = process.env, overrides: ConfigOverrides = {}): Config {
   const portRaw = env.SNAPFORK_PORT ?? env.PORT;
@@ -218,5 +229,6 @@ export function loadConfig(env: Env = process.env, overrides: ConfigOverrides = 
       deletedRetentionMs: nonNegativeInteger(env, 'SNAPFORK_DELETED_RETENTION_SECONDS', 7 * 24 * 60 * 60) * 1000,
     }),
     s3: parseS3(env),
+    logLevel: parseLogLevel(env.SNAPFORK_LOG_LEVEL ?? 'info'),
   });
 }

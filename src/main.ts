@@ -11,6 +11,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { DestinationStream, Logger } from 'pino';
 import { TokenService } from './auth/token-service.js';
 import type { Config } from './config.js';
 import { AccessPolicy } from './domain/access-policy.js';
@@ -18,6 +19,7 @@ import { AccountService } from './domain/account.service.js';
 import type { Scope } from './domain/principal.js';
 import { createServices } from './domain/services.js';
 import { createApp, type AppOptions } from './http/app.js';
+import { createLogger } from './http/logging.js';
 import { Metrics } from './http/metrics.js';
 import { fsyncDir } from './lib/durable-fs.js';
 import { sha256 } from './lib/sha256.js';
@@ -85,9 +87,16 @@ async function openChunkStore(config: Config): Promise<ChunkStore> {
   return openPackChunkStore(new S3BlobBackend(config.s3), await PostgresChunkIndex.open(config.databaseUrl), { orphanGraceMs: ORPHAN_GRACE_MS });
 }
 
+export interface ServerOptions extends AppOptions {
+  /** Where the JSON log lines go (at config.logLevel); stdout by default. */
+  logDestination?: DestinationStream;
+}
+
 export interface RunningServer {
   /** Base URL, e.g. http://127.0.0.1:3000 (the real port when 0 was asked for). */
   url: string;
+  /** The server's logger, for lines of its owner (the signal that stops it). */
+  logger: Logger;
   /** Stops accepting connections, lets requests in flight finish, stops every VM, then closes the stores. */
   close(): Promise<void>;
 }
@@ -123,18 +132,18 @@ async function serverId(dataDir: string): Promise<string> {
 /** How long a graceful shutdown waits for requests in flight before cutting them. */
 const SHUTDOWN_GRACE_MS = 10_000;
 
-export async function startServer(config: Config, options: AppOptions = {}): Promise<RunningServer> {
+export async function startServer(config: Config, options: ServerOptions = {}): Promise<RunningServer> {
+  const logger = createLogger(config.logLevel, options.logDestination);
   await mkdir(config.dataDir, { recursive: true });
   const metadata = await openMetadataStore(config);
   const chunks = await openChunkStore(config);
   const tokens = await TokenService.open(config, metadata);
-  const log = options.log ?? ((line: string) => console.error(line));
   // Each VM's base disk is served to its QEMU over NBD, read from the chunks as the guest reads it.
   const exportDisk: ExportDisk = async (disk, socketPath) => {
     const nbd = await serveNbd(socketPath, disk, {
       // One export serves every VM of its disk (one connection each) and each snapshot's map of it.
       maxConnections: 2 * config.vms.maxRunning + 2,
-      onReadError: (error, { offset, length }) => log(`VM disk read of ${length} bytes at ${offset} failed: ${String(error)}`),
+      onReadError: (error, { offset, length }) => logger.error({ err: error, nbd_socket: socketPath, offset, length }, 'VM disk read failed'),
     });
     return { filename: `nbd+unix:///?socket=${socketPath}`, close: () => nbd.close() };
   };
@@ -151,7 +160,7 @@ export async function startServer(config: Config, options: AppOptions = {}): Pro
   }, { telemetry: metrics.telemetry, gc: config.gc });
   metrics.countRunningVms(() => services.vms.runningCount());
   await services.vms.reconcile();
-  const app = createApp(services, tokens, config, metrics, options);
+  const app = createApp(services, tokens, config, metrics, logger, options);
 
   const { headersMs, idleMs } = config.timeouts;
   const server = createServer(
@@ -177,6 +186,9 @@ export async function startServer(config: Config, options: AppOptions = {}): Pro
   });
   const { port } = server.address() as AddressInfo;
   const host = config.host.includes(':') ? `[${config.host}]` : config.host;
+  const url = `http://${host}:${port}`;
+  // The message keeps the form scripts wait for (`listening on <url> `); the fields are for queries.
+  logger.info({ url, data_dir: config.dataDir }, `snapfork listening on ${url} (data in ${config.dataDir})`);
 
   let closing: Promise<void> | undefined;
   const close = () =>
@@ -192,7 +204,7 @@ export async function startServer(config: Config, options: AppOptions = {}): Pro
       await chunks.close();
       await metadata.close();
     })());
-  return { url: `http://${host}:${port}`, close };
+  return { url, logger, close };
 }
 
 export interface MintTokenOptions {

@@ -1,6 +1,6 @@
-import { randomUUID } from 'node:crypto';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import * as OpenApiValidator from 'express-openapi-validator';
+import type { Logger } from 'pino';
 import type { TokenService } from '../auth/token-service.js';
 import type { Config } from '../config.js';
 import type { Services } from '../domain/services.js';
@@ -12,6 +12,7 @@ import { forgeDialect } from './forge/routes.js';
 import { gitlabDialect } from './gitlab/routes.js';
 import { gitverseDialect } from './gitverse/routes.js';
 import { hashIdempotentBodies, idempotency } from './idempotency.js';
+import { recordFailure, requestIdOf, requestLogging } from './logging.js';
 import type { Metrics } from './metrics.js';
 import { nativeDialect } from './native/routes.js';
 import { MAX_COMMIT_BODY } from './native/transfer-routes.js';
@@ -25,7 +26,6 @@ import { MAX_VM_FILE_BODY } from './vers/vm-routes.js';
 export interface AppOptions {
   /** Check every answer against openapi/ too (tests turn this on). */
   validateResponses?: boolean;
-  log?: (line: string) => void;
 }
 
 type OpenApiValidatorOptions = Parameters<typeof OpenApiValidator.middleware>[0];
@@ -39,9 +39,11 @@ const under = (path: string, prefix: string) => prefix === '' || path === prefix
 const dialectOf = (path: string): Dialect =>
   BY_PREFIX_LENGTH.find((d) => under(path, d.prefix) && (d.paths ?? ['']).some((p) => under(path, d.prefix + p))) ?? nativeDialect;
 
-/** `metrics`: this instance's, whose Telemetry the services report to (src/main.ts wires both). */
-export function createApp(services: Services, tokens: TokenService, config: Config, metrics: Metrics, options: AppOptions = {}) {
-  const log = options.log ?? ((line: string) => console.error(line));
+/**
+ * `metrics`: this instance's, whose Telemetry the services report to (src/main.ts wires both);
+ * `logger`: this server's (logging.ts createLogger), which every request's lines go to.
+ */
+export function createApp(services: Services, tokens: TokenService, config: Config, metrics: Metrics, logger: Logger, options: AppOptions = {}) {
   const contract = loadContract();
   const app = express();
   app.disable('x-powered-by');
@@ -50,28 +52,24 @@ export function createApp(services: Services, tokens: TokenService, config: Conf
 
   const sendError = (req: Request, res: Response, err: unknown) => {
     const e = toHttpError(err);
-    if (e.status >= 500) {
-      log(`[${res.locals.requestId}] ${req.method} ${req.originalUrl}: ${(err as Error)?.stack ?? String(err)}`);
-    }
+    // The request's line (logging.ts) says why it failed, once the answer ends.
+    recordFailure(res, e.status, err, e.message);
     if (res.headersSent) return void res.destroy();
     for (const [name, value] of Object.entries(e.headers ?? {})) res.setHeader(name, value);
     // Answered before its body was read (401, 413, 408): close rather than read the rest.
     if (!req.complete) res.setHeader('Connection', 'close');
     // baseUrl: a request cut while inside a dialect's router sees only the rest of its path.
-    res.status(e.status).json(dialectOf(req.baseUrl + req.path).errorBody(e, req.baseUrl + req.path));
+    // Every dialect's envelope takes one more field: clients read the ones they know.
+    res.status(e.status).json({ ...dialectOf(req.baseUrl + req.path).errorBody(e, req.baseUrl + req.path), request_id: requestIdOf(req) });
   };
   const cut: CutRequest = (req, res, message) => {
     if (res.headersSent) return void req.socket.destroy();
     sendError(req, res, new HttpStatusError(408, message));
   };
 
-  app.use(metrics.measure((method, path) => contract.routeOf(method, path)));
-  app.use((req, res, next) => {
-    const id = req.get('x-request-id') ?? randomUUID();
-    res.locals.requestId = id;
-    res.setHeader('X-Request-Id', id);
-    next();
-  });
+  const routeOf = (method: string, path: string) => contract.routeOf(method, path);
+  app.use(metrics.measure(routeOf));
+  app.use(requestLogging(logger, routeOf));
   app.get('/.well-known/jwks.json', (_req, res) => void res.json(tokens.jwks()));
   app.get('/openapi.json', (_req, res) => void res.type('application/json').send(contract.json));
   app.get('/openapi.yaml', (_req, res) => void res.type('application/yaml').send(contract.yaml));

@@ -25,6 +25,9 @@ export interface Dialect {
    * validated too. Each caps its body (request-limits.ts); the app adds the time limit.
    */
   bodyParsers?: RequestHandler[];
-  /** The error's body; `path` is the request's, for the few routes whose envelope differs. */
-  errorBody(e: HttpError, path: string): unknown;
+  /**
+   * The error's body, a JSON object (the app adds `request_id`); `path` is the request's, for
+   * the few routes whose envelope differs.
+   */
+  errorBody(e: HttpError, path: string): object;
 }

@@ -6,8 +6,8 @@
  */
 import type { NextFunction, Request, Response } from 'express';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { Socket } from 'node:net';
 import type { Telemetry } from '../domain/ports/telemetry.js';
+import { ConnectionBytes } from './connection-bytes.js';
 
 /** The route label of a request whose path no operation of the contract holds. */
 export const UNMATCHED_ROUTE = 'unmatched';
@@ -72,8 +72,7 @@ export class Metrics {
     registers: [this.registry],
   });
   private runningVms: () => number = () => 0;
-  /** Bytes of each connection already counted, so that a kept-alive one is counted once per request. */
-  private readonly counted = new WeakMap<Socket, { read: number; written: number }>();
+  private readonly connectionBytes = new ConnectionBytes();
 
   /** What the domain reports (createServices' `telemetry`). */
   readonly telemetry: Telemetry = {
@@ -125,7 +124,9 @@ export class Metrics {
       const socket = req.socket;
       res.once('close', () => {
         stop({ status: String(res.statusCode) });
-        this.countBytes(socket);
+        const { read, written } = this.connectionBytes.since(socket);
+        this.requestBytes.inc(read);
+        this.responseBytes.inc(written);
       });
       next();
     };
@@ -134,13 +135,5 @@ export class Metrics {
   /** The exposition's media type and text. */
   async scrape(): Promise<{ contentType: string; text: string }> {
     return { contentType: this.registry.contentType, text: await this.registry.metrics() };
-  }
-
-  private countBytes(socket: Socket): void {
-    const before = this.counted.get(socket) ?? { read: 0, written: 0 };
-    const now = { read: socket.bytesRead, written: socket.bytesWritten };
-    this.requestBytes.inc(Math.max(0, now.read - before.read));
-    this.responseBytes.inc(Math.max(0, now.written - before.written));
-    this.counted.set(socket, now);
   }
 }

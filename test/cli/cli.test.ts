@@ -603,7 +603,7 @@ describe('end to end against a real server', () => {
   beforeAll(async () => {
     work = await mkdtemp(join(tmpdir(), 'snapfork-cli-'));
     const dataDir = join(work, 'data');
-    server = await startServer(loadConfig({}, { host: '127.0.0.1', port: 0, dataDir }));
+    server = await startServer(loadConfig({ SNAPFORK_LOG_LEVEL: 'silent' }, { host: '127.0.0.1', port: 0, dataDir }));
     const mint = async (...flags: string[]) => {
       const minted = await cli(['token', 'create', '--user', 'alice', ...flags, '--data-dir', dataDir]);
       expect(minted.code, minted.stderr).toBe(0);

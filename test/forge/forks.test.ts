@@ -8,6 +8,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Octokit } from '@octokit/rest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { errorBodyOf } from '../support/error-body.js';
 import { startTestServer, type ApiResponse, type TestServer } from '../support/server.js';
 import { tarOf, tempDir } from '../support/trees.js';
 
@@ -48,7 +49,7 @@ const forkOf = (fullName: string, token: string | undefined, json?: unknown, hea
 
 async function expectError(res: ApiResponse, status: number, message?: RegExp) {
   expect(res.status).toBe(status);
-  const body = await res.json();
+  const body = await errorBodyOf(res);
   // `details`, when present, is the machine-readable side of the error (the fields it is about).
   expect(body).toEqual({ error: expect.any(String), success: false, ...('details' in body ? { details: expect.any(Object) } : {}) });
   if (message) expect(body.error).toMatch(message);

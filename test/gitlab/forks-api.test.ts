@@ -4,6 +4,7 @@
  * through the native API. Responses are checked against openapi/ by the test server.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { errorBodyOf } from '../support/error-body.js';
 import { startTestServer, type ApiInit, type TestServer } from '../support/server.js';
 
 let s: TestServer;
@@ -147,7 +148,7 @@ describe('POST /projects/:id/fork', () => {
     ];
     for (const [pending, status, body] of cases) {
       const res = await pending;
-      expect({ status: res.status, body: await res.json() }).toEqual({ status, body });
+      expect({ status: res.status, body: await errorBodyOf(res) }).toEqual({ status, body });
     }
   });
 
@@ -157,7 +158,7 @@ describe('POST /projects/:id/fork', () => {
     expect((await fork(secret.id, bob)).status).toBe(404);
     // GitLab's fork API answers a failed model validation 409 with the errors hash.
     const wider = await fork(secret.id, aliceInLabs, { namespace_path: 'labs', visibility: 'public' });
-    expect({ status: wider.status, body: await wider.json() }).toEqual({
+    expect({ status: wider.status, body: await errorBodyOf(wider) }).toEqual({
       status: 409,
       body: { message: { visibility_level: ['public is not allowed since the fork source project has lower visibility.'] } },
     });
@@ -178,7 +179,7 @@ describe('POST /projects/:id/fork', () => {
     ];
     const refuse = async (body: Record<string, unknown>, message: Record<string, string[]>) => {
       const res = await fork('alice%2Ftitled', bob, body);
-      expect({ body, status: res.status, answer: await res.json() }).toEqual({ body, status: 409, answer: { message } });
+      expect({ body, status: res.status, answer: await errorBodyOf(res) }).toEqual({ body, status: 409, answer: { message } });
     };
     for (const [body, message] of cases) await refuse(body, message);
     // Names compare exactly, paths ignoring case, as GitLab's indexes do; other namespaces are free.
@@ -197,7 +198,7 @@ describe('POST /projects/:id/fork', () => {
     expect((await s.api('/api/v1/repos/alice/base', { method: 'PATCH', token: alice, json: { visibility: 'private' } })).status).toBe(200);
     // bob's fork is still public and readable, but may not hand alice's data on any wider than she now does.
     const wider = await fork('bob%2Fbase-bob', carol, { visibility: 'public' });
-    expect({ status: wider.status, body: await wider.json() }).toEqual({
+    expect({ status: wider.status, body: await errorBodyOf(wider) }).toEqual({
       status: 409,
       body: { message: { visibility_level: ['public is not allowed since the fork source project has lower visibility.'] } },
     });
@@ -312,7 +313,7 @@ describe('GET /projects/:id/forks', () => {
     for (const q of ['?archived=maybe', '?order_by=size', '?min_access_level=31', '?updated_after=yesterday', '?sort=up']) {
       const res = await gl(`/projects/${source.id}/forks${q}`, bob);
       expect(res.status).toBe(400);
-      expect(await res.json()).toEqual({ error: expect.any(String) });
+      expect(await errorBodyOf(res)).toEqual({ error: expect.any(String) });
     }
   });
 });
@@ -384,7 +385,7 @@ describe('POST /projects/:id/fork/:forked_from_id and DELETE /projects/:id/fork'
 
     // The organization's project is not dave's to link: 403 as GitLab (admin_project).
     const theirs = await gl(`/projects/${vault.id}/fork/${own.id}`, dave, { method: 'POST' });
-    expect({ status: theirs.status, body: await theirs.json() }).toEqual({ status: 403, body: { message: expect.stringMatching(/^403 Forbidden/) } });
+    expect({ status: theirs.status, body: await errorBodyOf(theirs) }).toEqual({ status: 403, body: { message: expect.stringMatching(/^403 Forbidden/) } });
     expect((await gl(`/projects/${own.id}/fork/${vault.id}`, dave, { method: 'POST' })).status).toBe(201);
     expect(await anonymousReads('dave/daves', leaked.commitId, leaked.digest)).toEqual([404, 404, 404, 404]);
   });
@@ -409,7 +410,7 @@ describe('POST /projects/:id/fork/:forked_from_id and DELETE /projects/:id/fork'
     ];
     for (const pending of cases) {
       const res = await pending;
-      expect({ status: res.status, body: await res.json() }).toEqual({ status: 404, body: { message: '404 Project Not Found' } });
+      expect({ status: res.status, body: await errorBodyOf(res) }).toEqual({ status: 404, body: { message: '404 Project Not Found' } });
     }
   });
 });

@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { errorBodyOf } from '../support/error-body.js';
 import { startTestServer, type ApiResponse, type ApiInit, type TestServer } from '../support/server.js';
 import { tarOf, tempDir } from '../support/trees.js';
 
@@ -81,7 +82,7 @@ const forkOf = (fullName: string, token: string | undefined, json: unknown = {},
 async function expectError(res: ApiResponse, status: number, message?: RegExp) {
   expect(res.status).toBe(status);
   expect(res.headers.get('content-type')).toMatch(/^application\/json/);
-  const body = await res.json();
+  const body = await errorBodyOf(res);
   expect(body).toMatchObject({ message: expect.any(String), documentation_url: expect.stringMatching(/^https:\/\//) });
   if (message) expect(body.message).toMatch(message);
   return body;

@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { load } from 'js-yaml';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { OPENAPI_DOCUMENT } from '../../src/http/contract.js';
+import { errorBodyOf } from '../support/error-body.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 
 let s: TestServer;
@@ -37,7 +38,7 @@ it("answers snapfork's own 404 for paths no dialect holds, the root included", a
   for (const path of ['/', '/nothing', '/index.html', '/reposx/a/b', '/apix', '/api/v1/no/such/route']) {
     for (const caller of [undefined, token]) {
       const res = await s.api(path, { token: caller });
-      expect({ path, status: res.status, body: await res.json() }).toEqual({ path, status: 404, body: { error: 'not found', success: false } });
+      expect({ path, status: res.status, body: await errorBodyOf(res) }).toEqual({ path, status: 404, body: { error: 'not found', success: false } });
     }
   }
 });

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { recordHeader } from '../../src/lib/chunk-pack.js';
 import { packRecord, sha256 } from '../support/delta.js';
+import { errorBodyOf } from '../support/error-body.js';
 import { startTestServer, type ApiResponse, type TestServer } from '../support/server.js';
 import { tarOf, tempDir } from '../support/trees.js';
 
@@ -109,7 +110,7 @@ describe('a retry is matched on its whole body', () => {
     const other = await push(two);
     expect(other.status).toBe(422);
     expect(other.headers.get('idempotent-replayed')).toBeNull();
-    expect(await other.json()).toEqual({ error: expect.stringContaining('different request'), success: false });
+    expect(await errorBodyOf(other)).toEqual({ error: expect.stringContaining('different request'), success: false });
     const tag = await s.api('/api/v1/repos/alice/tars/tags/v1', { token: alice });
     expect((await tag.json()).commit_id).toBe(commitId);
 

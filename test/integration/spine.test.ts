@@ -5,6 +5,7 @@ import { gzipSync } from 'node:zlib';
 import { generateKeyPair, importJWK, SignJWT, UnsecuredJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compressBlock } from '../../src/lib/zstd.js';
+import { errorBodyOf } from '../support/error-body.js';
 import { startTestServer, type ApiResponse, type TestServer } from '../support/server.js';
 import { describeTree, makeSampleTree, tarOf, tempDir, untar } from '../support/trees.js';
 
@@ -204,7 +205,7 @@ describe('errors', () => {
     expect((await fork({ source_org: 'alice', source_repo: 'forkme', source_tag: 'v1', repo_name: 'mine', tag_name: 'base' })).status).toBe(201);
     const again = await fork({ source_org: 'alice', source_repo: 'forkme', source_tag: 'v1', repo_name: 'mine' });
     expect(again.status).toBe(409);
-    expect(await again.json()).toEqual({ error: expect.stringContaining('already exists'), success: false, details: { taken: ['name', 'displayName'] } });
+    expect(await errorBodyOf(again)).toEqual({ error: expect.stringContaining('already exists'), success: false, details: { taken: ['name', 'displayName'] } });
     const self = await fork({ source_org: 'alice', source_repo: 'forkme', source_tag: 'v1' }, alice);
     expect(self.status).toBe(409);
   });

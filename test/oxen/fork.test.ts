@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { errorBodyOf } from '../support/error-body.js';
 import { startTestServer, type ApiResponse, type TestServer } from '../support/server.js';
 import { tarOf, tempDir } from '../support/trees.js';
 
@@ -53,7 +54,7 @@ const fork = (fullName: string, token: string | undefined, json: unknown) =>
 /** Every error is Oxen's StatusMessage, its reason in status_description. */
 async function expectStatusMessage(res: ApiResponse, status: number, statusMessage: string, description?: RegExp) {
   expect(res.status).toBe(status);
-  const body = await res.json();
+  const body = await errorBodyOf(res);
   expect(body).toEqual({ status: 'error', status_message: statusMessage, oxen_version: '0.50.0', status_description: expect.any(String) });
   if (description) expect(body.status_description).toMatch(description);
 }

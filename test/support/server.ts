@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { JWK } from 'jose';
+import type { DestinationStream } from 'pino';
 import { expect } from 'vitest';
 import { loadConfig, type Config } from '../../src/config.js';
 import type { Scope } from '../../src/domain/principal.js';
@@ -68,16 +69,26 @@ function rowCounts(file: string): Record<string, number> {
   }
 }
 
+export interface TestServerOptions {
+  /** The data directory lies this far below a fresh temporary directory. */
+  subdir?: string;
+  /** An existing data directory instead. */
+  dataDir?: string;
+  /** Receives the server's JSON log lines, at `info` unless `env` sets SNAPFORK_LOG_LEVEL. */
+  logDestination?: DestinationStream;
+}
+
 /**
- * `subdir`: the data directory lies this far below a fresh temporary directory; `dataDir`: an
- * existing data directory instead.
+ * A test server logs nothing, unless `options.logDestination` takes its lines or
+ * SNAPFORK_TEST_LOG_LEVEL (e.g. `info`) asks for them on stderr while debugging a test.
  */
-export async function startTestServer(env: Record<string, string> = {}, options: { subdir?: string; dataDir?: string } = {}): Promise<TestServer> {
+export async function startTestServer(env: Record<string, string> = {}, options: TestServerOptions = {}): Promise<TestServer> {
   const dataDir = options.dataDir ?? join(await mkdtemp(join(tmpdir(), 'snapfork-test-')), options.subdir ?? '');
-  const config = loadConfig(env, { host: '127.0.0.1', port: 0, dataDir });
-  // SNAPFORK_TEST_LOG=1 shows the server's logs of unexpected errors while debugging a test.
-  const log = process.env.SNAPFORK_TEST_LOG ? (line: string) => console.error(line) : () => undefined;
-  const server: RunningServer = await startServer(config, { validateResponses: true, log });
+  const debugLevel = process.env.SNAPFORK_TEST_LOG_LEVEL;
+  const logLevel = options.logDestination ? 'info' : (debugLevel ?? 'silent');
+  const config = loadConfig({ SNAPFORK_LOG_LEVEL: logLevel, ...env }, { host: '127.0.0.1', port: 0, dataDir });
+  const logDestination = options.logDestination ?? (debugLevel ? process.stderr : undefined);
+  const server: RunningServer = await startServer(config, { validateResponses: true, logDestination });
   const api: TestServer['api'] = (path, init = {}) => {
     const headers: Record<string, string> = { ...init.headers };
     if (init.token) headers.authorization = `Bearer ${init.token}`;
@@ -146,7 +157,7 @@ export async function startTestServer(env: Record<string, string> = {}, options:
     },
     restart: async (changes = {}) => {
       await server.close();
-      return startTestServer({ ...env, ...changes }, { dataDir });
+      return startTestServer({ ...env, ...changes }, { ...options, dataDir });
     },
     stop: async () => {
       await server.close();

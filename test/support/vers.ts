@@ -6,6 +6,7 @@ import { PassThrough } from 'node:stream';
 import { promisify } from 'node:util';
 import { expect } from 'vitest';
 import { run } from '../../src/cli/main.js';
+import { errorBodyOf } from './error-body.js';
 import type { ApiResponse, TestServer } from './server.js';
 import { tempDir } from './trees.js';
 
@@ -14,7 +15,7 @@ const execFileAsync = promisify(execFile);
 /** Checks an answer is a Vers error (`{error, success: false}`) of `status`, its text `message` when given. */
 export async function expectVersError(res: ApiResponse, status: number, message?: string | RegExp): Promise<void> {
   expect(res.status).toBe(status);
-  const body = await res.json();
+  const body = await errorBodyOf(res);
   expect(body).toMatchObject({ success: false, error: expect.any(String) });
   if (typeof message === 'string') expect(body.error).toBe(message);
   else if (message) expect(body.error).toMatch(message);

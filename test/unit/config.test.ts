@@ -68,3 +68,13 @@ describe('loadConfig: S3', () => {
     expect(() => loadConfig({ ...complete, SNAPFORK_S3_PREFIX: 'Team A' })).toThrow('SNAPFORK_S3_PREFIX may hold only');
   });
 });
+
+describe('loadConfig: logs', () => {
+  it('logs at info unless SNAPFORK_LOG_LEVEL names a pino level or silent; anything else is refused at start', () => {
+    expect(loadConfig({}).logLevel).toBe('info');
+    for (const level of ['debug', 'error', 'silent'] as const) expect(loadConfig({ SNAPFORK_LOG_LEVEL: level }).logLevel).toBe(level);
+    for (const raw of ['INFO', 'verbose', '']) {
+      expect(() => loadConfig({ SNAPFORK_LOG_LEVEL: raw })).toThrow(`SNAPFORK_LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent, got "${raw}"`);
+    }
+  });
+});

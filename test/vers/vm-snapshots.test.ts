@@ -6,6 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { errorBodyOf } from '../support/error-body.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 import { pushGuestRootDisk } from '../support/vers.js';
 import { buildVmAssets } from '../support/vm-assets.js';
@@ -171,18 +172,18 @@ describe('commits and branches of running VMs', () => {
   it('answers errors of by_ref and by_vm as {vms: [], error}, of the others in the usual envelope', async () => {
     const missingTag = await post('/vm/branch/by_ref/os-fork/nope');
     expect(missingTag.status).toBe(404);
-    expect(await missingTag.json()).toEqual({ vms: [], error: expect.stringMatching(/tag nope not found/) });
+    expect(await errorBodyOf(missingTag)).toEqual({ vms: [], error: expect.stringMatching(/tag nope not found/) });
     const stranger = await post(`/vm/branch/by_vm/${parent}`, undefined, bob);
     expect(stranger.status).toBe(404);
-    expect(await stranger.json()).toEqual({ vms: [], error: `vm ${parent} not found` });
+    expect(await errorBodyOf(stranger)).toEqual({ vms: [], error: `vm ${parent} not found` });
     const tooMany = await post(`/vm/branch/by_vm/${parent}?count=17`);
     expect(tooMany.status).toBe(400);
-    expect(await tooMany.json()).toEqual({ vms: [], error: 'count must be from 1 to 16' });
+    expect(await errorBodyOf(tooMany)).toEqual({ vms: [], error: 'count must be from 1 to 16' });
     // 1 VM runs; 10 more would pass the cap of 10.
     const overCap = await post(`/vm/branch/by_vm/${parent}?count=10`);
     expect(overCap.status).toBe(429);
-    expect(await overCap.json()).toEqual({ vms: [], error: expect.stringMatching(/at most 10 VMs/) });
-    expect(await post(`/vm/branch/by_commit/${randomUUID()}`).then((r) => r.json())).toEqual({ error: 'commit not found', success: false });
+    expect(await errorBodyOf(overCap)).toEqual({ vms: [], error: expect.stringMatching(/at most 10 VMs/) });
+    expect(await post(`/vm/branch/by_commit/${randomUUID()}`).then(errorBodyOf)).toEqual({ error: 'commit not found', success: false });
     expect((await post(`/vm/${randomUUID()}/commit`)).status).toBe(404);
     expect((await (await get('/vms')).json()).map((v: { vm_id: string }) => v.vm_id)).toEqual([parent]);
   });

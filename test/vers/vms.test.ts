@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { readdir, readFile, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { errorBodyOf } from '../support/error-body.js';
 import { expectVersError, pushGuestRootDisk } from '../support/vers.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 import { buildVmAssets } from '../support/vm-assets.js';
@@ -165,7 +166,7 @@ describe('the VM API before any boot', () => {
     await expectVersError(await vers.post(`/vm/${vm_id}/commit`, alice, {}), 409, elsewhere);
     const branch = await vers.post(`/vm/branch/by_vm/${vm_id}`, alice, {});
     expect(branch.status).toBe(409);
-    expect(await branch.json()).toEqual({ vms: [], error: elsewhere });
+    expect(await errorBodyOf(branch)).toEqual({ vms: [], error: elsewhere });
     await expectVersError(await vers.del(`/vm/${vm_id}`, alice), 409, elsewhere);
     expect((await (await vers.get(`/vm/${vm_id}/status`, alice)).json()).state).toBe('running');
     // A restart marks dead what this server ran, not what another runs.

@@ -25,8 +25,8 @@ export const serve = defineCommand({
       dataDir: flags['data-dir'],
     });
     const { startServer } = await loadServer();
-    const server = await startServer(config);
-    io.stdout.write(`snapfork listening on ${server.url} (data in ${config.dataDir})\n`);
+    // JSON log lines on stdout, the first saying where the server listens.
+    const server = await startServer(config, { logDestination: io.stdout });
     const signal = await new Promise<NodeJS.Signals>((resolve) => {
       const stop = (sig: NodeJS.Signals) => {
         process.off('SIGTERM', stop);
@@ -36,7 +36,7 @@ export const serve = defineCommand({
       process.on('SIGTERM', stop);
       process.on('SIGINT', stop);
     });
-    io.stderr.write(`snapfork: ${signal}, closing\n`);
+    server.logger.info({ signal }, `${signal}, closing`);
     await server.close();
   },
 });

@@ -11,6 +11,7 @@ import type { Services } from '../../domain/services.js';
 import { principalOf } from '../auth.js';
 import type { Dialect } from '../dialect.js';
 import { HttpStatusError, type HttpError } from '../errors.js';
+import { requestIdOf } from '../logging.js';
 import { pageLinks, pageOf } from '../pagination.js';
 import { publicBase } from '../public-url.js';
 import { formBody } from '../request-limits.js';
@@ -33,7 +34,7 @@ import {
  * GitLab's envelopes: parameter validation is Grape's `{"error": "..."}`; everything else is
  * `{"message": ...}` in GitLab's words (`404 Project Not Found`, `403 Forbidden - reason`).
  */
-export function gitlabErrorBody(e: HttpError): unknown {
+export function gitlabErrorBody(e: HttpError): object {
   switch (e.status) {
     case 400:
     case 415:
@@ -135,7 +136,7 @@ function gitlabRoutes(services: Services): Router {
       // (`conflict!(project.errors.messages)`); other failures keep their usual answer.
       const errors = validationErrors(e);
       if (!errors) throw e;
-      res.status(409).json({ message: errors });
+      res.status(409).json({ message: errors, request_id: requestIdOf(req) });
     }
   });
 
