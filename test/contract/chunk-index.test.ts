@@ -77,12 +77,46 @@ describe.skipIf(postgresUrl === undefined)(`PostgreSQL chunk index${postgresUrl 
       const client = new pg.Client({ connectionString: fresh.url });
       await client.connect();
       try {
-        expect((await client.query('SELECT version FROM chunk_index_version')).rows).toEqual([{ version: 1 }]);
-        await client.query('UPDATE chunk_index_version SET version = 2');
+        expect((await client.query('SELECT version FROM chunk_index_version')).rows).toEqual([{ version: 2 }]);
+        await client.query('UPDATE chunk_index_version SET version = 3');
       } finally {
         await client.end();
       }
-      await expect(PostgresChunkIndex.open(fresh.url)).rejects.toThrow('the chunk index in PostgreSQL has format 2; this snapfork reads 1');
+      await expect(PostgresChunkIndex.open(fresh.url)).rejects.toThrow('the chunk index in PostgreSQL has format 3; this snapfork reads 2');
+    } finally {
+      await fresh.drop();
+    }
+  });
+
+  it('upgrades an index of format 1 in place: its packs count as old', async () => {
+    const fresh = await createTestDatabase(postgresUrl!);
+    try {
+      const client = new pg.Client({ connectionString: fresh.url });
+      await client.connect();
+      const digest = 'ab'.repeat(32);
+      try {
+        // Format 1 as released: no chunk_packs.created_at.
+        await client.query(`
+          CREATE TABLE chunk_index_version (singleton BOOLEAN PRIMARY KEY DEFAULT true CHECK (singleton), version INTEGER NOT NULL);
+          INSERT INTO chunk_index_version (version) VALUES (1);
+          CREATE TABLE chunk_packs (id TEXT PRIMARY KEY, live BIGINT NOT NULL CHECK (live >= 0), size BIGINT NOT NULL);
+          CREATE TABLE chunk_locations (
+            digest BYTEA PRIMARY KEY CHECK (octet_length(digest) = 32),
+            pack TEXT NOT NULL REFERENCES chunk_packs (id) DEFERRABLE INITIALLY DEFERRED,
+            entry_offset BIGINT NOT NULL, stored_size BIGINT NOT NULL, size BIGINT NOT NULL,
+            compression TEXT NOT NULL CHECK (compression IN ('zstd', 'none')));
+          CREATE INDEX chunk_locations_pack ON chunk_locations (pack);
+          INSERT INTO chunk_packs VALUES ('${'0'.repeat(32)}', 1, 100);
+          INSERT INTO chunk_locations VALUES ('\\x${digest}', '${'0'.repeat(32)}', 16, 50, 60, 'none');`);
+      } finally {
+        await client.end();
+      }
+      const index = await PostgresChunkIndex.open(fresh.url);
+      try {
+        expect(await index.entries('', 10)).toEqual([{ digest, storedSize: 50, packCreatedAt: 0 }]);
+      } finally {
+        await index.close();
+      }
     } finally {
       await fresh.drop();
     }

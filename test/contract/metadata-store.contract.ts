@@ -796,6 +796,139 @@ export function metadataStoreContract({ name, open, skip }: StoreEngine): void {
       });
     });
 
+    describe('garbage collection', () => {
+      /** A commit in `repo` on `parents`, made now by the suite's clock, of a manifest listing `chunkList`. */
+      async function commitOf(repo: Repository, chunkList: ChunkRef[], parents: Commit[] = [], more: Partial<Commit> = {}): Promise<Commit> {
+        const manifest = buildManifest([file(`f-${chunkList[0]?.digest ?? 'none'}`, chunkList)]);
+        await store.putManifest(manifest);
+        const commit: Commit = {
+          id: uuidv7(),
+          repositoryId: repo.id,
+          parentIds: parents.map((p) => p.id),
+          manifestDigest: manifest.digest,
+          message: '',
+          author: 'alice',
+          createdAt: now(),
+          isPublic: false,
+          title: null,
+          description: '',
+          ...more,
+        };
+        await store.createCommit(commit);
+        return commit;
+      }
+      const later = (ms: number) => new Date(clock + ms).toISOString();
+
+      it('finds the live commits: tagged ones and their ancestors, fork points, VMs, VM commits and recent ones, through a deleted repository until purged', async () => {
+        const repo = await userRepo();
+        const root = await commitOf(repo, chunks(1, 100));
+        const head = await commitOf(repo, chunks(1, 200), [root]);
+        await store.setTag(repo.id, 'main', head.id, 'alice');
+        const dropped = await commitOf(repo, chunks(1, 300));
+        const booted = await commitOf(repo, chunks(1, 400));
+        await store.createVm(vmOf(repo, booted, 'sleeping'));
+        const fromVm = await commitOf(repo, chunks(1, 500), [], { parentVmId: uuidv7() });
+        const other = await userRepo('bob', 'other');
+        const pinned = await commitOf(other, chunks(1, 600));
+        await store.setTag(other.id, 'v1', pinned.id, 'bob');
+        tick();
+        const recent = await commitOf(repo, chunks(1, 700));
+
+        const liveAt = async (since: string) => new Set(await store.liveManifests(since));
+        const digestsOf = (...commits: Commit[]) => new Set(commits.map((c) => c.manifestDigest));
+        expect(await liveAt(recent.createdAt)).toEqual(digestsOf(root, head, booted, fromVm, pinned, recent));
+        expect(await liveAt(later(1))).toEqual(digestsOf(root, head, booted, fromVm, pinned));
+        expect(await store.unreachable(later(1), { remove: false })).toEqual({ commits: 2, manifests: 2 });
+
+        // A deleted repository's tags hold their commits until it is purged.
+        await store.deleteRepository(other.id, 'bob');
+        expect(await liveAt(later(1))).toEqual(digestsOf(root, head, booted, fromVm, pinned));
+        expect(await store.purgeRepositories(now())).toBe(0); // deleted at `now`: not before it
+        expect(await store.purgeRepositories(later(1))).toBe(1);
+        expect(await store.purgeRepositories(null)).toBe(0);
+        expect(await liveAt(later(1))).toEqual(digestsOf(root, head, booted, fromVm));
+
+        expect(await store.transaction((tx) => tx.unreachable(later(1), { remove: true }), { exclusive: true })).toEqual({ commits: 3, manifests: 3 });
+        expect(await store.getCommit(dropped.id)).toBeUndefined();
+        expect(await store.getCommit(recent.id)).toBeUndefined();
+        expect(await store.getManifest(pinned.manifestDigest)).toBeUndefined();
+        expect(await store.getCommit(root.id)).toEqual(root);
+        expect(await store.unreachable(later(1), { remove: false })).toEqual({ commits: 0, manifests: 0 });
+      });
+
+      it('lists a manifest\'s chunk digests in pages, forgets chunks no longer stored and prunes old uploads', async () => {
+        const repo = await userRepo();
+        const many = chunks(2500, 1000);
+        const manifest = buildManifest(many.map((c, i) => file(`file-${i}`, [c])));
+        await store.putManifest(manifest);
+        const listed: string[] = [];
+        for await (const page of store.manifestChunkDigests(manifest.digest)) listed.push(...page);
+        expect(listed.sort()).toEqual(many.map((c) => c.digest).sort());
+
+        const alice = await store.ensureUser('alice');
+        const [a, b] = [digestOf(1), digestOf(2)];
+        await store.recordRepositoryChunks(repo.id, [a, b]);
+        await store.recordUploads(alice.id, [a]);
+        tick();
+        await store.recordUploads(alice.id, [b]);
+        expect(await store.uploadedSince([a, b], now())).toEqual(new Set([b]));
+        expect(await store.pruneUploads(now())).toBe(1);
+        expect(await store.uploadedSince([a, b], '2000-01-01T00:00:00.000Z')).toEqual(new Set([b]));
+
+        await store.forgetChunks([a]);
+        expect(await store.reachableChunks({ repositoryId: repo.id }, [a, b])).toEqual(new Set([b]));
+      });
+
+      it('restores a deleted repository with the tags its deletion removed, but not one deleted before', async () => {
+        const repo = await userRepo();
+        const commit = await commitOf(repo, chunks(1, 100));
+        await store.setTag(repo.id, 'keep', commit.id, 'alice');
+        await store.setTag(repo.id, 'gone', commit.id, 'alice');
+        tick();
+        await store.deleteTag(repo.id, 'gone', 'alice');
+        tick();
+        await store.deleteRepository(repo.id, 'alice');
+        expect(await store.findRestorableRepository(repo.namespaceId, 'DATA')).toBe(repo.id);
+        const restored = await store.restoreRepository(repo.id, 'alice');
+        expect(restored.id).toBe(repo.id);
+        expect((await store.listTags(repo.id)).map((t) => t.name)).toEqual(['keep']);
+        await expectDomainError(store.restoreRepository(repo.id, 'alice'), 'not_found');
+
+        await store.deleteRepository(repo.id, 'alice');
+        await repoIn(repo.namespaceId, 'data');
+        await expectDomainError(store.restoreRepository(repo.id, 'alice'), 'conflict');
+        tick();
+        await store.purgeRepositories(null);
+        expect(await store.findRestorableRepository(repo.namespaceId, 'data')).toBeUndefined();
+      });
+
+      it('runs no transaction while an exclusive one is open', async () => {
+        const order: string[] = [];
+        let release!: () => void;
+        const held = new Promise<void>((resolve) => (release = resolve));
+        let entered!: () => void;
+        const inside = new Promise<void>((resolve) => (entered = resolve));
+        const exclusive = store.transaction(
+          async () => {
+            entered();
+            await held;
+            order.push('exclusive');
+          },
+          { exclusive: true },
+        );
+        await inside;
+        const other = store.transaction(async (tx) => {
+          await tx.ensureUser('carol');
+          order.push('other');
+        });
+        // Let the other transaction try its luck for a while before the exclusive one ends.
+        for (let i = 0; i < 20; i++) await new Promise((resolve) => setImmediate(resolve));
+        release();
+        await Promise.all([exclusive, other]);
+        expect(order).toEqual(['exclusive', 'other']);
+      });
+    });
+
     describe('manifests', () => {
       it('round-trips every entry type; a second put of the same digest changes nothing', async () => {
         const manifest = smallManifest();

@@ -204,6 +204,47 @@ describe.skipIf(skip !== undefined)(`two servers over one PostgreSQL and one buc
     // Without the key the same request is a new one, which the name now conflicts with.
     expect((await create(b)).status).toBe(409);
   });
+
+  it('collects garbage through one server while the other pushes and deletes, losing no acknowledged push', async () => {
+    const admin = await a.token('root', { scopes: ['repo:read', 'repo:write', 'admin'] });
+    const alice = await b.token('alice');
+    expect((await b.api('/api/v1/user/repos', { method: 'POST', token: alice, json: { name: 'collected', visibility: 'private' } })).status).toBe(201);
+    const collect = async () => {
+      const res = await a.api('/api/v1/admin/gc', { method: 'POST', token: admin, json: { grace_seconds: 0 } });
+      expect(res.status).toBe(200);
+      return (await res.json()) as { chunks: number };
+    };
+    // Each content twice: to a tag deleted at once (garbage), then to a tag kept, whose push
+    // dedupes against that garbage while server A's collections delete it.
+    const kept: { tag: string; text: string }[] = [];
+    let pushing = true;
+    const pushes = (async () => {
+      try {
+        for (let i = 0; i < 12; i++) {
+          const text = `content ${i >> 1} `.repeat(40_000);
+          const tag = `t${i}`;
+          const res = await b.api(`/api/v1/repos/alice/collected/tags/${tag}/archive`, {
+            method: 'PUT',
+            token: alice,
+            body: await tarOfOne(text),
+            headers: { 'content-type': 'application/x-tar' },
+          });
+          if (res.status !== 201) expect(res.status).toBe(422); // what a collection took meanwhile: pushed again, not lost
+          else if (i % 2 === 0) expect((await b.api(`/api/v1/repos/alice/collected/tags/${tag}`, { method: 'DELETE', token: alice })).status).toBe(204);
+          else kept.push({ tag, text });
+        }
+      } finally {
+        pushing = false;
+      }
+    })();
+    let freed = 0;
+    while (pushing) freed += (await collect()).chunks;
+    await pushes;
+    freed += (await collect()).chunks;
+    expect(freed).toBeGreaterThan(0);
+    expect(kept.length).toBeGreaterThan(3);
+    for (const { tag, text } of kept) expect((await readFileThrough(a, alice, 'alice/collected', tag, 'data.bin')).toString()).toBe(text);
+  });
 });
 
 /** A tar of one file `data.bin` holding `text`. */
