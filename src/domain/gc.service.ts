@@ -56,6 +56,8 @@ export interface GcReport {
   packs: number;
   /** Upload records past the grace, deleted. */
   uploadsPruned: number;
+  /** Pack writes a crashed server left unfinished, older than the grace, discarded (none in a dry run). */
+  writesAbandoned: number;
   seconds: number;
 }
 
@@ -106,7 +108,7 @@ export class GcService {
     const filter = new DigestFilter(await this.chunks.count());
     await this.mark(this.store, since, marked, filter);
 
-    const report = { dryRun, repositoriesPurged, commits: 0, manifests: 0, chunks: 0, bytes: 0, packs: 0, uploadsPruned: 0, seconds: 0 };
+    const report = { dryRun, repositoriesPurged, commits: 0, manifests: 0, chunks: 0, bytes: 0, packs: 0, uploadsPruned: 0, writesAbandoned: 0, seconds: 0 };
     let after = '';
     for (let first = true, exhausted = false; !exhausted; first = false) {
       const candidates: StoredChunk[] = [];
@@ -137,7 +139,10 @@ export class GcService {
       report.bytes += swept.bytes;
       report.packs += swept.packs;
     }
-    if (!dryRun) report.uploadsPruned = await this.store.pruneUploads(since);
+    if (!dryRun) {
+      report.uploadsPruned = await this.store.pruneUploads(since);
+      report.writesAbandoned = await this.chunks.abandonWrites(new Date(started - graceMs));
+    }
     report.seconds = (this.clock() - started) / 1000;
     return report;
   }

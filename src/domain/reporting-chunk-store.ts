@@ -83,6 +83,9 @@ export class ReportingChunkStore implements ChunkStore {
   deleteMany(digests: readonly string[]): Promise<ChunkRemoval> {
     return this.chunks.deleteMany(digests);
   }
+  abandonWrites(startedBefore: Date): Promise<number> {
+    return this.chunks.abandonWrites(startedBefore);
+  }
   entries(after: string, limit: number): Promise<StoredChunk[]> {
     return this.chunks.entries(after, limit);
   }

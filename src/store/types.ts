@@ -117,6 +117,11 @@ export interface ChunkStore {
   /** delete() of many chunks at once (a few index calls); absent ones are skipped. */
   deleteMany(digests: readonly string[]): Promise<ChunkRemoval>;
   /**
+   * Discards pack writes started before `startedBefore` and never committed (a crashed server's
+   * temp files or multipart uploads); answers how many. Writes under way are younger.
+   */
+  abandonWrites(startedBefore: Date): Promise<number>;
+  /**
    * Stored chunks whose digests sort after `after`, in digest order, at most `limit`, each with
    * its stored size and when it was stored: what garbage collection pages through.
    */

@@ -50,6 +50,15 @@ export function blobBackendContract(name: string, open: () => Promise<BlobBacken
       await backend.close();
     });
 
+    it('never abandons its own uploads under way, however old they are said to be', async () => {
+      const upload = backend.create('packs/ab/under-way.pack');
+      const data = randomBytes(300_000);
+      await writeAll(upload, data);
+      expect(await backend.abandonUploads(new Date(Date.now() + 3600_000))).toBe(0);
+      await upload.commit();
+      expect((await backend.stat('packs/ab/under-way.pack'))?.size).toBe(data.length);
+    });
+
     it('commits a blob written in pieces and reads it back whole and by range, short at the end', async () => {
       const data = randomBytes(300_000);
       const before = Date.now();

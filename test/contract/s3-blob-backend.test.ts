@@ -60,6 +60,25 @@ describe.skipIf(!s3Config)(`S3 blob backend${s3Config ? '' : ` (skipped: ${S3_SK
       await backend.close();
     });
 
+    it('abandons another process\'s unfinished upload older than asked, never its own under way', async () => {
+      const prefix = namespace();
+      const crashed = openBackend({ prefix });
+      const left = crashed.create('packs/left.pack');
+      await left.write(randomBytes(25 * MIB)); // three parts: the third waits for one of the first two, so the multipart upload exists
+      const backend = openBackend({ prefix });
+      const own = backend.create('packs/own.pack');
+      await own.write(randomBytes(25 * MIB));
+      expect(await pendingUploads(client, config.bucket, prefix)).toHaveLength(2);
+
+      expect(await backend.abandonUploads(new Date(Date.now() - 3600_000))).toBe(0); // both are younger
+      expect(await backend.abandonUploads(new Date(Date.now() + 3600_000))).toBe(1);
+      expect(await pendingUploads(client, config.bucket, prefix)).toHaveLength(1);
+      await own.commit();
+      expect((await backend.stat('packs/own.pack'))?.size).toBe(25 * MIB);
+      await expect(left.commit()).rejects.toThrow();
+      await Promise.all([backend.close(), crashed.close()]);
+    });
+
     it('end() sends the last bytes as a part, still invisible, and commit() then makes the blob whole', async () => {
       const prefix = namespace();
       const backend = openBackend({ prefix });

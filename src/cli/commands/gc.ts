@@ -12,6 +12,7 @@ interface GcReport {
   bytes: number;
   packs: number;
   uploads_pruned: number;
+  writes_abandoned: number;
   seconds: number;
 }
 
@@ -22,7 +23,7 @@ function summary(r: GcReport): string {
   return [
     `garbage collection ${verb} ${r.chunks} chunk(s), ${(r.bytes / MIB).toFixed(1)} MiB stored${r.dry_run ? '' : `, ${r.packs} pack(s)`}`,
     `  commits no tag, fork or VM reaches: ${r.commits} (manifests: ${r.manifests})`,
-    ...(r.dry_run ? ['  (dry run: nothing was deleted, no repository purged)'] : [`  repositories purged: ${r.repositories_purged}; upload records pruned: ${r.uploads_pruned}`]),
+    ...(r.dry_run ? ['  (dry run: nothing was deleted, no repository purged)'] : [`  repositories purged: ${r.repositories_purged}; upload records pruned: ${r.uploads_pruned}; unfinished pack writes discarded: ${r.writes_abandoned}`]),
     `  in ${r.seconds.toFixed(2)} s`,
     '',
   ].join('\n');

@@ -117,6 +117,7 @@ export function gcReportJson(r: GcReport) {
     bytes: r.bytes,
     packs: r.packs,
     uploads_pruned: r.uploadsPruned,
+    writes_abandoned: r.writesAbandoned,
     seconds: r.seconds,
   };
 }

@@ -16,7 +16,7 @@ import { mkdir, open, readdir, rename, rm, stat, unlink, type FileHandle } from 
 import { dirname, join, relative, sep } from 'node:path';
 import { DomainError, notFound } from '../../domain/errors.js';
 import { fsyncDir } from '../../lib/durable-fs.js';
-import type { BlobBackend, BlobInfo, BlobUpload } from '../packs/blob-backend.js';
+import { trackUpload, type BlobBackend, type BlobInfo, type BlobUpload } from '../packs/blob-backend.js';
 import { FileReaders } from './file-readers.js';
 
 const TMP_DIR = 'tmp';
@@ -33,6 +33,9 @@ const NAME = /^[a-z0-9_-][a-z0-9._-]*(?:\/[a-z0-9_-][a-z0-9._-]*)*$/;
 export class LocalDirBackend implements BlobBackend {
   private readonly readers = new FileReaders(OPEN_FILES);
 
+  /** Temp paths of this backend's uploads under way. */
+  private readonly uploading = new Set<string>();
+
   private constructor(private readonly root: string) {}
 
   /** Opens (creating) the backend at `root` and deletes the temp files of uploads never committed. */
@@ -45,7 +48,8 @@ export class LocalDirBackend implements BlobBackend {
 
   create(name: string): BlobUpload {
     const path = this.pathOf(name);
-    return new LocalUpload(join(this.root, TMP_DIR, name.slice(name.lastIndexOf('/') + 1)), path);
+    const tempPath = join(this.root, TMP_DIR, name.slice(name.lastIndexOf('/') + 1));
+    return trackUpload(this.uploading, tempPath, new LocalUpload(tempPath, path));
   }
 
   async read(name: string, offset: number, length: number): Promise<Buffer> {
@@ -91,6 +95,21 @@ export class LocalDirBackend implements BlobBackend {
       if (isCode(e, 'ENOENT')) return false;
       throw e;
     }
+  }
+
+  async abandonUploads(startedBefore: Date): Promise<number> {
+    let abandoned = 0;
+    for (const name of await readdir(join(this.root, TMP_DIR))) {
+      const path = join(this.root, TMP_DIR, name);
+      if (this.uploading.has(path)) continue;
+      const info = await stat(path).catch(() => undefined);
+      // A temp file's birth time is when its upload started; its mtime moves on with each write.
+      if (info?.isFile() && (info.birthtimeMs || info.mtimeMs) < startedBefore.getTime()) {
+        await unlink(path).catch(() => undefined);
+        abandoned++;
+      }
+    }
+    return abandoned;
   }
 
   async close(): Promise<void> {

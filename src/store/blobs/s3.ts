@@ -5,8 +5,8 @@
  * Atomicity comes from S3 itself: a PutObject or a CompleteMultipartUpload makes an object
  * appear whole or not at all, and the parts of an unfinished multipart upload are visible to no
  * GET, HEAD or listing (only to ListMultipartUploads). An upload that a crash leaves unfinished
- * keeps its parts' space until it is aborted: give the bucket a lifecycle rule
- * AbortIncompleteMultipartUpload (after a day, say) to collect them.
+ * keeps its parts' space until it is aborted: garbage collection aborts those older than its
+ * grace (abandonUploads); a bucket lifecycle rule AbortIncompleteMultipartUpload does as well.
  *
  * Integrity: every PutObject and UploadPart carries Content-MD5, which S3 and RGW check before
  * they keep anything (BadDigest otherwise), and the commit of a multipart upload ends with a
@@ -29,6 +29,7 @@ import {
   DeleteObjectCommand,
   GetObjectCommand,
   HeadObjectCommand,
+  ListMultipartUploadsCommand,
   ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
@@ -37,7 +38,7 @@ import {
   type CompletedPart,
 } from '@aws-sdk/client-s3';
 import { corrupt, notFound } from '../../domain/errors.js';
-import type { BlobBackend, BlobInfo, BlobUpload } from '../packs/blob-backend.js';
+import { trackUpload, type BlobBackend, type BlobInfo, type BlobUpload } from '../packs/blob-backend.js';
 
 export interface S3BlobBackendOptions {
   /** The store's base URL, e.g. http://127.0.0.1:17480. */
@@ -73,6 +74,8 @@ export class S3BlobBackend implements BlobBackend {
   private readonly prefix: string;
   private readonly partSize: number;
   private readonly maxAttempts: number;
+  /** Keys of this backend's uploads under way. */
+  private readonly uploading = new Set<string>();
 
   constructor(options: S3BlobBackendOptions) {
     this.bucket = options.bucket;
@@ -97,7 +100,8 @@ export class S3BlobBackend implements BlobBackend {
   }
 
   create(name: string): BlobUpload {
-    return new S3Upload(this.client, this.bucket, this.keyOf(name), this.partSize);
+    const key = this.keyOf(name);
+    return trackUpload(this.uploading, key, new S3Upload(this.client, this.bucket, key, this.partSize));
   }
 
   async read(name: string, offset: number, length: number): Promise<Buffer> {
@@ -167,6 +171,22 @@ export class S3BlobBackend implements BlobBackend {
     const existed = (await this.head(key)) !== undefined;
     await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }));
     return existed;
+  }
+
+  async abandonUploads(startedBefore: Date): Promise<number> {
+    let abandoned = 0;
+    let KeyMarker: string | undefined;
+    let UploadIdMarker: string | undefined;
+    do {
+      const page = await this.client.send(new ListMultipartUploadsCommand({ Bucket: this.bucket, Prefix: this.prefix, KeyMarker, UploadIdMarker }));
+      for (const upload of page.Uploads ?? []) {
+        if (!upload.Key || !upload.UploadId || this.uploading.has(upload.Key) || (upload.Initiated ?? new Date(0)) >= startedBefore) continue;
+        await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: upload.Key, UploadId: upload.UploadId }));
+        abandoned++;
+      }
+      [KeyMarker, UploadIdMarker] = page.IsTruncated ? [page.NextKeyMarker, page.NextUploadIdMarker] : [undefined, undefined];
+    } while (KeyMarker);
+    return abandoned;
   }
 
   async close(): Promise<void> {

@@ -49,5 +49,27 @@ export interface BlobBackend {
   list(prefix: string): AsyncIterable<BlobInfo>;
   /** Removes blob `name`; true when it existed. Idempotent. */
   delete(name: string): Promise<boolean>;
+  /**
+   * Discards the uploads started before `startedBefore` that were never committed nor aborted
+   * (a crashed process's, which hold space: temp files, S3 multipart parts); answers how many.
+   * This backend's own uploads under way are never discarded; another process's are told by
+   * age alone, so `startedBefore` must leave them time (ORPHAN_GRACE_MS).
+   */
+  abandonUploads(startedBefore: Date): Promise<number>;
   close(): Promise<void>;
+}
+
+/**
+ * `upload`, with `key` in `live` until its commit or abort settles: how a backend tells its own
+ * uploads under way from those a crashed process left (abandonUploads).
+ */
+export function trackUpload(live: Set<string>, key: string, upload: BlobUpload): BlobUpload {
+  live.add(key);
+  const settle = <T>(done: Promise<T>) => done.finally(() => live.delete(key));
+  return {
+    write: (data) => upload.write(data),
+    ...(upload.end && { end: () => upload.end!() }),
+    commit: () => settle(upload.commit()),
+    abort: () => settle(upload.abort()),
+  };
 }

@@ -176,6 +176,11 @@ export class PackChunkStore implements ChunkStore {
     return { chunks: removal.chunks, bytes: removal.storedBytes, packs: removal.emptiedPacks.length };
   }
 
+  /** Another server's pack upload may be under way for up to ORPHAN_GRACE_MS: younger ones are left alone. */
+  abandonWrites(startedBefore: Date): Promise<number> {
+    return this.backend.abandonUploads(new Date(Math.min(startedBefore.getTime(), this.now().getTime() - ORPHAN_GRACE_MS)));
+  }
+
   async entries(after: string, limit: number): Promise<StoredChunk[]> {
     return (await this.index.entries(after, limit)).map((c) => ({ digest: c.digest, storedSize: c.storedSize, storedAt: c.packCreatedAt }));
   }
