@@ -95,7 +95,7 @@ function packChunks(path: string, chunks: readonly ChunkRef[]): Buffer {
   return packed;
 }
 
-function unpackChunks(packed: Buffer): ChunkRef[] {
+export function unpackChunks(packed: Buffer): ChunkRef[] {
   const chunks: ChunkRef[] = [];
   for (let at = 0; at < packed.length; at += CHUNK_RECORD_BYTES) {
     chunks.push({ digest: packed.toString('hex', at, at + 32), size: packed.readUInt32BE(at + 32) });
