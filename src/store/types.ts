@@ -46,6 +46,15 @@ export interface PutResult {
   storedSize: number;
 }
 
+/** A stored chunk whose bytes fail their check (ChunkStore.verify). */
+export interface ChunkDamage {
+  digest: string;
+  /** The pack that holds the chunk, for a store that keeps chunks in packs. */
+  pack?: string;
+  /** What is wrong, e.g. "its bytes do not hash to its digest". */
+  reason: string;
+}
+
 /**
  * Collects chunks for one logical write (a push). Chunks put through a writer are durable and
  * visible to readers only after commit() resolves; abort() (or a crash) discards them, never
@@ -86,6 +95,14 @@ export interface ChunkStore {
    * are dropped and the stream ends after `length` bytes when given (HTTP Range support).
    */
   stream(chunks: Iterable<string>, options?: { skip?: number; length?: number }): Readable;
+  /**
+   * Reads back each of `digests` that is stored and checks it as get() does, without answering
+   * its bytes (what fsck's read_data does): answers the damaged ones, in input order, once each.
+   * Digests not stored are left out (missing() names those). Reads a few chunks at a time, so
+   * memory stays bounded whatever the number asked. Rejects only when the store cannot be read
+   * at all (a backend that does not answer), never for a damaged chunk.
+   */
+  verify(digests: readonly string[]): Promise<ChunkDamage[]>;
   /** Size and storage facts of a chunk, or undefined when it is not stored. */
   stat(digest: string): Promise<ChunkStat | undefined>;
   /**
