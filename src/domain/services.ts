@@ -1,6 +1,7 @@
 import { AccessPolicy } from './access-policy.js';
 import { AccountService } from './account.service.js';
 import { ForkService } from './fork.service.js';
+import { FsckService } from './fsck.service.js';
 import { HealthService } from './health.service.js';
 import { IdempotencyService } from './idempotency.service.js';
 import { ReportingChunkStore } from './reporting-chunk-store.js';
@@ -29,6 +30,7 @@ export interface Services {
   vms: VmService;
   vmGuests: VmGuestService;
   health: HealthService;
+  fsck: FsckService;
 }
 
 /** What VMs run on: the runtime, the guest assets' base image, the builder of dataset images, and the caps. */
@@ -47,7 +49,7 @@ export interface VmParts {
 export interface ServiceOptions {
   /** The clock, as ISO 8601 strings. */
   now?: () => string;
-  /** Where forks and chunk writes are reported; nowhere by default. */
+  /** Where forks, chunk writes and fsck results are reported; nowhere by default. */
   telemetry?: Telemetry;
 }
 
@@ -78,5 +80,6 @@ export function createServices(
     vms: vmService,
     vmGuests: new VmGuestService(vmService, vms.execLogs, now),
     health: new HealthService(store, storedChunks),
+    fsck: new FsckService(store, storedChunks, policy, telemetry, now),
   };
 }

@@ -19,7 +19,7 @@ import type {
   Vm,
   VmState,
 } from '../../src/domain/model.js';
-import type { ForkQuery, MetadataStore, NewRepository, StoredResponse, ViewerFilter } from '../../src/store/types.js';
+import type { ForkQuery, ManifestEntryKey, MetadataStore, NewRepository, StoredResponse, ViewerFilter } from '../../src/store/types.js';
 import { expectDomainError } from '../support/domain-errors.js';
 
 export type OpenStore = (now: () => string) => Promise<{ store: MetadataStore; cleanup: () => Promise<void> }>;
@@ -873,7 +873,7 @@ export function metadataStoreContract({ name, open, skip }: StoreEngine): void {
             m.entries.map((e, seq) => ({ manifestDigest: m.digest, seq, path: e.path, chunks: e.chunks })),
           );
         const read: unknown[] = [];
-        for (let after = null; ; ) {
+        for (let after: ManifestEntryKey | null = null; ; ) {
           const page = await store.listFileChunksAfter(after, 2);
           if (page.length === 0) break;
           read.push(...page);

@@ -1,6 +1,7 @@
 /**
  * The native resource API under /api/v1, in the Gitea/GitHub shape
- * (`/api/v1/repos/{owner}/{repo}`): accounts, repositories, tags, snapshots and commits.
+ * (`/api/v1/repos/{owner}/{repo}`): accounts, repositories, tags, snapshots and commits; delta
+ * transfer (transfer-routes.ts) and site administration under /api/v1/admin (admin-routes.ts).
  */
 import { Router, type Request, type Response } from 'express';
 import type { Config } from '../../config.js';
@@ -17,6 +18,7 @@ import { publicBase } from '../public-url.js';
 import { commitJson, orgJson, pushJson, repositoryJson, tagJson, treeJson } from './mapping.js';
 import { fileETag, parseRange } from './ranges.js';
 import { decodedBody, prefersZstd, streamOut } from './streams.js';
+import { adminRoutes } from './admin-routes.js';
 import { transferRoutes } from './transfer-routes.js';
 
 const param = (req: Request, name: string): string => String(req.params[name]);
@@ -27,6 +29,7 @@ function nativeRoutes(services: Services, config: Config): Router {
   const { accounts, repositories, snapshots } = services;
   const router = Router();
   router.use(transferRoutes(services));
+  router.use('/admin', adminRoutes(services));
 
   const repoJson = async (req: Request, principal: Principal, repo: Repository) =>
     repositoryJson(publicBase(req), await repositories.describe(principal, repo));
