@@ -4,6 +4,7 @@ import { pathToFileURL } from 'node:url';
 import { DomainError } from '../domain/errors.js';
 import type { Command, Io } from './command.js';
 import { fork } from './commands/fork.js';
+import { fsck } from './commands/fsck.js';
 import { pull } from './commands/pull.js';
 import { push } from './commands/push.js';
 import { repos } from './commands/repos.js';
@@ -30,6 +31,7 @@ const COMMANDS: readonly Command[] = [
   vmPause,
   vmResume,
   vmRm,
+  fsck,
 ];
 
 function usage(): string {

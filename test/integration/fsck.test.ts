@@ -1,12 +1,14 @@
 /**
  * fsck over real HTTP, on a real server's data directory damaged on disk as a failing disk or a
  * lost file would damage it: what is missing or corrupt is named (with the manifest and path, or
- * the pack), and a corrupt chunk is never served.
+ * the pack), a corrupt chunk is never served, and `snapfork fsck` exits 1 on a problem.
  */
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
+import { run } from '../../src/cli/main.js';
 import { flipChunkByte } from '../support/pack-files.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 
@@ -40,6 +42,15 @@ async function fsck(s: TestServer, token: string, body?: unknown) {
   const res = await s.api(FSCK, { method: 'POST', token, ...(body !== undefined && { json: body }) });
   expect(res.status).toBe(200);
   return res.json();
+}
+
+/** Runs the CLI; resolves with its exit code and what it printed. */
+async function cli(argv: string[]) {
+  const out: Buffer[] = [];
+  const err: Buffer[] = [];
+  const sink = (into: Buffer[]) => new Writable({ write: (chunk: Buffer, _enc, done) => void (into.push(Buffer.from(chunk)), done()) });
+  const code = await run(argv, { stdout: sink(out), stderr: sink(err), env: {}, now: () => 0 });
+  return { code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() };
 }
 
 describe('fsck', () => {
@@ -160,5 +171,27 @@ describe('fsck', () => {
     expect(report.missing).toContainEqual({ kind: 'parent', commit: v2.commit_id, parent: v1.commit_id });
     expect(report.missing).toContainEqual({ kind: 'manifest', commit: v2.commit_id, manifest: manifestDigest });
     expect(report.missing_total).toBe(3);
+  });
+
+  it('snapfork fsck prints a summary, exits 0 on a sound store and 1 when something is corrupt', async () => {
+    const { s, admin, chunks } = await storeWithData();
+    const flags = ['--url', s.url, '--token', admin];
+
+    const sound = await cli(['fsck', '--read-data', ...flags]);
+    expect(sound).toMatchObject({ code: 0, stderr: '' });
+    expect(sound.stdout).toMatch(/^checked 3 commits, 2 manifests, \d+ chunk references; \d+ chunks read and hashed; .*\nno problems found\n$/);
+
+    await flipChunkByte(join(s.dataDir, 'chunks'), chunks[0]!.digest);
+    // Without --read-data nothing is read, so the damage is not seen.
+    expect((await cli(['fsck', ...flags])).code).toBe(0);
+    const damaged = await cli(['fsck', '--read-data', ...flags]);
+    expect(damaged.code).toBe(1);
+    expect(damaged.stdout).toContain(`corrupt (1):\n  chunk ${chunks[0]!.digest} in pack `);
+    const json = await cli(['fsck', '--read-data-subset', '100%', '--json', ...flags]);
+    expect(json.code).toBe(1);
+    expect(JSON.parse(json.stdout)).toMatchObject({ ok: false, read_data: 'subset', read_data_subset: '100%', corrupt_total: 1 });
+
+    const user = await cli(['fsck', '--url', s.url, '--token', await s.token('alice')]);
+    expect(user).toMatchObject({ code: 1, stderr: 'snapfork: 403 token lacks the admin scope\n' });
   });
 });
