@@ -36,7 +36,7 @@ export async function countManifests(db: Executor): Promise<number> {
   return countOf(db.selectFrom('manifests').select('digest'));
 }
 
-/** Walks the primary key (manifest_digest, seq) from `after`: each page is one index range scan. */
+/** Walks the primary key (manifest_digest, seq) from `after`: each page is one range of the index. */
 export async function listFileChunksAfter(db: Executor, after: ManifestEntryKey | null, limit: number): Promise<FileChunks[]> {
   let query = db
     .selectFrom('manifest_entries')
@@ -45,14 +45,9 @@ export async function listFileChunksAfter(db: Executor, after: ManifestEntryKey 
     .orderBy('manifest_digest')
     .orderBy('seq')
     .limit(limit);
-  if (after) {
-    query = query.where((eb) =>
-      eb.or([
-        eb('manifest_digest', '>', after.manifestDigest),
-        eb.and([eb('manifest_digest', '=', after.manifestDigest), eb('seq', '>', after.seq)]),
-      ]),
-    );
-  }
+  // A row-value comparison, which both engines seek on in the key; the equivalent OR of two
+  // conditions makes SQLite scan each manifest from its first entry for every page.
+  if (after) query = query.where((eb) => eb(eb.refTuple('manifest_digest', 'seq'), '>', eb.tuple(after.manifestDigest, after.seq)));
   const rows = await query.execute();
   return rows.map((r) => ({ manifestDigest: r.manifest_digest, seq: r.seq, path: r.path, chunks: unpackChunks(r.chunks) }));
 }
