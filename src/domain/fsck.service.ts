@@ -18,6 +18,8 @@ const COMMIT_PAGE = 500;
 /** File entries per page; their chunk lists go to the chunk index in one call per REFERENCE_BATCH digests. */
 const ENTRY_PAGE = 256;
 const REFERENCE_BATCH = 4096;
+/** Stored chunks' sizes remembered across pages of references: ~15 MiB at most. */
+const KNOWN_CHUNKS = 100_000;
 /** Chunks handed to ChunkStore.verify at once (it reads a few at a time). */
 const VERIFY_BATCH = 256;
 /** Problems of each list the report names; the totals count them all. */
@@ -161,20 +163,34 @@ export class FsckService {
    */
   private async checkReferences(missing: CappedList<MissingProblem>, corrupt: CappedList<CorruptProblem>): Promise<number> {
     let checked = 0;
+    // Sizes of chunks found stored, kept across pages: manifests of forks and of a tag's
+    // successive commits share most of their chunks, which are then looked up about once.
+    // Emptied when full, so memory stays bounded.
+    const known = new Map<string, number>();
     for (let after: ManifestEntryKey | null = null; ; ) {
       const page = await this.store.listFileChunksAfter(after, ENTRY_PAGE);
       const last = page.at(-1);
       if (!last) return checked;
-      const digests = [...new Set(page.flatMap((file) => file.chunks.map((c) => c.digest)))];
-      const stats = new Map<string, { size: number }>();
-      for (let start = 0; start < digests.length; start += REFERENCE_BATCH) {
-        for (const [digest, stat] of await this.chunks.statMany(digests.slice(start, start + REFERENCE_BATCH))) stats.set(digest, stat);
+      const sizes = new Map<string, number>();
+      const asking = new Set<string>();
+      for (const { digest } of page.flatMap((file) => file.chunks)) {
+        const size = known.get(digest);
+        if (size !== undefined) sizes.set(digest, size);
+        else asking.add(digest);
+      }
+      const ask = [...asking];
+      for (let start = 0; start < ask.length; start += REFERENCE_BATCH) {
+        for (const [digest, { size }] of await this.chunks.statMany(ask.slice(start, start + REFERENCE_BATCH))) {
+          sizes.set(digest, size);
+          if (known.size >= KNOWN_CHUNKS) known.clear();
+          known.set(digest, size);
+        }
       }
       for (const { manifestDigest: manifest, path, chunks } of page) {
         for (const { digest, size } of chunks) {
-          const stat = stats.get(digest);
-          if (!stat) missing.add({ kind: 'chunk', digest, manifest, path });
-          else if (stat.size !== size) corrupt.add({ kind: 'size_mismatch', digest, manifest, path, expectedSize: size, actualSize: stat.size });
+          const stored = sizes.get(digest);
+          if (stored === undefined) missing.add({ kind: 'chunk', digest, manifest, path });
+          else if (stored !== size) corrupt.add({ kind: 'size_mismatch', digest, manifest, path, expectedSize: size, actualSize: stored });
         }
         checked += chunks.length;
       }
