@@ -10,7 +10,7 @@
 import { invalid } from './errors.js';
 import type { Principal } from './principal.js';
 import type { AccessPolicy } from './access-policy.js';
-import type { FsckResult, Telemetry } from './ports/telemetry.js';
+import type { Telemetry } from './ports/telemetry.js';
 import type { ChunkStore, IntegrityStore, ManifestEntryKey } from '../store/types.js';
 
 /** Commits per page: each page is three statements whatever its parents. */
@@ -106,23 +106,24 @@ export class FsckService {
     private readonly policy: AccessPolicy,
     private readonly telemetry: Telemetry,
     private readonly now: () => string,
-    private readonly listed = PROBLEMS_LISTED,
   ) {}
 
-  /** Runs every check; site administrators only (`forbidden` otherwise). */
+  /**
+   * Runs every check and reports what it found. Site administrators only: `unauthorized`
+   * without a user, `forbidden` without the admin scope; `invalid` for a malformed subset.
+   */
   async run(principal: Principal, options: FsckOptions = {}): Promise<FsckReport> {
     this.policy.requireScope(principal, 'admin');
     const select = options.readDataSubset === undefined ? undefined : subsetFilter(options.readDataSubset);
     const started = Date.parse(this.now());
-    const missing = new CappedList<MissingProblem>(this.listed);
-    const corrupt = new CappedList<CorruptProblem>(this.listed);
+    const missing = new CappedList<MissingProblem>(PROBLEMS_LISTED);
+    const corrupt = new CappedList<CorruptProblem>(PROBLEMS_LISTED);
     const commitsChecked = await this.checkCommits(missing);
     const manifestsChecked = await this.store.countManifests();
     const referencesChecked = await this.checkReferences(missing, corrupt);
     const reading = options.readData === true || select !== undefined;
     const chunksChecked = reading ? await this.readChunks(select ?? (() => true), corrupt) : 0;
-    const result: FsckResult = { missing: missing.total, corrupt: corrupt.total };
-    this.telemetry.fsckFinished(result);
+    this.telemetry.fsckFinished({ missing: missing.total, corrupt: corrupt.total });
     return {
       ok: missing.total === 0 && corrupt.total === 0,
       readData: !reading ? 'none' : select === undefined ? 'all' : 'subset',
