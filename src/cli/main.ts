@@ -5,6 +5,7 @@ import { DomainError } from '../domain/errors.js';
 import type { Command, Io } from './command.js';
 import { fork } from './commands/fork.js';
 import { gc } from './commands/gc.js';
+import { fsck } from './commands/fsck.js';
 import { pull } from './commands/pull.js';
 import { push } from './commands/push.js';
 import { repos } from './commands/repos.js';
@@ -32,6 +33,7 @@ const COMMANDS: readonly Command[] = [
   vmPause,
   vmResume,
   vmRm,
+  fsck,
 ];
 
 function usage(): string {

@@ -3,7 +3,7 @@
  * PutResult of every service's writes (pushes, uploads, VM commits), so that no service counts.
  */
 import type { Readable } from 'node:stream';
-import type { ChunkRemoval, ChunkStat, ChunkStore, ChunkWriter, PutResult, StoredChunk } from '../store/types.js';
+import type { ChunkDamage, ChunkRemoval, ChunkStat, ChunkStore, ChunkWriter, PutResult, StoredChunk } from '../store/types.js';
 import type { ChunksStored, Telemetry } from './ports/telemetry.js';
 
 /** A zero tally. */
@@ -70,6 +70,9 @@ export class ReportingChunkStore implements ChunkStore {
   }
   stream(chunks: Iterable<string>, options?: { skip?: number; length?: number }): Readable {
     return this.chunks.stream(chunks, options);
+  }
+  verify(digests: readonly string[]): Promise<ChunkDamage[]> {
+    return this.chunks.verify(digests);
   }
   stat(digest: string): Promise<ChunkStat | undefined> {
     return this.chunks.stat(digest);

@@ -2,6 +2,7 @@ import { AccessPolicy } from './access-policy.js';
 import { AccountService } from './account.service.js';
 import { ForkService } from './fork.service.js';
 import { GcService, type GcSettings } from './gc.service.js';
+import { FsckService } from './fsck.service.js';
 import { HealthService } from './health.service.js';
 import { IdempotencyService } from './idempotency.service.js';
 import { ReportingChunkStore } from './reporting-chunk-store.js';
@@ -31,6 +32,7 @@ export interface Services {
   vmGuests: VmGuestService;
   health: HealthService;
   gc: GcService;
+  fsck: FsckService;
 }
 
 /** What VMs run on: the runtime, the guest assets' base image, the builder of dataset images, and the caps. */
@@ -51,7 +53,7 @@ const DEFAULT_GC_SETTINGS: GcSettings = { graceMs: UPLOAD_GRACE_MS, deletedReten
 export interface ServiceOptions {
   /** The clock, as ISO 8601 strings. */
   now?: () => string;
-  /** Where forks and chunk writes are reported; nowhere by default. */
+  /** Where forks, chunk writes and fsck results are reported; nowhere by default. */
   telemetry?: Telemetry;
   /** Garbage collection's grace and retention; the upload grace and 7 days by default. */
   gc?: GcSettings;
@@ -85,5 +87,6 @@ export function createServices(
     vmGuests: new VmGuestService(vmService, vms.execLogs, now),
     health: new HealthService(store, storedChunks),
     gc: new GcService(store, storedChunks, policy, telemetry, gc, () => Date.parse(now())),
+    fsck: new FsckService(store, storedChunks, policy, telemetry, now),
   };
 }

@@ -71,6 +71,23 @@ export class Metrics {
     help: 'When the last garbage collection ended (Unix time)',
     registers: [this.registry],
   });
+  private readonly fsckRuns = new Counter({
+    name: 'snapfork_fsck_runs_total',
+    help: 'fsck runs finished, by result: ok, or problems (something missing or corrupt)',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+  private readonly fsckProblems = new Gauge({
+    name: 'snapfork_fsck_problems',
+    help: 'Problems the last fsck run found, by kind: missing (referred to, not stored) or corrupt',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  });
+  private readonly fsckLastRun = new Gauge({
+    name: 'snapfork_fsck_last_run_timestamp_seconds',
+    help: 'When the last fsck run finished, in seconds since the Unix epoch',
+    registers: [this.registry],
+  });
   private runningVms: () => number = () => 0;
   private readonly connectionBytes = new ConnectionBytes();
 
@@ -91,6 +108,12 @@ export class Metrics {
       this.gcFreedBytes.inc(bytes);
       this.gcFreedPacks.inc(packs);
       this.gcFreedCommits.inc(commits);
+    },
+    fsckFinished: ({ missing, corrupt }) => {
+      this.fsckRuns.inc({ result: missing + corrupt === 0 ? 'ok' : 'problems' });
+      this.fsckProblems.set({ kind: 'missing' }, missing);
+      this.fsckProblems.set({ kind: 'corrupt' }, corrupt);
+      this.fsckLastRun.setToCurrentTime();
     },
   };
 

@@ -10,6 +10,7 @@
  */
 import type { Readable } from 'node:stream';
 import type {
+  ChunkRef,
   Commit,
   Manifest,
   ManifestSummary,
@@ -43,6 +44,15 @@ export interface PutResult {
   created: boolean;
   /** Bytes written to disk for this chunk (0 when it was already there). */
   storedSize: number;
+}
+
+/** A stored chunk whose bytes fail their check (ChunkStore.verify). */
+export interface ChunkDamage {
+  digest: string;
+  /** The pack that holds the chunk, for a store that keeps chunks in packs. */
+  pack?: string;
+  /** What is wrong, e.g. "its bytes do not hash to its digest". */
+  reason: string;
 }
 
 /**
@@ -105,6 +115,14 @@ export interface ChunkStore {
    * are dropped and the stream ends after `length` bytes when given (HTTP Range support).
    */
   stream(chunks: Iterable<string>, options?: { skip?: number; length?: number }): Readable;
+  /**
+   * Reads back each of `digests` that is stored and checks it as get() does, without answering
+   * its bytes (what fsck's read_data does): answers the damaged ones, in input order, once each.
+   * Digests not stored are left out (missing() names those). Reads a few chunks at a time, so
+   * memory stays bounded whatever the number asked. Rejects only when the store cannot be read
+   * at all (a backend that does not answer), never for a damaged chunk.
+   */
+  verify(digests: readonly string[]): Promise<ChunkDamage[]>;
   /** Size and storage facts of a chunk, or undefined when it is not stored. */
   stat(digest: string): Promise<ChunkStat | undefined>;
   /**
@@ -428,6 +446,41 @@ export interface ReachabilityStore {
   uploadedChunks(userId: number, digests: readonly string[], notBefore: string): Promise<Set<string>>;
 }
 
+/** Where a manifest entry stands in the order fsck pages them: by manifest digest, then position. */
+export interface ManifestEntryKey {
+  manifestDigest: string;
+  /** The entry's position in its manifest. */
+  seq: number;
+}
+
+/** The chunks one file of a manifest references, in order. */
+export interface FileChunks extends ManifestEntryKey {
+  path: string;
+  chunks: ChunkRef[];
+}
+
+/**
+ * What an integrity check (fsck) reads of the metadata: every commit and every file's chunk list,
+ * in pages by key, so that memory stays bounded by a page whatever the store holds. Pages are
+ * read outside any transaction: a row written meanwhile may be seen or not, none is seen twice.
+ */
+export interface IntegrityStore {
+  /** Commits whose id sorts after `after` ('' for the first page), by id, at most `limit`. */
+  listCommitsAfter(after: string, limit: number): Promise<Commit[]>;
+  /** Those of `ids` (any number) that name no commit, distinct, in input order. */
+  missingCommits(ids: readonly string[]): Promise<string[]>;
+  /** Those of `digests` (any number) that name no stored manifest, distinct, in input order. */
+  missingManifests(digests: readonly string[]): Promise<string[]>;
+  /** How many manifests are stored. */
+  countManifests(): Promise<number>;
+  /**
+   * The file entries of every manifest that come after `after` (null for the first page) in
+   * (manifest digest, position) order, at most `limit`, each with its chunk list. Directories
+   * and links, which reference no chunk, are left out.
+   */
+  listFileChunksAfter(after: ManifestEntryKey | null, limit: number): Promise<FileChunks[]>;
+}
+
 /** VM records. */
 export interface VmStore {
   /** `conflict` when the id is taken; `not_found` when the commit, repository or namespace is missing. */
@@ -542,6 +595,7 @@ export interface MetadataStore
     TagStore,
     ManifestStore,
     ReachabilityStore,
+    IntegrityStore,
     VmStore,
     IdempotencyStore,
     SigningKeyStore,

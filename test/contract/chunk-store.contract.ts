@@ -1,7 +1,8 @@
 /**
  * The suite every ChunkStore implementation must pass. Each test gets a fresh, empty store from
- * `open` and releases it with `cleanup`. `skip` says why a store cannot run here (shown in the
- * suite's name).
+ * `open` and releases it with `cleanup`; `damage`, where the opener can reach the stored bytes,
+ * flips a bit of a stored chunk as a failing disk would and answers where the chunk lives (its
+ * pack). `skip` says why a store cannot run here (shown in the suite's name).
  */
 import { sha256 } from '../../src/lib/sha256.js';
 import type { Readable } from 'node:stream';
@@ -11,7 +12,7 @@ import type { ChunkStore } from '../../src/store/types.js';
 import { generatedBytes } from '../support/generated.js';
 import { expectDomainError } from '../support/domain-errors.js';
 
-export type OpenChunkStore = () => Promise<{ store: ChunkStore; cleanup: () => Promise<void> }>;
+export type OpenChunkStore = () => Promise<{ store: ChunkStore; cleanup: () => Promise<void>; damage?: (digest: string) => Promise<string> }>;
 
 export { sha256 };
 
@@ -34,9 +35,10 @@ export function chunkStoreContract(name: string, open: OpenChunkStore, skip?: st
   describe.skipIf(skip !== undefined)(`ChunkStore contract: ${name}${skip ? ` (skipped: ${skip})` : ''}`, () => {
     let store: ChunkStore;
     let cleanup: () => Promise<void>;
+    let damage: ((digest: string) => Promise<string>) | undefined;
 
     beforeEach(async () => {
-      ({ store, cleanup } = await open());
+      ({ store, cleanup, damage } = await open());
     });
     afterEach(async () => {
       await cleanup();
@@ -205,6 +207,19 @@ export function chunkStoreContract(name: string, open: OpenChunkStore, skip?: st
       }
       expect((await collect(store.stream(digests, { skip: 12_345 }))).equals(whole.subarray(12_345))).toBe(true);
       expect((await collect(store.stream([]))).length).toBe(0);
+    });
+
+    it('verifies stored chunks without answering their bytes, naming each damaged one once', async () => {
+      const stored = await Promise.all([1, 2, 3].map(async (seed) => (await store.put(await chunkOf(30_000, 70 + seed))).digest));
+      const [a, b, c] = stored as [string, string, string];
+      const absent = sha256(Buffer.from('never stored'));
+      expect(await store.verify([a, absent, b, c])).toEqual([]);
+      expect(await store.verify([])).toEqual([]);
+      if (!damage) return;
+      const pack = await damage(b);
+      expect(await store.verify([c, absent, b, a, b])).toEqual([{ digest: b, pack, reason: expect.any(String) }]);
+      await expectDomainError(store.get(b), 'corrupt');
+      expect(sha256(await store.get(a))).toBe(a);
     });
 
     it('fails a stream with not_found when a chunk is missing', async () => {

@@ -1,4 +1,4 @@
-import { mkdtemp, open, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -6,6 +6,7 @@ import { DomainError } from '../../src/domain/errors.js';
 import { openFsChunkStore } from '../../src/store/fs/chunk-store.js';
 import type { PackChunkStore } from '../../src/store/packs/pack-store.js';
 import { FileReaders } from '../../src/store/blobs/file-readers.js';
+import { flipChunkByte } from '../support/pack-files.js';
 import { chunkOf, chunkStoreContract, sha256 } from './chunk-store.contract.js';
 
 const tempDir = () => mkdtemp(join(tmpdir(), 'snapfork-chunks-'));
@@ -15,6 +16,7 @@ chunkStoreContract('file system', async () => {
   const store = await openFsChunkStore(join(dir, 'chunks'));
   return {
     store,
+    damage: (digest) => flipChunkByte(join(dir, 'chunks'), digest),
     cleanup: async () => {
       await store.close();
       await rm(dir, { recursive: true, force: true });
@@ -97,14 +99,7 @@ describe('local chunk store (openFsChunkStore)', () => {
   it('reports a flipped byte as corrupt and never serves the bytes', async () => {
     const data = await chunkOf(64 * 1024, 9);
     const { digest } = await store.put(data);
-    const [pack] = await packsIn(dir);
-    const file = await open(join(dir, 'packs', pack!), 'r+');
-    const { size } = await file.stat();
-    const byte = Buffer.alloc(1);
-    await file.read(byte, 0, 1, size - 100); // inside the compressed bytes of the only chunk
-    byte[0]! ^= 0x01;
-    await file.write(byte, 0, 1, size - 100);
-    await file.close();
+    await flipChunkByte(dir, digest);
     const error = await store.get(digest).then(
       () => undefined,
       (e: unknown) => e,

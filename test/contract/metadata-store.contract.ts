@@ -19,7 +19,7 @@ import type {
   Vm,
   VmState,
 } from '../../src/domain/model.js';
-import type { ForkQuery, MetadataStore, NewRepository, StoredResponse, ViewerFilter } from '../../src/store/types.js';
+import type { ForkQuery, ManifestEntryKey, MetadataStore, NewRepository, StoredResponse, ViewerFilter } from '../../src/store/types.js';
 import { expectDomainError } from '../support/domain-errors.js';
 
 export type OpenStore = (now: () => string) => Promise<{ store: MetadataStore; cleanup: () => Promise<void> }>;
@@ -967,6 +967,53 @@ export function metadataStoreContract({ name, open, skip }: StoreEngine): void {
         const bad = buildManifest([file('a', [{ digest: 'ABC', size: 1 }])]);
         await expectDomainError(store.putManifest(bad), 'invalid');
         expect(await store.getManifest(bad.digest)).toBeUndefined();
+      });
+    });
+
+    describe('integrity reads', () => {
+      it('pages every commit by id, and names the commits and manifests that do not exist', async () => {
+        const repo = await userRepo();
+        const first = await commitIn(repo);
+        const second = await commitIn(repo, [first]);
+        const third = await commitIn(repo, [second, first]);
+        const pages: string[][] = [];
+        for (let after = ''; ; ) {
+          const page = await store.listCommitsAfter(after, 2);
+          if (page.length === 0) break;
+          pages.push(page.map((c) => c.id));
+          after = page.at(-1)!.id;
+        }
+        expect(pages).toEqual([[first.id, second.id], [third.id]]);
+        expect((await store.listCommitsAfter(second.id, 10))[0]).toEqual(third);
+
+        const gone = uuidv7();
+        expect(await store.missingCommits([gone, first.id, gone, third.id])).toEqual([gone]);
+        expect(await store.missingCommits([])).toEqual([]);
+        const manyIds = [...Array.from({ length: 2500 }, () => uuidv7()), second.id];
+        expect(await store.missingCommits(manyIds)).toEqual(manyIds.slice(0, 2500));
+        expect(await store.missingManifests([digestOf(7), first.manifestDigest, digestOf(7)])).toEqual([digestOf(7)]);
+        expect(await store.countManifests()).toBe(1);
+      });
+
+      it('pages the chunk lists of every manifest’s files in (manifest, position) order, across manifests', async () => {
+        const one = buildManifest([file('b.bin', chunks(2, 0)), file('a.bin', chunks(1, 10)), file('empty')]);
+        const two = buildManifest([file('c.bin', chunks(3, 20))]);
+        const dirOnly = buildManifest([{ path: 'd', type: 'dir', mode: 0o755, size: 0, mtime: 0, linkTarget: null, chunks: [] }]);
+        for (const m of [one, two, dirOnly]) await store.putManifest(m);
+        const expected = [one, two]
+          .sort((x, y) => (x.digest < y.digest ? -1 : 1))
+          .flatMap((m) =>
+            m.entries.map((e, seq) => ({ manifestDigest: m.digest, seq, path: e.path, chunks: e.chunks })),
+          );
+        const read: unknown[] = [];
+        for (let after: ManifestEntryKey | null = null; ; ) {
+          const page = await store.listFileChunksAfter(after, 2);
+          if (page.length === 0) break;
+          read.push(...page);
+          after = page.at(-1)!;
+        }
+        expect(read).toEqual(expected);
+        expect(await store.countManifests()).toBe(3);
       });
     });
 

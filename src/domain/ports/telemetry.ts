@@ -1,7 +1,7 @@
 /**
- * What the domain reports for operators to count (forks, chunk writes), without knowing how it
- * is counted: src/http/metrics.ts turns these events into Prometheus metrics. Calls are cheap
- * and never throw; a report is made once what it reports is durable.
+ * What the domain reports for operators to count (forks, chunk writes, fsck runs), without
+ * knowing how it is counted: src/http/metrics.ts turns these events into Prometheus metrics.
+ * Calls are cheap and never throw; a report is made once what it reports is durable.
  */
 
 /** The chunks of one committed write. */
@@ -24,6 +24,14 @@ export interface Collected {
   seconds: number;
 }
 
+/** What one fsck run found (src/domain/fsck.service.ts). */
+export interface FsckResult {
+  /** Things the metadata refers to that the store does not hold. */
+  missing: number;
+  /** Stored things that are not what the metadata says, or whose bytes fail their check. */
+  corrupt: number;
+}
+
 export interface Telemetry {
   /** A fork was committed. */
   forked(): void;
@@ -31,6 +39,8 @@ export interface Telemetry {
   chunksStored(chunks: ChunksStored): void;
   /** A garbage collection ended. */
   collected(report: Collected): void;
+  /** An fsck run finished. */
+  fsckFinished(result: FsckResult): void;
 }
 
 /** Reports nowhere: the default when nothing counts. */
@@ -38,4 +48,5 @@ export const noTelemetry: Telemetry = {
   forked: () => undefined,
   chunksStored: () => undefined,
   collected: () => undefined,
+  fsckFinished: () => undefined,
 };

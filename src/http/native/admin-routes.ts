@@ -7,12 +7,17 @@
 import { Router } from 'express';
 import type { Services } from '../../domain/services.js';
 import { principalOf } from '../auth.js';
-import { gcReportJson } from './mapping.js';
+import { fsckReportJson, gcReportJson } from './mapping.js';
 
 interface GcBody {
   dry_run?: boolean;
   purge_deleted?: boolean;
   grace_seconds?: number;
+}
+
+interface FsckBody {
+  read_data?: boolean;
+  read_data_subset?: string;
 }
 
 /** Mounted at /api/v1/admin by the native dialect. */
@@ -27,6 +32,13 @@ export function adminRoutes(services: Services): Router {
       graceMs: body.grace_seconds === undefined ? undefined : body.grace_seconds * 1000,
     });
     res.json(gcReportJson(report));
+  });
+
+  router.post('/fsck', async (req, res) => {
+    // The body is optional: no body checks the metadata and the chunk index without reading data.
+    const body = (req.body ?? {}) as FsckBody;
+    const report = await services.fsck.run(principalOf(res), { readData: body.read_data, readDataSubset: body.read_data_subset });
+    res.json(fsckReportJson(report));
   });
 
   return router;

@@ -1,3 +1,4 @@
+import type { CorruptProblem, FsckReport, MissingProblem } from '../../domain/fsck.service.js';
 import type { Commit, Manifest, Namespace, Repository, Tag } from '../../domain/model.js';
 import { reference } from '../../domain/names.js';
 import { manifestEntryJson } from '../../lib/manifest-json.js';
@@ -121,3 +122,23 @@ export function gcReportJson(r: GcReport) {
     seconds: r.seconds,
   };
 }
+const fsckProblemJson = (problem: MissingProblem | CorruptProblem) => {
+  if (problem.kind !== 'size_mismatch') return problem;
+  const { expectedSize, actualSize, ...rest } = problem;
+  return { ...rest, expected_size: expectedSize, actual_size: actualSize };
+};
+
+export const fsckReportJson = (report: FsckReport) => ({
+  ok: report.ok,
+  read_data: report.readData,
+  read_data_subset: report.readDataSubset,
+  commits_checked: report.commitsChecked,
+  manifests_checked: report.manifestsChecked,
+  references_checked: report.referencesChecked,
+  chunks_checked: report.chunksChecked,
+  missing: report.missing.map(fsckProblemJson),
+  missing_total: report.missingTotal,
+  corrupt: report.corrupt.map(fsckProblemJson),
+  corrupt_total: report.corruptTotal,
+  seconds: report.seconds,
+});

@@ -1,6 +1,7 @@
 /**
  * The native resource API under /api/v1, in the Gitea/GitHub shape
- * (`/api/v1/repos/{owner}/{repo}`): accounts, repositories, tags, snapshots and commits.
+ * (`/api/v1/repos/{owner}/{repo}`): accounts, repositories, tags, snapshots and commits; delta
+ * transfer (transfer-routes.ts) and site administration under /api/v1/admin (admin-routes.ts).
  */
 import { Router, type Request, type Response } from 'express';
 import type { Config } from '../../config.js';

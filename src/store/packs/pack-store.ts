@@ -21,7 +21,7 @@ import { DomainError, corrupt, notFound, tooLarge, unprocessable } from '../../d
 import { MAX_BLOCK_SIZE, compressBlock, decompressBlock, zstdReady } from '../../lib/zstd.js';
 import { readAhead } from '../../lib/read-ahead.js';
 import { sha256 } from '../../lib/sha256.js';
-import type { ChunkRemoval, ChunkStat, ChunkStore, ChunkWriter, PutResult, StoredChunk } from '../types.js';
+import type { ChunkDamage, ChunkRemoval, ChunkStat, ChunkStore, ChunkWriter, PutResult, StoredChunk } from '../types.js';
 import type { BlobBackend, BlobUpload } from './blob-backend.js';
 import type { ChunkIndex, ChunkLocation, IndexedPack } from './chunk-index.js';
 import { ENTRY_HEADER_SIZE, decodeEntryHeader, encodeEntryHeader, packHeader, type EntryHeader } from './pack-format.js';
@@ -156,6 +156,18 @@ export class PackChunkStore implements ChunkStore {
     return Readable.from(this.streamed(chunks, options.skip ?? 0, options.length ?? Infinity), { objectMode: false });
   }
 
+  async verify(digests: readonly string[]): Promise<ChunkDamage[]> {
+    const damaged: ChunkDamage[] = [];
+    for (const batch of batches(new Set(digests), MAX_LOCATE_BATCH, MAX_LOCATE_BATCH)) {
+      const locations = await this.index.locate(batch);
+      const stored = batch.flatMap((digest) => locations.get(digest) ?? []);
+      for await (const checked of readAhead(stored, READ_AHEAD, (l) => this.readChecked(l))) {
+        if ('damage' in checked) damaged.push(checked.damage);
+      }
+    }
+    return damaged;
+  }
+
   async stat(digest: string): Promise<ChunkStat | undefined> {
     return (await this.statMany([digest])).get(digest);
   }
@@ -281,27 +293,41 @@ export class PackChunkStore implements ChunkStore {
     }
   }
 
-  /** The chunk at `location`, checked against the index and its digest. */
+  /** The chunk at `location`, checked against the index and its digest; `corrupt` when it fails. */
   private async read(location: ChunkLocation): Promise<Buffer> {
+    const checked = await this.readChecked(location);
+    if ('damage' in checked) {
+      const { digest, pack, reason } = checked.damage;
+      throw corrupt(`chunk ${digest} in pack ${pack} is corrupt: ${reason}`);
+    }
+    return checked.data;
+  }
+
+  /** The chunk at `location`, or what is wrong with it: its pack gone or cut short, bytes that do not check. */
+  private async readChecked(location: ChunkLocation): Promise<{ data: Buffer } | { damage: ChunkDamage }> {
     const { digest, pack } = location;
-    const damaged = (why: string) => corrupt(`chunk ${digest} in pack ${pack} is corrupt: ${why}`);
-    const bytes = await this.backend.read(packName(pack), location.offset, ENTRY_HEADER_SIZE + location.storedSize).catch((e: unknown) => {
-      throw e instanceof DomainError && e.kind === 'not_found' ? damaged('its pack file is missing') : e;
-    });
-    if (bytes.length !== ENTRY_HEADER_SIZE + location.storedSize) throw damaged('its pack file is truncated');
+    const damaged = (reason: string) => ({ damage: { digest, pack, reason } });
+    let bytes: Buffer;
+    try {
+      bytes = await this.backend.read(packName(pack), location.offset, ENTRY_HEADER_SIZE + location.storedSize);
+    } catch (e) {
+      if (e instanceof DomainError && e.kind === 'not_found') return damaged('its pack file is missing');
+      throw e;
+    }
+    if (bytes.length !== ENTRY_HEADER_SIZE + location.storedSize) return damaged('its pack file is truncated');
     const header = decodeEntryHeader(bytes);
     if (!header || header.digest !== digest || header.size !== location.size || header.storedSize !== location.storedSize || header.compression !== location.compression) {
-      throw damaged('its entry header does not match the index');
+      return damaged('its entry header does not match the index');
     }
     const stored = bytes.subarray(ENTRY_HEADER_SIZE);
     let data: Buffer;
     try {
       data = location.compression === 'zstd' ? decompressBlock(stored, location.size) : stored;
     } catch {
-      throw damaged('it does not decompress');
+      return damaged('it does not decompress');
     }
-    if (sha256(data) !== digest) throw damaged('its bytes do not hash to its digest');
-    return data;
+    if (sha256(data) !== digest) return damaged('its bytes do not hash to its digest');
+    return { data };
   }
 }
 

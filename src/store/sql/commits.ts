@@ -95,7 +95,7 @@ function newestCommits(db: Executor) {
   return db.selectFrom('commits').selectAll('commits').orderBy('commits.created_at', 'desc').orderBy('commits.id', 'desc');
 }
 
-const toCommit = (r: Selectable<CommitTable>): Commit => ({
+export const toCommit = (r: Selectable<CommitTable>): Commit => ({
   id: r.id,
   repositoryId: r.repository_id,
   parentIds: JSON.parse(r.parent_ids) as string[],

@@ -1,8 +1,9 @@
 /**
  * MetadataStore over SQL through Kysely, on SQLite or PostgreSQL: a thin facade over one module
  * per aggregate (namespaces.ts, repositories.ts, commits.ts, tags.ts, manifests.ts,
- * reachability.ts, vms.ts, idempotency.ts), each a set of functions taking the database or an
- * open transaction, with its tables' row mappers beside them. The facade owns transactions and
+ * reachability.ts, vms.ts, idempotency.ts) and the integrity checks' reads (integrity.ts), each
+ * a set of functions taking the database or an open transaction, with its tables' row mappers
+ * beside them. The facade owns transactions and
  * the translation of driver errors; what differs between the engines is asked of a SqlDialect
  * (dialect.ts). Openers: src/store/sqlite/database.ts, src/store/postgres/database.ts.
  *
@@ -34,9 +35,11 @@ import type {
 import type {
   ChunkReach,
   CommitPatch,
+  FileChunks,
   ForeignTag,
   ForkQuery,
   IdempotencyReservation,
+  ManifestEntryKey,
   MetadataStore,
   NewRepository,
   RepositoryNameField,
@@ -51,6 +54,7 @@ import * as collection from './collection.js';
 import * as commits from './commits.js';
 import { type DriverFault, type SqlDialect, toDomainError } from './dialect.js';
 import * as idempotency from './idempotency.js';
+import * as integrity from './integrity.js';
 import * as manifests from './manifests.js';
 import { migrateToLatest } from './migrations.js';
 import * as namespaces from './namespaces.js';
@@ -408,6 +412,28 @@ export class SqlMetadataStore implements MetadataStore {
 
   async uploadedChunks(userId: number, digests: readonly string[], notBefore: string): Promise<Set<string>> {
     return reachability.uploadedChunks(this.db, userId, digests, notBefore);
+  }
+
+  // Integrity checks -------------------------------------------------------------------------
+
+  async listCommitsAfter(after: string, limit: number): Promise<Commit[]> {
+    return integrity.listCommitsAfter(this.db, after, limit);
+  }
+
+  async missingCommits(ids: readonly string[]): Promise<string[]> {
+    return integrity.missingCommits(this.db, ids);
+  }
+
+  async missingManifests(digests: readonly string[]): Promise<string[]> {
+    return integrity.missingManifests(this.db, digests);
+  }
+
+  async countManifests(): Promise<number> {
+    return integrity.countManifests(this.db);
+  }
+
+  async listFileChunksAfter(after: ManifestEntryKey | null, limit: number): Promise<FileChunks[]> {
+    return integrity.listFileChunksAfter(this.db, after, limit);
   }
 
   // VMs --------------------------------------------------------------------------------------

@@ -1,0 +1,260 @@
+/**
+ * The crash loop: a built server (dist/) on the embedded stores takes a mixed load of tar pushes,
+ * forks, tag moves, tag deletions and garbage collections while it is killed with SIGKILL at a
+ * random moment; after each restart, fsck must find nothing missing or corrupt and every write
+ * answered 2xx must be there, byte for byte. Writes cut off by the kill may or may not have
+ * landed, but what landed is whole.
+ *
+ * Used by crash.reliability.ts (the full run, `npm run reliability`) and by
+ * test/integration/crash.test.ts (a short run in `npm test`). Needs `npm run build` first.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as tar from 'tar';
+
+const CLI = join(process.cwd(), 'dist', 'cli', 'main.js');
+
+export interface CrashLoopOptions {
+  /** Kills to survive. */
+  kills: number;
+  /** Seeds the schedule (what runs, when the kill lands): a failing run is replayed with its seed. */
+  seed: number;
+  /** The child's environment, without the variables that would move its stores elsewhere. */
+  env: NodeJS.ProcessEnv;
+  /** Where progress goes, a line at a time. */
+  log?: (line: string) => void;
+}
+
+export interface CrashLoopReport {
+  kills: number;
+  /** Writes answered 2xx, all found intact after the restarts. */
+  acknowledged: number;
+  /** Requests cut off by a kill (no answer): their outcome is free, their effects whole. */
+  cutOff: number;
+  /** Answers of 5xx seen (a server under load may refuse with 503, never 500). */
+  serverErrors: number;
+  collections: number;
+  fsckRuns: number;
+}
+
+/** A deterministic generator (mulberry32), so that a seed replays a run. */
+function random(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const sha = (data: Buffer) => createHash('sha256').update(data).digest('hex');
+
+interface Server {
+  url: string;
+  child: ChildProcess;
+}
+
+async function startServer(dataDir: string, env: NodeJS.ProcessEnv): Promise<Server> {
+  const child = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--data-dir', dataDir], { stdio: ['ignore', 'pipe', 'inherit'], env });
+  const url = await new Promise<string>((resolve, reject) => {
+    let seen = '';
+    child.stdout.on('data', (d: Buffer) => {
+      seen += d.toString();
+      const m = /listening on (http:\/\/[^\s")]+)/.exec(seen);
+      if (m) resolve(m[1]!);
+    });
+    child.once('exit', (code) => reject(new Error(`server exited with ${code} before listening`)));
+  });
+  child.stdout.resume();
+  return { url, child };
+}
+
+function kill(server: Server): Promise<void> {
+  return new Promise((resolve) => {
+    if (server.child.exitCode !== null || server.child.signalCode !== null) return resolve();
+    server.child.once('exit', () => resolve());
+    server.child.kill('SIGKILL');
+  });
+}
+
+/** A tar of `files`, entries in the order given. */
+async function tarOf(files: Record<string, Buffer>): Promise<Buffer> {
+  const dir = await mkdtemp(join(tmpdir(), 'snapfork-crash-tree-'));
+  try {
+    for (const [path, content] of Object.entries(files)) await writeFile(join(dir, path), content);
+    const parts: Buffer[] = [];
+    for await (const part of tar.create({ cwd: dir, portable: true }, Object.keys(files)) as unknown as AsyncIterable<Buffer>) parts.push(part);
+    return Buffer.concat(parts);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** What a tag must hold after the restarts: its files' digests, by path. */
+type Content = Record<string, string>;
+
+export async function runCrashLoop({ kills, seed, env, log = () => undefined }: CrashLoopOptions): Promise<CrashLoopReport> {
+  const next = random(seed);
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(next() * xs.length)]!;
+  const dataDir = await mkdtemp(join(tmpdir(), 'snapfork-crash-loop-'));
+  const report: CrashLoopReport = { kills: 0, acknowledged: 0, cutOff: 0, serverErrors: 0, collections: 0, fsckRuns: 0 };
+  const tokenOf = (scopes: string[]) =>
+    execFileSync(process.execPath, [CLI, 'token', 'create', '--user', 'alice', ...scopes.flatMap((s) => ['--scope', s]), '--data-dir', dataDir], { env })
+      .toString()
+      .trim();
+  // Contents reused across pushes, so that pushes dedupe against chunks that tag deletions made garbage.
+  const pool = Array.from({ length: 6 }, () => randomBytes(96 * 1024));
+  /** Acknowledged tags of `alice/data` and repositories forked from it: what each must hold. */
+  const expected = new Map<string, Content>();
+  /** Tags whose last acknowledged state is gone or changing: a cut-off request may have moved them. */
+  const unsettled = new Set<string>();
+  let server = await startServer(dataDir, env);
+  const admin = tokenOf(['repo:read', 'repo:write', 'admin']);
+  const call = (path: string, init: RequestInit & { json?: unknown } = {}) =>
+    fetch(server.url + path, {
+      ...init,
+      headers: { authorization: `Bearer ${admin}`, ...(init.json !== undefined && { 'content-type': 'application/json' }), ...(init.headers as Record<string, string>) },
+      ...(init.json !== undefined && { body: JSON.stringify(init.json) }),
+    });
+  const created = await call('/api/v1/user/repos', { method: 'POST', json: { name: 'data', visibility: 'private' } });
+  if (created.status !== 201) throw new Error(`creating alice/data answered ${created.status}`);
+
+  let serial = 0;
+  /** Bumped when a request that changes a tag starts: a fork or move that saw another value is not trusted. */
+  const version = new Map<string, number>();
+  const touch = (key: string) => version.set(key, (version.get(key) ?? 0) + 1);
+  /** Tags a move or deletion is in flight for: no second one starts on them meanwhile. */
+  const busy = new Set<string>();
+  /** Keys acknowledged since the last restart: checked byte for byte after it (the rest by sample). */
+  const fresh = new Set<string>();
+  const acknowledge = (key: string, content: Content) => {
+    expected.set(key, content);
+    fresh.add(key);
+    report.acknowledged++;
+  };
+  const pushedTags = () => [...expected.keys()].filter((k) => k.startsWith('alice/data:p') && !busy.has(k));
+
+  /** One write chosen at random; records what an acknowledgement promises. */
+  async function write(): Promise<void> {
+    const n = serial++;
+    const roll = next();
+    if (roll < 0.45) {
+      const files = { 'pooled.bin': pick(pool), 'own.bin': randomBytes(Math.floor(next() * 512 * 1024) + 1) };
+      const key = `alice/data:p${n}`;
+      unsettled.add(key);
+      const res = await call(`/api/v1/repos/alice/data/tags/p${n}/archive`, { method: 'PUT', headers: { 'content-type': 'application/x-tar' }, body: await tarOf(files) });
+      if (res.status === 201) {
+        unsettled.delete(key);
+        acknowledge(key, Object.fromEntries(Object.entries(files).map(([p, d]) => [p, sha(d)])));
+      } else await settle(res, [422]); // 422: chunks a collection took meanwhile, to push again
+    } else if (roll < 0.6) {
+      const before = new Map(pushedTags().map((k) => [k, { content: expected.get(k)!, version: version.get(k) }]));
+      if (before.size === 0) return;
+      const name = `fork${n}`;
+      const res = await call('/api/v1/repos/alice/data/forks', { method: 'POST', json: { name } });
+      if (res.status !== 201) return settle(res, []);
+      // The fork holds the tags that stood still while it was made (others may or may not be in it).
+      for (const [key, { content, version: seen }] of before) {
+        if (expected.has(key) && version.get(key) === seen) acknowledge(`alice/${name}:${key.split(':')[1]}`, content);
+      }
+    } else if (roll < 0.75) {
+      const tags = pushedTags();
+      if (tags.length < 2) return;
+      const [from, to] = [pick(tags), pick(tags)];
+      const content = expected.get(from)!;
+      const seen = version.get(from);
+      const tag = (await (await call(`/api/v1/repos/alice/data/tags/${from.split(':')[1]}`)).json()) as { commit_id?: string };
+      if (from === to || !tag.commit_id || version.get(from) !== seen || !expected.has(from) || busy.has(to) || !expected.has(to)) return;
+      touch(to);
+      busy.add(to);
+      unsettled.add(to);
+      const res = await call(`/api/v1/repositories/data/tags/${to.split(':')[1]}`, { method: 'PATCH', json: { commit_id: tag.commit_id } });
+      busy.delete(to);
+      if (res.status !== 204) return settle(res, [404]); // the commit was collected meanwhile
+      unsettled.delete(to);
+      acknowledge(to, content);
+    } else if (roll < 0.9) {
+      const tags = pushedTags();
+      if (tags.length < 4) return;
+      const victim = pick(tags);
+      touch(victim);
+      busy.add(victim);
+      expected.delete(victim);
+      unsettled.add(victim);
+      const res = await call(`/api/v1/repos/alice/data/tags/${victim.split(':')[1]}`, { method: 'DELETE' });
+      busy.delete(victim);
+      if (res.status === 204) {
+        unsettled.delete(victim);
+        report.acknowledged++;
+      } else await settle(res, [404]);
+    } else {
+      const res = await call('/api/v1/admin/gc', { method: 'POST', json: { grace_seconds: 0 } });
+      if (res.status === 200) report.collections++;
+      else await settle(res, [409]);
+    }
+  }
+
+  /** An answer that is not the write's success: only `allowed` statuses are; anything else fails the run. */
+  async function settle(res: Response, allowed: number[]): Promise<void> {
+    if (allowed.includes(res.status)) return;
+    if (res.status >= 500) report.serverErrors++;
+    throw new Error(`unexpected ${res.status}: ${await res.text()}`);
+  }
+
+  /** fsck finds nothing; what was acknowledged since the last restart, and a sample of the rest, reads back. */
+  async function verify(): Promise<void> {
+    const fsck = await call('/api/v1/admin/fsck', { method: 'POST', json: {} });
+    const found = (await fsck.json()) as { ok: boolean };
+    report.fsckRuns++;
+    if (fsck.status !== 200 || !found.ok) throw new Error(`fsck after kill ${report.kills}: ${JSON.stringify(found)}`);
+    const settled = [...expected.keys()].filter((k) => !unsettled.has(k));
+    const sample = new Set([...settled.filter((k) => fresh.has(k)), ...Array.from({ length: Math.min(20, settled.length) }, () => pick(settled))]);
+    for (const key of sample) {
+      const [repo, tag] = key.split(':') as [string, string];
+      for (const [path, digest] of Object.entries(expected.get(key)!)) {
+        const res = await call(`/api/v1/repos/${repo}/tags/${tag}/files/${path}`);
+        const bytes = Buffer.from(await res.arrayBuffer());
+        if (res.status !== 200 || sha(bytes) !== digest) throw new Error(`after kill ${report.kills}: ${key} ${path} answered ${res.status} with ${bytes.length} bytes, not the bytes acknowledged`);
+      }
+    }
+    fresh.clear();
+    // A tag a cut-off request touched may hold either value: it is no longer tracked.
+    for (const key of unsettled) expected.delete(key);
+    unsettled.clear();
+  }
+
+  try {
+    while (report.kills < kills) {
+      // A few writers at once, for a random while; then the kill lands wherever they are.
+      const until = Date.now() + 50 + next() * 600;
+      let killed = false;
+      const writers = Array.from({ length: 3 }, async () => {
+        while (!killed) {
+          try {
+            await write();
+          } catch (e) {
+            if (killed) report.cutOff++;
+            else throw e;
+          }
+        }
+      });
+      await new Promise((resolve) => setTimeout(resolve, Math.max(0, until - Date.now())));
+      killed = true;
+      await kill(server);
+      await Promise.all(writers);
+      report.kills++;
+      server = await startServer(dataDir, env);
+      await verify();
+      log(`kill ${report.kills}/${kills}: ${report.acknowledged} acknowledged, ${report.cutOff} cut off, ${report.collections} collections`);
+    }
+    return report;
+  } finally {
+    await kill(server);
+    await rm(dataDir, { recursive: true, force: true });
+  }
+}
