@@ -1,12 +1,12 @@
 /**
  * The full bad-input run: `npm run reliability -- bad-input` (SNAPFORK_BAD_INPUT_REQUESTS,
- * default 12,000; SNAPFORK_BAD_INPUT_SEED, default 14). Prints the figures the README's
+ * default 20,000; SNAPFORK_BAD_INPUT_SEED, default 14). Prints the figures the README's
  * Reliability section quotes, and fails on any 5xx or unanswered request.
  */
 import { expect, it } from 'vitest';
 import { badInputRun } from './bad-input.js';
 
-const count = Number(process.env.SNAPFORK_BAD_INPUT_REQUESTS ?? 12_000);
+const count = Number(process.env.SNAPFORK_BAD_INPUT_REQUESTS ?? 20_000);
 const seed = Number(process.env.SNAPFORK_BAD_INPUT_SEED ?? 14);
 
 it(`answers ${count} malformed requests below 500 and stays up (seed ${seed})`, async () => {

@@ -563,6 +563,15 @@ export class BadInputPlan {
       changes.push({ slot: 'header', name: 'authorization', value });
     }
     for (const value of ['application/zstd', 'application/vnd.gitverse.object+json;version=latest', 'nonsense/*;q=x']) changes.push({ slot: 'header', name: 'accept', value });
+    for (const value of ['', 'x'.repeat(4000), '\xff\xfe', '../../etc/passwd']) changes.push({ slot: 'header', name: 'x-request-id', value });
+    // The request's origin is where the absolute URLs of an answer start (the server trusts a
+    // proxy on loopback, as this client is).
+    for (const value of ['', 'a b', '[::1', 'x:99999', '\xe9vil', 'a/b', 'a@b', 'a?b', 'x'.repeat(300)]) changes.push({ slot: 'header', name: 'host', value });
+    for (const value of ['a b', '[::1', 'a/b', 'evil.example']) changes.push({ slot: 'header', name: 'x-forwarded-host', value });
+    for (const value of ['javascript', 'a b', 'ftp', 'https']) changes.push({ slot: 'header', name: 'x-forwarded-proto', value });
+    if (op.body && !op.parameters.some((p) => p.in === 'header' && p.name.toLowerCase() === 'content-encoding')) {
+      for (const value of HOSTILE_ENCODINGS) changes.push({ slot: 'header', name: 'content-encoding', value });
+    }
     if (op.id === 'getFile') {
       for (const value of ['bytes=0-0', 'bytes=-1', 'bytes=5-2', 'bytes=99999999999999999999-', 'bytes=0-1,2-3', 'chars=0-1', 'bytes=']) changes.push({ slot: 'header', name: 'range', value });
       changes.push({ slot: 'header', name: 'if-none-match', value: '"' + 'x'.repeat(100) + '"' });
