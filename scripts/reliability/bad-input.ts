@@ -108,7 +108,7 @@ export function random(seed: number) {
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
-  return { next, pick: <T>(xs: readonly T[]): T => xs[Math.floor(next() * xs.length)]! };
+  return { next };
 }
 
 // ---- hostile values -------------------------------------------------------------------------
@@ -272,7 +272,7 @@ export interface Fixtures {
 /** A minimal HTTP client: JSON in and out, a token. */
 export type Api = (path: string, init?: { method?: string; token?: string; json?: unknown; body?: Buffer; headers?: Record<string, string> }) => Promise<{ status: number; json(): Promise<unknown> }>;
 
-export const FILES = { 'a.txt': 'alpha\n', 'dir/b.txt': 'beta\n' };
+const FILES = { 'a.txt': 'alpha\n', 'dir/b.txt': 'beta\n' };
 const pushBody = () => tarOfEntries(Object.entries(FILES).map(([path, body]) => ({ path, body })));
 
 async function expectOk<T>(res: Promise<{ status: number; json(): Promise<unknown> }>, what: string): Promise<T> {
@@ -281,7 +281,10 @@ async function expectOk<T>(res: Promise<{ status: number; json(): Promise<unknow
   return (await answer.json()) as T;
 }
 
-/** A repository of the organization with FILES pushed as `v1`; resolves with its id and commit. */
+/**
+ * A repository of the organization with FILES pushed as `v1`, and again as `v2` (a commit with
+ * a parent); resolves with its id and v1's commit.
+ */
 async function repoWithTag(api: Api, token: string, org: string, name: string, visibility: string) {
   const { id } = await expectOk<{ id: number }>(api(`/api/v1/orgs/${org}/repos`, { method: 'POST', token, json: { name, visibility } }), name);
   const push = (tag: string) =>
@@ -653,8 +656,8 @@ const flat = (value: Json): Record<string, string> =>
 
 /**
  * The run's requests: the operations interleaved (one change of each in turn), each
- * operation's changes shuffled by `seed`, until `count` requests or every change was tried
- * (then again from the start, with the other repository as the target of reads).
+ * operation's changes shuffled by `seed`, until `count` requests; past the last change, again
+ * from the first. A read names the public or the private repository, at random.
  */
 export function* schedule(plan: BadInputPlan, seed: number, count: number): Generator<[Operation, Change, 'public' | 'private']> {
   const rng = random(seed);
@@ -665,23 +668,17 @@ export function* schedule(plan: BadInputPlan, seed: number, count: number): Gene
       [changes[i], changes[j]] = [changes[j]!, changes[i]!];
     }
     // Each operation's valid request goes first: its answer shows the others reach past it.
-    return { op, changes: [{ slot: 'none' } as const, ...changes] };
+    return [{ slot: 'none' } as const, ...changes];
   });
-  let sent = 0;
-  for (let round = 0; sent < count; round++) {
-    const target = round % 2 === 0 ? 'public' : 'private';
-    let any = false;
-    for (let i = 0; sent < count; i++) {
-      let progressed = false;
-      for (const { op, changes } of queues) {
-        if (i >= changes.length || sent >= count) continue;
-        progressed = any = true;
-        sent++;
-        yield [op, changes[i]!, rng.next() < 0.5 ? 'public' : target];
+  const longest = Math.max(...queues.map((changes) => changes.length));
+  for (let sent = 0; ; ) {
+    for (let i = 0; i < longest; i++) {
+      for (const [k, changes] of queues.entries()) {
+        if (i >= changes.length) continue;
+        if (sent++ >= count) return;
+        yield [plan.operations[k]!, changes[i]!, rng.next() < 0.5 ? 'public' : 'private'];
       }
-      if (!progressed) break;
     }
-    if (!any) return;
   }
 }
 
