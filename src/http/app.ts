@@ -18,7 +18,7 @@ import { nativeDialect } from './native/routes.js';
 import { MAX_COMMIT_BODY } from './native/transfer-routes.js';
 import { opsRoutes } from './ops-routes.js';
 import { oxenDialect } from './oxen/routes.js';
-import { setPublicUrl } from './public-url.js';
+import { requireValidOrigin, setPublicUrl } from './public-url.js';
 import { bodyRateWatch, jsonBody, withBodyDeadline, type CutRequest } from './request-limits.js';
 import { versDialect } from './vers/routes.js';
 import { MAX_VM_FILE_BODY } from './vers/vm-routes.js';
@@ -74,6 +74,7 @@ export function createApp(services: Services, tokens: TokenService, config: Conf
   app.get('/openapi.json', (_req, res) => void res.type('application/json').send(contract.json));
   app.get('/openapi.yaml', (_req, res) => void res.type('application/yaml').send(contract.yaml));
   app.use(opsRoutes(services, metrics));
+  app.use(requireValidOrigin);
 
   // Who is asking comes first, from headers alone: no body is read for a caller who may not send it.
   app.use(bodyRateWatch(config.timeouts, cut));

@@ -2,7 +2,6 @@ import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
-import { generateKeyPair, importJWK, SignJWT, UnsecuredJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compressBlock } from '../../src/lib/zstd.js';
 import { errorBodyOf } from '../support/error-body.js';
@@ -247,35 +246,6 @@ describe('errors', () => {
 });
 
 describe('tokens', () => {
-  it('rejects alg none, a wrong key, an expired token, a wrong audience and a wrong issuer with 401', async () => {
-    const jwk = s.signingKey();
-    const key = await importJWK(jwk, 'EdDSA');
-    const now = Math.floor(Date.now() / 1000);
-    const signed = (claims: { iss?: string; aud?: string; exp?: number }, signingKey: Parameters<SignJWT['sign']>[0] = key) =>
-      new SignJWT({ scope: 'repo:read repo:write' })
-        .setProtectedHeader({ alg: 'EdDSA' })
-        .setSubject('alice')
-        .setIssuer(claims.iss ?? 'snapfork')
-        .setAudience(claims.aud ?? 'snapfork')
-        .setExpirationTime(claims.exp ?? now + 600)
-        .sign(signingKey);
-    const other = (await generateKeyPair('EdDSA')).privateKey;
-    const rejected = [
-      new UnsecuredJWT({ scope: 'repo:read' }).setSubject('alice').setIssuer('snapfork').setAudience('snapfork').setExpirationTime(now + 600).encode(),
-      await signed({}, other),
-      await signed({ exp: now - 60 }),
-      await signed({ aud: 'someone-else' }),
-      await signed({ iss: 'evil' }),
-      'not-a-jwt',
-    ];
-    expect((await s.api('/api/v1/user', { token: await signed({}) })).status).toBe(200);
-    for (const token of rejected) {
-      const res = await s.api('/api/v1/user', { token });
-      expect(res.status).toBe(401);
-      expect(await res.json()).toMatchObject({ success: false });
-    }
-  });
-
   it('enforces scopes: a read-only token cannot push', async () => {
     const reader = await s.token('alice', { scopes: ['repo:read'] });
     await createRepo(alice, 'scoped');

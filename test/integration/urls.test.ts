@@ -4,6 +4,7 @@
  * and the forge's fork rows carry GitHub's URL fields, which PyGithub follows (a fork POSTs to
  * `{url}/forks`; an object read from a fork answer is completed from its `url`).
  */
+import { request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.js';
 import { startTestServer, type TestServer } from '../support/server.js';
@@ -97,6 +98,44 @@ describe("without SNAPFORK_PUBLIC_URL: the request's own origin", () => {
     expect(repo.url).toBe('https://snapfork.example.com/api/v1/repos/alice/x');
     const page = await s.api('/api/v1/users/alice/repos?per_page=1', { token: alice, headers });
     expect(nextLink(page.headers.get('link'))).toBe('https://snapfork.example.com/api/v1/users/alice/repos?per_page=1&page=2');
+  });
+
+  it('refuses with 400, in the dialect of the route and before doing anything, an origin no URL can start with', async () => {
+    const origins: Record<string, string>[] = [
+      { 'x-forwarded-host': 'a b' },
+      { 'x-forwarded-host': '[::1' },
+      { 'x-forwarded-host': 'x:99999' },
+      { 'x-forwarded-host': 'alice@evil.example' },
+      { 'x-forwarded-host': 'evil.example/path' },
+      { 'x-forwarded-proto': 'javascript' },
+      { 'x-forwarded-proto': 'a b' },
+    ];
+    const routes: [string, unknown][] = [
+      ['/api/v1/users/alice/repos?per_page=1', { error: expect.stringMatching(/host|protocol/i), success: false }],
+      ['/repos/alice/x/forks', { message: expect.stringMatching(/host|protocol/i), documentation_url: expect.any(String) }],
+      ['/api/v4/projects/alice%2Fx', { error: expect.stringMatching(/host|protocol/i) }],
+      ['/api/repos/alice/x', { status: 'error', status_description: expect.stringMatching(/host|protocol/i) }],
+    ];
+    for (const headers of origins) {
+      for (const [path, envelope] of routes) {
+        const res = await s.api(path, { token: alice, headers });
+        expect({ headers, path, status: res.status, body: await res.json() }).toMatchObject({ headers, path, status: 400, body: envelope });
+      }
+    }
+    // A fork asked for from such an origin is not made.
+    const frank = await s.token('frank');
+    expect((await s.api('/repos/alice/x/forks', { method: 'POST', token: frank, json: {}, headers: origins[0] })).status).toBe(400);
+    expect((await s.api('/repos/frank/x', { token: frank })).status).toBe(404);
+    // The Host header itself (fetch writes its own, so this one goes out on node:http).
+    const { port } = new URL(s.url);
+    for (const host of ['a b', 'x:99999', '[::1', 'alice@evil.example']) {
+      const status = await new Promise<number | undefined>((resolve, reject) =>
+        request({ host: '127.0.0.1', port, path: '/api/v1/users/alice/repos', headers: { host } }, (res) => resolve(res.resume().statusCode))
+          .on('error', reject)
+          .end(),
+      );
+      expect({ host, status }).toEqual({ host, status: 400 });
+    }
   });
 });
 

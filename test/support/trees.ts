@@ -34,6 +34,31 @@ export async function tarOf(dir: string): Promise<Buffer> {
   return Buffer.concat(parts);
 }
 
+/** One entry of tarOfEntries: any header node-tar can encode, `body` its bytes (files only). */
+export interface RawTarEntry {
+  path: string;
+  type?: tar.types.EntryTypeName;
+  linkpath?: string;
+  body?: Buffer | string;
+  /** The size the header claims; the body's length unless set. */
+  size?: number;
+}
+
+/**
+ * A tar of exactly these headers, written as given: no path is cleaned, so a test can send what
+ * a hostile client would (`..`, absolute paths, links out of the tree, devices, duplicates).
+ */
+export function tarOfEntries(entries: RawTarEntry[]): Buffer {
+  const blocks: Buffer[] = [];
+  for (const { path, type = 'File', linkpath, body = '', size } of entries) {
+    const bytes = Buffer.from(body);
+    const header = Buffer.alloc(512);
+    new tar.Header({ path, type, linkpath, mode: 0o644, uid: 0, gid: 0, mtime: new Date(0), size: size ?? bytes.length }).encode(header, 0);
+    blocks.push(header, bytes, Buffer.alloc((512 - (bytes.length % 512)) % 512));
+  }
+  return Buffer.concat([...blocks, Buffer.alloc(1024)]);
+}
+
 export async function untar(body: Readable | Buffer, dir: string): Promise<void> {
   await pipeline(body instanceof Buffer ? Readable.from([body]) : body, tar.x({ cwd: dir, strict: true }));
 }
