@@ -1,7 +1,8 @@
 /**
  * Kill -9 in the middle of a push: the server process dies with a temp pack half written, and
  * on restart every acknowledged write is there, the cut-off push left no commit, no tag and no
- * visible chunk, and the temp packs are gone. Runs the built server (dist/) in a child process.
+ * visible chunk, and the temp packs are gone. Then a short run of the crash loop
+ * (scripts/reliability/crash.ts). Runs the built server (dist/) in child processes.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
@@ -9,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { runCrashLoop } from '../../scripts/reliability/crash.js';
 import { withoutEngines } from '../support/engines.js';
 import { generatedTar } from '../support/generated.js';
 import { describeTree, makeSampleTree, tarOf, tempDir, untar } from '../support/trees.js';
@@ -83,3 +85,9 @@ it('loses no acknowledged write and shows nothing of a push cut off by kill -9',
   await untar(Buffer.from(await (await api('/api/v1/repos/alice/disk/tags/v1/archive')).arrayBuffer()), pulled);
   expect(await describeTree(pulled)).toEqual(await describeTree(sample));
 });
+
+it('survives kills -9 at random moments under pushes, forks, tag moves, deletions and collections (a short crash loop)', async () => {
+  const report = await runCrashLoop({ kills: 4, seed: 7, env: embedded });
+  expect(report).toMatchObject({ kills: 4, serverErrors: 0, fsckRuns: 4 });
+  expect(report.acknowledged).toBeGreaterThan(0);
+}, 300_000);
