@@ -11,7 +11,7 @@ import { invalid } from './errors.js';
 import type { Principal } from './principal.js';
 import type { AccessPolicy } from './access-policy.js';
 import type { Telemetry } from './ports/telemetry.js';
-import type { ChunkStore, IntegrityStore, ManifestEntryKey } from '../store/types.js';
+import type { ChunkStore, IntegrityStore, ManifestEntryKey, MetadataStore } from '../store/types.js';
 
 /** Commits per page: each page is three statements whatever its parents. */
 const COMMIT_PAGE = 500;
@@ -101,7 +101,7 @@ export function subsetFilter(subset: string): (digest: string) => boolean {
 
 export class FsckService {
   constructor(
-    private readonly store: IntegrityStore,
+    private readonly store: IntegrityStore & Pick<MetadataStore, 'transaction'>,
     private readonly chunks: Pick<ChunkStore, 'statMany' | 'verify' | 'list'>,
     private readonly policy: AccessPolicy,
     private readonly telemetry: Telemetry,
@@ -121,6 +121,7 @@ export class FsckService {
     const commitsChecked = await this.checkCommits(missing);
     const manifestsChecked = await this.store.countManifests();
     const referencesChecked = await this.checkReferences(missing, corrupt);
+    await this.dropCollected(missing);
     const reading = options.readData === true || select !== undefined;
     const chunksChecked = reading ? await this.readChunks(select ?? (() => true), corrupt) : 0;
     this.telemetry.fsckFinished({ missing: missing.total, corrupt: corrupt.total });
@@ -197,6 +198,27 @@ export class FsckService {
       }
       after = last;
     }
+  }
+
+  /**
+   * Drops the problems listed that a garbage collection made while the pass ran: it deletes
+   * unreachable commits and manifests with their chunks in one exclusive transaction, so a
+   * problem whose commit or manifest is gone, looked at in a transaction of the same kind, was
+   * no problem. (Problems past the listed ones are counted as found.)
+   */
+  private async dropCollected(missing: CappedList<MissingProblem>): Promise<void> {
+    if (missing.items.length === 0) return;
+    const [goneCommits, goneManifests] = await this.store.transaction(
+      async (tx) => {
+        const commits = missing.items.flatMap((p) => (p.kind === 'chunk' ? [] : [p.commit]));
+        const manifests = missing.items.flatMap((p) => (p.kind === 'chunk' ? [p.manifest] : []));
+        return [new Set(await tx.missingCommits(commits)), new Set(await tx.missingManifests(manifests))] as const;
+      },
+      { exclusive: true },
+    );
+    const kept = missing.items.filter((p) => !(p.kind === 'chunk' ? goneManifests.has(p.manifest) : goneCommits.has(p.commit)));
+    missing.total -= missing.items.length - kept.length;
+    missing.items.splice(0, missing.items.length, ...kept);
   }
 
   /** Reads back every stored chunk `select` picks. Answers how many were read. */

@@ -104,6 +104,35 @@ describe('FsckService on real stores', () => {
     expect(statCalls.reduce((n, c) => n + c, 0)).toBe(2600 + 1);
   });
 
+  it('drops what a garbage collection deleted while the pass ran: an unreachable commit, its manifest and its chunk', async () => {
+    const alice = await store.ensureUser('alice');
+    const repo = await store.createRepository({ namespaceId: alice.id, name: 'data', visibility: 'private', description: '' });
+    const chunk = await chunks.put(Buffer.from('only the dropped commit holds this'));
+    const manifest = buildManifest([file('dropped', [{ digest: chunk.digest, size: chunk.size }])]);
+    await store.putManifest(manifest);
+    const commit = { id: '01900000-0000-7000-8000-000000000001', repositoryId: repo.id, parentIds: [], manifestDigest: manifest.digest, message: '', author: 'alice', createdAt: '2020-01-01T00:00:00.000Z', isPublic: false, title: null, description: '' };
+    await store.createCommit(commit);
+    let swept = false;
+    const sweeping = {
+      // The collection lands between the pass's read of the manifest and its lookup of the chunk.
+      statMany: async (digests: readonly string[]) => {
+        if (!swept) {
+          swept = true;
+          await store.transaction(async (tx) => {
+            await tx.unreachable('2030-01-01T00:00:00.000Z', { remove: true });
+            await chunks.deleteMany([chunk.digest]);
+          }, { exclusive: true });
+        }
+        return chunks.statMany(digests);
+      },
+      verify: (digests: readonly string[]) => chunks.verify(digests),
+      list: () => chunks.list(),
+    };
+    const report = await new FsckService(store, sweeping, new AccessPolicy(store), noTelemetry, () => '2030-01-01T00:00:00.000Z').run(admin);
+    expect(swept).toBe(true);
+    expect(report).toMatchObject({ ok: true, missingTotal: 0, missing: [], referencesChecked: 1 });
+  });
+
   it('reads a chunk that many manifests share once', async () => {
     const stored = await Promise.all(['a', 'b', 'c'].map((text) => chunks.put(Buffer.from(text.repeat(1000)))));
     const refs = stored.map(({ digest, size }) => ({ digest, size }));
