@@ -38,6 +38,7 @@ import type {
   ForkQuery,
   IdempotencyReservation,
   MetadataStore,
+  MetadataTotals,
   NewRepository,
   RepositoryNameField,
   RepositoryPatch,
@@ -47,6 +48,7 @@ import type {
   Unreachable,
   ViewerFilter,
 } from '../types.js';
+import * as accounting from './accounting.js';
 import * as collection from './collection.js';
 import * as commits from './commits.js';
 import { type DriverFault, type SqlDialect, toDomainError } from './dialect.js';
@@ -498,6 +500,20 @@ export class SqlMetadataStore implements MetadataStore {
 
   pruneUploads(before: string): Promise<number> {
     return this.guard('the upload records', () => collection.pruneUploads(this.db, before));
+  }
+
+  // Storage accounting -----------------------------------------------------------------------
+
+  tagManifests(repositoryId: number): Promise<string[]> {
+    return accounting.tagManifests(this.db, repositoryId);
+  }
+
+  countManifestFiles(manifestDigest: string): Promise<number> {
+    return accounting.countManifestFiles(this.db, manifestDigest);
+  }
+
+  metadataTotals(): Promise<MetadataTotals> {
+    return accounting.metadataTotals(this.db);
   }
 
   async ping(): Promise<void> {
