@@ -7,6 +7,7 @@ import { IdempotencyService } from './idempotency.service.js';
 import { ReportingChunkStore } from './reporting-chunk-store.js';
 import { RepositoryService } from './repository.service.js';
 import { SnapshotService } from './snapshot.service.js';
+import { StorageStatsService } from './storage-stats.service.js';
 import { TransferService, UPLOAD_GRACE_MS } from './transfer.service.js';
 import { BootPlanner } from './boot-planner.js';
 import { SystemImageService } from './system-image.service.js';
@@ -31,6 +32,7 @@ export interface Services {
   vmGuests: VmGuestService;
   health: HealthService;
   gc: GcService;
+  stats: StorageStatsService;
 }
 
 /** What VMs run on: the runtime, the guest assets' base image, the builder of dataset images, and the caps. */
@@ -85,5 +87,6 @@ export function createServices(
     vmGuests: new VmGuestService(vmService, vms.execLogs, now),
     health: new HealthService(store, storedChunks),
     gc: new GcService(store, storedChunks, policy, telemetry, gc, () => Date.parse(now())),
+    stats: new StorageStatsService(store, storedChunks, policy, repositories),
   };
 }

@@ -7,7 +7,7 @@
 import { Router } from 'express';
 import type { Services } from '../../domain/services.js';
 import { principalOf } from '../auth.js';
-import { gcReportJson } from './mapping.js';
+import { gcReportJson, storageReportJson } from './mapping.js';
 
 interface GcBody {
   dry_run?: boolean;
@@ -27,6 +27,10 @@ export function adminRoutes(services: Services): Router {
       graceMs: body.grace_seconds === undefined ? undefined : body.grace_seconds * 1000,
     });
     res.json(gcReportJson(report));
+  });
+
+  router.get('/storage', async (_req, res) => {
+    res.json(storageReportJson(await services.stats.storage(principalOf(res))));
   });
 
   return router;
