@@ -21,6 +21,8 @@ export class DomainError extends Error {
     message: string,
     /** Machine-readable detail a dialect may include (for example the missing chunk digests). */
     readonly details?: Record<string, unknown>,
+    /** When the same request is worth trying again, in seconds (HTTP's Retry-After), if known. */
+    readonly retryAfterSeconds?: number,
   ) {
     super(message);
     this.name = 'DomainError';
@@ -40,6 +42,7 @@ export const unprocessable = (message: string, details?: Record<string, unknown>
 export const tooMany = (message: string) => new DomainError('too_many', message);
 export const corrupt = (message: string) => new DomainError('corrupt', message);
 export const insufficientStorage = (message: string) => new DomainError('insufficient_storage', message);
-export const unavailable = (message: string) => new DomainError('unavailable', message);
+export const unavailable = (message: string, retryAfterSeconds?: number) =>
+  new DomainError('unavailable', message, undefined, retryAfterSeconds);
 
 export const isDomainError = (e: unknown): e is DomainError => e instanceof DomainError;

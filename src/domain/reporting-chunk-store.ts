@@ -3,7 +3,7 @@
  * PutResult of every service's writes (pushes, uploads, VM commits), so that no service counts.
  */
 import type { Readable } from 'node:stream';
-import type { ChunkDamage, ChunkRemoval, ChunkStat, ChunkStore, ChunkWriter, PutResult, StoredChunk } from '../store/types.js';
+import type { ChunkDamage, ChunkRemoval, ChunkStat, ChunkStore, ChunkTotals, ChunkWriter, PutResult, StoredChunk } from '../store/types.js';
 import type { ChunksStored, Telemetry } from './ports/telemetry.js';
 
 /** A zero tally. */
@@ -97,6 +97,9 @@ export class ReportingChunkStore implements ChunkStore {
   }
   count(): Promise<number> {
     return this.chunks.count();
+  }
+  totals(): Promise<ChunkTotals> {
+    return this.chunks.totals();
   }
   ping(): Promise<void> {
     return this.chunks.ping();

@@ -8,6 +8,7 @@ import { IdempotencyService } from './idempotency.service.js';
 import { ReportingChunkStore } from './reporting-chunk-store.js';
 import { RepositoryService } from './repository.service.js';
 import { SnapshotService } from './snapshot.service.js';
+import { StorageStatsService } from './storage-stats.service.js';
 import { TransferService, UPLOAD_GRACE_MS } from './transfer.service.js';
 import { BootPlanner } from './boot-planner.js';
 import { SystemImageService } from './system-image.service.js';
@@ -33,6 +34,7 @@ export interface Services {
   health: HealthService;
   gc: GcService;
   fsck: FsckService;
+  stats: StorageStatsService;
 }
 
 /** What VMs run on: the runtime, the guest assets' base image, the builder of dataset images, and the caps. */
@@ -88,5 +90,6 @@ export function createServices(
     health: new HealthService(store, storedChunks),
     gc: new GcService(store, storedChunks, policy, telemetry, gc, () => Date.parse(now())),
     fsck: new FsckService(store, storedChunks, policy, telemetry, now),
+    stats: new StorageStatsService(store, storedChunks, policy, repositories),
   };
 }

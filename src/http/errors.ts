@@ -78,7 +78,8 @@ export function toHttpError(e: unknown): HttpError {
     const status = STATUS_OF_KIND[e.kind];
     // A corrupt chunk is our failure, not the caller's: say so without internals.
     const message = e.kind === 'corrupt' ? 'stored data failed its integrity check' : e.message;
-    return { status, message, kind: e.kind, details: e.details };
+    const headers = e.retryAfterSeconds === undefined ? undefined : { 'Retry-After': String(Math.ceil(e.retryAfterSeconds)) };
+    return { status, message, kind: e.kind, details: e.details, headers };
   }
   if (e instanceof HttpStatusError) {
     return { status: e.status, message: e.message, kind: KIND_OF_STATUS[e.status] ?? 'invalid', headers: e.headers };

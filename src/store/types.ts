@@ -95,6 +95,18 @@ export interface ChunkRemoval {
   packs: number;
 }
 
+/** What a chunk store holds, summed (ChunkStore.totals). */
+export interface ChunkTotals {
+  /** Chunks stored. */
+  chunks: number;
+  /** Their stored (compressed) bytes. */
+  storedBytes: number;
+  /** Pack files holding at least one of them. */
+  packs: number;
+  /** Bytes of those pack files, deleted chunks' entries included: storedBytes is what repacking would leave. */
+  packBytes: number;
+}
+
 export interface ChunkStore {
   /** True when the chunk is stored and committed. */
   has(digest: string): Promise<boolean>;
@@ -148,6 +160,11 @@ export interface ChunkStore {
   list(): AsyncIterable<string>;
   /** How many chunks are stored. */
   count(): Promise<number>;
+  /**
+   * Counts and bytes of what is stored, in one aggregate query of the index: its cost grows with
+   * the index's rows (a scan in the database), its memory does not.
+   */
+  totals(): Promise<ChunkTotals>;
   /**
    * Resolves when the store answers a cheap lookup (readiness probes call it often): its cost
    * does not grow with what is stored. Rejects when the store cannot answer, e.g. once closed.
@@ -566,6 +583,32 @@ export interface CollectionStore {
   pruneUploads(before: string): Promise<number>;
 }
 
+/** What the metadata holds, summed (AccountingStore.metadataTotals). */
+export interface MetadataTotals {
+  /** Live repositories. */
+  repositories: number;
+  commits: number;
+  manifests: number;
+  /**
+   * For every live repository, the file bytes (total sizes) of the distinct manifests its tags
+   * point at, summed over repositories: what the store would hold without deduplication.
+   */
+  logicalBytes: number;
+}
+
+/** What storage accounting (src/domain/storage-stats.service.ts) reads beside CollectionStore. */
+export interface AccountingStore {
+  /**
+   * The manifest digest of each tag of the repository (one per tag, by tag name): one indexed
+   * query, whatever the manifests hold.
+   */
+  tagManifests(repositoryId: number): Promise<string[]>;
+  /** How many entries of the manifest are files, counted by the database; 0 when it is not stored. */
+  countManifestFiles(manifestDigest: string): Promise<number>;
+  /** Counts and logical bytes of the whole metadata, in one aggregate query (no rows come back). */
+  metadataTotals(): Promise<MetadataTotals>;
+}
+
 /** The token signing key every server of one database shares. */
 export interface SigningKeyStore {
   /**
@@ -599,7 +642,8 @@ export interface MetadataStore
     VmStore,
     IdempotencyStore,
     SigningKeyStore,
-    CollectionStore {
+    CollectionStore,
+    AccountingStore {
   /**
    * Runs `work` in one transaction: all of its writes land together or none does. Calls on the
    * store passed to `work` join the transaction. Writes acknowledged after it resolves survive a

@@ -97,6 +97,16 @@ export function chunkIndexContract({ name, open, skip }: ChunkIndexEngine): void
       expect((await index.locate([digestOf('a')])).get(digestOf('a'))).toMatchObject({ pack: packId(3) });
     });
 
+    it('sums its chunks\' stored bytes and its packs\' sizes, which keep the bytes of removed chunks until their pack goes', async () => {
+      expect(await index.totals()).toEqual({ chunks: 0, storedBytes: 0, packs: 0, packBytes: 0 });
+      const first = packOf(packId(1), ['a', 'b']);
+      const second = packOf(packId(2), ['c']);
+      await index.publish([first, second]);
+      expect(await index.totals()).toEqual({ chunks: 3, storedBytes: 100 + 101 + 100, packs: 2, packBytes: first.size + second.size });
+      await index.removeMany([digestOf('a'), digestOf('c')]);
+      expect(await index.totals()).toEqual({ chunks: 1, storedBytes: 101, packs: 1, packBytes: first.size });
+    });
+
     it('pages digests in order after a key', async () => {
       const names = Array.from({ length: 25 }, (_, i) => `page ${i}`);
       await index.publish([packOf(packId(1), names)]);

@@ -1017,6 +1017,41 @@ export function metadataStoreContract({ name, open, skip }: StoreEngine): void {
       });
     });
 
+    describe('storage accounting', () => {
+      it("answers each tag's manifest, a manifest's files, and totals counting each live repository's distinct manifests", async () => {
+        const size = (m: Manifest) => m.entries.reduce((n, e) => n + e.size, 0);
+        const source = await userRepo('alice', 'data');
+        const first = await commitIn(source);
+        const small = (await store.getManifest(first.manifestDigest))!;
+        const other = buildManifest([file('x.bin', chunks(2, 50)), file('y.bin', chunks(1, 60))]);
+        await store.putManifest(other);
+        const second: Commit = { ...first, id: uuidv7(), parentIds: [first.id], manifestDigest: other.digest };
+        await store.createCommit(second);
+        await store.setTag(source.id, 'v1', first.id, 'alice');
+        await store.setTag(source.id, 'v2', first.id, 'alice');
+        await store.setTag(source.id, 'v3', second.id, 'alice');
+        const fork = await repoIn(source.namespaceId, 'fork', { forkedFromRepoId: source.id, forkedFromCommitId: first.id });
+        const forked = await commitIn(fork, [first]);
+        await store.setTag(fork.id, 'main', forked.id, 'alice');
+        const gone = await repoIn(source.namespaceId, 'gone');
+        await store.setTag(gone.id, 'main', (await commitIn(gone)).id, 'alice');
+        await store.deleteRepository(gone.id, 'alice');
+
+        expect(await store.tagManifests(source.id)).toEqual([small.digest, small.digest, other.digest]);
+        expect(await store.tagManifests(gone.id)).toEqual([]);
+        expect(await store.countManifestFiles(small.digest)).toBe(2);
+        expect(await store.countManifestFiles(other.digest)).toBe(2);
+        expect(await store.countManifestFiles(digestOf(1))).toBe(0);
+        expect(await store.metadataTotals()).toEqual({
+          repositories: 2,
+          commits: 4,
+          manifests: 2,
+          // The source's two manifests (v1 and v2 share one), and the fork's in full.
+          logicalBytes: size(small) + size(other) + size(small),
+        });
+      });
+    });
+
     describe('chunk reachability', () => {
       const [a, b, c, d] = [digestOf(0xa1), digestOf(0xb2), digestOf(0xc3), digestOf(0xd4)];
       const sorted = (set: Set<string>) => [...set].sort();

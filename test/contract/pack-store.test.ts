@@ -80,6 +80,7 @@ class RemoteLikeIndex implements ChunkIndex {
   packIds = () => this.inner.packIds();
   page = (after: string, limit: number) => this.inner.page(after, limit);
   count = () => this.inner.count();
+  totals = () => this.inner.totals();
   close = () => this.inner.close();
 }
 

@@ -7,7 +7,7 @@
 import { Router } from 'express';
 import type { Services } from '../../domain/services.js';
 import { principalOf } from '../auth.js';
-import { fsckReportJson, gcReportJson } from './mapping.js';
+import { fsckReportJson, gcReportJson, storageReportJson } from './mapping.js';
 
 interface GcBody {
   dry_run?: boolean;
@@ -39,6 +39,10 @@ export function adminRoutes(services: Services): Router {
     const body = (req.body ?? {}) as FsckBody;
     const report = await services.fsck.run(principalOf(res), { readData: body.read_data, readDataSubset: body.read_data_subset });
     res.json(fsckReportJson(report));
+  });
+
+  router.get('/storage', async (_req, res) => {
+    res.json(storageReportJson(await services.stats.storage(principalOf(res))));
   });
 
   return router;

@@ -5,6 +5,7 @@ import { manifestEntryJson } from '../../lib/manifest-json.js';
 import type { RepositoryView } from '../../domain/repository.service.js';
 import type { PushResult, TreeNode } from '../../domain/snapshot.service.js';
 import type { GcReport } from '../../domain/gc.service.js';
+import type { RepositoryStats, StorageReport } from '../../domain/storage-stats.service.js';
 
 /** Domain objects as the native API's JSON (openapi/snapfork.yaml, components/schemas). */
 
@@ -141,4 +142,31 @@ export const fsckReportJson = (report: FsckReport) => ({
   corrupt: report.corrupt.map(fsckProblemJson),
   corrupt_total: report.corruptTotal,
   seconds: report.seconds,
+});
+
+export const storageReportJson = (r: StorageReport) => ({
+  repositories: r.repositories,
+  commits: r.commits,
+  manifests: r.manifests,
+  chunks: r.chunks,
+  packs: r.packs,
+  logical_bytes: r.logicalBytes,
+  stored_bytes: r.storedBytes,
+  pack_bytes: r.packBytes,
+  dedup_ratio: r.dedupRatio,
+});
+
+export const repositoryStatsJson = (s: RepositoryStats) => ({
+  logical_bytes: s.logicalBytes,
+  stored_bytes: s.storedBytes,
+  dedup_ratio: s.dedupRatio,
+  chunks: s.chunks,
+  files: s.files,
+  tags: s.tags,
+  exact: s.exact,
+  ...(s.fork && {
+    source: s.fork.source && `${s.fork.source.namespace}/${s.fork.source.name}`,
+    shared_bytes: s.fork.sharedBytes,
+    own_bytes: s.fork.ownBytes,
+  }),
 });

@@ -15,7 +15,7 @@ import type { Dialect } from '../dialect.js';
 import { versErrorBody } from '../vers/routes.js';
 import { pageOf, setPageHeaders } from '../pagination.js';
 import { publicBase } from '../public-url.js';
-import { commitJson, orgJson, pushJson, repositoryJson, tagJson, treeJson } from './mapping.js';
+import { commitJson, orgJson, pushJson, repositoryJson, repositoryStatsJson, tagJson, treeJson } from './mapping.js';
 import { fileETag, parseRange } from './ranges.js';
 import { decodedBody, prefersZstd, streamOut } from './streams.js';
 import { adminRoutes } from './admin-routes.js';
@@ -84,6 +84,10 @@ function nativeRoutes(services: Services, config: Config): Router {
   router.get('/repos/:owner/:repo', async (req, res) => {
     const principal = principalOf(res);
     res.json(await repoJson(req, principal, await repositories.get(principal, param(req, 'owner'), param(req, 'repo'))));
+  });
+
+  router.get('/repos/:owner/:repo/stats', async (req, res) => {
+    res.json(repositoryStatsJson(await services.stats.repository(principalOf(res), param(req, 'owner'), param(req, 'repo'))));
   });
 
   router.patch('/repos/:owner/:repo', async (req, res) => {

@@ -6,6 +6,7 @@
  * Implementations: a SQLite file beside local packs (the embedded default) and the shared SQL
  * database (PostgreSQL) when several servers share one bucket. Held to one contract suite.
  */
+import type { ChunkTotals } from '../types.js';
 import type { Compression } from './pack-format.js';
 
 export interface ChunkLocation {
@@ -66,5 +67,7 @@ export interface ChunkIndex {
   /** page() with what garbage collection weighs: each chunk's stored size and its pack's age. */
   entries(after: string, limit: number): Promise<IndexedChunk[]>;
   count(): Promise<number>;
+  /** Indexed chunks and their stored bytes, and indexed packs and their sizes: one aggregate query. */
+  totals(): Promise<ChunkTotals>;
   close(): Promise<void>;
 }

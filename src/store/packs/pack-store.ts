@@ -21,7 +21,7 @@ import { DomainError, corrupt, notFound, tooLarge, unprocessable } from '../../d
 import { MAX_BLOCK_SIZE, compressBlock, decompressBlock, zstdReady } from '../../lib/zstd.js';
 import { readAhead } from '../../lib/read-ahead.js';
 import { sha256 } from '../../lib/sha256.js';
-import type { ChunkDamage, ChunkRemoval, ChunkStat, ChunkStore, ChunkWriter, PutResult, StoredChunk } from '../types.js';
+import type { ChunkDamage, ChunkRemoval, ChunkStat, ChunkStore, ChunkTotals, ChunkWriter, PutResult, StoredChunk } from '../types.js';
 import type { BlobBackend, BlobUpload } from './blob-backend.js';
 import type { ChunkIndex, ChunkLocation, IndexedPack } from './chunk-index.js';
 import { ENTRY_HEADER_SIZE, decodeEntryHeader, encodeEntryHeader, packHeader, type EntryHeader } from './pack-format.js';
@@ -210,6 +210,10 @@ export class PackChunkStore implements ChunkStore {
 
   count(): Promise<number> {
     return this.index.count();
+  }
+
+  totals(): Promise<ChunkTotals> {
+    return this.index.totals();
   }
 
   /** One point lookup in the index: unlike count(), its cost does not grow with the store. */

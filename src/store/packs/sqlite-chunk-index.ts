@@ -5,6 +5,7 @@
  */
 import BetterSqlite3 from 'better-sqlite3';
 import { DomainError } from '../../domain/errors.js';
+import type { ChunkTotals } from '../types.js';
 import type { ChunkIndex, ChunkLocation, IndexedChunk, IndexedPack, Removal } from './chunk-index.js';
 import type { Compression } from './pack-format.js';
 
@@ -30,6 +31,10 @@ export class SqliteChunkIndex implements ChunkIndex {
         'SELECT c.digest, c.stored_size, p.created_at FROM chunks c JOIN packs p ON p.id = c.pack WHERE c.digest > ? ORDER BY c.digest LIMIT ?',
       ),
       count: db.prepare<[], { n: number }>('SELECT count(*) AS n FROM chunks'),
+      totals: db.prepare<[], ChunkTotals>(
+        `SELECT (SELECT count(*) FROM chunks) AS chunks, (SELECT coalesce(sum(stored_size), 0) FROM chunks) AS storedBytes,
+                (SELECT count(*) FROM packs) AS packs, (SELECT coalesce(sum(size), 0) FROM packs) AS packBytes`,
+      ),
       packIds: db.prepare<[], { id: string }>('SELECT id FROM packs'),
       insertPack: db.prepare<[string, number, number]>('INSERT INTO packs (id, live, size, created_at) VALUES (?, 0, ?, ?)'),
       insertChunk: db.prepare<[string, string, number, number, number, Compression]>(
@@ -149,6 +154,10 @@ export class SqliteChunkIndex implements ChunkIndex {
 
   async count(): Promise<number> {
     return this.statements.count.get()?.n ?? 0;
+  }
+
+  async totals(): Promise<ChunkTotals> {
+    return this.statements.totals.get()!;
   }
 
   async close(): Promise<void> {

@@ -17,6 +17,7 @@
  */
 import pg from 'pg';
 import { DomainError } from '../../domain/errors.js';
+import type { ChunkTotals } from '../types.js';
 import type { ChunkIndex, ChunkLocation, IndexedChunk, IndexedPack, Removal } from '../packs/chunk-index.js';
 import type { Compression } from '../packs/pack-format.js';
 
@@ -202,6 +203,16 @@ export class PostgresChunkIndex implements ChunkIndex {
   async count(): Promise<number> {
     const { rows } = await this.pool.query<{ n: number }>('SELECT count(*)::float8 AS n FROM chunk_locations');
     return rows[0]!.n;
+  }
+
+  async totals(): Promise<ChunkTotals> {
+    const { rows } = await this.pool.query<ChunkTotals>(
+      `SELECT (SELECT count(*) FROM chunk_locations)::float8 AS "chunks",
+              (SELECT coalesce(sum(stored_size), 0) FROM chunk_locations)::float8 AS "storedBytes",
+              (SELECT count(*) FROM chunk_packs)::float8 AS "packs",
+              (SELECT coalesce(sum(size), 0) FROM chunk_packs)::float8 AS "packBytes"`,
+    );
+    return rows[0]!;
   }
 
   async close(): Promise<void> {

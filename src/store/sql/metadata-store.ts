@@ -41,6 +41,7 @@ import type {
   IdempotencyReservation,
   ManifestEntryKey,
   MetadataStore,
+  MetadataTotals,
   NewRepository,
   RepositoryNameField,
   RepositoryPatch,
@@ -50,6 +51,7 @@ import type {
   Unreachable,
   ViewerFilter,
 } from '../types.js';
+import * as accounting from './accounting.js';
 import * as collection from './collection.js';
 import * as commits from './commits.js';
 import { type DriverFault, type SqlDialect, toDomainError } from './dialect.js';
@@ -524,6 +526,20 @@ export class SqlMetadataStore implements MetadataStore {
 
   pruneUploads(before: string): Promise<number> {
     return this.guard('the upload records', () => collection.pruneUploads(this.db, before));
+  }
+
+  // Storage accounting -----------------------------------------------------------------------
+
+  tagManifests(repositoryId: number): Promise<string[]> {
+    return accounting.tagManifests(this.db, repositoryId);
+  }
+
+  countManifestFiles(manifestDigest: string): Promise<number> {
+    return accounting.countManifestFiles(this.db, manifestDigest);
+  }
+
+  metadataTotals(): Promise<MetadataTotals> {
+    return accounting.metadataTotals(this.db);
   }
 
   async ping(): Promise<void> {
