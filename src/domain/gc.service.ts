@@ -13,16 +13,19 @@
  * 4. Sweep the candidates, at most SWEEP_BATCH at a time, each batch in one transaction that
  *    excludes every other (TransactionOptions.exclusive): it adds to the filter the manifests
  *    that became live since the mark (commits made, tags moved meanwhile), deletes the commits
- *    nothing reaches (first batch), drops the candidates some user uploaded within the grace,
+ *    nothing reaches (in a transaction before the first batch, so that a crash never leaves a
+ *    commit whose chunks are gone), drops the candidates some user uploaded within the grace,
  *    and deletes the rest from the chunk store. A writer verifies inside its own transaction
  *    that every chunk its commit lists is stored (SnapshotService), so that a commit either
  *    lands before a sweep (and the sweep sees it) or after (and sees what the sweep deleted,
  *    answering which chunks to send again): a chunk a commit refers to is never deleted.
+ * 5. Rewrite the packs that are mostly garbage (ChunkStore.repack): readers find their chunks
+ *    where they moved.
  *
  * One collection at a time per server; servers sharing a database serialize their sweeps on
  * the fence.
  */
-import type { ChunkStore, MetadataStore, StoredChunk, Unreachable } from '../store/types.js';
+import type { ChunkStore, MetadataStore, StoredChunk } from '../store/types.js';
 import { DigestFilter } from '../lib/digest-filter.js';
 import type { AccessPolicy } from './access-policy.js';
 import { conflict } from './errors.js';
@@ -31,6 +34,10 @@ import type { Telemetry } from './ports/telemetry.js';
 
 /** Candidates deleted per exclusive transaction: bounds both its memory (~100 B each) and how long writers wait. */
 const SWEEP_BATCH = 50_000;
+/** A pack whose live chunks hold less than this part of it is rewritten without the rest. */
+const REPACK_BELOW = 0.5;
+/** Packs rewritten per collection (~64 MiB each at most): a collection's copying stays bounded. */
+const REPACK_PACKS = 32;
 /** Chunk entries read per page while looking for candidates. */
 const ENTRY_PAGE = 2000;
 
@@ -58,6 +65,9 @@ export interface GcReport {
   uploadsPruned: number;
   /** Pack writes a crashed server left unfinished, older than the grace, discarded (none in a dry run). */
   writesAbandoned: number;
+  /** Packs mostly garbage, rewritten with their live chunks only (none in a dry run), and the bytes that freed. */
+  repackedPacks: number;
+  repackedBytes: number;
   seconds: number;
 }
 
@@ -108,9 +118,14 @@ export class GcService {
     const filter = new DigestFilter(await this.chunks.count());
     await this.mark(this.store, since, marked, filter);
 
-    const report = { dryRun, repositoriesPurged, commits: 0, manifests: 0, chunks: 0, bytes: 0, packs: 0, uploadsPruned: 0, writesAbandoned: 0, seconds: 0 };
+    // The commits nothing reaches go first, in a transaction of their own: the chunks only they
+    // held go in later ones, so a crash at any point leaves no commit whose chunks are gone.
+    const unreachable = dryRun
+      ? await this.store.unreachable(since, { remove: false })
+      : await this.store.transaction((tx) => tx.unreachable(since, { remove: true }), { exclusive: true });
+    const report = { dryRun, repositoriesPurged, ...unreachable, chunks: 0, bytes: 0, packs: 0, uploadsPruned: 0, writesAbandoned: 0, repackedPacks: 0, repackedBytes: 0, seconds: 0 };
     let after = '';
-    for (let first = true, exhausted = false; !exhausted; first = false) {
+    for (let exhausted = false; !exhausted; ) {
       const candidates: StoredChunk[] = [];
       while (!exhausted && candidates.length < SWEEP_BATCH) {
         const page = await this.chunks.entries(after, ENTRY_PAGE);
@@ -121,20 +136,17 @@ export class GcService {
       const swept = await this.store.transaction(
         async (tx) => {
           await this.mark(tx, since, marked, filter);
-          const unreachable: Unreachable = first ? await tx.unreachable(since, { remove: !dryRun }) : { commits: 0, manifests: 0 };
           const unmarked = candidates.filter((c) => !filter.has(c.digest));
           const uploaded = await tx.uploadedSince(unmarked.map((c) => c.digest), since);
           const garbage = unmarked.filter((c) => !uploaded.has(c.digest));
-          if (dryRun) return { ...unreachable, chunks: garbage.length, bytes: garbage.reduce((n, c) => n + c.storedSize, 0), packs: 0 };
+          if (dryRun) return { chunks: garbage.length, bytes: garbage.reduce((n, c) => n + c.storedSize, 0), packs: 0 };
           const digests = garbage.map((c) => c.digest);
           const removal = await this.chunks.deleteMany(digests);
           await tx.forgetChunks(digests);
-          return { ...unreachable, ...removal };
+          return removal;
         },
         { exclusive: true },
       );
-      report.commits += swept.commits;
-      report.manifests += swept.manifests;
       report.chunks += swept.chunks;
       report.bytes += swept.bytes;
       report.packs += swept.packs;
@@ -142,6 +154,9 @@ export class GcService {
     if (!dryRun) {
       report.uploadsPruned = await this.store.pruneUploads(since);
       report.writesAbandoned = await this.chunks.abandonWrites(new Date(started - graceMs));
+      const repacked = await this.chunks.repack(REPACK_BELOW, REPACK_PACKS);
+      report.repackedPacks = repacked.packs;
+      report.repackedBytes = repacked.bytes;
     }
     report.seconds = (this.clock() - started) / 1000;
     return report;

@@ -3,7 +3,7 @@
  * PutResult of every service's writes (pushes, uploads, VM commits), so that no service counts.
  */
 import type { Readable } from 'node:stream';
-import type { ChunkDamage, ChunkRemoval, ChunkStat, ChunkStore, ChunkTotals, ChunkWriter, PutResult, StoredChunk } from '../store/types.js';
+import type { ChunkDamage, ChunkRemoval, ChunkStat, ChunkStore, ChunkTotals, ChunkWriter, PutResult, Repacked, StoredChunk } from '../store/types.js';
 import type { ChunksStored, Telemetry } from './ports/telemetry.js';
 
 /** A zero tally. */
@@ -85,6 +85,9 @@ export class ReportingChunkStore implements ChunkStore {
   }
   deleteMany(digests: readonly string[]): Promise<ChunkRemoval> {
     return this.chunks.deleteMany(digests);
+  }
+  repack(maxLiveFraction: number, limit: number): Promise<Repacked> {
+    return this.chunks.repack(maxLiveFraction, limit);
   }
   abandonWrites(startedBefore: Date): Promise<number> {
     return this.chunks.abandonWrites(startedBefore);

@@ -86,6 +86,14 @@ export interface StoredChunk {
   storedAt: number;
 }
 
+/** What ChunkStore.repack() did. */
+export interface Repacked {
+  /** Packs rewritten (and deleted). */
+  packs: number;
+  /** Bytes of pack files freed: the old packs' size less the new ones'. */
+  bytes: number;
+}
+
 /** What ChunkStore.deleteMany() freed. */
 export interface ChunkRemoval {
   chunks: number;
@@ -146,6 +154,12 @@ export interface ChunkStore {
   delete(digest: string): Promise<boolean>;
   /** delete() of many chunks at once (a few index calls); absent ones are skipped. */
   deleteMany(digests: readonly string[]): Promise<ChunkRemoval>;
+  /**
+   * Rewrites packs whose live chunks hold less than `maxLiveFraction` of them into new packs of
+   * their live chunks only, at most `limit` packs, and deletes the old ones: the space deleted
+   * chunks left in packs. Reads going on meanwhile find the chunks where they moved.
+   */
+  repack(maxLiveFraction: number, limit: number): Promise<Repacked>;
   /**
    * Discards pack writes started before `startedBefore` and never committed (a crashed server's
    * temp files or multipart uploads); answers how many. Writes under way are younger.

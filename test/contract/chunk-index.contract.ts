@@ -117,6 +117,30 @@ export function chunkIndexContract({ name, open, skip }: ChunkIndexEngine): void
       expect(await index.page(sorted[24]!, 10)).toEqual([]);
     });
 
+    it('names the packs mostly garbage, lists a pack\'s live chunks, and relocates them to a new pack', async () => {
+      const old = packOf(packId(1), ['r1', 'r2', 'r3', 'r4']);
+      const full = packOf(packId(2), ['r5']);
+      await index.publish([old, full]);
+      expect(await index.sparsePacks(0.5, 10)).toEqual([]);
+      await index.removeMany([digestOf('r1'), digestOf('r2'), digestOf('r3')]);
+      expect(await index.sparsePacks(0.5, 10)).toEqual([{ id: packId(1), size: old.size, liveBytes: 103 }]);
+      const left = await index.packEntries(packId(1));
+      expect(left).toEqual([old.entries[3]]);
+
+      const moved = { id: packId(3), size: 16 + 48 + 103, createdAt: 5, entries: [{ ...left[0]!, pack: packId(3), offset: 16 }] };
+      expect(await index.relocate(packId(1), moved)).toEqual({ moved: 1, emptied: true });
+      expect((await index.locate([digestOf('r4')])).get(digestOf('r4'))).toEqual(moved.entries[0]);
+      expect(await index.packIds()).toEqual(new Set([packId(2), packId(3)]));
+      expect(await index.packEntries(packId(1))).toEqual([]);
+      // A chunk removed meanwhile is not moved: the new pack then holds nothing live and goes.
+      await index.removeMany([digestOf('r5')]);
+      expect(await index.relocate(packId(3), { ...moved, id: packId(4), entries: [{ ...moved.entries[0]!, digest: digestOf('r5'), pack: packId(4) }] })).toEqual({
+        moved: 0,
+        emptied: false,
+      });
+      expect(await index.packIds()).toEqual(new Set([packId(3)]));
+    });
+
     it('pages entries in order with their stored sizes and their packs\' ages', async () => {
       const first = packOf(packId(1), ['e1', 'e2']);
       const second = packOf(packId(2), ['e3']);

@@ -3,7 +3,8 @@
  * as a deployment over a shared bucket composes it: the orphan grace, and the batching that
  * keeps a remote index from costing a round trip per chunk.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -68,15 +69,22 @@ describe('orphan packs', () => {
 /** The SQLite index behind one turn of the event loop per call, as a remote database's round trip, counting locate calls. */
 class RemoteLikeIndex implements ChunkIndex {
   locateCalls = 0;
+  /** Answered once, instead of the index's, by the next locate call: a location gone stale. */
+  staleOnce: Map<string, ChunkLocation> | undefined;
   constructor(private readonly inner: ChunkIndex) {}
   async locate(digests: readonly string[]): Promise<Map<string, ChunkLocation>> {
     this.locateCalls++;
     await new Promise((resolve) => setImmediate(resolve));
-    return this.inner.locate(digests);
+    const stale = this.staleOnce;
+    this.staleOnce = undefined;
+    return stale ?? this.inner.locate(digests);
   }
   publish = (packs: readonly IndexedPack[]) => this.inner.publish(packs);
   removeMany = (digests: readonly string[]) => this.inner.removeMany(digests);
   entries = (after: string, limit: number) => this.inner.entries(after, limit);
+  sparsePacks = (fraction: number, limit: number) => this.inner.sparsePacks(fraction, limit);
+  packEntries = (id: string) => this.inner.packEntries(id);
+  relocate = (from: string, to: IndexedPack) => this.inner.relocate(from, to);
   packIds = () => this.inner.packIds();
   page = (after: string, limit: number) => this.inner.page(after, limit);
   count = () => this.inner.count();
@@ -109,6 +117,38 @@ describe('index calls', () => {
       for await (const part of store.stream(digests)) parts.push(part as Buffer);
       expect(Buffer.concat(parts).equals(Buffer.concat(data))).toBe(true);
       expect(index.locateCalls).toBeLessThanOrEqual(8); // batches of 4, 8, ... 256
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+describe('repack', () => {
+  it('rewrites a pack mostly garbage with its live chunks only, and a read located before finds them where they moved', async () => {
+    const index = new RemoteLikeIndex(SqliteChunkIndex.open(indexFile()));
+    const store = await openPackChunkStore(await LocalDirBackend.open(root), index);
+    try {
+      const garbage = Array.from({ length: 8 }, (_, i) => randomBytes(20_000 + i));
+      const kept = Buffer.from('the one live chunk '.repeat(1000));
+      const writer = store.writer();
+      for (const data of [...garbage, kept]) await writer.put(data);
+      await writer.commit();
+      expect(await store.repack(0.5, 10)).toEqual({ packs: 0, bytes: 0 });
+      await store.deleteMany(garbage.map(sha256));
+
+      const stale = await index.locate([sha256(kept)]);
+      const packsBefore = await readdir(join(root, 'packs'), { recursive: true });
+      const repacked = await store.repack(0.5, 10);
+      expect(repacked.packs).toBe(1);
+      expect(repacked.bytes).toBeGreaterThan(8 * 20_000);
+      const packsAfter = await readdir(join(root, 'packs'), { recursive: true });
+      expect(packsAfter.filter((f) => f.endsWith('.pack'))).toHaveLength(1);
+      expect(packsAfter).not.toEqual(packsBefore);
+
+      index.staleOnce = stale;
+      expect((await store.get(sha256(kept))).equals(kept)).toBe(true);
+      expect(await store.verify([sha256(kept)])).toEqual([]);
+      expect(await store.count()).toBe(1);
     } finally {
       await store.close();
     }

@@ -87,6 +87,23 @@ describe('POST /api/v1/admin/gc', () => {
     expect(await gc()).toMatchObject({ chunks: 0, commits: 0 });
   });
 
+  it('rewrites a pack that is mostly garbage with its live chunks only', async () => {
+    await s.createRepo(alice, 'gc-repack');
+    const kept = unique(200);
+    // One push, one pack: the kept file and more garbage-to-be beside it.
+    await s.pushFiles(alice, 'alice/gc-repack', 'both', { 'kept.bin': kept, 'dropped.bin': unique(400) });
+    await s.pushFiles(alice, 'alice/gc-repack', 'kept', { 'kept.bin': kept });
+    await gc();
+    expect((await s.api('/api/v1/repos/alice/gc-repack/tags/both', { method: 'DELETE', token: alice })).status).toBe(204);
+    const done = await gc();
+    expect(done.repacked_packs).toBeGreaterThanOrEqual(1);
+    expect(done.repacked_bytes).toBeGreaterThan(300 * 1024);
+    expect((await fileOf('alice/gc-repack', 'kept', 'kept.bin')).equals(kept)).toBe(true);
+    expect((await gc()).repacked_packs).toBe(0);
+    const fsck = await s.api('/api/v1/admin/fsck', { method: 'POST', token: admin, json: { read_data: true } });
+    expect(await fsck.json()).toMatchObject({ ok: true });
+  });
+
   it('keeps a tag\'s history and a fork\'s data when the source repository is deleted and purged', async () => {
     await s.createRepo(alice, 'gc-source');
     const first = unique(200);

@@ -13,6 +13,8 @@ interface GcReport {
   packs: number;
   uploads_pruned: number;
   writes_abandoned: number;
+  repacked_packs: number;
+  repacked_bytes: number;
   seconds: number;
 }
 
@@ -23,7 +25,12 @@ function summary(r: GcReport): string {
   return [
     `garbage collection ${verb} ${r.chunks} chunk(s), ${(r.bytes / MIB).toFixed(1)} MiB stored${r.dry_run ? '' : `, ${r.packs} pack(s)`}`,
     `  commits no tag, fork or VM reaches: ${r.commits} (manifests: ${r.manifests})`,
-    ...(r.dry_run ? ['  (dry run: nothing was deleted, no repository purged)'] : [`  repositories purged: ${r.repositories_purged}; upload records pruned: ${r.uploads_pruned}; unfinished pack writes discarded: ${r.writes_abandoned}`]),
+    ...(r.dry_run
+      ? ['  (dry run: nothing was deleted, no repository purged)']
+      : [
+          `  repositories purged: ${r.repositories_purged}; upload records pruned: ${r.uploads_pruned}; unfinished pack writes discarded: ${r.writes_abandoned}`,
+          `  packs rewritten without their garbage: ${r.repacked_packs} (${(r.repacked_bytes / MIB).toFixed(1)} MiB freed)`,
+        ]),
     `  in ${r.seconds.toFixed(2)} s`,
     '',
   ].join('\n');

@@ -120,6 +120,8 @@ export function gcReportJson(r: GcReport) {
     packs: r.packs,
     uploads_pruned: r.uploadsPruned,
     writes_abandoned: r.writesAbandoned,
+    repacked_packs: r.repackedPacks,
+    repacked_bytes: r.repackedBytes,
     seconds: r.seconds,
   };
 }

@@ -36,6 +36,15 @@ export interface IndexedChunk {
   packCreatedAt: number;
 }
 
+/** A pack whose live chunks hold little of it (sparsePacks). */
+export interface SparsePack {
+  id: string;
+  /** Bytes of the pack blob. */
+  size: number;
+  /** Stored bytes of its live chunks (their entry headers left out). */
+  liveBytes: number;
+}
+
 /** What removeMany() took out of the index. */
 export interface Removal {
   /** Chunks that were indexed and no longer are. */
@@ -60,6 +69,20 @@ export interface ChunkIndex {
    * left with no live chunk, which it names for the caller to delete their blobs.
    */
   removeMany(digests: readonly string[]): Promise<Removal>;
+  /**
+   * Packs whose live chunks' stored bytes are less than `maxLiveFraction` of their size, the
+   * emptiest first, at most `limit`: what repacking rewrites.
+   */
+  sparsePacks(maxLiveFraction: number, limit: number): Promise<SparsePack[]>;
+  /** The live chunks of pack `id`, by offset. */
+  packEntries(id: string): Promise<ChunkLocation[]>;
+  /**
+   * Moves the chunks of pack `from` that `to` holds (its entries, at their new offsets) to `to`,
+   * in one transaction, recording `to` (a durable blob); a chunk no longer in `from` (removed
+   * meanwhile) is not moved. Answers how many moved, and whether `from` was left with no live
+   * chunk (then gone from the index: the caller deletes its blob; likewise `to`'s when none moved).
+   */
+  relocate(from: string, to: IndexedPack): Promise<{ moved: number; emptied: boolean }>;
   /** Every indexed pack id. */
   packIds(): Promise<Set<string>>;
   /** Indexed digests greater than `after`, in order, at most `limit` of them. */

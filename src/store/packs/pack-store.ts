@@ -21,7 +21,7 @@ import { DomainError, corrupt, notFound, tooLarge, unprocessable } from '../../d
 import { MAX_BLOCK_SIZE, compressBlock, decompressBlock, zstdReady } from '../../lib/zstd.js';
 import { readAhead } from '../../lib/read-ahead.js';
 import { sha256 } from '../../lib/sha256.js';
-import type { ChunkDamage, ChunkRemoval, ChunkStat, ChunkStore, ChunkTotals, ChunkWriter, PutResult, StoredChunk } from '../types.js';
+import type { ChunkDamage, ChunkRemoval, ChunkStat, ChunkStore, ChunkTotals, ChunkWriter, PutResult, Repacked, StoredChunk } from '../types.js';
 import type { BlobBackend, BlobUpload } from './blob-backend.js';
 import type { ChunkIndex, ChunkLocation, IndexedPack } from './chunk-index.js';
 import { ENTRY_HEADER_SIZE, decodeEntryHeader, encodeEntryHeader, packHeader, type EntryHeader } from './pack-format.js';
@@ -188,6 +188,40 @@ export class PackChunkStore implements ChunkStore {
     return { chunks: removal.chunks, bytes: removal.storedBytes, packs: removal.emptiedPacks.length };
   }
 
+  async repack(maxLiveFraction: number, limit: number): Promise<Repacked> {
+    const repacked: Repacked = { packs: 0, bytes: 0 };
+    for (const sparse of await this.index.sparsePacks(maxLiveFraction, limit)) {
+      const entries = await this.index.packEntries(sparse.id);
+      const id = randomBytes(16).toString('hex');
+      const upload = this.backend.create(packName(id));
+      const header = packHeader();
+      let size = header.length;
+      const moved: ChunkLocation[] = [];
+      try {
+        await upload.write(header);
+        // Entries are copied as they are stored (header and bytes, compressed or not), in order.
+        for (const entry of entries) {
+          const bytes = await this.backend.read(packName(sparse.id), entry.offset, ENTRY_HEADER_SIZE + entry.storedSize);
+          if (bytes.length !== ENTRY_HEADER_SIZE + entry.storedSize) throw corrupt(`pack ${sparse.id} is truncated at chunk ${entry.digest}`);
+          await upload.write(bytes);
+          moved.push({ ...entry, pack: id, offset: size });
+          size += bytes.length;
+        }
+        await upload.commit();
+      } catch (e) {
+        await upload.abort();
+        throw e;
+      }
+      // Durable first, then indexed: a crash in between leaves the new pack an orphan, removed at open.
+      const { moved: count, emptied } = await this.index.relocate(sparse.id, { id, size, createdAt: this.now().getTime(), entries: moved });
+      if (count === 0) await this.backend.delete(packName(id));
+      if (emptied) await this.backend.delete(packName(sparse.id));
+      repacked.packs++;
+      repacked.bytes += sparse.size - (count === 0 ? 0 : size);
+    }
+    return repacked;
+  }
+
   /** Another server's pack upload may be under way for up to ORPHAN_GRACE_MS: younger ones are left alone. */
   abandonWrites(startedBefore: Date): Promise<number> {
     return this.backend.abandonUploads(new Date(Math.min(startedBefore.getTime(), this.now().getTime() - ORPHAN_GRACE_MS)));
@@ -315,8 +349,10 @@ export class PackChunkStore implements ChunkStore {
     try {
       bytes = await this.backend.read(packName(pack), location.offset, ENTRY_HEADER_SIZE + location.storedSize);
     } catch (e) {
-      if (e instanceof DomainError && e.kind === 'not_found') return damaged('its pack file is missing');
-      throw e;
+      if (!(e instanceof DomainError && e.kind === 'not_found')) throw e;
+      // Repacking moved the chunk since it was located (and deleted its old pack): read it there.
+      const moved = (await this.index.locate([digest])).get(digest);
+      return moved && moved.pack !== pack ? this.readChecked(moved) : damaged('its pack file is missing');
     }
     if (bytes.length !== ENTRY_HEADER_SIZE + location.storedSize) return damaged('its pack file is truncated');
     const header = decodeEntryHeader(bytes);

@@ -6,7 +6,7 @@
 import BetterSqlite3 from 'better-sqlite3';
 import { DomainError } from '../../domain/errors.js';
 import type { ChunkTotals } from '../types.js';
-import type { ChunkIndex, ChunkLocation, IndexedChunk, IndexedPack, Removal } from './chunk-index.js';
+import type { ChunkIndex, ChunkLocation, IndexedChunk, IndexedPack, Removal, SparsePack } from './chunk-index.js';
 import type { Compression } from './pack-format.js';
 
 /** 2: packs have a created_at (garbage collection sweeps only chunks of packs older than its grace). */
@@ -44,6 +44,14 @@ export class SqliteChunkIndex implements ChunkIndex {
       deleteChunk: db.prepare<[string]>('DELETE FROM chunks WHERE digest = ?'),
       live: db.prepare<[string], { live: number }>('SELECT live FROM packs WHERE id = ?'),
       deletePack: db.prepare<[string]>('DELETE FROM packs WHERE id = ?'),
+      sparse: db.prepare<[number, number], { id: string; size: number; live_bytes: number }>(
+        `SELECT p.id, p.size, coalesce(sum(c.stored_size), 0) AS live_bytes FROM packs p LEFT JOIN chunks c ON c.pack = p.id
+          GROUP BY p.id, p.size HAVING coalesce(sum(c.stored_size), 0) < ? * p.size ORDER BY live_bytes * 1.0 / p.size LIMIT ?`,
+      ),
+      packEntries: db.prepare<[string], ChunkRow & { digest: string }>(
+        'SELECT digest, pack, offset, stored_size, size, compression FROM chunks WHERE pack = ? ORDER BY offset',
+      ),
+      move: db.prepare<[string, number, string, string]>('UPDATE chunks SET pack = ?, offset = ? WHERE digest = ? AND pack = ?'),
     };
   }
 
@@ -138,6 +146,32 @@ export class SqliteChunkIndex implements ChunkIndex {
       return removal;
     });
     return guard(() => removed.immediate());
+  }
+
+  async sparsePacks(maxLiveFraction: number, limit: number): Promise<SparsePack[]> {
+    return this.statements.sparse.all(maxLiveFraction, limit).map((r) => ({ id: r.id, size: r.size, liveBytes: r.live_bytes }));
+  }
+
+  async packEntries(id: string): Promise<ChunkLocation[]> {
+    return this.statements.packEntries
+      .all(id)
+      .map((r) => ({ digest: r.digest, pack: r.pack, offset: r.offset, storedSize: r.stored_size, size: r.size, compression: r.compression }));
+  }
+
+  async relocate(from: string, to: IndexedPack): Promise<{ moved: number; emptied: boolean }> {
+    const { insertPack, move, addLive, live, deletePack } = this.statements;
+    const relocated = this.db.transaction(() => {
+      insertPack.run(to.id, to.size, to.createdAt);
+      let moved = 0;
+      for (const e of to.entries) moved += move.run(to.id, e.offset, e.digest, from).changes;
+      if (moved > 0) addLive.run(moved, to.id);
+      else deletePack.run(to.id);
+      addLive.run(-moved, from);
+      const emptied = (live.get(from)?.live ?? 0) === 0;
+      if (emptied) deletePack.run(from);
+      return { moved, emptied };
+    });
+    return guard(() => relocated.immediate());
   }
 
   async packIds(): Promise<Set<string>> {

@@ -18,7 +18,7 @@
 import pg from 'pg';
 import { DomainError } from '../../domain/errors.js';
 import type { ChunkTotals } from '../types.js';
-import type { ChunkIndex, ChunkLocation, IndexedChunk, IndexedPack, Removal } from '../packs/chunk-index.js';
+import type { ChunkIndex, ChunkLocation, IndexedChunk, IndexedPack, Removal, SparsePack } from '../packs/chunk-index.js';
 import type { Compression } from '../packs/pack-format.js';
 
 /** 2: chunk_packs.created_at (garbage collection sweeps only chunks of packs older than its grace). */
@@ -173,6 +173,51 @@ export class PostgresChunkIndex implements ChunkIndex {
           storedBytes: rows.reduce((n, r) => n + Number(r.stored_bytes), 0),
           emptiedPacks,
         };
+      }),
+    );
+  }
+
+  async sparsePacks(maxLiveFraction: number, limit: number): Promise<SparsePack[]> {
+    const { rows } = await this.pool.query<{ id: string; size: string; live_bytes: string }>(
+      `SELECT p.id, p.size, coalesce(sum(c.stored_size), 0) AS live_bytes
+         FROM chunk_packs p LEFT JOIN chunk_locations c ON c.pack = p.id
+        GROUP BY p.id, p.size HAVING coalesce(sum(c.stored_size), 0) < $1::float8 * p.size
+        ORDER BY coalesce(sum(c.stored_size), 0)::float8 / p.size LIMIT $2`,
+      [maxLiveFraction, limit],
+    );
+    return rows.map((r) => ({ id: r.id, size: Number(r.size), liveBytes: Number(r.live_bytes) }));
+  }
+
+  async packEntries(id: string): Promise<ChunkLocation[]> {
+    const { rows } = await this.pool.query<LocationRow>(
+      `SELECT encode(digest, 'hex') AS digest, pack, entry_offset, stored_size, size, compression
+         FROM chunk_locations WHERE pack = $1 ORDER BY entry_offset`,
+      [id],
+    );
+    return rows.map(locationOf);
+  }
+
+  /** One transaction; the packs' counts change by one statement each, as in removeMany(). */
+  async relocate(from: string, to: IndexedPack): Promise<{ moved: number; emptied: boolean }> {
+    return guard(() =>
+      transaction(this.pool, async (client) => {
+        await client.query('INSERT INTO chunk_packs (id, live, size, created_at) VALUES ($1, 0, $2, $3)', [to.id, to.size, to.createdAt]);
+        const { rows } = await client.query<{ moved: string }>(
+          `WITH moved AS (
+             UPDATE chunk_locations c SET pack = $1, entry_offset = m.entry_offset
+               FROM unnest($2::bytea[], $3::bigint[]) AS m(digest, entry_offset)
+              WHERE c.digest = m.digest AND c.pack = $4
+             RETURNING 1)
+           SELECT count(*) AS moved FROM moved`,
+          [to.id, to.entries.map((e) => bytesOf(e.digest)), to.entries.map((e) => e.offset), from],
+        );
+        const moved = Number(rows[0]!.moved);
+        if (moved > 0) await client.query('UPDATE chunk_packs SET live = live + $1 WHERE id = $2', [moved, to.id]);
+        else await client.query('DELETE FROM chunk_packs WHERE id = $1', [to.id]);
+        const left = await client.query<{ live: string }>('UPDATE chunk_packs SET live = live - $1 WHERE id = $2 RETURNING live', [moved, from]);
+        const emptied = left.rows.length === 0 || Number(left.rows[0]!.live) === 0;
+        if (emptied) await client.query('DELETE FROM chunk_packs WHERE id = $1', [from]);
+        return { moved, emptied };
       }),
     );
   }
