@@ -113,9 +113,9 @@ export function metadataStoreContract({ name, open, skip }: StoreEngine): void {
       repo: Repository,
       parents: Commit[] = [],
       message = 'snapshot',
-      more: Partial<Pick<Commit, 'isPublic' | 'title' | 'description'>> = {},
+      more: Partial<Pick<Commit, 'isPublic' | 'title' | 'description' | 'createdAt' | 'parentVmId'>> = {},
+      manifest: Manifest = smallManifest(),
     ): Promise<Commit> {
-      const manifest = smallManifest();
       await store.putManifest(manifest);
       const commit: Commit = {
         id: uuidv7(),
@@ -798,25 +798,8 @@ export function metadataStoreContract({ name, open, skip }: StoreEngine): void {
 
     describe('garbage collection', () => {
       /** A commit in `repo` on `parents`, made now by the suite's clock, of a manifest listing `chunkList`. */
-      async function commitOf(repo: Repository, chunkList: ChunkRef[], parents: Commit[] = [], more: Partial<Commit> = {}): Promise<Commit> {
-        const manifest = buildManifest([file(`f-${chunkList[0]?.digest ?? 'none'}`, chunkList)]);
-        await store.putManifest(manifest);
-        const commit: Commit = {
-          id: uuidv7(),
-          repositoryId: repo.id,
-          parentIds: parents.map((p) => p.id),
-          manifestDigest: manifest.digest,
-          message: '',
-          author: 'alice',
-          createdAt: now(),
-          isPublic: false,
-          title: null,
-          description: '',
-          ...more,
-        };
-        await store.createCommit(commit);
-        return commit;
-      }
+      const commitOf = (repo: Repository, chunkList: ChunkRef[], parents: Commit[] = [], more: Partial<Pick<Commit, 'parentVmId'>> = {}) =>
+        commitIn(repo, parents, '', { createdAt: now(), ...more }, buildManifest([file(`f-${chunkList[0]?.digest ?? 'none'}`, chunkList)]));
       const later = (ms: number) => new Date(clock + ms).toISOString();
 
       it('finds the live commits: tagged ones and their ancestors, fork points, VMs, VM commits and recent ones, through a deleted repository until purged', async () => {
