@@ -158,10 +158,12 @@ export async function runCrashLoop({ kills, seed, env, log = () => undefined }: 
       const name = `fork${n}`;
       const res = await call('/api/v1/repos/alice/data/forks', { method: 'POST', json: { name } });
       if (res.status !== 201) return settle(res, []);
-      // The fork holds the tags that stood still while it was made (others may or may not be in it).
-      for (const [key, { content, version: seen }] of before) {
-        if (expected.has(key) && version.get(key) === seen) acknowledge(`alice/${name}:${key.split(':')[1]}`, content);
-      }
+      // The fork holds the tags that stood still while it was made (others may or may not be in
+      // it). One write: a few of its tags are read back after the next restart, the rest by sample.
+      const held = [...before].filter(([key, { version: seen }]) => expected.has(key) && version.get(key) === seen);
+      for (const [key, { content }] of held) expected.set(`alice/${name}:${key.split(':')[1]}`, content);
+      for (let i = 0; i < Math.min(3, held.length); i++) fresh.add(`alice/${name}:${pick(held)[0].split(':')[1]}`);
+      report.acknowledged++;
     } else if (roll < 0.75) {
       const tags = pushedTags();
       if (tags.length < 2) return;
