@@ -60,3 +60,15 @@ it('drops a deleted fork from every list and count', async () => {
   expect((await (await s.api('/repos/alice/net', { token: bob })).json()).forks_count).toBe(names.length);
   expect((await s.api('/api/v4/projects/bob%2Fvia-oxen', { token: bob })).status).toBe(404);
 });
+
+it('gives exactly one of 200 concurrent forks to one name through each dialect; the others get 409 and nothing', async () => {
+  const success = { vers: 201, oxen: 202, forge: 201, gitlab: 201, gitverse: 201 } as Record<string, number>;
+  for (const [dialect, fork] of Object.entries(forkThrough)) {
+    const statuses = await Promise.all(Array.from({ length: 200 }, () => fork(`race-${dialect}`)));
+    const counts = statuses.reduce<Record<number, number>>((n, status) => ({ ...n, [status]: (n[status] ?? 0) + 1 }), {});
+    expect(counts, dialect).toEqual({ [success[dialect]!]: 1, 409: 199 });
+  }
+  const bobs = await (await s.api('/api/v1/users/bob/repos?per_page=100', { token: bob })).json();
+  const races = bobs.map((r: { name: string }) => r.name).filter((n: string) => n.startsWith('race-')).sort();
+  expect(races).toEqual(Object.keys(forkThrough).map((d) => `race-${d}`).sort());
+});
