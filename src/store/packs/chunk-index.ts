@@ -41,7 +41,7 @@ export interface SparsePack {
   id: string;
   /** Bytes of the pack blob. */
   size: number;
-  /** Stored bytes of its live chunks (their entry headers left out). */
+  /** Bytes its live chunks take in it, entry headers and the pack header included: what a rewrite keeps. */
   liveBytes: number;
 }
 
@@ -70,8 +70,8 @@ export interface ChunkIndex {
    */
   removeMany(digests: readonly string[]): Promise<Removal>;
   /**
-   * Packs whose live chunks' stored bytes are less than `maxLiveFraction` of their size, the
-   * emptiest first, at most `limit`: what repacking rewrites.
+   * Packs whose live bytes (SparsePack.liveBytes) are less than `maxLiveFraction` of their size,
+   * the emptiest first, at most `limit`: what repacking rewrites.
    */
   sparsePacks(maxLiveFraction: number, limit: number): Promise<SparsePack[]>;
   /** The live chunks of pack `id`, by offset. */

@@ -7,7 +7,7 @@ import BetterSqlite3 from 'better-sqlite3';
 import { DomainError } from '../../domain/errors.js';
 import type { ChunkTotals } from '../types.js';
 import type { ChunkIndex, ChunkLocation, IndexedChunk, IndexedPack, Removal, SparsePack } from './chunk-index.js';
-import type { Compression } from './pack-format.js';
+import { ENTRY_HEADER_SIZE, PACK_HEADER_SIZE, type Compression } from './pack-format.js';
 
 /** 2: packs have a created_at (garbage collection sweeps only chunks of packs older than its grace). */
 const INDEX_VERSION = 2;
@@ -45,8 +45,10 @@ export class SqliteChunkIndex implements ChunkIndex {
       live: db.prepare<[string], { live: number }>('SELECT live FROM packs WHERE id = ?'),
       deletePack: db.prepare<[string]>('DELETE FROM packs WHERE id = ?'),
       sparse: db.prepare<[number, number], { id: string; size: number; live_bytes: number }>(
-        `SELECT p.id, p.size, coalesce(sum(c.stored_size), 0) AS live_bytes FROM packs p LEFT JOIN chunks c ON c.pack = p.id
-          GROUP BY p.id, p.size HAVING coalesce(sum(c.stored_size), 0) < ? * p.size ORDER BY live_bytes * 1.0 / p.size LIMIT ?`,
+        `SELECT id, size, live_bytes FROM (
+           SELECT p.id, p.size, ${PACK_HEADER_SIZE} + coalesce(sum(c.stored_size + ${ENTRY_HEADER_SIZE}), 0) AS live_bytes
+             FROM packs p LEFT JOIN chunks c ON c.pack = p.id GROUP BY p.id, p.size)
+          WHERE live_bytes < ? * size ORDER BY live_bytes * 1.0 / size LIMIT ?`,
       ),
       packEntries: db.prepare<[string], ChunkRow & { digest: string }>(
         'SELECT digest, pack, offset, stored_size, size, compression FROM chunks WHERE pack = ? ORDER BY offset',

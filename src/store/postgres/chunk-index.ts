@@ -19,7 +19,7 @@ import pg from 'pg';
 import { DomainError } from '../../domain/errors.js';
 import type { ChunkTotals } from '../types.js';
 import type { ChunkIndex, ChunkLocation, IndexedChunk, IndexedPack, Removal, SparsePack } from '../packs/chunk-index.js';
-import type { Compression } from '../packs/pack-format.js';
+import { ENTRY_HEADER_SIZE, PACK_HEADER_SIZE, type Compression } from '../packs/pack-format.js';
 
 /** 2: chunk_packs.created_at (garbage collection sweeps only chunks of packs older than its grace). */
 const INDEX_VERSION = 2;
@@ -179,10 +179,10 @@ export class PostgresChunkIndex implements ChunkIndex {
 
   async sparsePacks(maxLiveFraction: number, limit: number): Promise<SparsePack[]> {
     const { rows } = await this.pool.query<{ id: string; size: string; live_bytes: string }>(
-      `SELECT p.id, p.size, coalesce(sum(c.stored_size), 0) AS live_bytes
-         FROM chunk_packs p LEFT JOIN chunk_locations c ON c.pack = p.id
-        GROUP BY p.id, p.size HAVING coalesce(sum(c.stored_size), 0) < $1::float8 * p.size
-        ORDER BY coalesce(sum(c.stored_size), 0)::float8 / p.size LIMIT $2`,
+      `SELECT id, size, live_bytes FROM (
+         SELECT p.id, p.size, ${PACK_HEADER_SIZE} + coalesce(sum(c.stored_size + ${ENTRY_HEADER_SIZE}), 0) AS live_bytes
+           FROM chunk_packs p LEFT JOIN chunk_locations c ON c.pack = p.id GROUP BY p.id, p.size) AS packs
+        WHERE live_bytes < $1::float8 * size ORDER BY live_bytes::float8 / size LIMIT $2`,
       [maxLiveFraction, limit],
     );
     return rows.map((r) => ({ id: r.id, size: Number(r.size), liveBytes: Number(r.live_bytes) }));
