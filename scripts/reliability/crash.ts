@@ -10,10 +10,10 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import * as tar from 'tar';
+import { tarOfEntries } from '../../test/support/trees.js';
 
 const CLI = join(process.cwd(), 'dist', 'cli', 'main.js');
 
@@ -82,19 +82,6 @@ function kill(server: Server): Promise<void> {
   });
 }
 
-/** A tar of `files`, entries in the order given. */
-async function tarOf(files: Record<string, Buffer>): Promise<Buffer> {
-  const dir = await mkdtemp(join(tmpdir(), 'snapfork-crash-tree-'));
-  try {
-    for (const [path, content] of Object.entries(files)) await writeFile(join(dir, path), content);
-    const parts: Buffer[] = [];
-    for await (const part of tar.create({ cwd: dir, portable: true }, Object.keys(files)) as unknown as AsyncIterable<Buffer>) parts.push(part);
-    return Buffer.concat(parts);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-}
-
 /** What a tag must hold after the restarts: its files' digests, by path. */
 type Content = Record<string, string>;
 
@@ -147,7 +134,7 @@ export async function runCrashLoop({ kills, seed, env, log = () => undefined }: 
       const files = { 'pooled.bin': pick(pool), 'own.bin': randomBytes(Math.floor(next() * 512 * 1024) + 1) };
       const key = `alice/data:p${n}`;
       unsettled.add(key);
-      const res = await call(`/api/v1/repos/alice/data/tags/p${n}/archive`, { method: 'PUT', headers: { 'content-type': 'application/x-tar' }, body: await tarOf(files) });
+      const res = await call(`/api/v1/repos/alice/data/tags/p${n}/archive`, { method: 'PUT', headers: { 'content-type': 'application/x-tar' }, body: tarOfEntries(Object.entries(files).map(([path, body]) => ({ path, body }))) });
       if (res.status === 201) {
         unsettled.delete(key);
         acknowledge(key, Object.fromEntries(Object.entries(files).map(([p, d]) => [p, sha(d)])));

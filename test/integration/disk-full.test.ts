@@ -6,12 +6,12 @@
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm, statfs, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, statfs } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestServer, type TestServer } from '../support/server.js';
-import { tarOf, tempDir } from '../support/trees.js';
+import { tarOfEntries } from '../support/trees.js';
 
 const TMPFS_MIB = 48;
 
@@ -68,7 +68,7 @@ describe.skipIf(skip !== undefined)(`a full disk during a push${skip ? ` (skippe
     const tooBig = await s.api('/api/v1/repos/alice/data/tags/big/archive', {
       method: 'PUT',
       token: alice,
-      body: await tarOfOne(randomBytes(2 * TMPFS_MIB * 1024 * 1024)),
+      body: tarOfEntries([{ path: 'big.bin', body: randomBytes(2 * TMPFS_MIB * 1024 * 1024) }]),
       headers: { 'content-type': 'application/x-tar' },
     });
     expect(tooBig.status).toBe(507);
@@ -87,14 +87,3 @@ describe.skipIf(skip !== undefined)(`a full disk during a push${skip ? ` (skippe
     await s.pushFiles(alice, 'alice/data', 'v2', { 'fits.bin': fits });
   });
 });
-
-/** A tar of one file `big.bin` holding `data`. */
-async function tarOfOne(data: Buffer): Promise<Buffer> {
-  const tree = await tempDir();
-  try {
-    await writeFile(join(tree, 'big.bin'), data);
-    return await tarOf(tree);
-  } finally {
-    await rm(tree, { recursive: true, force: true });
-  }
-}

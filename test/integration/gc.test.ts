@@ -4,12 +4,10 @@
  * byte, and pushes running through collections lose nothing they were answered 2xx for.
  */
 import { randomBytes } from 'node:crypto';
-import { rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fileEntry, sha256 } from '../support/delta.js';
 import { startTestServer, type TestServer } from '../support/server.js';
-import { tarOf, tempDir } from '../support/trees.js';
+import { tarOfEntries } from '../support/trees.js';
 
 let s: TestServer;
 let admin: string;
@@ -30,17 +28,6 @@ async function gc(body: Record<string, unknown> = {}) {
   const res = await s.api('/api/v1/admin/gc', { method: 'POST', token: admin, json: { grace_seconds: 0, ...body } });
   expect(res.status).toBe(200);
   return res.json();
-}
-
-/** A tar of `files`, in the order given. */
-async function tarOfFiles(files: Record<string, Buffer>): Promise<Buffer> {
-  const dir = await tempDir();
-  try {
-    for (const [path, content] of Object.entries(files)) await writeFile(join(dir, path), content);
-    return await tarOf(dir);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
 }
 
 /** A tar push as `fullName:tag`, its answer whatever it is. */
@@ -197,7 +184,7 @@ describe('POST /api/v1/admin/gc', () => {
     const pushesOf = await Promise.all(
       Array.from({ length: 2 * pool.length }, async (_, i) => {
         const files = { 'a-pooled.bin': pool[i >> 1]!, 'b-own.bin': unique(i % 2 === 0 ? 32 : 1024) };
-        return { tag: `t${i}`, files, tar: await tarOfFiles(files) };
+        return { tag: `t${i}`, files, tar: tarOfEntries(Object.entries(files).map(([path, body]) => ({ path, body }))) };
       }),
     );
     const acknowledged: { tag: string; files: Record<string, Buffer> }[] = [];

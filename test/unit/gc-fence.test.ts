@@ -6,11 +6,10 @@
  * chunk store is wrapped only to tell the test when the push has deduplicated.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
-import * as tar from 'tar';
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import { AccessPolicy } from '../../src/domain/access-policy.js';
 import { GcService } from '../../src/domain/gc.service.js';
@@ -22,6 +21,7 @@ import { openFsChunkStore } from '../../src/store/fs/chunk-store.js';
 import { openSqliteMetadataStore } from '../../src/store/sqlite/database.js';
 import type { ChunkStore, ChunkWriter, MetadataStore } from '../../src/store/types.js';
 import { expectDomainError } from '../support/domain-errors.js';
+import { tarOfEntries } from '../support/trees.js';
 
 let dir: string;
 let store: MetadataStore;
@@ -56,15 +56,6 @@ function observed(inner: ChunkStore): { store: ChunkStore; deduplicated: Promise
   return { store: new Proxy(inner, { get: (target, key) => (key === 'writer' ? writer : Reflect.get(target, key)) }), deduplicated };
 }
 
-/** A tar of `files`, entries in the order given. */
-async function tarOfFiles(files: Record<string, Buffer>): Promise<Buffer> {
-  const tree = await mkdtemp(join(dir, 'tree-'));
-  for (const [path, content] of Object.entries(files)) await writeFile(join(tree, path), content);
-  const parts: Buffer[] = [];
-  for await (const part of tar.create({ cwd: tree, portable: true }, Object.keys(files)) as unknown as AsyncIterable<Buffer>) parts.push(part);
-  return Buffer.concat(parts);
-}
-
 it('refuses the commit of a push whose deduplicated chunk a collection deleted meanwhile', async () => {
   const { store: watched, deduplicated } = observed(chunks);
   const policy = new AccessPolicy(store);
@@ -79,13 +70,16 @@ it('refuses the commit of a push whose deduplicated chunk a collection deleted m
   // A chunk made garbage: pushed, its tag deleted.
   const pooled = randomBytes(64 * 1024);
   const first = new PassThrough();
-  first.end(await tarOfFiles({ 'pooled.bin': pooled }));
+  first.end(tarOfEntries([{ path: 'pooled.bin', body: pooled }]));
   await snapshots.push(user, 'alice', 'data', 'gone', first);
   await snapshots.deleteTag(user, 'alice', 'data', 'gone');
 
   // A second push of the same bytes: it dedupes against the garbage chunk, then waits for the
   // rest of its body while a collection deletes that chunk.
-  const tar = await tarOfFiles({ 'pooled.bin': pooled, 'own.bin': randomBytes(64 * 1024) });
+  const tar = tarOfEntries([
+    { path: 'pooled.bin', body: pooled },
+    { path: 'own.bin', body: randomBytes(64 * 1024) },
+  ]);
   const body = new PassThrough();
   const pushed = snapshots.push(user, 'alice', 'data', 'kept', body);
   pushed.catch(() => undefined);
