@@ -1,4 +1,5 @@
 import { join, resolve } from 'node:path';
+import type { QuotaLimits } from './domain/model.js';
 
 /** Everything snapfork reads from its environment, parsed once and frozen. */
 export interface Config {
@@ -68,6 +69,11 @@ export interface Config {
   readonly s3?: S3Config;
   /** The least severe log lines written (pino's levels, or `silent` for none). */
   readonly logLevel: LogLevel;
+  /**
+   * Every namespace's quota unless an administrator set its own (SNAPFORK_QUOTA_BYTES,
+   * SNAPFORK_QUOTA_REPOSITORIES, SNAPFORK_QUOTA_RUNNING_VMS); null, the default: no limit.
+   */
+  readonly quotas: Readonly<QuotaLimits>;
 }
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -107,6 +113,8 @@ function integerAtLeast(min: number, env: Env, name: string, fallback: number): 
 }
 const positiveInteger = (env: Env, name: string, fallback: number) => integerAtLeast(1, env, name, fallback);
 const nonNegativeInteger = (env: Env, name: string, fallback: number) => integerAtLeast(0, env, name, fallback);
+/** A non-negative integer, or null when the variable is unset. */
+const optionalLimit = (env: Env, name: string): number | null => (env[name] === undefined ? null : nonNegativeInteger(env, name, 0));
 
 function parsePort(raw: string, source: string): number {
   const port = Number(raw);
@@ -183,7 +191,8 @@ function parseS3(env: Env): S3Config | undefined {
  * and SNAPFORK_IDLE_TIMEOUT_MS, and for VMs SNAPFORK_VM_ASSETS and the caps SNAPFORK_VM_MAX_RUNNING,
  * SNAPFORK_VM_MAX_RUNNING_PER_OWNER and SNAPFORK_VM_MAX_DATASET_BYTES, and for S3 storage
  * SNAPFORK_S3_ENDPOINT, SNAPFORK_S3_BUCKET, SNAPFORK_S3_ACCESS_KEY_ID, SNAPFORK_S3_SECRET_ACCESS_KEY,
- * SNAPFORK_S3_REGION, SNAPFORK_S3_FORCE_PATH_STYLE and SNAPFORK_S3_PREFIX, and SNAPFORK_LOG_LEVEL. Flags of `snapfork serve` (overrides) win over the environment.
+ * SNAPFORK_S3_REGION, SNAPFORK_S3_FORCE_PATH_STYLE and SNAPFORK_S3_PREFIX, SNAPFORK_LOG_LEVEL, and the
+ * default quotas SNAPFORK_QUOTA_BYTES, SNAPFORK_QUOTA_REPOSITORIES and SNAPFORK_QUOTA_RUNNING_VMS. Flags of `snapfork serve` (overrides) win over the environment.
  */
 export function loadConfig(env: Env = process.env, overrides: ConfigOverrides = {}): Config {
   const portRaw = env.SNAPFORK_PORT ?? env.PORT;
@@ -230,5 +239,10 @@ export function loadConfig(env: Env = process.env, overrides: ConfigOverrides = 
     }),
     s3: parseS3(env),
     logLevel: parseLogLevel(env.SNAPFORK_LOG_LEVEL ?? 'info'),
+    quotas: Object.freeze({
+      bytes: optionalLimit(env, 'SNAPFORK_QUOTA_BYTES'),
+      repositories: optionalLimit(env, 'SNAPFORK_QUOTA_REPOSITORIES'),
+      runningVms: optionalLimit(env, 'SNAPFORK_QUOTA_RUNNING_VMS'),
+    }),
   });
 }

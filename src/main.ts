@@ -157,7 +157,7 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
     caps: config.vms,
     execLogs,
     host: await serverId(config.dataDir),
-  }, { telemetry: metrics.telemetry, gc: config.gc });
+  }, { telemetry: metrics.telemetry, gc: config.gc, quotas: config.quotas });
   metrics.countRunningVms(() => services.vms.runningCount());
   await services.vms.reconcile();
   const app = createApp(services, tokens, config, metrics, logger, options);

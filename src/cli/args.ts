@@ -87,3 +87,18 @@ export function wholeNumber(flag: string, text: string | undefined, min: number,
   if (!/^\d{1,9}$/.test(text) || Number(text) < min) throw new UsageError(`bad --${flag} "${text}": expected ${expected}`);
   return Number(text);
 }
+
+const SIZE_UNITS: Record<string, number> = { '': 1, k: 2 ** 10, kib: 2 ** 10, m: 2 ** 20, mib: 2 ** 20, g: 2 ** 30, gib: 2 ** 30, t: 2 ** 40, tib: 2 ** 40 };
+
+/** A flag's quota limit: a whole number (a byte size with `sizes`: `500MiB`, `2G`), or null for `default`; undefined when absent. */
+export function quotaLimit(flag: string, text: string | undefined, sizes = false): number | null | undefined {
+  if (text === undefined) return undefined;
+  if (text === 'default') return null;
+  const match = /^(\d{1,15})\s*([a-z]*)$/i.exec(text);
+  const unit = match && (sizes || match[2] === '') ? SIZE_UNITS[match[2]!.toLowerCase()] : undefined;
+  const value = unit === undefined ? NaN : Number(match![1]) * unit;
+  if (!Number.isSafeInteger(value)) {
+    throw new UsageError(`bad --${flag} "${text}": expected ${sizes ? 'a size such as 500MiB or 2GiB' : 'a whole number'}, or "default"`);
+  }
+  return value;
+}

@@ -8,6 +8,7 @@ import { gc } from './commands/gc.js';
 import { fsck } from './commands/fsck.js';
 import { pull } from './commands/pull.js';
 import { push } from './commands/push.js';
+import { quota } from './commands/quota.js';
 import { repos } from './commands/repos.js';
 import { serve } from './commands/serve.js';
 import { tags } from './commands/tags.js';
@@ -24,6 +25,7 @@ const COMMANDS: readonly Command[] = [
   tags,
   repos,
   gc,
+  quota,
   vmLs,
   vmNew,
   vmFrom,

@@ -6,6 +6,7 @@ import type { AccessPolicy } from './access-policy.js';
 import type { AccountService } from './account.service.js';
 import type { Telemetry } from './ports/telemetry.js';
 import type { Principal } from './principal.js';
+import type { QuotaService } from './quota.service.js';
 import { namesTaken, type RepositoryRef, type RepositoryService } from './repository.service.js';
 import type { ForkQuery, MetadataStore } from '../store/types.js';
 
@@ -56,6 +57,7 @@ export class ForkService {
     private readonly policy: AccessPolicy,
     private readonly accounts: AccountService,
     private readonly repositories: RepositoryService,
+    private readonly quotas: QuotaService,
     private readonly telemetry: Telemetry,
     private readonly now: () => string,
   ) {}
@@ -85,6 +87,7 @@ export class ForkService {
           ? conflict(`cannot fork ${source.namespace}/${source.name} onto itself: choose another name`, { taken })
           : namesTaken(target.name, { name, displayName }, taken);
       }
+      await this.quotas.assertRoomForRepository(tx, target);
       const forkPoint = selected[0]?.tag.commitId ?? null;
       const repository = await tx.createRepository({
         namespaceId: target.id,

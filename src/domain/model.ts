@@ -160,3 +160,20 @@ export interface PageOf<T> {
   items: T[];
   total: number;
 }
+
+/** Limits of a namespace's quota; null: no limit (or, in a NamespaceQuota, the server's default). */
+export interface QuotaLimits {
+  /** Bytes of the chunks charged to the namespace (uncompressed): forks and deduplicated data cost nothing. */
+  bytes: number | null;
+  /** Live repositories. */
+  repositories: number | null;
+  /** VMs booting, running or paused, on every server. */
+  runningVms: number | null;
+}
+
+/** The limits set for one namespace, overriding the server's defaults where not null. */
+export interface NamespaceQuota {
+  namespaceId: number;
+  limits: QuotaLimits;
+  updatedAt: string;
+}

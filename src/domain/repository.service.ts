@@ -3,6 +3,7 @@ import type { Namespace, Page, PageOf, Repository, Visibility } from './model.js
 import { assertRepositoryName, assertTagName } from './names.js';
 import type { AccessPolicy } from './access-policy.js';
 import type { Principal } from './principal.js';
+import type { QuotaService } from './quota.service.js';
 import type { MetadataStore, RepositoryNameField, RepositoryPatch } from '../store/types.js';
 
 export interface CreateRepositoryInput {
@@ -39,6 +40,7 @@ export class RepositoryService {
   constructor(
     private readonly store: MetadataStore,
     private readonly policy: AccessPolicy,
+    private readonly quotas: QuotaService,
   ) {}
 
   /** Creates a repository in `owner` (a user or an organization the caller may write to). */
@@ -51,6 +53,7 @@ export class RepositoryService {
       // The title defaults to the name, so the name must be free as a title too.
       const taken = await tx.takenNames(ns.id, { name, displayName: name });
       if (taken.length > 0) throw namesTaken(ns.name, { name, displayName: name }, taken);
+      await this.quotas.assertRoomForRepository(tx, ns);
       return tx.createRepository({
         namespaceId: ns.id,
         name,
@@ -163,7 +166,10 @@ export class RepositoryService {
     const id = ns && (user.scopes.has('admin') || (await this.policy.roleIn(user, ns.id)) !== undefined) ? await this.store.findRestorableRepository(ns.id, name) : undefined;
     if (!ns || id === undefined) throw notFound(`no deleted repository ${owner}/${name} to restore (never deleted, or purged)`);
     const { login } = await this.policy.assertOwnerOf(user, ns);
-    return this.store.restoreRepository(id, login);
+    return this.store.transaction(async (tx) => {
+      await this.quotas.assertRoomForRepository(tx, ns);
+      return tx.restoreRepository(id, login);
+    });
   }
 
   /** Public repositories of every namespace, newest first: the catalogue anyone may browse. */

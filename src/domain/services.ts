@@ -5,6 +5,7 @@ import { GcService, type GcSettings } from './gc.service.js';
 import { FsckService } from './fsck.service.js';
 import { HealthService } from './health.service.js';
 import { IdempotencyService } from './idempotency.service.js';
+import { QuotaService } from './quota.service.js';
 import { ReportingChunkStore } from './reporting-chunk-store.js';
 import { RepositoryService } from './repository.service.js';
 import { SnapshotService } from './snapshot.service.js';
@@ -18,6 +19,7 @@ import type { BaseImageSource, DatasetImages } from './ports/vm-images.js';
 import type { ExecLogStore } from './ports/exec-log.js';
 import { noTelemetry, type Telemetry } from './ports/telemetry.js';
 import type { VmRuntime } from './ports/vm-runtime.js';
+import type { QuotaLimits } from './model.js';
 import type { ChunkStore, MetadataStore } from '../store/types.js';
 
 export interface Services {
@@ -35,6 +37,7 @@ export interface Services {
   gc: GcService;
   fsck: FsckService;
   stats: StorageStatsService;
+  quotas: QuotaService;
 }
 
 /** What VMs run on: the runtime, the guest assets' base image, the builder of dataset images, and the caps. */
@@ -50,6 +53,8 @@ export interface VmParts {
   host: string;
 }
 
+const NO_QUOTAS: QuotaLimits = { bytes: null, repositories: null, runningVms: null };
+
 const DEFAULT_GC_SETTINGS: GcSettings = { graceMs: UPLOAD_GRACE_MS, deletedRetentionMs: 7 * 24 * 60 * 60 * 1000 };
 
 export interface ServiceOptions {
@@ -59,6 +64,8 @@ export interface ServiceOptions {
   telemetry?: Telemetry;
   /** Garbage collection's grace and retention; the upload grace and 7 days by default. */
   gc?: GcSettings;
+  /** Every namespace's quota unless its own is set; none by default. */
+  quotas?: QuotaLimits;
 }
 
 /** Wires the domain services over a metadata store, a chunk store and what VMs run on. */
@@ -66,23 +73,24 @@ export function createServices(
   store: MetadataStore,
   storedChunks: ChunkStore,
   vms: VmParts,
-  { now = () => new Date().toISOString(), telemetry = noTelemetry, gc = DEFAULT_GC_SETTINGS }: ServiceOptions = {},
+  { now = () => new Date().toISOString(), telemetry = noTelemetry, gc = DEFAULT_GC_SETTINGS, quotas: defaultQuotas = NO_QUOTAS }: ServiceOptions = {},
 ): Services {
   const chunks = new ReportingChunkStore(storedChunks, telemetry);
   const policy = new AccessPolicy(store);
   const accounts = new AccountService(store, policy);
-  const repositories = new RepositoryService(store, policy);
-  const snapshots = new SnapshotService(store, chunks, policy, repositories, now);
+  const quotas = new QuotaService(store, policy, defaultQuotas);
+  const repositories = new RepositoryService(store, policy, quotas);
+  const snapshots = new SnapshotService(store, chunks, policy, repositories, quotas, now);
   const images = new SystemImageService(store, chunks, repositories, snapshots, vms.baseImage);
   const planner = new BootPlanner(chunks, images, vms.datasets, vms.caps);
-  const vmService = new VmService(store, chunks, policy, accounts, repositories, snapshots, images, planner, vms.runtime, vms.caps, vms.host, now);
+  const vmService = new VmService(store, chunks, policy, accounts, repositories, snapshots, images, planner, vms.runtime, vms.caps, quotas, vms.host, now);
   return {
     policy,
     accounts,
     repositories,
     snapshots,
-    transfers: new TransferService(store, chunks, policy, repositories, snapshots, now),
-    forks: new ForkService(store, policy, accounts, repositories, telemetry, now),
+    transfers: new TransferService(store, chunks, policy, repositories, snapshots, quotas, now),
+    forks: new ForkService(store, policy, accounts, repositories, quotas, telemetry, now),
     idempotency: new IdempotencyService(store),
     images,
     vms: vmService,
@@ -91,5 +99,6 @@ export function createServices(
     gc: new GcService(store, storedChunks, policy, telemetry, gc, () => Date.parse(now())),
     fsck: new FsckService(store, storedChunks, policy, telemetry, now),
     stats: new StorageStatsService(store, storedChunks, policy, repositories),
+    quotas,
   };
 }

@@ -9,6 +9,7 @@ import { PutPipeline } from './put-pipeline.js';
 import { readTar, writeTar } from './tar-codec.js';
 import type { AccessPolicy } from './access-policy.js';
 import type { Principal } from './principal.js';
+import type { QuotaService } from './quota.service.js';
 import type { RepositoryService } from './repository.service.js';
 import type { ChunkStore, ChunkWriter, CommitPatch, MetadataStore } from '../store/types.js';
 
@@ -57,6 +58,7 @@ export class SnapshotService {
     private readonly chunks: ChunkStore,
     private readonly policy: AccessPolicy,
     private readonly repositories: RepositoryService,
+    private readonly quotas: QuotaService,
     private readonly now: () => string,
   ) {}
 
@@ -75,7 +77,7 @@ export class SnapshotService {
   ): Promise<PushResult> {
     assertTagName(tagName);
     const repository = await this.repositories.getWritable(principal, owner, repoName);
-    const writer = this.chunks.writer();
+    const writer = this.quotas.limitWriter(this.chunks.writer(), repository, await this.quotas.storageRoom(repository));
     try {
       const entries = await this.importTar(body, writer, options.maxBytes);
       await writer.commit();
@@ -167,7 +169,8 @@ export class SnapshotService {
   ): Promise<Commit> {
     // Inside the transaction, which garbage collection's sweep excludes (gc.service.ts): the
     // chunks found stored here stay stored until the commit is visible to the next sweep.
-    const digests = [...chunkSizes(manifest).keys()];
+    const sizes = chunkSizes(manifest);
+    const digests = [...sizes.keys()];
     const gone = await this.chunks.missing(digests);
     if (gone.length > 0) {
       throw unprocessable(`${gone.length} chunk(s) of the manifest are no longer stored (garbage collection removed them meanwhile): send them again`, {
@@ -185,6 +188,7 @@ export class SnapshotService {
     };
     await tx.createCommit(commit);
     await tx.recordRepositoryChunks(repository.id, digests);
+    await this.quotas.charge(tx, repository, sizes);
     return commit;
   }
 

@@ -6,6 +6,7 @@ import { assertTagName } from './names.js';
 import { PutPipeline } from './put-pipeline.js';
 import type { AccessPolicy } from './access-policy.js';
 import type { Principal, UserPrincipal } from './principal.js';
+import type { QuotaService } from './quota.service.js';
 import type { RepositoryService } from './repository.service.js';
 import type { PushResult, SnapshotService } from './snapshot.service.js';
 import { readAhead } from '../lib/read-ahead.js';
@@ -75,6 +76,7 @@ export class TransferService {
     private readonly policy: AccessPolicy,
     private readonly repositories: RepositoryService,
     private readonly snapshots: SnapshotService,
+    private readonly quotas: QuotaService,
     private readonly now: () => string,
   ) {}
 
@@ -91,9 +93,10 @@ export class TransferService {
    * Idempotent; `created` is false when the chunk was already present for the caller.
    */
   async putChunk(principal: Principal, owner: string, repoName: string, digest: string, data: Buffer): Promise<ChunkPut> {
-    await this.repositories.getWritable(principal, owner, repoName);
+    const repository = await this.repositories.getWritable(principal, owner, repoName);
     const user = this.policy.requireUser(principal);
     assertChunkLength(data.length);
+    await this.quotas.storageRoom(repository);
     const present = await this.presentFor(user, [digest]);
     const put = await this.chunks.put(data, digest);
     await this.store.recordUploads(user.userId, [digest]);
@@ -106,9 +109,9 @@ export class TransferService {
    * distinct digests only; the caller bounds the records of one pack.
    */
   async putPack(principal: Principal, owner: string, repoName: string, records: AsyncIterable<{ digest: string; data: Buffer }>): Promise<PackPut> {
-    await this.repositories.getWritable(principal, owner, repoName);
+    const repository = await this.repositories.getWritable(principal, owner, repoName);
     const user = this.policy.requireUser(principal);
-    const writer = this.chunks.writer();
+    const writer = this.quotas.limitWriter(this.chunks.writer(), repository, await this.quotas.storageRoom(repository));
     const puts = new PutPipeline(writer);
     const digests = new Set<string>();
     let stored = 0;

@@ -9,6 +9,7 @@ import type { RunningVm, VmRuntime, VmSnapshot, VmSpec } from './ports/vm-runtim
 import type { Principal, Scope } from './principal.js';
 import type { RepositoryService } from './repository.service.js';
 import type { SnapshotService } from './snapshot.service.js';
+import type { QuotaService } from './quota.service.js';
 import { DEFAULT_IMAGE, type SystemImageService } from './system-image.service.js';
 import { commitTree } from './vm-commit.js';
 import { DEFAULT_KERNEL, labelsProblem, VM_LIMITS, vmSizeProblem } from './vm-config.js';
@@ -101,6 +102,7 @@ export class VmService {
     private readonly planner: BootPlanner,
     private readonly runtime: VmRuntime,
     private readonly caps: VmCaps,
+    private readonly quotas: QuotaService,
     /** This server's id, recorded on the VMs it runs (several servers may share one database). */
     private readonly host: string,
     private readonly now: () => string,
@@ -130,6 +132,7 @@ export class VmService {
     const owner = await this.accounts.actingNamespace(principal);
     await this.policy.assertWriteIn(principal, owner);
     const commit = await this.resolveCommit(principal, owner, source);
+    await this.quotas.assertRoomForVms(owner, 1);
     const plan = await this.planner.plan(await this.snapshots.manifestOf(commit));
     const vm = this.newVm(owner, commit, plan, {});
     // A VM whose boot failed is deleted: the caller never learns its id, so nobody could.
@@ -152,6 +155,7 @@ export class VmService {
     const imageName = request.imageName ?? DEFAULT_IMAGE;
     const owner = await this.accounts.actingNamespace(principal);
     await this.policy.assertWriteIn(principal, owner);
+    await this.quotas.assertRoomForVms(owner, 1);
     const image = await this.images.image(imageName);
     const plan = await this.planner.plan(image.manifest);
     const imageMib = Math.ceil((plan.rootDisk?.size ?? 0) / MIB);
@@ -203,6 +207,7 @@ export class VmService {
     const owner = await this.accounts.actingNamespace(principal);
     await this.policy.assertWriteIn(principal, owner);
     const commit = await this.resolveCommit(principal, owner, from.commit);
+    await this.quotas.assertRoomForVms(owner, count);
     const plan = await this.planner.plan(await this.snapshots.manifestOf(commit));
     this.assertRoomFor(owner, count);
     const first = this.newVm(owner, commit, plan, {});
@@ -244,6 +249,8 @@ export class VmService {
     const { rootDisk } = await this.planner.plan(manifest);
     if (!rootDisk) throw unprocessable(`vm ${id} runs a dataset (the base image with its files at /data): committing it is not supported yet`);
     let tree = manifest;
+    const repository = await this.commitRepository(principal, owner, vm);
+    await this.quotas.storageRoom(repository);
     const live = this.live.get(vm.id);
     if (live) {
       // The commit's disk must boot cold too (another QEMU): the guest writes out its cache first.
@@ -256,7 +263,7 @@ export class VmService {
     } else if (vm.state !== 'sleeping') {
       throw this.noProcess(vm);
     }
-    return this.snapshots.recordCommit(principal, await this.commitRepository(principal, owner, vm), tree, {
+    return this.snapshots.recordCommit(principal, repository, tree, {
       parentIds: [vm.commitId],
       title: request.name ?? null,
       description: request.description ?? '',
@@ -426,6 +433,7 @@ export class VmService {
     const owner = await this.store.getNamespaceById(parent.namespaceId);
     if (!owner) throw notFound(`vm ${parent.id} not found`);
     await this.policy.assertWriteIn(principal, owner);
+    await this.quotas.assertRoomForVms(owner, count);
     this.assertRoomFor(owner, count);
     const snapshot = await this.snapshotOf(parent, this.live.get(parent.id)!, options, { flushGuest: false, resumes: count });
     try {
@@ -592,6 +600,7 @@ export class VmService {
     const plan = await this.planner.plan(await this.snapshots.manifestOf(commit));
     const owner = await this.store.getNamespaceById(vm.namespaceId);
     if (!owner) throw notFound(`vm ${id} not found`);
+    await this.quotas.assertRoomForVms(owner, 1);
     // As in fromCommit: the cap's check and the slot's claim in one turn of the event loop.
     this.assertRoomFor(owner);
     const mine = { ...vm, host: this.host };

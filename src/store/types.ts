@@ -15,8 +15,10 @@ import type {
   Manifest,
   ManifestSummary,
   Namespace,
+  NamespaceQuota,
   Page,
   PageOf,
+  QuotaLimits,
   Repository,
   Role,
   Tag,
@@ -645,6 +647,35 @@ export interface TransactionOptions {
  * The metadata of snapfork, every aggregate's store in one database with transactions across
  * them. A service that needs no transaction depends on the aggregates it uses only.
  */
+/**
+ * Quotas per namespace and what counts against them. A stored chunk is charged once, to the
+ * namespace whose commit first referenced it, at its size (uncompressed): forks and data another
+ * namespace stored already cost nothing. Its charge is released when garbage collection removes
+ * the chunk (forgetChunks).
+ */
+export interface QuotaStore {
+  /** The limits set for the namespace; undefined when none was ever set. */
+  getQuota(namespaceId: number): Promise<NamespaceQuota | undefined>;
+  /** Sets the limits present in `limits` (null: back to the server's default), keeping the others. */
+  setQuota(namespaceId: number, limits: Partial<QuotaLimits>): Promise<NamespaceQuota>;
+  /** The bytes charged to the namespace. */
+  storedBytes(namespaceId: number): Promise<number>;
+  /**
+   * Charges to the namespace those of `sizes` (digest -> size) charged to no one yet, and
+   * returns the namespace's stored bytes after. Called in the transaction that records a commit,
+   * so that a commit refused for its quota charges nothing.
+   */
+  chargeChunks(namespaceId: number, sizes: ReadonlyMap<string, number>): Promise<number>;
+  /**
+   * The namespace's live repositories. With `lock`, inside a transaction, concurrent callers
+   * with `lock` queue until it ends, so that a count checked against a quota stays true until
+   * the repository created after the check is committed.
+   */
+  countRepositories(namespaceId: number, lock?: boolean): Promise<number>;
+  /** The namespace's VMs booting, running or paused, on every server. */
+  countActiveVms(namespaceId: number): Promise<number>;
+}
+
 export interface MetadataStore
   extends NamespaceStore,
     RepositoryStore,
@@ -657,7 +688,8 @@ export interface MetadataStore
     IdempotencyStore,
     SigningKeyStore,
     CollectionStore,
-    AccountingStore {
+    AccountingStore,
+    QuotaStore {
   /**
    * Runs `work` in one transaction: all of its writes land together or none does. Calls on the
    * store passed to `work` join the transaction. Writes acknowledged after it resolves survive a

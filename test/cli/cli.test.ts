@@ -712,6 +712,35 @@ describe('end to end against a real server', () => {
     expect(pushed.code, pushed.stderr).toBe(0);
   });
 
+  it('quota: an administrator sets limits, a member reads them, and a push past the bytes quota exits 1 with the 507', async () => {
+    const mint = async (...flags: string[]) => {
+      const minted = await cli(['token', 'create', ...flags, '--data-dir', join(work, 'data')]);
+      expect(minted.code, minted.stderr).toBe(0);
+      return { SNAPFORK_URL: server.url, SNAPFORK_TOKEN: minted.stdout.trim() };
+    };
+    const admin = await mint('--user', 'root', '--scope', 'admin');
+    const quinn = await mint('--user', 'quinn');
+    const set = await cli(['quota', 'quinn', '--bytes', '64KiB', '--repositories', '5', '--json'], admin);
+    expect(set.code, set.stderr).toBe(0);
+    expect(JSON.parse(set.stdout)).toMatchObject({ namespace: 'quinn', limits: { bytes: 65536, repositories: 5, running_vms: null } });
+    expect(await cli(['quota', 'quinn'], quinn)).toEqual({
+      code: 0,
+      stdout: 'quota of quinn:\n  bytes stored  0 B of 64.0 KiB\n  repositories  0 of 5\n  running VMs   0 of no limit\n\n',
+      stderr: '',
+    });
+
+    const file = join(work, 'too-big.bin');
+    await writeFile(file, randomBytes(100 * 1024));
+    const pushed = await cli(['push', file, 'quinn/big:v1'], quinn);
+    expect(pushed.code).toBe(1);
+    expect(pushed.stderr).toMatch(/^snapfork: 507 namespace quinn is over its storage quota: 102400 of 65536 bytes stored/m);
+
+    expect((await cli(['quota', 'quinn', '--bytes', '1MiB'], quinn)).stderr).toMatch(/^snapfork: 403 /);
+    const bad = await cli(['quota', 'quinn', '--bytes', 'lots'], admin);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/bad --bytes "lots"/);
+  });
+
   it('prints a server error as one line and exits 1', async () => {
     const r = await cli(['pull', 'alice/missing:v1', join(work, 'never')], env);
     expect(r.code).toBe(1);

@@ -1035,6 +1035,62 @@ export function metadataStoreContract({ name, open, skip }: StoreEngine): void {
       });
     });
 
+    describe('quotas', () => {
+      const [a, b, c] = [digestOf(0x1a), digestOf(0x2b), digestOf(0x3c)];
+
+      it('charges a chunk once, to the first namespace, and gives its bytes back when it is forgotten', async () => {
+        const alice = await store.ensureUser('alice');
+        const bob = await store.ensureUser('bob');
+        expect(await store.storedBytes(alice.id)).toBe(0);
+        expect(await store.chargeChunks(alice.id, new Map([[a, 100], [b, 200]]))).toBe(300);
+        // Charged already: bob pays only for c, alice nothing more for a again.
+        expect(await store.chargeChunks(bob.id, new Map([[a, 100], [c, 50]]))).toBe(50);
+        expect(await store.chargeChunks(alice.id, new Map([[a, 100]]))).toBe(300);
+        await store.forgetChunks([a, c]);
+        expect(await store.storedBytes(alice.id)).toBe(200);
+        expect(await store.storedBytes(bob.id)).toBe(0);
+        // Forgotten, a can be charged anew.
+        expect(await store.chargeChunks(bob.id, new Map([[a, 100]]))).toBe(100);
+      });
+
+      it('charges nothing when the transaction that charged rolls back', async () => {
+        const alice = await store.ensureUser('alice');
+        await expect(
+          store.transaction(async (tx) => {
+            await tx.chargeChunks(alice.id, new Map([[a, 100]]));
+            throw new DomainError('insufficient_storage', 'over');
+          }),
+        ).rejects.toThrow('over');
+        expect(await store.storedBytes(alice.id)).toBe(0);
+        expect(await store.chargeChunks(alice.id, new Map([[a, 100]]))).toBe(100);
+      });
+
+      it('keeps the limits not named when one is set, and sets one back to the default with null', async () => {
+        const alice = await store.ensureUser('alice');
+        expect(await store.getQuota(alice.id)).toBeUndefined();
+        expect((await store.setQuota(alice.id, { bytes: 2 ** 40, repositories: 3 })).limits).toEqual({ bytes: 2 ** 40, repositories: 3, runningVms: null });
+        expect((await store.setQuota(alice.id, { runningVms: 1, bytes: null })).limits).toEqual({ bytes: null, repositories: 3, runningVms: 1 });
+        expect((await store.getQuota(alice.id))?.limits).toEqual({ bytes: null, repositories: 3, runningVms: 1 });
+      });
+
+      it('counts live repositories, and with the lock, serializes creators checking a limit of one', async () => {
+        const alice = await store.ensureUser('alice');
+        await repoIn(alice.id, 'kept');
+        const gone = await repoIn(alice.id, 'gone');
+        await store.deleteRepository(gone.id, 'alice');
+        expect(await store.countRepositories(alice.id)).toBe(1);
+        // Ten creators each check "fewer than 2" and create: exactly one may pass.
+        const create = (i: number) => () =>
+          store.transaction(async (tx) => {
+            if ((await tx.countRepositories(alice.id, true)) >= 2) throw new DomainError('too_many', 'full');
+            return tx.createRepository({ namespaceId: alice.id, name: `r${i}`, visibility: 'private', description: '' });
+          });
+        const outcomes = await Promise.allSettled(Array.from({ length: 10 }, (_, i) => create(i)()));
+        expect(outcomes.filter((o) => o.status === 'fulfilled')).toHaveLength(1);
+        expect(await store.countRepositories(alice.id)).toBe(2);
+      });
+    });
+
     describe('chunk reachability', () => {
       const [a, b, c, d] = [digestOf(0xa1), digestOf(0xb2), digestOf(0xc3), digestOf(0xd4)];
       const sorted = (set: Set<string>) => [...set].sort();

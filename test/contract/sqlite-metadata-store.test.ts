@@ -15,6 +15,27 @@ import { openSqliteDatabase, openSqliteMetadataStore, sqliteDialect } from '../.
 const tempDir = () => mkdtemp(join(tmpdir(), 'snapfork-sqlite-'));
 const migrations = migrationsFor(sqliteDialect);
 const migrate = (db: Kysely<Database>) => migrateToLatest(db, sqliteDialect);
+const migrationNames = Object.keys(migrations).sort();
+/** The names of the migrations from the one numbered `number` on, in order. */
+const namesFrom = (number: string) => migrationNames.filter((name) => name >= number);
+/** A provider of the migrations before the one numbered `number`: a database as an older release left it. */
+const before = (number: string) => ({
+  getMigrations: async () => Object.fromEntries(Object.entries(migrations).filter(([name]) => name < number)),
+});
+/** Migrations of released versions: their names are recorded in users' databases and never change. */
+const RELEASED = [
+  '0001_initial',
+  '0002_forks_commits_idempotency',
+  '0003_chunk_reachability',
+  '0004_idempotency_bytes',
+  '0005_links_and_titles',
+  '0006_foreign_tags',
+  '0007_vms',
+  '0008_vm_commits',
+  '0009_signing_keys',
+  '0010_vm_hosts',
+  '0011_purged_repositories',
+];
 
 /** The schema of a SQLite file as sqlite_master holds it, by name. */
 function schemaOf(file: string): unknown[] {
@@ -54,7 +75,8 @@ describe('SQLite metadata store', () => {
 
   it('applies each migration once and keeps the data across reopening', async () => {
     const db = openSqliteDatabase(file);
-    expect(await migrate(db)).toEqual(['0001_initial', '0002_forks_commits_idempotency', '0003_chunk_reachability', '0004_idempotency_bytes', '0005_links_and_titles', '0006_foreign_tags', '0007_vms', '0008_vm_commits', '0009_signing_keys', '0010_vm_hosts', '0011_purged_repositories']);
+    expect(migrationNames.slice(0, RELEASED.length)).toEqual(RELEASED);
+    expect(await migrate(db)).toEqual(migrationNames);
     await db.destroy();
 
     const first = await openSqliteMetadataStore(file);
@@ -65,19 +87,7 @@ describe('SQLite metadata store', () => {
     try {
       expect(await migrate(again)).toEqual([]);
       const applied = await sql<{ name: string }>`SELECT name FROM kysely_migration`.execute(again);
-      expect(applied.rows).toEqual([
-        { name: '0001_initial' },
-        { name: '0002_forks_commits_idempotency' },
-        { name: '0003_chunk_reachability' },
-        { name: '0004_idempotency_bytes' },
-        { name: '0005_links_and_titles' },
-        { name: '0006_foreign_tags' },
-        { name: '0007_vms' },
-        { name: '0008_vm_commits' },
-        { name: '0009_signing_keys' },
-        { name: '0010_vm_hosts' },
-        { name: '0011_purged_repositories' },
-      ]);
+      expect(applied.rows).toEqual(migrationNames.map((name) => ({ name })));
     } finally {
       await again.destroy();
     }
@@ -134,7 +144,7 @@ describe('SQLite metadata store', () => {
               VALUES ('m', 0, 0, ${at})`.execute(db);
     await sql`INSERT INTO commits (id, repository_id, parent_ids, manifest_digest, message, author, created_at)
               VALUES ('c-1', 1, '[]', 'm', 'old', 'alice', ${at})`.execute(db);
-    expect(await migrate(db)).toEqual(['0002_forks_commits_idempotency', '0003_chunk_reachability', '0004_idempotency_bytes', '0005_links_and_titles', '0006_foreign_tags', '0007_vms', '0008_vm_commits', '0009_signing_keys', '0010_vm_hosts', '0011_purged_repositories']);
+    expect(await migrate(db)).toEqual(namesFrom('0002'));
     await db.destroy();
 
     const store = await openSqliteMetadataStore(file);
@@ -148,13 +158,7 @@ describe('SQLite metadata store', () => {
 
   it('upgrades a 0003 database: real forks inherit, links made after the fact do not, clashing titles are told apart', async () => {
     const db = openSqliteDatabase(file);
-    const upTo0003 = {
-      getMigrations: async () => {
-        const { '0004_idempotency_bytes': _idempotency, '0005_links_and_titles': _links, '0006_foreign_tags': _tags, '0007_vms': _vms, '0008_vm_commits': _vmCommits, '0009_signing_keys': _keys, '0010_vm_hosts': _hosts, '0011_purged_repositories': _purged, ...released } = migrations;
-        return released;
-      },
-    };
-    expect((await new Migrator({ db, provider: upTo0003 }).migrateToLatest()).error).toBeUndefined();
+    expect((await new Migrator({ db, provider: before('0004') }).migrateToLatest()).error).toBeUndefined();
     const at = '2030-01-01T00:00:00.000Z';
     await sql`INSERT INTO namespaces (id, name, kind, display_name, created_at) VALUES (1, 'alice', 'user', 'alice', ${at})`.execute(db);
     await sql`INSERT INTO manifests (digest, entry_count, total_size, created_at) VALUES ('m', 0, 0, ${at})`.execute(db);
@@ -170,7 +174,7 @@ describe('SQLite metadata store', () => {
     await commit('c-fork', 2, ['c-source']);
     await repo(3, 'linked', 'Same', 1, 'c-source');
     await repo(4, 'third', 'Same', null, null);
-    expect(await migrate(db)).toEqual(['0004_idempotency_bytes', '0005_links_and_titles', '0006_foreign_tags', '0007_vms', '0008_vm_commits', '0009_signing_keys', '0010_vm_hosts', '0011_purged_repositories']);
+    expect(await migrate(db)).toEqual(namesFrom('0004'));
     await db.destroy();
 
     const store = await openSqliteMetadataStore(file);
@@ -185,13 +189,7 @@ describe('SQLite metadata store', () => {
 
   it('upgrades a 0006 database: VMs recorded by earlier forks get the default size, no labels, and stay live', async () => {
     const db = openSqliteDatabase(file);
-    const upTo0006 = {
-      getMigrations: async () => {
-        const { '0007_vms': _vms, '0008_vm_commits': _vmCommits, '0009_signing_keys': _keys, '0010_vm_hosts': _hosts, '0011_purged_repositories': _purged, ...released } = migrations;
-        return released;
-      },
-    };
-    expect((await new Migrator({ db, provider: upTo0006 }).migrateToLatest()).error).toBeUndefined();
+    expect((await new Migrator({ db, provider: before('0007') }).migrateToLatest()).error).toBeUndefined();
     const at = '2030-01-01T00:00:00.000Z';
     await sql`INSERT INTO namespaces (id, name, kind, display_name, created_at) VALUES (1, 'alice', 'user', 'alice', ${at})`.execute(db);
     await sql`INSERT INTO repositories (id, uuid, namespace_id, name, display_name, visibility, description, created_at, updated_at)
@@ -201,7 +199,7 @@ describe('SQLite metadata store', () => {
               VALUES ('c-1', 1, '[]', 'm', '', 'alice', ${at})`.execute(db);
     await sql`INSERT INTO vms (id, commit_id, repository_id, namespace_id, state, created_at)
               VALUES ('v-1', 'c-1', 1, 1, 'sleeping', ${at})`.execute(db);
-    expect(await migrate(db)).toEqual(['0007_vms', '0008_vm_commits', '0009_signing_keys', '0010_vm_hosts', '0011_purged_repositories']);
+    expect(await migrate(db)).toEqual(namesFrom('0007'));
     await db.destroy();
 
     const store = await openSqliteMetadataStore(file);
@@ -209,6 +207,33 @@ describe('SQLite metadata store', () => {
       const vm = { id: 'v-1', commitId: 'c-1', repositoryId: 1, namespaceId: 1, state: 'sleeping', labels: {}, vcpuCount: 1, memSizeMib: 256, createdAt: at, deletedAt: null, host: null };
       expect(await store.getVm('v-1')).toEqual(vm);
       expect(await store.listVms(1)).toEqual([vm]);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('upgrades a 0011 database: chunks recorded before quotas are charged to the oldest namespace that recorded them, at no cost', async () => {
+    const db = openSqliteDatabase(file);
+    expect((await new Migrator({ db, provider: before('0012') }).migrateToLatest()).error).toBeUndefined();
+    const at = '2030-01-01T00:00:00.000Z';
+    for (const [id, name] of [[1, 'alice'], [2, 'bob']] as const) {
+      await sql`INSERT INTO namespaces (id, name, kind, display_name, created_at) VALUES (${id}, ${name}, 'user', ${name}, ${at})`.execute(db);
+      await sql`INSERT INTO repositories (id, uuid, namespace_id, name, display_name, visibility, description, created_at, updated_at)
+                VALUES (${id}, ${`u-${id}`}, ${id}, 'data', 'data', 'private', '', ${at}, ${at})`.execute(db);
+    }
+    const [shared, bobs] = [Buffer.alloc(32, 1), Buffer.alloc(32, 2)];
+    for (const [digest, repositoryId] of [[shared, 2], [shared, 1], [bobs, 2]] as const) {
+      await sql`INSERT INTO repository_chunks (digest, repository_id, recorded_at) VALUES (${digest}, ${repositoryId}, ${at})`.execute(db);
+    }
+    expect(await migrate(db)).toEqual(namesFrom('0012'));
+    await db.destroy();
+
+    const store = await openSqliteMetadataStore(file);
+    try {
+      expect(await store.storedBytes(1)).toBe(0);
+      // Charged already, at size 0: a commit naming them charges nobody.
+      expect(await store.chargeChunks(1, new Map([[shared.toString('hex'), 1000], [bobs.toString('hex'), 1000]]))).toBe(0);
+      expect(await store.chargeChunks(2, new Map([[shared.toString('hex'), 1000]]))).toBe(0);
     } finally {
       await store.close();
     }

@@ -15,6 +15,7 @@ import { AccessPolicy } from '../../src/domain/access-policy.js';
 import { GcService } from '../../src/domain/gc.service.js';
 import { noTelemetry } from '../../src/domain/ports/telemetry.js';
 import type { UserPrincipal } from '../../src/domain/principal.js';
+import { QuotaService } from '../../src/domain/quota.service.js';
 import { RepositoryService } from '../../src/domain/repository.service.js';
 import { SnapshotService } from '../../src/domain/snapshot.service.js';
 import { openFsChunkStore } from '../../src/store/fs/chunk-store.js';
@@ -59,9 +60,10 @@ function observed(inner: ChunkStore): { store: ChunkStore; deduplicated: Promise
 it('refuses the commit of a push whose deduplicated chunk a collection deleted meanwhile', async () => {
   const { store: watched, deduplicated } = observed(chunks);
   const policy = new AccessPolicy(store);
-  const repositories = new RepositoryService(store, policy);
+  const quotas = new QuotaService(store, policy, { bytes: null, repositories: null, runningVms: null });
+  const repositories = new RepositoryService(store, policy, quotas);
   const now = () => new Date().toISOString();
-  const snapshots = new SnapshotService(store, watched, policy, repositories, now);
+  const snapshots = new SnapshotService(store, watched, policy, repositories, quotas, now);
   const gc = new GcService(store, chunks, policy, noTelemetry, { graceMs: 0, deletedRetentionMs: 0 });
   const alice = await store.ensureUser('alice');
   const user: UserPrincipal = { kind: 'user', userId: alice.id, login: 'alice', scopes: new Set(['repo:read', 'repo:write', 'admin']) };

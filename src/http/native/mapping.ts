@@ -1,5 +1,6 @@
 import type { CorruptProblem, FsckReport, MissingProblem } from '../../domain/fsck.service.js';
-import type { Commit, Manifest, Namespace, Repository, Tag } from '../../domain/model.js';
+import type { Commit, Manifest, Namespace, QuotaLimits, Repository, Tag } from '../../domain/model.js';
+import type { QuotaReport } from '../../domain/quota.service.js';
 import { reference } from '../../domain/names.js';
 import { manifestEntryJson } from '../../lib/manifest-json.js';
 import type { RepositoryView } from '../../domain/repository.service.js';
@@ -156,6 +157,22 @@ export const storageReportJson = (r: StorageReport) => ({
   stored_bytes: r.storedBytes,
   pack_bytes: r.packBytes,
   dedup_ratio: r.dedupRatio,
+});
+
+const quotaLimitsJson = (l: QuotaLimits) => ({ bytes: l.bytes, repositories: l.repositories, running_vms: l.runningVms });
+
+export const quotaReportJson = (r: QuotaReport) => ({
+  namespace: r.namespace.name,
+  limits: quotaLimitsJson(r.limits),
+  overrides: quotaLimitsJson(r.overrides),
+  usage: { bytes: r.usage.bytes, repositories: r.usage.repositories, running_vms: r.usage.runningVms },
+});
+
+/** A quota change as the domain takes it: only the limits the body names. */
+export const quotaLimitsInput = (body: { bytes?: number | null; repositories?: number | null; running_vms?: number | null }): Partial<QuotaLimits> => ({
+  ...(body.bytes !== undefined && { bytes: body.bytes }),
+  ...(body.repositories !== undefined && { repositories: body.repositories }),
+  ...(body.running_vms !== undefined && { runningVms: body.running_vms }),
 });
 
 export const repositoryStatsJson = (s: RepositoryStats) => ({

@@ -15,7 +15,7 @@ import type { Dialect } from '../dialect.js';
 import { versErrorBody } from '../vers/routes.js';
 import { pageOf, setPageHeaders } from '../pagination.js';
 import { publicBase } from '../public-url.js';
-import { commitJson, orgJson, pushJson, repositoryJson, repositoryStatsJson, tagJson, treeJson } from './mapping.js';
+import { commitJson, orgJson, pushJson, quotaLimitsInput, quotaReportJson, repositoryJson, repositoryStatsJson, tagJson, treeJson } from './mapping.js';
 import { fileETag, parseRange } from './ranges.js';
 import { decodedBody, prefersZstd, streamOut } from './streams.js';
 import { adminRoutes } from './admin-routes.js';
@@ -43,6 +43,14 @@ function nativeRoutes(services: Services, config: Config): Router {
       created_at: user.createdAt,
       orgs: orgs.map(({ org, role }) => ({ id: org.id, name: org.name, role })),
     });
+  });
+
+  router.get('/namespaces/:owner/quota', async (req, res) => {
+    res.json(quotaReportJson(await services.quotas.report(principalOf(res), param(req, 'owner'))));
+  });
+  router.put('/namespaces/:owner/quota', async (req, res) => {
+    const report = await services.quotas.set(principalOf(res), param(req, 'owner'), quotaLimitsInput(req.body as Parameters<typeof quotaLimitsInput>[0]));
+    res.json(quotaReportJson(report));
   });
 
   router.post('/orgs', async (req, res) => {

@@ -11,6 +11,7 @@
 import { type RawBuilder, sql } from 'kysely';
 import type { SqlDialect } from './dialect.js';
 import { unpackChunks } from './manifests.js';
+import { releaseCharges } from './quotas.js';
 import type { Unreachable } from '../types.js';
 import type { Executor, Timestamp } from './schema.js';
 
@@ -118,13 +119,15 @@ export async function uploadedSince(db: Executor, digests: readonly string[], si
 
 /**
  * Forgets chunks that are no longer stored: the repositories and manifests that recorded them
- * no longer reach them, so a push sends them again rather than skip them.
+ * no longer reach them, so a push sends them again rather than skip them, and the namespaces
+ * they were charged to get their bytes back.
  */
 export async function forgetChunks(db: Executor, digests: readonly string[]): Promise<void> {
   for (let i = 0; i < digests.length; i += DIGEST_BATCH) {
     const batch = digests.slice(i, i + DIGEST_BATCH).map((d) => Buffer.from(d, 'hex'));
     await db.deleteFrom('repository_chunks').where('digest', 'in', batch).execute();
     await db.deleteFrom('manifest_chunks').where('digest', 'in', batch).execute();
+    await releaseCharges(db, batch);
   }
 }
 

@@ -23,8 +23,10 @@ import type {
   Manifest,
   ManifestSummary,
   Namespace,
+  NamespaceQuota,
   Page,
   PageOf,
+  QuotaLimits,
   Repository,
   Role,
   Tag,
@@ -60,6 +62,7 @@ import * as integrity from './integrity.js';
 import * as manifests from './manifests.js';
 import { migrateToLatest } from './migrations.js';
 import * as namespaces from './namespaces.js';
+import * as quotas from './quotas.js';
 import * as reachability from './reachability.js';
 import * as repositories from './repositories.js';
 import type { Database } from './schema.js';
@@ -399,6 +402,30 @@ export class SqlMetadataStore implements MetadataStore {
         reachability.recordManifestChunks(tx.db, manifestDigest, digests),
       ),
     );
+  }
+
+  async getQuota(namespaceId: number): Promise<NamespaceQuota | undefined> {
+    return quotas.getQuota(this.db, namespaceId);
+  }
+
+  async setQuota(namespaceId: number, limits: Partial<QuotaLimits>): Promise<NamespaceQuota> {
+    return this.guard(`quota of namespace ${namespaceId}`, () => quotas.setQuota(this.db, namespaceId, limits, this.now));
+  }
+
+  async storedBytes(namespaceId: number): Promise<number> {
+    return quotas.storedBytes(this.db, namespaceId);
+  }
+
+  async chargeChunks(namespaceId: number, sizes: ReadonlyMap<string, number>): Promise<number> {
+    return this.transaction((tx) => tx.guard('chunk charges', () => quotas.chargeChunks(tx.db, namespaceId, sizes)));
+  }
+
+  async countRepositories(namespaceId: number, lock = false): Promise<number> {
+    return quotas.countRepositories(this.db, this.dialect, namespaceId, lock);
+  }
+
+  async countActiveVms(namespaceId: number): Promise<number> {
+    return quotas.countActiveVms(this.db, namespaceId);
   }
 
   async reachableChunks(from: ChunkReach, digests: readonly string[]): Promise<Set<string>> {

@@ -281,6 +281,35 @@ const vmHosts = statements([`ALTER TABLE vms ADD COLUMN host TEXT`]);
 // When garbage collection purged a deleted repository (its tags went with it); null otherwise.
 const purgedRepositories = (t: DdlVocabulary) => statements([`ALTER TABLE repositories ADD COLUMN purged_at ${t.timestamp}`]);
 
+// Storage quotas per namespace. A chunk is charged to the namespace whose commit first referenced
+// it, once (forks and deduplicated data cost nothing), and released when garbage collection
+// removes it; namespace_usage keeps the sums, so that a push checks its quota in one read.
+// Chunks recorded before this migration are charged to the oldest namespace that recorded each,
+// at size 0: their sizes are not in the metadata, and a later commit elsewhere must not be
+// charged for them.
+const namespaceQuotas = (t: DdlVocabulary) => statements([
+  `CREATE TABLE namespace_quotas (
+     namespace_id     ${t.integer} PRIMARY KEY REFERENCES namespaces (id),
+     max_bytes        ${t.integer},
+     max_repositories ${t.integer},
+     max_running_vms  ${t.integer},
+     updated_at       ${t.timestamp} NOT NULL
+   )${t.strict}`,
+  `CREATE TABLE namespace_usage (
+     namespace_id ${t.integer} PRIMARY KEY REFERENCES namespaces (id),
+     stored_bytes ${t.integer} NOT NULL
+   )${t.strict}`,
+  `CREATE TABLE chunk_charges (
+     digest       ${t.blob} PRIMARY KEY CHECK (length(digest) = 32),
+     namespace_id ${t.integer} NOT NULL REFERENCES namespaces (id),
+     size         ${t.integer} NOT NULL
+   )${t.strictWithoutRowid}`,
+  `INSERT INTO chunk_charges (digest, namespace_id, size)
+     SELECT rc.digest, min(r.namespace_id), 0
+       FROM repository_chunks rc JOIN repositories r ON r.id = rc.repository_id
+      GROUP BY rc.digest`,
+]);
+
 /** Every migration by name, in `dialect`'s words; applied in name order. Exported for tests of an upgrade. */
 export const migrationsFor = (dialect: SqlDialect) => {
   const t = dialect.ddl;
@@ -296,6 +325,7 @@ export const migrationsFor = (dialect: SqlDialect) => {
     '0009_signing_keys': signingKeys(t),
     '0010_vm_hosts': vmHosts,
     '0011_purged_repositories': purgedRepositories(t),
+    '0014_namespace_quotas': namespaceQuotas(t),
   } as const satisfies Record<string, Migration>;
 };
 

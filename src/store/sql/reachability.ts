@@ -117,16 +117,16 @@ export async function uploadedChunks(
  * Without duplicates, and sorted: concurrent writers of overlapping sets then take the index
  * entries' locks in one order (PostgreSQL), so they queue rather than deadlock.
  */
-const unique = (digests: readonly string[]) => [...new Set(digests)].sort();
+export const unique = (digests: readonly string[]) => [...new Set(digests)].sort();
 
-function batches<T>(items: readonly T[]): T[][] {
+export function batches<T>(items: readonly T[]): T[][] {
   const out: T[][] = [];
   for (let i = 0; i < items.length; i += DIGEST_BATCH) out.push(items.slice(i, i + DIGEST_BATCH));
   return out;
 }
 
 /** A digest as the 32 raw bytes the chunk tables key on; anything but 64 lower-case hex is refused. */
-function digestBytes(digest: string): Buffer {
+export function digestBytes(digest: string): Buffer {
   // Buffer.from(…, 'hex') stops silently at the first non-hex character: check first.
   if (!SHA256_HEX.test(digest)) throw invalid(`"${digest}" is not a lower-case SHA-256 hex digest`);
   return Buffer.from(digest, 'hex');

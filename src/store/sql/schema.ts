@@ -170,6 +170,29 @@ export interface SigningKeyTable {
   created_at: Timestamp;
 }
 
+/** The quotas set for one namespace (src/domain/quota.service.ts); null: the server's default. */
+export interface NamespaceQuotaTable {
+  namespace_id: number;
+  max_bytes: number | null;
+  max_repositories: number | null;
+  max_running_vms: number | null;
+  updated_at: Timestamp;
+}
+
+/** The bytes of the chunks charged to one namespace: the sum of its chunk_charges sizes. */
+export interface NamespaceUsageTable {
+  namespace_id: number;
+  stored_bytes: number;
+}
+
+/** The namespace a stored chunk is charged to: the first whose commit referenced it. */
+export interface ChunkChargeTable {
+  /** The 32 raw bytes of the SHA-256, as in repository_chunks. */
+  digest: Buffer;
+  namespace_id: number;
+  size: number;
+}
+
 export interface Database {
   namespaces: NamespaceTable;
   memberships: MembershipTable;
@@ -185,6 +208,9 @@ export interface Database {
   manifest_chunks: ManifestChunkTable;
   chunk_uploads: ChunkUploadTable;
   signing_keys: SigningKeyTable;
+  namespace_quotas: NamespaceQuotaTable;
+  namespace_usage: NamespaceUsageTable;
+  chunk_charges: ChunkChargeTable;
 }
 
 /** What the aggregate modules run their statements on: the root instance or an open transaction. */
