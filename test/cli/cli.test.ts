@@ -741,6 +741,59 @@ describe('end to end against a real server', () => {
     expect(bad.stderr).toMatch(/bad --bytes "lots"/);
   });
 
+  it('push: sends again what a garbage collection deleted between its missing query and its commit, and commits', async () => {
+    const adminMinted = await cli(['token', 'create', '--user', 'root', '--scope', 'admin', '--data-dir', join(work, 'data')]);
+    const admin = adminMinted.stdout.trim();
+    const tree = join(work, 'collected');
+    await mkdir(tree);
+    await writeFile(join(tree, 'a.bin'), randomBytes(300 * 1024));
+    await writeFile(join(tree, 'b.txt'), 'small\n');
+    // Pushed once and deleted: its chunks are garbage, yet still present for alice (her uploads'
+    // grace), so a second push sends none of them.
+    expect((await cli(['push', tree, 'alice/collected-old:v1'], env)).code).toBe(0);
+    const gone = await fetch(`${server.url}/api/v1/repos/alice/collected-old`, { method: 'DELETE', headers: { authorization: `Bearer ${env.SNAPFORK_TOKEN}` } });
+    expect(gone.status).toBe(204);
+
+    // A proxy that runs a collection (grace 0: everything unreferenced goes) just before it
+    // forwards the first commit: the interleaving the CLI must survive.
+    const commits: number[] = [];
+    const proxy = createHttpServer((req, res) => {
+      void (async () => {
+        const parts: Buffer[] = [];
+        for await (const part of req) parts.push(part as Buffer);
+        const body = Buffer.concat(parts);
+        if (req.method === 'POST' && req.url?.endsWith('/commits')) {
+          if (commits.length === 0) {
+            const gc = await fetch(`${server.url}/api/v1/admin/gc`, {
+              method: 'POST',
+              headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' },
+              body: JSON.stringify({ purge_deleted: true, grace_seconds: 0 }),
+            });
+            expect(((await gc.json()) as { chunks: number }).chunks).toBeGreaterThan(0);
+          }
+        }
+        const headers = Object.fromEntries(Object.entries(req.headers).filter(([k]) => k !== 'host' && k !== 'connection' && k !== 'content-length')) as Record<string, string>;
+        const answer = await fetch(`${server.url}${req.url}`, { method: req.method, headers, body: body.length > 0 ? body : undefined });
+        if (req.method === 'POST' && req.url?.endsWith('/commits')) commits.push(answer.status);
+        res.writeHead(answer.status, { 'content-type': answer.headers.get('content-type') ?? 'application/octet-stream' });
+        res.end(Buffer.from(await answer.arrayBuffer()));
+      })().catch((e: unknown) => res.destroy(e as Error));
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    try {
+      const viaProxy = { ...env, SNAPFORK_URL: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}` };
+      const pushed = await cli(['push', tree, 'alice/collected-new:v1', '--json'], viaProxy);
+      expect(pushed.code, pushed.stderr).toBe(0);
+      expect(commits).toEqual([422, 201]);
+      expect(JSON.parse(pushed.stdout)).toMatchObject({ bytes_sent: 300 * 1024 + 6 });
+    } finally {
+      await new Promise((resolve) => proxy.close(resolve));
+    }
+    const out = join(work, 'collected-pulled');
+    expect((await cli(['pull', 'alice/collected-new:v1', out], env)).code).toBe(0);
+    expect(await snapshotTree(out)).toEqual(await snapshotTree(tree));
+  });
+
   it('prints a server error as one line and exits 1', async () => {
     const r = await cli(['pull', 'alice/missing:v1', join(work, 'never')], env);
     expect(r.code).toBe(1);
