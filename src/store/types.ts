@@ -379,8 +379,9 @@ export interface CommitStore {
   /** `not_found` when the commit does not exist. */
   updateCommit(id: string, patch: CommitPatch): Promise<Commit>;
   /**
-   * Deletes a commit row (its manifest stays for the garbage collector). `conflict` while a tag
-   * or a VM refers to it; `not_found` when it does not exist.
+   * Deletes a commit row (its manifest stays for the garbage collector), leaving a tombstone: a
+   * commit naming it as a parent has a history that ends there (missingCommits does not list
+   * it). `conflict` while a tag or a VM refers to it; `not_found` when it does not exist.
    */
   deleteCommit(id: string): Promise<void>;
 }
@@ -500,7 +501,7 @@ export interface FileChunks extends ManifestEntryKey {
 export interface IntegrityStore {
   /** Commits whose id sorts after `after` ('' for the first page), by id, at most `limit`. */
   listCommitsAfter(after: string, limit: number): Promise<Commit[]>;
-  /** Those of `ids` (any number) that name no commit, distinct, in input order. */
+  /** Those of `ids` (any number) that name no commit and no commit deleted on purpose (deleteCommit), distinct, in input order. */
   missingCommits(ids: readonly string[]): Promise<string[]>;
   /** Those of `digests` (any number) that name no stored manifest, distinct, in input order. */
   missingManifests(digests: readonly string[]): Promise<string[]>;

@@ -174,6 +174,17 @@ describe('fsck', () => {
     expect(report.missing_total).toBe(3);
   });
 
+  it('counts a parent deleted on purpose as the end of a history, not as missing', async () => {
+    const { s, alice, admin, v1, v2 } = await storeWithData();
+    // v1, the parent of v2, is no longer tagged, so Vers' DELETE /commits/{id} may delete it.
+    const deleted = await s.api(`/api/v1/commits/${v1.commit_id}`, { method: 'DELETE', token: alice });
+    expect(deleted.status).toBe(204);
+    // v2 still names v1 as its parent; its history ends at v2.
+    const history = await s.api('/api/v1/repos/alice/data/commits?tag=v1', { token: alice });
+    expect((await history.json()).map((c: { id: string; parent_ids: string[] }) => [c.id, c.parent_ids])).toEqual([[v2.commit_id, [v1.commit_id]]]);
+    expect(await fsck(s, admin)).toMatchObject({ ok: true, missing_total: 0 });
+  });
+
   it('snapfork fsck prints a summary, exits 0 on a sound store and 1 when something is corrupt', async () => {
     const { s, admin, chunks } = await storeWithData();
     const flags = ['--url', s.url, '--token', admin];

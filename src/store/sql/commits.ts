@@ -5,7 +5,7 @@ import type { Commit, Page, PageOf } from '../../domain/model.js';
 import type { CommitPatch } from '../types.js';
 import type { DriverFault, SqlDialect } from './dialect.js';
 import { pageOf } from './paging.js';
-import type { CommitTable, Executor } from './schema.js';
+import type { CommitTable, Executor, Timestamp } from './schema.js';
 
 export async function insertCommit(db: Executor, dialect: SqlDialect, commit: Commit): Promise<void> {
   await db.insertInto('commits').values(fromCommit(dialect, commit)).execute();
@@ -67,14 +67,18 @@ export async function updateCommit(db: Executor, dialect: SqlDialect, id: string
  * nothing, reads say why. A tag or VM that a concurrent transaction adds meanwhile makes the
  * engine's foreign key check fail the delete instead (see stillReferred).
  */
-export async function deleteCommit(db: Executor, id: string): Promise<void> {
+/** Run it inside a transaction: the commit goes and its tombstone lands together. */
+export async function deleteCommit(db: Executor, id: string, at: Timestamp): Promise<void> {
   const { numDeletedRows } = await db
     .deleteFrom('commits')
     .where('id', '=', id)
     .where((eb) => eb.not(eb.exists(eb.selectFrom('tags').select('id').where('commit_id', '=', id))))
     .where((eb) => eb.not(eb.exists(eb.selectFrom('vms').select('id').where('commit_id', '=', id))))
     .executeTakeFirstOrThrow();
-  if (numDeletedRows > 0n) return;
+  if (numDeletedRows > 0n) {
+    await db.insertInto('deleted_commits').values({ id, deleted_at: at }).onConflict((oc) => oc.column('id').doNothing()).execute();
+    return;
+  }
   const [tag, vm] = await Promise.all([
     db.selectFrom('tags').select('name').where('commit_id', '=', id).executeTakeFirst(),
     db.selectFrom('vms').select('id').where('commit_id', '=', id).executeTakeFirst(),

@@ -20,8 +20,11 @@ export async function listCommitsAfter(db: Executor, after: string, limit: numbe
 
 export async function missingCommits(db: Executor, ids: readonly string[]): Promise<string[]> {
   return absent(ids, async (batch) => {
-    const rows = await db.selectFrom('commits').select('id').where('id', 'in', batch).execute();
-    return rows.map((r) => r.id);
+    const [live, deleted] = await Promise.all([
+      db.selectFrom('commits').select('id').where('id', 'in', batch).execute(),
+      db.selectFrom('deleted_commits').select('id').where('id', 'in', batch).execute(),
+    ]);
+    return [...live, ...deleted].map((r) => r.id);
   });
 }
 

@@ -310,7 +310,7 @@ export class SqlMetadataStore implements MetadataStore {
   }
 
   async deleteCommit(id: string): Promise<void> {
-    await this.guard(`commit ${id}`, () => commits.deleteCommit(this.db, id), commits.stillReferred(id));
+    await this.transaction((tx) => tx.guard(`commit ${id}`, () => commits.deleteCommit(tx.db, id, this.now()), commits.stillReferred(id)));
   }
 
   // Tags -------------------------------------------------------------------------------------

@@ -310,6 +310,15 @@ const namespaceQuotas = (t: DdlVocabulary) => statements([
       GROUP BY rc.digest`,
 ]);
 
+// Commits deleted on purpose (deleteCommit), so that a child naming one as its parent is a
+// history that ends there, not a missing record for fsck to report.
+const deletedCommits = (t: DdlVocabulary) => statements([
+  `CREATE TABLE deleted_commits (
+     id         TEXT PRIMARY KEY,
+     deleted_at ${t.timestamp} NOT NULL
+   )${t.strict}`,
+]);
+
 /** Every migration by name, in `dialect`'s words; applied in name order. Exported for tests of an upgrade. */
 export const migrationsFor = (dialect: SqlDialect) => {
   const t = dialect.ddl;
@@ -326,6 +335,7 @@ export const migrationsFor = (dialect: SqlDialect) => {
     '0010_vm_hosts': vmHosts,
     '0011_purged_repositories': purgedRepositories(t),
     '0014_namespace_quotas': namespaceQuotas(t),
+    '0015_deleted_commits': deletedCommits(t),
   } as const satisfies Record<string, Migration>;
 };
 

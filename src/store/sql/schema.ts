@@ -193,6 +193,12 @@ export interface ChunkChargeTable {
   size: number;
 }
 
+/** A commit deleted on purpose: its children's histories end there (fsck). */
+export interface DeletedCommitTable {
+  id: string;
+  deleted_at: Timestamp;
+}
+
 export interface Database {
   namespaces: NamespaceTable;
   memberships: MembershipTable;
@@ -211,6 +217,7 @@ export interface Database {
   namespace_quotas: NamespaceQuotaTable;
   namespace_usage: NamespaceUsageTable;
   chunk_charges: ChunkChargeTable;
+  deleted_commits: DeletedCommitTable;
 }
 
 /** What the aggregate modules run their statements on: the root instance or an open transaction. */
