@@ -1,9 +1,9 @@
 /**
  * The crash loop: a built server (dist/) on the embedded stores takes a mixed load of tar pushes,
- * forks, tag moves, tag deletions and garbage collections while it is killed with SIGKILL at a
- * random moment; after each restart, fsck must find nothing missing or corrupt and every write
- * answered 2xx must be there, byte for byte. Writes cut off by the kill may or may not have
- * landed, but what landed is whole.
+ * forks, tag moves, tag deletions and garbage collections, and in some of its lives commits of a
+ * running VM, while it is killed with SIGKILL at a random moment; after each restart, fsck must
+ * find nothing missing or corrupt and every write answered 2xx must be there, byte for byte.
+ * Writes cut off by the kill may or may not have landed, but what landed is whole.
  *
  * Used by crash.reliability.ts (the full run, `npm run reliability`) and by
  * test/integration/crash.test.ts (a short run in `npm test`). Needs `npm run build` first.
@@ -26,6 +26,13 @@ export interface CrashLoopOptions {
   env: NodeJS.ProcessEnv;
   /** Where progress goes, a line at a time. */
   log?: (line: string) => void;
+  /**
+   * Every this many lives of the server (the first included), a VM boots (SNAPFORK_VM_ASSETS must
+   * hold the guest assets) and one writer commits it, again and again, while the others go on;
+   * such a life ends a random while after its first VM commit landed, so that commits land and
+   * others are cut off. 0: no VM.
+   */
+  vmEvery?: number;
 }
 
 export interface CrashLoopReport {
@@ -38,6 +45,8 @@ export interface CrashLoopReport {
   serverErrors: number;
   collections: number;
   fsckRuns: number;
+  /** VM commits answered 201 and tagged, each found after the restarts. */
+  vmCommits: number;
 }
 
 /** A deterministic generator (mulberry32), so that a seed replays a run. */
@@ -82,14 +91,28 @@ function kill(server: Server): Promise<void> {
   });
 }
 
-/** What a tag must hold after the restarts: its files' digests, by path. */
+/**
+ * What a tag must hold after the restarts: its files' digests, by path; `path#start-end` is the
+ * digest of that byte range of the file.
+ */
 type Content = Record<string, string>;
 
-export async function runCrashLoop({ kills, seed, env, log = () => undefined }: CrashLoopOptions): Promise<CrashLoopReport> {
+/** The files of a VM's commit that are checked (storage/README.md): its disk, by range, and its machine state. */
+const ROOT_DISK = 'rootfs.img';
+const MACHINE_STATE = '.snapfork-vm/machine.json';
+const RANGE = 1024 * 1024;
+
+/** The Range header that `path#start-end` asks for; none for a whole file. */
+const rangeOf = (path: string): RequestInit => {
+  const range = path.split('#')[1];
+  return range === undefined ? {} : { headers: { range: `bytes=${range}` } };
+};
+
+export async function runCrashLoop({ kills, seed, env, log = () => undefined, vmEvery = 0 }: CrashLoopOptions): Promise<CrashLoopReport> {
   const next = random(seed);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(next() * xs.length)]!;
   const dataDir = await mkdtemp(join(tmpdir(), 'snapfork-crash-loop-'));
-  const report: CrashLoopReport = { kills: 0, acknowledged: 0, cutOff: 0, serverErrors: 0, collections: 0, fsckRuns: 0 };
+  const report: CrashLoopReport = { kills: 0, acknowledged: 0, cutOff: 0, serverErrors: 0, collections: 0, fsckRuns: 0, vmCommits: 0 };
   const tokenOf = (scopes: string[]) =>
     execFileSync(process.execPath, [CLI, 'token', 'create', '--user', 'alice', ...scopes.flatMap((s) => ['--scope', s]), '--data-dir', dataDir], { env })
       .toString()
@@ -188,6 +211,35 @@ export async function runCrashLoop({ kills, seed, env, log = () => undefined }: 
     }
   }
 
+  /**
+   * Commits the VM after a write of random bytes in it, and tags the commit in alice/vm-commits
+   * (where commits of VMs of the system image go); once both are answered, what the commit holds
+   * is recorded as read right then: its machine state and a random range of its disk.
+   */
+  async function commitVm(vmId: string, landed: () => void): Promise<void> {
+    const n = serial++;
+    const wrote = await call(`/api/v1/vm/${vmId}/exec`, { method: 'POST', json: { command: ['sh', '-c', `head -c ${4096 + Math.floor(next() * 262144)} /dev/urandom > /root/f${n}`] } });
+    if (wrote.status !== 200) return settle(wrote, []);
+    const committed = await call(`/api/v1/vm/${vmId}/commit`, { method: 'POST', json: { name: `c${n}` } });
+    if (committed.status !== 201) return settle(committed, [422]); // 422: a collection took chunks meanwhile
+    const { commit_id: commitId } = (await committed.json()) as { commit_id: string };
+    const tagged = await call('/api/v1/repositories/vm-commits/tags', { method: 'POST', json: { tag_name: `c${n}`, commit_id: commitId } });
+    if (tagged.status !== 201) return settle(tagged, []);
+    const key = `alice/vm-commits:c${n}`;
+    report.vmCommits++;
+    const disk = (await (await call(`/api/v1/repos/alice/vm-commits/tags/c${n}/tree`)).json()) as { name: string; size: number }[];
+    const size = disk.find((e) => e.name === ROOT_DISK)?.size ?? 0;
+    const start = Math.floor(next() * Math.max(1, size - RANGE));
+    const content: Content = {};
+    for (const path of [MACHINE_STATE, `${ROOT_DISK}#${start}-${start + RANGE - 1}`]) {
+      const res = await call(`/api/v1/repos/alice/vm-commits/tags/c${n}/files/${path.split('#')[0]}`, rangeOf(path));
+      if (res.status !== 200 && res.status !== 206) return settle(res, []);
+      content[path] = sha(Buffer.from(await res.arrayBuffer()));
+    }
+    acknowledge(key, content);
+    landed();
+  }
+
   /** An answer that is not the write's success: only `allowed` statuses are; anything else fails the run. */
   async function settle(res: Response, allowed: number[]): Promise<void> {
     if (allowed.includes(res.status)) return;
@@ -206,9 +258,9 @@ export async function runCrashLoop({ kills, seed, env, log = () => undefined }: 
     for (const key of sample) {
       const [repo, tag] = key.split(':') as [string, string];
       for (const [path, digest] of Object.entries(expected.get(key)!)) {
-        const res = await call(`/api/v1/repos/${repo}/tags/${tag}/files/${path}`);
+        const res = await call(`/api/v1/repos/${repo}/tags/${tag}/files/${path.split('#')[0]}`, rangeOf(path));
         const bytes = Buffer.from(await res.arrayBuffer());
-        if (res.status !== 200 || sha(bytes) !== digest) throw new Error(`after kill ${report.kills}: ${key} ${path} answered ${res.status} with ${bytes.length} bytes, not the bytes acknowledged`);
+        if (res.status !== (path.includes('#') ? 206 : 200) || sha(bytes) !== digest) throw new Error(`after kill ${report.kills}: ${key} ${path} answered ${res.status} with ${bytes.length} bytes, not the bytes acknowledged`);
       }
     }
     fresh.clear();
@@ -217,29 +269,42 @@ export async function runCrashLoop({ kills, seed, env, log = () => undefined }: 
     unsettled.clear();
   }
 
+  /** A VM of the system image, booted and answering exec. */
+  async function bootVm(): Promise<string> {
+    const res = await call('/api/v1/vm/new_root?wait_boot=true', { method: 'POST', json: { vm_config: {} } });
+    if (res.status !== 201) throw new Error(`booting a VM answered ${res.status}: ${await res.text()}`);
+    return ((await res.json()) as { vm_id: string }).vm_id;
+  }
+
   try {
     while (report.kills < kills) {
-      // A few writers at once, for a random while; then the kill lands wherever they are.
-      const until = Date.now() + 50 + next() * 600;
+      // A few writers at once, for a random while; then the kill lands wherever they are. In a
+      // VM's life one of them commits the VM instead, and the while is long enough for commits.
+      const vmId = vmEvery > 0 && report.kills % vmEvery === 0 ? await bootVm() : undefined;
+      let landed!: () => void;
+      const firstVmCommit = new Promise<void>((resolve) => (landed = resolve));
       let killed = false;
-      const writers = Array.from({ length: 3 }, async () => {
+      const writers = Array.from({ length: 3 }, async (_, i) => {
         while (!killed) {
           try {
-            await write();
+            await (vmId && i === 0 ? commitVm(vmId, landed) : write());
           } catch (e) {
             if (killed) report.cutOff++;
             else throw e;
           }
         }
       });
-      await new Promise((resolve) => setTimeout(resolve, Math.max(0, until - Date.now())));
+      const running = Promise.all(writers);
+      // A writer's failure ends the run rather than the wait.
+      if (vmId) await Promise.race([firstVmCommit, running]);
+      await new Promise((resolve) => setTimeout(resolve, vmId ? next() * 4000 : 50 + next() * 600));
       killed = true;
       await kill(server);
-      await Promise.all(writers);
+      await running;
       report.kills++;
       server = await startServer(dataDir, env);
       await verify();
-      log(`kill ${report.kills}/${kills}: ${report.acknowledged} acknowledged, ${report.cutOff} cut off, ${report.collections} collections`);
+      log(`kill ${report.kills}/${kills}: ${report.acknowledged} acknowledged (${report.vmCommits} VM commits), ${report.cutOff} cut off, ${report.collections} collections`);
     }
     return report;
   } finally {

@@ -13,6 +13,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { runCrashLoop } from '../../scripts/reliability/crash.js';
 import { withoutEngines } from '../support/engines.js';
 import { generatedTar } from '../support/generated.js';
+import { buildVmAssets } from '../support/vm-assets.js';
 import { describeTree, makeSampleTree, tarOf, tempDir, untar } from '../support/trees.js';
 
 const CLI = join(process.cwd(), 'dist', 'cli', 'main.js');
@@ -41,7 +42,7 @@ beforeAll(async () => {
   // The child runs what `npm start` runs; build it from the sources under test.
   execFileSync('npm', ['run', '--silent', 'build'], { stdio: 'inherit' });
   dataDir = await mkdtemp(join(tmpdir(), 'snapfork-crash-'));
-});
+}, 300_000); // tsc on a busy 2-core machine
 afterAll(async () => {
   server?.child.kill('SIGKILL');
   await rm(dataDir, { recursive: true, force: true });
@@ -86,8 +87,10 @@ it('loses no acknowledged write and shows nothing of a push cut off by kill -9',
   expect(await describeTree(pulled)).toEqual(await describeTree(sample));
 });
 
-it('survives kills -9 at random moments under pushes, forks, tag moves, deletions and collections (a short crash loop)', async () => {
-  const report = await runCrashLoop({ kills: 4, seed: 7, env: embedded });
+it('survives kills -9 at random moments under pushes, forks, tag moves, deletions, collections and VM commits (a short crash loop)', async () => {
+  const env = { ...embedded, SNAPFORK_VM_ASSETS: await buildVmAssets() };
+  const report = await runCrashLoop({ kills: 4, seed: 7, env, vmEvery: 2 });
   expect(report).toMatchObject({ kills: 4, serverErrors: 0, fsckRuns: 4 });
   expect(report.acknowledged).toBeGreaterThan(0);
-}, 300_000);
+  expect(report.vmCommits).toBeGreaterThan(0);
+}, 600_000);
