@@ -160,6 +160,7 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
   }, { telemetry: metrics.telemetry, gc: config.gc, quotas: config.quotas });
   metrics.countRunningVms(() => services.vms.runningCount());
   await services.vms.reconcile();
+  await services.jobs.abandonLeftovers();
   const app = createApp(services, tokens, config, metrics, logger, options);
 
   const { headersMs, idleMs } = config.timeouts;
@@ -198,6 +199,8 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
       const timer = setTimeout(() => server.closeAllConnections(), SHUTDOWN_GRACE_MS);
       await drained;
       clearTimeout(timer);
+      // Background jobs (a collection, an fsck) finish before the stores they use close.
+      await services.jobs.settled();
       // Every VM is stopped before the stores its disks are read from close.
       await services.vms.close();
       await runtime.close();

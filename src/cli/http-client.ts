@@ -25,6 +25,8 @@ export interface RequestOptions {
   contentType?: string;
   query?: Record<string, string | number | undefined>;
   accept?: string;
+  /** More request headers. */
+  headers?: Record<string, string>;
 }
 
 type Env = Record<string, string | undefined>;
@@ -68,7 +70,7 @@ export class ApiClient {
     for (const [key, value] of Object.entries(options.query ?? {})) {
       if (value !== undefined) url.searchParams.set(key, String(value));
     }
-    const headers: Record<string, string> = { accept: options.accept ?? 'application/json' };
+    const headers: Record<string, string> = { ...options.headers, accept: options.accept ?? 'application/json' };
     if (this.token) headers.authorization = `Bearer ${this.token}`;
     let body: string | Uint8Array | ReadableStream | undefined;
     if (options.json !== undefined) {

@@ -112,9 +112,18 @@ export class FsckService {
    * Runs every check and reports what it found. Site administrators only: `unauthorized`
    * without a user, `forbidden` without the admin scope; `invalid` for a malformed subset.
    */
-  async run(principal: Principal, options: FsckOptions = {}): Promise<FsckReport> {
+  run(principal: Principal, options: FsckOptions = {}): Promise<FsckReport> {
+    return this.begin(principal, options)();
+  }
+
+  /** Checks the caller and the options at once (throwing as run does), and answers the check to run. */
+  begin(principal: Principal, options: FsckOptions = {}): () => Promise<FsckReport> {
     this.policy.requireScope(principal, 'admin');
     const select = options.readDataSubset === undefined ? undefined : subsetFilter(options.readDataSubset);
+    return () => this.check(options, select);
+  }
+
+  private async check(options: FsckOptions, select: ((digest: string) => boolean) | undefined): Promise<FsckReport> {
     const started = Date.parse(this.now());
     const missing = new CappedList<MissingProblem>(PROBLEMS_LISTED);
     const corrupt = new CappedList<CorruptProblem>(PROBLEMS_LISTED);

@@ -94,17 +94,27 @@ export class GcService {
   ) {}
 
   /** Site administrators only; `conflict` while this server runs another collection. */
-  async collect(principal: Principal, options: GcOptions = {}): Promise<GcReport> {
+  collect(principal: Principal, options: GcOptions = {}): Promise<GcReport> {
+    return this.begin(principal, options)();
+  }
+
+  /**
+   * Checks the caller and claims this server's collection at once (throwing as collect does),
+   * and answers the collection to run: a job starts it after recording itself.
+   */
+  begin(principal: Principal, options: GcOptions = {}): () => Promise<GcReport> {
     this.policy.requireScope(principal, 'admin');
     if (this.running) throw conflict('a garbage collection is running on this server already');
     this.running = true;
-    try {
-      const report = await this.run(options);
-      this.telemetry.collected(report);
-      return report;
-    } finally {
-      this.running = false;
-    }
+    return async () => {
+      try {
+        const report = await this.run(options);
+        this.telemetry.collected(report);
+        return report;
+      } finally {
+        this.running = false;
+      }
+    };
   }
 
   private async run({ dryRun = false, purgeDeleted = false, graceMs = this.settings.graceMs }: GcOptions): Promise<GcReport> {

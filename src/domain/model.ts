@@ -177,3 +177,19 @@ export interface NamespaceQuota {
   limits: QuotaLimits;
   updatedAt: string;
 }
+
+export type AdminJobKind = 'gc' | 'fsck';
+export type AdminJobStatus = 'running' | 'succeeded' | 'failed';
+
+/** A garbage collection or fsck run in the background; `result` is its report once it succeeded. */
+export interface AdminJob {
+  id: string;
+  kind: AdminJobKind;
+  status: AdminJobStatus;
+  options: Record<string, unknown>;
+  result: unknown;
+  error: string | null;
+  host: string;
+  createdAt: string;
+  finishedAt: string | null;
+}

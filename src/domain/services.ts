@@ -1,4 +1,5 @@
 import { AccessPolicy } from './access-policy.js';
+import { AdminJobService } from './admin-job.service.js';
 import { AccountService } from './account.service.js';
 import { ForkService } from './fork.service.js';
 import { GcService, type GcSettings } from './gc.service.js';
@@ -38,6 +39,7 @@ export interface Services {
   fsck: FsckService;
   stats: StorageStatsService;
   quotas: QuotaService;
+  jobs: AdminJobService;
 }
 
 /** What VMs run on: the runtime, the guest assets' base image, the builder of dataset images, and the caps. */
@@ -83,6 +85,8 @@ export function createServices(
   const snapshots = new SnapshotService(store, chunks, policy, repositories, quotas, now);
   const images = new SystemImageService(store, chunks, repositories, snapshots, vms.baseImage);
   const planner = new BootPlanner(chunks, images, vms.datasets, vms.caps);
+  const gcService = new GcService(store, storedChunks, policy, telemetry, gc, () => Date.parse(now()));
+  const fsck = new FsckService(store, storedChunks, policy, telemetry, now);
   const vmService = new VmService(store, chunks, policy, accounts, repositories, snapshots, images, planner, vms.runtime, vms.caps, quotas, vms.host, now);
   return {
     policy,
@@ -96,9 +100,10 @@ export function createServices(
     vms: vmService,
     vmGuests: new VmGuestService(vmService, vms.execLogs, now),
     health: new HealthService(store, storedChunks),
-    gc: new GcService(store, storedChunks, policy, telemetry, gc, () => Date.parse(now())),
-    fsck: new FsckService(store, storedChunks, policy, telemetry, now),
+    gc: gcService,
+    fsck,
     stats: new StorageStatsService(store, storedChunks, policy, repositories),
     quotas,
+    jobs: new AdminJobService(store, policy, gcService, fsck, vms.host, now),
   };
 }

@@ -10,6 +10,7 @@
  */
 import type { Readable } from 'node:stream';
 import type {
+  AdminJob,
   ChunkRef,
   Commit,
   Manifest,
@@ -626,6 +627,19 @@ export interface AccountingStore {
   metadataTotals(): Promise<MetadataTotals>;
 }
 
+/** Garbage collections and fsck runs in the background, as every server of the database sees them. */
+export interface AdminJobStore {
+  /** `conflict` when the id is taken. */
+  createJob(job: AdminJob): Promise<void>;
+  /** Records a running job's outcome: its report, or why it failed. A finished job stays as it is. */
+  finishJob(id: string, outcome: { result: unknown } | { error: string }): Promise<void>;
+  getJob(id: string): Promise<AdminJob | undefined>;
+  /** The newest `limit` jobs, newest first. */
+  listJobs(limit: number): Promise<AdminJob[]>;
+  /** Fails the jobs `host` left running (a server that crashed or was killed); answers how many. */
+  abandonJobs(host: string): Promise<number>;
+}
+
 /** The token signing key every server of one database shares. */
 export interface SigningKeyStore {
   /**
@@ -690,7 +704,8 @@ export interface MetadataStore
     SigningKeyStore,
     CollectionStore,
     AccountingStore,
-    QuotaStore {
+    QuotaStore,
+    AdminJobStore {
   /**
    * Runs `work` in one transaction: all of its writes land together or none does. Calls on the
    * store passed to `work` join the transaction. Writes acknowledged after it resolves survive a

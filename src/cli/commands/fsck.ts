@@ -1,4 +1,5 @@
 import { defineCommand, HTTP_FLAGS, JSON_FLAG, output } from '../command.js';
+import { runAdminJob } from '../admin-job.js';
 import { ApiClient } from '../http-client.js';
 
 /** POST /api/v1/admin/fsck's answer (openapi/snapfork.yaml, FsckReport). */
@@ -78,11 +79,9 @@ export const fsck = defineCommand({
   flags: { 'read-data': { type: 'boolean' }, 'read-data-subset': { type: 'string' }, ...JSON_FLAG, ...HTTP_FLAGS },
   async run(io, _positionals, flags) {
     const client = ApiClient.from(flags, io.env);
-    const report = await client.json<FsckReport>('POST', '/api/v1/admin/fsck', {
-      json: {
-        ...(flags['read-data'] && { read_data: true }),
-        ...(flags['read-data-subset'] !== undefined && { read_data_subset: flags['read-data-subset'] }),
-      },
+    const report = await runAdminJob<FsckReport>(client, '/api/v1/admin/fsck', {
+      ...(flags['read-data'] && { read_data: true }),
+      ...(flags['read-data-subset'] !== undefined && { read_data_subset: flags['read-data-subset'] }),
     });
     output(io, flags.json, report, () => summary(report));
     return report.ok ? 0 : PROBLEMS_FOUND;

@@ -1,5 +1,6 @@
 import { wholeNumber } from '../args.js';
 import { defineCommand, HTTP_FLAGS, JSON_FLAG, output } from '../command.js';
+import { runAdminJob } from '../admin-job.js';
 import { ApiClient } from '../http-client.js';
 
 /** POST /api/v1/admin/gc's answer (openapi/snapfork.yaml, GcReport). */
@@ -46,8 +47,10 @@ export const gc = defineCommand({
   flags: { 'dry-run': { type: 'boolean' }, 'purge-deleted': { type: 'boolean' }, grace: { type: 'string' }, ...JSON_FLAG, ...HTTP_FLAGS },
   async run(io, _positionals, flags) {
     const grace = wholeNumber('grace', flags.grace, 0, 'a whole number of seconds');
-    const report = await ApiClient.from(flags, io.env).json<GcReport>('POST', '/api/v1/admin/gc', {
-      json: { dry_run: flags['dry-run'], purge_deleted: flags['purge-deleted'], ...(grace !== undefined && { grace_seconds: grace }) },
+    const report = await runAdminJob<GcReport>(ApiClient.from(flags, io.env), '/api/v1/admin/gc', {
+      dry_run: flags['dry-run'],
+      purge_deleted: flags['purge-deleted'],
+      ...(grace !== undefined && { grace_seconds: grace }),
     });
     output(io, flags.json, report, () => summary(report));
   },

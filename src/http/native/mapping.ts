@@ -1,11 +1,11 @@
-import type { CorruptProblem, FsckReport, MissingProblem } from '../../domain/fsck.service.js';
-import type { Commit, Manifest, Namespace, QuotaLimits, Repository, Tag } from '../../domain/model.js';
+import type { CorruptProblem, FsckOptions, FsckReport, MissingProblem } from '../../domain/fsck.service.js';
+import type { AdminJob, Commit, Manifest, Namespace, QuotaLimits, Repository, Tag } from '../../domain/model.js';
 import type { QuotaReport } from '../../domain/quota.service.js';
 import { reference } from '../../domain/names.js';
 import { manifestEntryJson } from '../../lib/manifest-json.js';
 import type { RepositoryView } from '../../domain/repository.service.js';
 import type { PushResult, TreeNode } from '../../domain/snapshot.service.js';
-import type { GcReport } from '../../domain/gc.service.js';
+import type { GcOptions, GcReport } from '../../domain/gc.service.js';
 import type { RepositoryStats, StorageReport } from '../../domain/storage-stats.service.js';
 
 /** Domain objects as the native API's JSON (openapi/snapfork.yaml, components/schemas). */
@@ -130,6 +130,25 @@ const fsckProblemJson = (problem: MissingProblem | CorruptProblem) => {
   if (problem.kind !== 'size_mismatch') return problem;
   const { expectedSize, actualSize, ...rest } = problem;
   return { ...rest, expected_size: expectedSize, actual_size: actualSize };
+};
+
+/** A job's options and report in the words of the request body and the report each endpoint answers. */
+export const adminJobJson = (job: AdminJob) => {
+  const gc = job.kind === 'gc';
+  const options = job.options as GcOptions & FsckOptions;
+  return {
+    job_id: job.id,
+    kind: job.kind,
+    status: job.status,
+    options: gc
+      ? { dry_run: options.dryRun ?? false, purge_deleted: options.purgeDeleted ?? false, ...(options.graceMs !== undefined && { grace_seconds: options.graceMs / 1000 }) }
+      : { read_data: options.readData ?? false, ...(options.readDataSubset !== undefined && { read_data_subset: options.readDataSubset }) },
+    result: job.result === null ? null : gc ? gcReportJson(job.result as GcReport) : fsckReportJson(job.result as FsckReport),
+    error: job.error,
+    host: job.host,
+    created_at: job.createdAt,
+    finished_at: job.finishedAt,
+  };
 };
 
 export const fsckReportJson = (report: FsckReport) => ({

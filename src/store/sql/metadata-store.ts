@@ -19,6 +19,7 @@
 import { sql, type Kysely } from 'kysely';
 import { conflict, type DomainError } from '../../domain/errors.js';
 import type {
+  AdminJob,
   Commit,
   Manifest,
   ManifestSummary,
@@ -54,6 +55,7 @@ import type {
   ViewerFilter,
 } from '../types.js';
 import * as accounting from './accounting.js';
+import * as adminJobs from './admin-jobs.js';
 import * as collection from './collection.js';
 import * as commits from './commits.js';
 import { type DriverFault, type SqlDialect, toDomainError } from './dialect.js';
@@ -402,6 +404,26 @@ export class SqlMetadataStore implements MetadataStore {
         reachability.recordManifestChunks(tx.db, manifestDigest, digests),
       ),
     );
+  }
+
+  async createJob(job: AdminJob): Promise<void> {
+    await this.guard(`job ${job.id}`, () => adminJobs.insertJob(this.db, job));
+  }
+
+  async finishJob(id: string, outcome: { result: unknown } | { error: string }): Promise<void> {
+    await adminJobs.finishJob(this.db, id, outcome, this.now());
+  }
+
+  async getJob(id: string): Promise<AdminJob | undefined> {
+    return adminJobs.getJob(this.db, id);
+  }
+
+  async listJobs(limit: number): Promise<AdminJob[]> {
+    return adminJobs.listJobs(this.db, limit);
+  }
+
+  async abandonJobs(host: string): Promise<number> {
+    return adminJobs.abandonJobs(this.db, host, this.now());
   }
 
   async getQuota(namespaceId: number): Promise<NamespaceQuota | undefined> {

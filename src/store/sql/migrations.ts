@@ -319,6 +319,23 @@ const deletedCommits = (t: DdlVocabulary) => statements([
    )${t.strict}`,
 ]);
 
+// Site administration jobs (garbage collection, fsck) run in the background: a long collection
+// outlives any one request, and every server of the database answers where it stands.
+const adminJobs = (t: DdlVocabulary) => statements([
+  `CREATE TABLE admin_jobs (
+     id          TEXT PRIMARY KEY,
+     kind        TEXT NOT NULL CHECK (kind IN ('gc', 'fsck')),
+     status      TEXT NOT NULL CHECK (status IN ('running', 'succeeded', 'failed')),
+     options     TEXT NOT NULL,
+     result      TEXT,
+     error       TEXT,
+     host        TEXT NOT NULL,
+     created_at  ${t.timestamp} NOT NULL,
+     finished_at ${t.timestamp}
+   )${t.strict}`,
+  `CREATE INDEX admin_jobs_created ON admin_jobs (created_at)`,
+]);
+
 /** Every migration by name, in `dialect`'s words; applied in name order. Exported for tests of an upgrade. */
 export const migrationsFor = (dialect: SqlDialect) => {
   const t = dialect.ddl;
@@ -336,6 +353,7 @@ export const migrationsFor = (dialect: SqlDialect) => {
     '0011_purged_repositories': purgedRepositories(t),
     '0014_namespace_quotas': namespaceQuotas(t),
     '0015_deleted_commits': deletedCommits(t),
+    '0016_admin_jobs': adminJobs(t),
   } as const satisfies Record<string, Migration>;
 };
 

@@ -4,7 +4,7 @@
  * maps it to its domain type.
  */
 import type { Generated, Kysely, Transaction } from 'kysely';
-import type { EntryType, NamespaceKind, Role, Visibility, VmState } from '../../domain/model.js';
+import type { AdminJobKind, AdminJobStatus, EntryType, NamespaceKind, Role, Visibility, VmState } from '../../domain/model.js';
 
 /**
  * Timestamps are ISO-8601 UTC strings with milliseconds, which sort as they compare: SQLite
@@ -199,6 +199,22 @@ export interface DeletedCommitTable {
   deleted_at: Timestamp;
 }
 
+/** A garbage collection or fsck run in the background (src/domain/admin-job.service.ts). */
+export interface AdminJobTable {
+  id: string;
+  kind: AdminJobKind;
+  status: AdminJobStatus;
+  /** The options it was started with, as JSON. */
+  options: string;
+  /** Its report as JSON, once it succeeded. */
+  result: string | null;
+  error: string | null;
+  /** The server that runs it. */
+  host: string;
+  created_at: Timestamp;
+  finished_at: Timestamp | null;
+}
+
 export interface Database {
   namespaces: NamespaceTable;
   memberships: MembershipTable;
@@ -218,6 +234,7 @@ export interface Database {
   namespace_usage: NamespaceUsageTable;
   chunk_charges: ChunkChargeTable;
   deleted_commits: DeletedCommitTable;
+  admin_jobs: AdminJobTable;
 }
 
 /** What the aggregate modules run their statements on: the root instance or an open transaction. */
