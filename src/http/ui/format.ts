@@ -2,7 +2,7 @@
 
 const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
 
-/** `1536` -> `1.5 KiB`; exact below 1 KiB. */
+/** `1536` -> `1.50 KiB`, `204800` -> `200 KiB`; exact below 1 KiB. */
 export function bytes(n: number): string {
   let value = n;
   let unit = 0;
@@ -10,7 +10,7 @@ export function bytes(n: number): string {
     value /= 1024;
     unit++;
   }
-  return unit === 0 ? `${n} B` : `${value.toFixed(value < 10 ? 2 : 1)} ${UNITS[unit]}`;
+  return unit === 0 ? `${n} B` : `${value.toFixed(value < 10 ? 2 : 1).replace(/\.0+$/, '')} ${UNITS[unit]}`;
 }
 
 export const ratio = (r: number | null): string => (r === null ? 'n/a (nothing stored)' : `${r.toFixed(2)}×`);
