@@ -215,7 +215,7 @@ describe('the web UI in chromium', () => {
 
     page.once('dialog', (dialog) => void dialog.accept());
     await row.getByRole('button', { name: /^Delete VM/ }).click();
-    await expect.poll(() => page.locator('.notice').textContent()).toBe(`VM ${vmId.slice(0, 8)} deleted.`);
+    await expect.poll(() => page.locator('.notice').textContent()).toBe(`VM ${vmId.replace(/-/g, '').slice(-8)} deleted.`);
     expect(await page.locator('table.vms').count()).toBe(0);
     expect(await page.locator('.empty').textContent()).toContain('No VMs');
     await context.close();

@@ -268,3 +268,36 @@ describe('actions', () => {
     expect(res.headers.get('content-type')).toMatch(/^application\/json/);
   });
 });
+
+describe('fork network', () => {
+  const nodesOf = (html: string) => [...html.matchAll(/<a href="[^"]*" class="node[^"]*" data-repo="([^"]+)"/g)].map((m) => m[1]);
+
+  it('draws forks of forks, hides forks an outsider may not see, and caps the page, saying so', async () => {
+    await s.createRepo(alice, 'network', 'public');
+    await s.pushFiles(alice, 'alice/network', 'v1', { 'a.txt': 'a' });
+    const fork = async (token: string, source: string, name: string, visibility?: string) =>
+      expect((await s.api(`/api/v1/repos/${source}/forks`, { method: 'POST', token, json: { name, ...(visibility && { visibility }) } })).status).toBe(201);
+    await fork(bob, 'alice/network', 'net-bob');
+    await fork(bob, 'bob/net-bob', 'net-bob-private', 'private');
+    const carol = await s.token('carol');
+    await fork(carol, 'bob/net-bob', 'net-carol');
+
+    const visitorView = await (await fetch(`${s.url}/ui/repos/carol/net-carol/network`)).text();
+    expect(nodesOf(visitorView)).toEqual(['alice/network', 'bob/net-bob', 'carol/net-carol']);
+    expect(visitorView).not.toContain('larger than a page shows');
+    const owner = await uiClient(s, bob);
+    expect(nodesOf(await (await owner.get('/ui/repos/carol/net-carol/network')).text())).toEqual(['alice/network', 'bob/net-bob', 'carol/net-carol', 'bob/net-bob-private']);
+    // Not even the private fork's own page draws it for a visitor.
+    expect((await fetch(`${s.url}/ui/repos/bob/net-bob-private/network`)).status).toBe(404);
+
+    // 60 repositories a page, the asked one and the path to it among them.
+    for (let i = 0; i < 60; i++) await fork(carol, 'alice/network', `wide-${i}`);
+    const capped = await (await fetch(`${s.url}/ui/repos/carol/net-carol/network`)).text();
+    const drawn = nodesOf(capped);
+    expect(drawn).toHaveLength(60);
+    expect(drawn).toEqual(expect.arrayContaining(['alice/network', 'bob/net-bob', 'carol/net-carol']));
+    expect(capped).toContain('This network is larger than a page shows: the 60 repositories nearest to carol/net-carol are drawn.');
+    expect(capped).toContain('Figures are computed for the 24 repositories nearest to this one');
+    expect(capped.match(/figures on its storage page/g)!.length).toBeGreaterThanOrEqual(36);
+  });
+});

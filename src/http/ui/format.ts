@@ -18,7 +18,10 @@ export const ratio = (r: number | null): string => (r === null ? 'n/a (nothing s
 /** An ISO 8601 time as `2024-05-01 12:34 UTC`. */
 export const when = (iso: string): string => `${iso.slice(0, 10)} ${iso.slice(11, 16)} UTC`;
 
-/** The first 8 characters of a UUID or digest, enough to tell commits apart on a page. */
-export const shortId = (id: string): string => id.replace(/-/g, '').slice(0, 8);
+/**
+ * 8 hex digits of a UUID, enough to tell commits and VMs apart on a page: the last ones, since
+ * a UUID v7 (commits) starts with its time, which commits made together share.
+ */
+export const shortId = (id: string): string => id.replace(/-/g, '').slice(-8);
 
 export const plural = (n: number, one: string, many = `${one}s`): string => `${n} ${n === 1 ? one : many}`;

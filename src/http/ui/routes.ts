@@ -24,6 +24,7 @@ import { pageOf } from '../pagination.js';
 import { publicBase } from '../public-url.js';
 import { loadAssets } from './assets.js';
 import type { GraphNode, NodeFigures } from './fork-graph.js';
+import { shortId } from './format.js';
 import type { Html } from './html.js';
 import type { PageContext } from './layout.js';
 import { cataloguePage, namespacePage, type Listing, type RepositoryRow } from './pages/catalogue.js';
@@ -414,7 +415,7 @@ export function uiRoutes(services: Services, tokens: TokenService, parseForm: Re
     const id = param(req, 'id');
     const action = param(req, 'action') as VmAction;
     if (!VM_ACTIONS.includes(action)) return next();
-    const short = id.slice(0, 8);
+    const short = shortId(id);
     switch (action) {
       case 'pause':
       case 'resume':
