@@ -5,7 +5,7 @@
  * of an external issuer are accepted too, verified against its JWKS URL with its own issuer and
  * audience.
  */
-import { randomUUID } from 'node:crypto';
+import { hkdfSync, randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
@@ -59,6 +59,8 @@ export class TokenService {
     private readonly publicKey: KeyLike,
     private readonly publicJwk: JWK,
     private readonly external: JWTVerifyGetKey | undefined,
+    /** The private key's own bytes (JWK `d`), which derived secrets come from. */
+    private readonly keyMaterial: Buffer,
   ) {}
 
   /**
@@ -79,7 +81,17 @@ export class TokenService {
       await importJWK(publicJwk, ALG),
       { ...publicJwk, alg: ALG, use: 'sig' },
       external,
+      Buffer.from(jwk.d ?? '', 'base64url'),
     );
+  }
+
+  /**
+   * A 32-byte secret for `purpose` (HKDF-SHA256 of the signing key): every server of one
+   * database derives the same one, and nothing about the signing key can be learnt from it, nor
+   * one purpose's secret from another's.
+   */
+  deriveSecret(purpose: string): Uint8Array {
+    return new Uint8Array(hkdfSync('sha256', this.keyMaterial, 'snapfork', purpose, 32));
   }
 
   /** The public half of the signing key, as a JWKS document others can verify our tokens with. */

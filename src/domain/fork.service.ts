@@ -36,6 +36,28 @@ export interface ForkInput {
   withVm?: boolean;
 }
 
+/** A repository of a fork network and the one it is a fork of (null for the network's root). */
+export interface ForkNetworkNode {
+  repository: Repository;
+  parentId: number | null;
+}
+
+/** The fork network around a repository, as far as the caller may see it. */
+export interface ForkNetwork {
+  /** The asked repository. */
+  focus: Repository;
+  /**
+   * Each repository after the one it is a fork of: the root and the path down to the asked
+   * repository first, then the other forks breadth first, oldest first among siblings.
+   */
+  nodes: ForkNetworkNode[];
+  /** True when the network holds more repositories than `maxNodes`, or ancestors beyond MAX_NETWORK_DEPTH. */
+  truncated: boolean;
+}
+
+/** How many fork parents a network is followed up through. */
+export const MAX_NETWORK_DEPTH = 64;
+
 export interface ForkResult {
   repository: Repository;
   source: Repository;
@@ -181,6 +203,56 @@ export class ForkService {
   async listForks(principal: Principal, ref: RepositoryRef, query: Omit<ForkQuery, 'viewer'>): Promise<PageOf<Repository>> {
     const repo = await this.repositories.resolve(principal, ref);
     return this.store.listForks(repo.id, { ...query, viewer: await this.policy.viewerFilter(principal) });
+  }
+
+  /**
+   * The fork network of `ref`: its fork parents followed up (as forkedFromRepoId shows them) while
+   * the caller may read them, at most MAX_NETWORK_DEPTH, to the root; then the forks the caller
+   * may see below the root, breadth first, at most `maxNodes` repositories in all. The asked
+   * repository and the path to it from the root are always among them. A query per repository
+   * listed, none proportional to what they hold.
+   */
+  async network(principal: Principal, ref: RepositoryRef, maxNodes: number): Promise<ForkNetwork> {
+    const focus = await this.repositories.resolve(principal, ref);
+    const path = [focus];
+    let truncated = false;
+    for (let top = focus; top.forkedFromRepoId !== null; ) {
+      if (path.length > MAX_NETWORK_DEPTH) {
+        truncated = true;
+        break;
+      }
+      const parent = await this.store.getRepositoryById(top.forkedFromRepoId);
+      // A parent the caller may not read ends the network they see, as if it were its root.
+      if (!parent || !(await this.policy.canRead(principal, parent)) || path.some((r) => r.id === parent.id)) break;
+      path.push(parent);
+      top = parent;
+    }
+    path.reverse();
+    const nodes: ForkNetworkNode[] = path.map((repository, i) => ({ repository, parentId: i === 0 ? null : path[i - 1]!.id }));
+    // The path is walked first, so that the asked repository's own forks come before its cousins'.
+    const queue = [...path];
+    const listed = new Set(path.map((r) => r.id));
+    const viewer = await this.policy.viewerFilter(principal);
+    const budget = Math.max(maxNodes, nodes.length);
+    for (let i = 0; i < queue.length; i++) {
+      const parent = queue[i]!;
+      // One more row than there is room for, so that a listed path repository takes no one's place.
+      const forks = await this.store.listForks(parent.id, { viewer, limit: budget - listed.size + 1, offset: 0, orderBy: 'created_at', sort: 'asc' });
+      let shown = 0;
+      for (const fork of forks.items) {
+        if (listed.has(fork.id)) {
+          shown++;
+          continue;
+        }
+        if (listed.size >= budget) break;
+        listed.add(fork.id);
+        nodes.push({ repository: fork, parentId: parent.id });
+        queue.push(fork);
+        shown++;
+      }
+      if (shown < forks.total) truncated = true;
+    }
+    return { focus, nodes, truncated };
   }
 
   /** How many forks of the repository the caller may see. */

@@ -172,6 +172,15 @@ export class RepositoryService {
     });
   }
 
+  /**
+   * The repositories of every namespace that the caller may see (AccessPolicy.viewerFilter),
+   * newest first; with `search`, those whose name or namespace's name contains it, ignoring case.
+   */
+  async catalogue(principal: Principal, page: Page, search?: string): Promise<PageOf<Repository>> {
+    if (principal.kind === 'user') this.policy.requireScope(principal, 'repo:read');
+    return this.store.listAllRepositories(await this.policy.viewerFilter(principal), page, search);
+  }
+
   /** Public repositories of every namespace, newest first: the catalogue anyone may browse. */
   async listPublic(page: Page): Promise<PageOf<Repository>> {
     return this.store.listAllRepositories({ visibilities: ['public'], namespaceIds: [] }, page);

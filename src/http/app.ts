@@ -19,7 +19,8 @@ import { MAX_COMMIT_BODY } from './native/transfer-routes.js';
 import { opsRoutes } from './ops-routes.js';
 import { oxenDialect } from './oxen/routes.js';
 import { requireValidOrigin, setPublicUrl } from './public-url.js';
-import { bodyRateWatch, jsonBody, withBodyDeadline, type CutRequest } from './request-limits.js';
+import { bodyRateWatch, formBody, jsonBody, withBodyDeadline, type CutRequest } from './request-limits.js';
+import { MAX_UI_FORM, UI_PREFIX, uiRoutes } from './ui/routes.js';
 import { versDialect } from './vers/routes.js';
 import { MAX_VM_FILE_BODY } from './vers/vm-routes.js';
 
@@ -101,6 +102,9 @@ export function createApp(services: Services, tokens: TokenService, config: Conf
   for (const dialect of DIALECTS) {
     for (const parser of dialect.bodyParsers ?? []) app.use(dialect.prefix || '/', parsed(parser));
   }
+  // The web UI answers every path below it in HTML, its errors too: the contract (and its
+  // validator, below) covers the API only.
+  app.use(UI_PREFIX, uiRoutes(services, tokens, parsed(formBody(MAX_UI_FORM))));
   app.use(
     OpenApiValidator.middleware({
       // The document served at /openapi.json (the validator works on its own deep copy).

@@ -349,8 +349,11 @@ export interface RepositoryStore {
    * was purged; conflict when a live repository holds its name now.
    */
   restoreRepository(id: number, actor: string): Promise<Repository>;
-  /** Live repositories of any namespace that `viewer` may see, newest first (catalogues). */
-  listAllRepositories(viewer: ViewerFilter, page: Page): Promise<PageOf<Repository>>;
+  /**
+   * Live repositories of any namespace that `viewer` may see, newest first (catalogues); with
+   * `search`, only those whose name or namespace's name contains it, ignoring case.
+   */
+  listAllRepositories(viewer: ViewerFilter, page: Page, search?: string): Promise<PageOf<Repository>>;
   /** Live direct forks of a repository, filtered, ordered and paged as `query` says. */
   listForks(repositoryId: number, query: ForkQuery): Promise<PageOf<Repository>>;
   /** How many live direct forks of a repository `viewer` may see. */

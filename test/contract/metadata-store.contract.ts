@@ -369,6 +369,24 @@ export function metadataStoreContract({ name, open, skip }: StoreEngine): void {
         });
       });
 
+      it('searches the catalogue by repository or namespace name, ignoring case, within what the viewer sees', async () => {
+        const alice = await store.ensureUser('alice');
+        const bob = await store.ensureUser('bob');
+        await repoIn(alice.id, 'Weather-data');
+        await repoIn(alice.id, 'weather_secret', { visibility: 'private' });
+        await repoIn(bob.id, 'images');
+        await repoIn(bob.id, 'a%b');
+        const anyone: ViewerFilter = { visibilities: ['public'], namespaceIds: [] };
+        expect(names(await store.listAllRepositories(anyone, all, 'WEATHER'))).toEqual(['Weather-data']);
+        expect(names(await store.listAllRepositories('all', all, 'weather'))).toEqual(['weather_secret', 'Weather-data']);
+        expect(names(await store.listAllRepositories(anyone, all, 'BO'))).toEqual(['a%b', 'images']);
+        // LIKE's wildcards match themselves only.
+        expect(names(await store.listAllRepositories(anyone, all, '%'))).toEqual(['a%b']);
+        const paged = await store.listAllRepositories('all', { limit: 1, offset: 0 }, 'weather');
+        expect(paged).toMatchObject({ total: 2 });
+        expect(names(paged)).toEqual(['weather_secret']);
+      });
+
       /**
        * alice/data has three live direct forks, oldest first: bob/data_copy (public),
        * acme/Training (private, updated last), alice/mirror (internal, archived); plus a deleted

@@ -264,8 +264,8 @@ export class SqlMetadataStore implements MetadataStore {
     );
   }
 
-  async listAllRepositories(viewer: ViewerFilter, page: Page): Promise<PageOf<Repository>> {
-    return repositories.listAllRepositories(this.db, viewer, page);
+  async listAllRepositories(viewer: ViewerFilter, page: Page, search?: string): Promise<PageOf<Repository>> {
+    return repositories.listAllRepositories(this.db, viewer, page, search);
   }
 
   async listForks(repositoryId: number, query: ForkQuery): Promise<PageOf<Repository>> {

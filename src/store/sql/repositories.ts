@@ -183,9 +183,10 @@ export async function undeleteRepository(db: Executor, id: number, now: () => st
   return deletedAt;
 }
 
-export async function listAllRepositories(db: Executor, viewer: ViewerFilter, page: Page): Promise<PageOf<Repository>> {
+export async function listAllRepositories(db: Executor, viewer: ViewerFilter, page: Page, search?: string): Promise<PageOf<Repository>> {
   const listed = liveRepositories(db)
     .where(visibleTo(viewer))
+    .$if(search !== undefined, (q) => q.where(nameContains(search ?? '')))
     .orderBy('repositories.created_at', 'desc')
     .orderBy('repositories.id', 'desc');
   return pageOf(listed, page, toRepository);
@@ -201,15 +202,7 @@ export async function listForks(
   let listed = liveForks(db, repositoryId, query.viewer);
   if (query.archived !== undefined) listed = listed.where('repositories.archived', '=', dialect.flag(query.archived));
   if (query.visibility !== undefined) listed = listed.where('repositories.visibility', '=', query.visibility);
-  if (query.search !== undefined) {
-    const needle = query.search;
-    listed = listed.where((eb) =>
-      eb.or([
-        containsIgnoringCase(eb, 'repositories.name', needle),
-        containsIgnoringCase(eb, 'namespaces.name', needle),
-      ]),
-    );
-  }
+  if (query.search !== undefined) listed = listed.where(nameContains(query.search));
   // Owning namespaces filter exactly like a viewer who sees only what those namespaces own.
   if (query.namespaceIds !== undefined) {
     listed = listed.where(visibleTo({ visibilities: [], namespaceIds: query.namespaceIds }));
@@ -324,6 +317,12 @@ function containsIgnoringCase(
 ) {
   const pattern = `%${needle.replace(/[\\%_]/g, '\\$&')}%`;
   return sql<SqlBool>`lower(${eb.ref(column)}) LIKE lower(${pattern}) ESCAPE '\\'`;
+}
+
+/** The repository's name or its namespace's name contains `needle`, ignoring case. */
+function nameContains(needle: string) {
+  return (eb: ExpressionBuilder<Database, 'repositories' | 'namespaces'>) =>
+    eb.or([containsIgnoringCase(eb, 'repositories.name', needle), containsIgnoringCase(eb, 'namespaces.name', needle)]);
 }
 
 /** The columns listForks sorts by; there are no stars or activity records yet. */
