@@ -212,9 +212,9 @@ describe('SQLite metadata store', () => {
     }
   });
 
-  it('upgrades a 0011 database: chunks recorded before quotas are charged to the oldest namespace that recorded them, at no cost', async () => {
+  it('upgrades a 0012 database: chunks recorded before quotas are charged to the oldest namespace that recorded them, at no cost', async () => {
     const db = openSqliteDatabase(file);
-    expect((await new Migrator({ db, provider: before('0012') }).migrateToLatest()).error).toBeUndefined();
+    expect((await new Migrator({ db, provider: before('0013') }).migrateToLatest()).error).toBeUndefined();
     const at = '2030-01-01T00:00:00.000Z';
     for (const [id, name] of [[1, 'alice'], [2, 'bob']] as const) {
       await sql`INSERT INTO namespaces (id, name, kind, display_name, created_at) VALUES (${id}, ${name}, 'user', ${name}, ${at})`.execute(db);
@@ -225,7 +225,7 @@ describe('SQLite metadata store', () => {
     for (const [digest, repositoryId] of [[shared, 2], [shared, 1], [bobs, 2]] as const) {
       await sql`INSERT INTO repository_chunks (digest, repository_id, recorded_at) VALUES (${digest}, ${repositoryId}, ${at})`.execute(db);
     }
-    expect(await migrate(db)).toEqual(namesFrom('0012'));
+    expect(await migrate(db)).toEqual(namesFrom('0013'));
     await db.destroy();
 
     const store = await openSqliteMetadataStore(file);

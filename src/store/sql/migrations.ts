@@ -351,9 +351,9 @@ export const migrationsFor = (dialect: SqlDialect) => {
     '0009_signing_keys': signingKeys(t),
     '0010_vm_hosts': vmHosts,
     '0011_purged_repositories': purgedRepositories(t),
-    '0014_namespace_quotas': namespaceQuotas(t),
-    '0015_deleted_commits': deletedCommits(t),
-    '0016_admin_jobs': adminJobs(t),
+    '0013_namespace_quotas': namespaceQuotas(t),
+    '0014_deleted_commits': deletedCommits(t),
+    '0015_admin_jobs': adminJobs(t),
   } as const satisfies Record<string, Migration>;
 };
 
