@@ -28,14 +28,14 @@ export function ensureTool(debPackage: string, [command, ...args]: readonly [str
 }
 
 /**
- * `node <cli> serve` on `dataDir` and an ephemeral port, `cli` being a build of the CLI (CLI by
- * default: another build lets a benchmark put two versions side by side), with `env` added to
- * this process's environment (but for its engines' variables: the server runs on the embedded
- * stores unless `env` names others).
+ * `node <nodeArgs> <cli> serve` on `dataDir` and an ephemeral port, `cli` being a build of the
+ * CLI (CLI by default: another build lets a benchmark put two versions side by side), with `env`
+ * added to this process's environment (but for its engines' variables: the server runs on the
+ * embedded stores unless `env` names others).
  */
-export async function startServerProcess(dataDir: string, env: Record<string, string> = {}, cli = CLI) {
+export async function startServerProcess(dataDir: string, env: Record<string, string> = {}, { cli = CLI, nodeArgs = [] }: { cli?: string; nodeArgs?: string[] } = {}) {
   const serverEnv = { ...withoutEngines(process.env), ...env };
-  const child = spawn(process.execPath, [cli, 'serve', '--port', '0', '--data-dir', dataDir], {
+  const child = spawn(process.execPath, [...nodeArgs, cli, 'serve', '--port', '0', '--data-dir', dataDir], {
     stdio: ['ignore', 'pipe', 'inherit'],
     env: serverEnv,
   });

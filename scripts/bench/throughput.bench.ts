@@ -137,8 +137,7 @@ it.skipIf(!process.env.SNAPFORK_BENCH)('first push MB/s through HTTP and the CLI
   /** A fresh server of `build`, given to `use`, then stopped with its data removed; answers its peak RSS. */
   const withServer = async (build: string, use: (server: Awaited<ReturnType<typeof startServerProcess>>) => Promise<void>) => {
     const dataDir = join(work, 'server');
-    const env: Record<string, string> = CPU_PROF ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${CPU_PROF}` } : {};
-    const server = await startServerProcess(dataDir, env, build);
+    const server = await startServerProcess(dataDir, {}, { cli: build, nodeArgs: CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${CPU_PROF}`] : [] });
     try {
       await use(server);
       return server.peakRssMiB();
