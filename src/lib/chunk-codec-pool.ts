@@ -20,8 +20,15 @@ import { Worker } from 'node:worker_threads';
 import type { ChunkCodec, CodecWork, EncodedChunk } from './chunk-codec.js';
 import { DEFAULT_LEVEL, MAX_BLOCK_SIZE } from './zstd.js';
 
-/** ~4 MiB per core at 64 KiB chunks: enough to keep every worker busy, small beside a 256 MiB server. */
-const MAX_IN_FLIGHT_BYTES = 32 * 1024 * 1024;
+/** Enough to keep every worker busy (a few batches each), small beside a 256 MiB server. */
+const MAX_IN_FLIGHT_BYTES = 16 * 1024 * 1024;
+/**
+ * A worker's own heaps. Chunks live outside them (ArrayBuffers) and zstd in its 16 MiB WASM
+ * memory, so a worker's JS objects are a batch's results; V8's defaults (16 MiB of young
+ * generation per worker) would add ~30 MiB per core to the server's resident memory for nothing.
+ * Past them the worker dies, which fails its jobs (see above), never the server.
+ */
+const WORKER_LIMITS = { maxYoungGenerationSizeMb: 2, maxOldGenerationSizeMb: 32 };
 /** Jobs in one message to a worker, at most. */
 const MAX_BATCH = 16;
 /** Messages a worker has in flight: one it works on, one waiting, so it never idles between two. */
@@ -183,7 +190,11 @@ export class ChunkCodecPool implements ChunkCodec {
   }
 
   private start(): CodecThread {
-    const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { zstdCodec: zstdCodecPath, level: DEFAULT_LEVEL, maxBlockSize: MAX_BLOCK_SIZE } });
+    const worker = new Worker(WORKER_SOURCE, {
+      eval: true,
+      workerData: { zstdCodec: zstdCodecPath, level: DEFAULT_LEVEL, maxBlockSize: MAX_BLOCK_SIZE },
+      resourceLimits: WORKER_LIMITS,
+    });
     const thread: CodecThread = { worker, jobs: new Map(), batches: 0 };
     worker.unref();
     worker.on('message', (results: Done[]) => {
