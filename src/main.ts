@@ -89,6 +89,13 @@ async function openChunkStore(config: Config, codec: ChunkCodec): Promise<ChunkS
   return openPackChunkStore(new S3BlobBackend(config.s3), await PostgresChunkIndex.open(config.databaseUrl), { orphanGraceMs: ORPHAN_GRACE_MS, codec });
 }
 
+/** A pool whose workers load zstd while the server starts, so that its first push does not wait for them. */
+function startedPool(): ChunkCodecPool {
+  const pool = new ChunkCodecPool();
+  pool.start();
+  return pool;
+}
+
 export interface ServerOptions extends AppOptions {
   /** Where the JSON log lines go (at config.logLevel); stdout by default. */
   logDestination?: DestinationStream;
@@ -143,7 +150,7 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
   const logger = createLogger(config.logLevel, options.logDestination);
   await mkdir(config.dataDir, { recursive: true });
   const metadata = await openMetadataStore(config);
-  const chunks = await openChunkStore(config, options.chunkCodec ?? new ChunkCodecPool());
+  const chunks = await openChunkStore(config, options.chunkCodec ?? startedPool());
   const tokens = await TokenService.open(config, metadata);
   // Each VM's base disk is served to its QEMU over NBD, read from the chunks as the guest reads it.
   const exportDisk: ExportDisk = async (disk, socketPath) => {

@@ -116,9 +116,18 @@ export class ChunkCodecPool implements ChunkCodec {
   /** `size` workers at most (started on first use): one per core, at least 2, by default. */
   constructor(private readonly size = Math.max(2, availableParallelism())) {}
 
-  /** Workers running now (started lazily, and again after one died). */
+  /** Workers running now (started by start() or on first use, and again after one died). */
   get workers(): number {
     return this.threads.length;
+  }
+
+  /**
+   * Starts every worker now rather than on the first job: loading zstd takes a worker a few
+   * hundred milliseconds (more on a busy machine), which a server pays at startup instead of in
+   * its first push. Idle workers keep no process alive.
+   */
+  start(): void {
+    while (!this.closed && this.threads.length < this.size) this.spawn();
   }
 
   async encode(data: Buffer, work: CodecWork, options: { transfer?: boolean } = {}): Promise<EncodedChunk> {
@@ -174,7 +183,7 @@ export class ChunkCodecPool implements ChunkCodec {
   private dispatch(): void {
     while (this.queued.length > 0 && !this.closed) {
       let thread = this.threads.reduce<CodecThread | undefined>((best, t) => (t.batches < BATCHES_PER_WORKER && (!best || t.batches < best.batches) ? t : best), undefined);
-      if (!thread || (thread.batches > 0 && this.threads.length < this.size)) thread = this.threads.length < this.size ? this.start() : thread;
+      if (!thread || (thread.batches > 0 && this.threads.length < this.size)) thread = this.threads.length < this.size ? this.spawn() : thread;
       if (!thread) return;
       const batch = this.queued.splice(0, Math.min(MAX_BATCH, Math.ceil(this.queued.length / this.size)));
       for (const pending of batch) thread.jobs.set(pending.job.id, pending);
@@ -189,7 +198,7 @@ export class ChunkCodecPool implements ChunkCodec {
     }
   }
 
-  private start(): CodecThread {
+  private spawn(): CodecThread {
     const worker = new Worker(WORKER_SOURCE, {
       eval: true,
       workerData: { zstdCodec: zstdCodecPath, level: DEFAULT_LEVEL, maxBlockSize: MAX_BLOCK_SIZE },
