@@ -21,6 +21,8 @@ import { createServices } from './domain/services.js';
 import { createApp, type AppOptions } from './http/app.js';
 import { createLogger } from './http/logging.js';
 import { Metrics } from './http/metrics.js';
+import type { ChunkCodec } from './lib/chunk-codec.js';
+import { ChunkCodecPool } from './lib/chunk-codec-pool.js';
 import { fsyncDir } from './lib/durable-fs.js';
 import { sha256 } from './lib/sha256.js';
 import { Ext4DatasetImages } from './runtime/dataset-images.js';
@@ -71,25 +73,37 @@ function openMetadataStore(config: Config): Promise<MetadataStore> {
  * PostgreSQL database when databaseUrl is set (any number of servers share bucket and
  * database), else in <dataDir>/chunks/index.db, for one server over the bucket.
  */
-async function openChunkStore(config: Config): Promise<ChunkStore> {
+async function openChunkStore(config: Config, codec: ChunkCodec): Promise<ChunkStore> {
   const dir = join(config.dataDir, CHUNKS_DIR);
-  if (config.s3 === undefined) return openFsChunkStore(dir);
+  if (config.s3 === undefined) return openFsChunkStore(dir, { codec });
   if (config.databaseUrl === undefined) {
     await mkdir(dir, { recursive: true });
     // A local index knows only this server's packs: were a second server (misconfigured) given
     // the same bucket and prefix, each would take the other's packs for orphans. Nothing is
     // deleted at open then; a crash's leftovers wait for garbage collection.
     const index = SqliteChunkIndex.open(join(dir, CHUNK_INDEX_FILE));
-    return openPackChunkStore(new S3BlobBackend(config.s3), index, { orphanGraceMs: Infinity });
+    return openPackChunkStore(new S3BlobBackend(config.s3), index, { orphanGraceMs: Infinity, codec });
   }
   // No lock covers a bucket: another server may be between committing its packs and
   // publishing them, so only orphans older than the grace are removed.
-  return openPackChunkStore(new S3BlobBackend(config.s3), await PostgresChunkIndex.open(config.databaseUrl), { orphanGraceMs: ORPHAN_GRACE_MS });
+  return openPackChunkStore(new S3BlobBackend(config.s3), await PostgresChunkIndex.open(config.databaseUrl), { orphanGraceMs: ORPHAN_GRACE_MS, codec });
+}
+
+/** A pool whose workers load zstd while the server starts, so that its first push does not wait for them. */
+function startedPool(): ChunkCodecPool {
+  const pool = new ChunkCodecPool();
+  pool.start();
+  return pool;
 }
 
 export interface ServerOptions extends AppOptions {
   /** Where the JSON log lines go (at config.logLevel); stdout by default. */
   logDestination?: DestinationStream;
+  /**
+   * Hashes and compresses pushed chunks; a ChunkCodecPool of one worker thread per core by
+   * default. The server's from now on: closed when it stops.
+   */
+  chunkCodec?: ChunkCodec;
 }
 
 export interface RunningServer {
@@ -136,7 +150,7 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
   const logger = createLogger(config.logLevel, options.logDestination);
   await mkdir(config.dataDir, { recursive: true });
   const metadata = await openMetadataStore(config);
-  const chunks = await openChunkStore(config);
+  const chunks = await openChunkStore(config, options.chunkCodec ?? startedPool());
   const tokens = await TokenService.open(config, metadata);
   // Each VM's base disk is served to its QEMU over NBD, read from the chunks as the guest reads it.
   const exportDisk: ExportDisk = async (disk, socketPath) => {

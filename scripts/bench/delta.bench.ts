@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { expect, it } from 'vitest';
 import { generatedBytes } from '../../test/support/generated.js';
-import { DATASET_FILES, datasetFile, startServerProcess, writeDataset } from './server-process.js';
+import { DATASET_FILES, datasetFile, ensureTool, startServerProcess, writeDataset } from './server-process.js';
 
 /** Bytes of the image and of the dataset: 1 GiB; BENCH_BYTES=33554432 tries the script quickly. */
 const SIZE = Number(process.env.BENCH_BYTES ?? 1024 ** 3);
@@ -50,14 +50,6 @@ async function treeBytes(dir: string): Promise<number> {
   return n;
 }
 
-function ensureRestic(): void {
-  try {
-    execFileSync('restic', ['version'], { stdio: 'ignore' });
-  } catch {
-    execFileSync('sh', ['-c', 'apt-get install -y restic || (apt-get update && apt-get install -y restic)'], { stdio: 'inherit' });
-  }
-}
-
 /** A restic repository; backup() answers "Added to the repository" (data_added) in bytes. */
 function resticRepo(path: string) {
   const env = { ...process.env, RESTIC_REPOSITORY: path, RESTIC_PASSWORD: 'bench' };
@@ -78,7 +70,7 @@ function resticRepo(path: string) {
 
 it.skipIf(!process.env.SNAPFORK_BENCH)('delta push and pull of a 1 GiB image and a 1 GiB dataset, beside restic', async () => {
   expect(existsSync('dist/cli/main.js'), 'run npm run build first').toBe(true);
-  ensureRestic();
+  ensureTool('restic', ['restic', 'version']);
   const work = await mkdtemp(join(tmpdir(), 'snapfork-delta-bench-'));
   const dataDir = join(work, 'data');
   const server = await startServerProcess(dataDir);

@@ -11,14 +11,31 @@ export const median = (xs: number[]) => {
   return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 };
 
+/** The built CLI the benchmarks run (`npm run build` first). */
+export const CLI = 'dist/cli/main.js';
+
 /**
- * `node dist/cli/main.js serve` on `dataDir` and an ephemeral port (run `npm run build` first),
- * with `env` added to this process's environment (but for its engines' variables: the server
- * runs on the embedded stores unless `env` names others).
+ * A Debian package the benchmark compares against, installed with apt-get when `probe` (a
+ * command and its arguments, e.g. `restic version`) fails; the package lists are refreshed
+ * only when the install fails without.
  */
-export async function startServerProcess(dataDir: string, env: Record<string, string> = {}) {
+export function ensureTool(debPackage: string, [command, ...args]: readonly [string, ...string[]]): void {
+  try {
+    execFileSync(command, args, { stdio: 'ignore' });
+  } catch {
+    execFileSync('sh', ['-c', `apt-get install -y ${debPackage} || (apt-get update && apt-get install -y ${debPackage})`], { stdio: 'inherit' });
+  }
+}
+
+/**
+ * `node <nodeArgs> <cli> serve` on `dataDir` and an ephemeral port, `cli` being a build of the
+ * CLI (CLI by default: another build lets a benchmark put two versions side by side), with `env`
+ * added to this process's environment (but for its engines' variables: the server runs on the
+ * embedded stores unless `env` names others).
+ */
+export async function startServerProcess(dataDir: string, env: Record<string, string> = {}, { cli = CLI, nodeArgs = [] }: { cli?: string; nodeArgs?: string[] } = {}) {
   const serverEnv = { ...withoutEngines(process.env), ...env };
-  const child = spawn(process.execPath, ['dist/cli/main.js', 'serve', '--port', '0', '--data-dir', dataDir], {
+  const child = spawn(process.execPath, [...nodeArgs, cli, 'serve', '--port', '0', '--data-dir', dataDir], {
     stdio: ['ignore', 'pipe', 'inherit'],
     env: serverEnv,
   });
@@ -33,7 +50,7 @@ export async function startServerProcess(dataDir: string, env: Record<string, st
     url,
     /** A token for `user` (created on first use), signed with the server's key. */
     token: (user: string) =>
-      execFileSync(process.execPath, ['dist/cli/main.js', 'token', 'create', '--user', user, '--data-dir', dataDir], { env: serverEnv }).toString().trim(),
+      execFileSync(process.execPath, [cli, 'token', 'create', '--user', user, '--data-dir', dataDir], { env: serverEnv }).toString().trim(),
     /** Peak resident memory of the server process so far, from /proc (Linux). */
     peakRssMiB: () => Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1] ?? NaN) / 1024,
     stop: () => new Promise((resolve) => child.once('exit', resolve).kill('SIGTERM')),

@@ -9,9 +9,11 @@ import type { ChunkWriter, PutResult } from '../store/types.js';
 const DEPTH = 32;
 
 /**
- * Puts chunks through a writer with up to DEPTH puts in flight instead of one at a time. The
- * first failure is thrown by a later put() or by drain(); a caller that stops on an error
- * aborts the writer, which ends the puts still in flight.
+ * Puts chunks through a writer with up to DEPTH puts in flight instead of one at a time: the
+ * store hashes and compresses them on other cores meanwhile (PackStoreOptions.codec), and they
+ * may finish in any order. The pipeline takes each chunk over (PutOptions.transfer): its caller
+ * must not use the Buffer once it is passed. The first failure is thrown by a later put() or by
+ * drain(); a caller that stops on an error aborts the writer, which ends the puts still in flight.
  */
 export class PutPipeline {
   private readonly inFlight: Promise<unknown>[] = [];
@@ -23,7 +25,10 @@ export class PutPipeline {
     return this.start(data, digest);
   }
 
-  /** put() of `data`, whose ChunkRef is appended to `refs` at once and complete after drain(). */
+  /**
+   * put() of `data`, whose ChunkRef is appended to `refs` at once and complete after drain():
+   * refs stay in the order of the appends, whatever order the puts finish in.
+   */
   append(refs: ChunkRef[], data: Buffer): Promise<void> {
     const at = refs.length;
     refs.push({ digest: '', size: data.length });
@@ -37,7 +42,7 @@ export class PutPipeline {
 
   private async start(data: Buffer, digest?: string, stored?: (result: PutResult) => void): Promise<void> {
     while (this.inFlight.length >= DEPTH) await this.inFlight.shift();
-    const putting = this.writer.put(data, digest).then(stored);
+    const putting = this.writer.put(data, digest, { transfer: true }).then(stored);
     putting.catch(() => undefined); // thrown by the put() or drain() that awaits it
     this.inFlight.push(putting);
   }

@@ -3,7 +3,7 @@
  * PutResult of every service's writes (pushes, uploads, VM commits), so that no service counts.
  */
 import type { Readable } from 'node:stream';
-import type { ChunkDamage, ChunkRemoval, ChunkStat, ChunkStore, ChunkTotals, ChunkWriter, PutResult, Repacked, StoredChunk } from '../store/types.js';
+import type { ChunkDamage, ChunkRemoval, ChunkStat, ChunkStore, ChunkTotals, ChunkWriter, PutOptions, PutResult, Repacked, StoredChunk } from '../store/types.js';
 import type { ChunksStored, Telemetry } from './ports/telemetry.js';
 
 /** A zero tally. */
@@ -21,8 +21,8 @@ class ReportingChunkWriter implements ChunkWriter {
     private readonly telemetry: Telemetry,
   ) {}
 
-  async put(data: Buffer, digest?: string): Promise<PutResult> {
-    const result = await this.writer.put(data, digest);
+  async put(data: Buffer, digest?: string, options?: PutOptions): Promise<PutResult> {
+    const result = await this.writer.put(data, digest, options);
     if (result.created) {
       this.counted.created++;
       this.counted.storedBytes += result.storedSize;

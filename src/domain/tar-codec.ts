@@ -56,7 +56,8 @@ export function readTar(body: Readable, onEntry: (entry: TarEntry) => Promise<vo
     let queue = Promise.resolve();
     let failed = false;
     let current: ReadEntry | undefined;
-    const fail = (e: unknown) => {
+    /** Fails with `error` as it is: the handler's own (a store failing is no fault of the archive). */
+    const fail = (error: Error) => {
       if (failed) return;
       failed = true;
       body.unpipe(parser);
@@ -64,9 +65,9 @@ export function readTar(body: Readable, onEntry: (entry: TarEntry) => Promise<vo
       // The entry in hand gets no more bytes: end its reader, and settle only once its handler
       // has let go, so that no work of the caller (a chunk write, say) outlives the failure.
       current?.destroy();
-      const error = e instanceof DomainError ? e : invalid(`not a valid tar archive: ${(e as Error).message}`);
       void queue.then(() => reject(error));
     };
+    const malformed = (e: Error) => fail(e instanceof DomainError ? e : invalid(`not a valid tar archive: ${e.message}`));
     parser.on('entry', (entry: ReadEntry) => {
       queue = queue
         .then(async () => {
@@ -78,7 +79,7 @@ export function readTar(body: Readable, onEntry: (entry: TarEntry) => Promise<vo
             current = undefined;
           }
         })
-        .catch(fail)
+        .catch((e: unknown) => fail(e instanceof Error ? e : new Error(String(e))))
         .finally(() => entry.resume());
     });
     const handle = async (entry: ReadEntry): Promise<void> => {
@@ -96,7 +97,7 @@ export function readTar(body: Readable, onEntry: (entry: TarEntry) => Promise<vo
         data: entry,
       });
     };
-    parser.on('error', fail);
+    parser.on('error', malformed);
     parser.on('end', () => void queue.then(() => !failed && resolve()));
     body.on('error', (e) => fail(invalid(`request body ended early: ${e.message}`)));
     body.pipe(parser);

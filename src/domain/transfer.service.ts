@@ -119,10 +119,10 @@ export class TransferService {
     try {
       for await (const { digest, data } of records) {
         assertChunkLength(data.length);
-        await puts.put(data, digest);
-        digests.add(digest);
+        bytes += data.length; // read first: the pipeline takes `data` over
         stored += 1;
-        bytes += data.length;
+        digests.add(digest);
+        await puts.put(data, digest);
       }
       await puts.drain();
       await writer.commit();

@@ -58,6 +58,14 @@ export interface ChunkDamage {
   reason: string;
 }
 
+export interface PutOptions {
+  /**
+   * The caller gives `data` up: it neither reads nor changes it once put() is called, so the
+   * store may hand it to another thread (leaving it empty) instead of copying it there.
+   */
+  transfer?: boolean;
+}
+
 /**
  * Collects chunks for one logical write (a push). Chunks put through a writer are durable and
  * visible to readers only after commit() resolves; abort() (or a crash) discards them, never
@@ -69,9 +77,9 @@ export interface ChunkWriter {
   /**
    * Stores `data` unless a chunk with the same digest is already stored or already put through
    * this writer. `digest`, when given, MUST equal the SHA-256 of `data`; the store checks it and
-   * throws `unprocessable` on a mismatch.
+   * throws `unprocessable` on a mismatch. Several puts in flight may settle in any order.
    */
-  put(data: Buffer, digest?: string): Promise<PutResult>;
+  put(data: Buffer, digest?: string, options?: PutOptions): Promise<PutResult>;
   /** Makes every chunk put so far durable (fsynced) and visible. Idempotent. */
   commit(): Promise<void>;
   /** Discards uncommitted chunks. Safe to call after commit() (then it does nothing). */

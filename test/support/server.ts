@@ -11,6 +11,7 @@ import type { DestinationStream } from 'pino';
 import { expect } from 'vitest';
 import { loadConfig, type Config } from '../../src/config.js';
 import type { Scope } from '../../src/domain/principal.js';
+import type { ChunkCodec } from '../../src/lib/chunk-codec.js';
 import { mintToken, startServer, type RunningServer } from '../../src/main.js';
 import { tarOf, tempDir } from './trees.js';
 
@@ -76,6 +77,8 @@ export interface TestServerOptions {
   dataDir?: string;
   /** Receives the server's JSON log lines, at `info` unless `env` sets SNAPFORK_LOG_LEVEL. */
   logDestination?: DestinationStream;
+  /** The server's chunk codec (ServerOptions.chunkCodec), closed when it stops; not carried over by restart(). */
+  chunkCodec?: ChunkCodec;
 }
 
 /**
@@ -88,7 +91,7 @@ export async function startTestServer(env: Record<string, string> = {}, options:
   const logLevel = options.logDestination ? 'info' : (debugLevel ?? 'silent');
   const config = loadConfig({ SNAPFORK_LOG_LEVEL: logLevel, ...env }, { host: '127.0.0.1', port: 0, dataDir });
   const logDestination = options.logDestination ?? (debugLevel ? process.stderr : undefined);
-  const server: RunningServer = await startServer(config, { validateResponses: true, logDestination });
+  const server: RunningServer = await startServer(config, { validateResponses: true, logDestination, chunkCodec: options.chunkCodec });
   const api: TestServer['api'] = (path, init = {}) => {
     const headers: Record<string, string> = { ...init.headers };
     if (init.token) headers.authorization = `Bearer ${init.token}`;
@@ -157,7 +160,7 @@ export async function startTestServer(env: Record<string, string> = {}, options:
     },
     restart: async (changes = {}) => {
       await server.close();
-      return startTestServer({ ...env, ...changes }, { ...options, dataDir });
+      return startTestServer({ ...env, ...changes }, { ...options, chunkCodec: undefined, dataDir });
     },
     stop: async () => {
       await server.close();

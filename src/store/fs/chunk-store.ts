@@ -16,14 +16,15 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fsyncDir } from '../../lib/durable-fs.js';
 import { LocalDirBackend } from '../blobs/local-dir.js';
-import { openPackChunkStore, type PackChunkStore } from '../packs/pack-store.js';
+import { openPackChunkStore, type PackChunkStore, type PackStoreOptions } from '../packs/pack-store.js';
 import { SqliteChunkIndex } from '../packs/sqlite-chunk-index.js';
 import { lockDirectory } from './dir-lock.js';
 
 /** The SQLite chunk index's file in a chunks directory (also beside an S3 bucket's packs, src/main.ts). */
 export const CHUNK_INDEX_FILE = 'index.db';
 
-export async function openFsChunkStore(dir: string): Promise<PackChunkStore> {
+/** The store under `dir`; `options.codec` as PackStoreOptions.codec (closed with the store). */
+export async function openFsChunkStore(dir: string, options: Pick<PackStoreOptions, 'codec'> = {}): Promise<PackChunkStore> {
   await mkdir(dir, { recursive: true });
   const unlock = await lockDirectory(dir);
   try {
@@ -42,7 +43,7 @@ export async function openFsChunkStore(dir: string): Promise<PackChunkStore> {
     }
     // The lock makes this process the directory's only writer: no other process can be between
     // committing a pack and publishing it, so every orphan is a crash's leftover, whatever its age.
-    return await openPackChunkStore(backend, index, { orphanGraceMs: 0, onClose: unlock });
+    return await openPackChunkStore(backend, index, { orphanGraceMs: 0, onClose: unlock, ...options });
   } catch (e) {
     await unlock();
     throw e;

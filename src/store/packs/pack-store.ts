@@ -18,10 +18,11 @@
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { DomainError, corrupt, notFound, tooLarge, unprocessable } from '../../domain/errors.js';
-import { MAX_BLOCK_SIZE, compressBlock, decompressBlock, zstdReady } from '../../lib/zstd.js';
+import { compressible, inlineChunkCodec, type ChunkCodec, type EncodedChunk } from '../../lib/chunk-codec.js';
+import { decompressBlock, zstdReady } from '../../lib/zstd.js';
 import { readAhead } from '../../lib/read-ahead.js';
 import { sha256 } from '../../lib/sha256.js';
-import type { ChunkDamage, ChunkRemoval, ChunkStat, ChunkStore, ChunkTotals, ChunkWriter, PutResult, Repacked, StoredChunk } from '../types.js';
+import type { ChunkDamage, ChunkRemoval, ChunkStat, ChunkStore, ChunkTotals, ChunkWriter, PutOptions, PutResult, Repacked, StoredChunk } from '../types.js';
 import type { BlobBackend, BlobUpload } from './blob-backend.js';
 import type { ChunkIndex, ChunkLocation, IndexedPack } from './chunk-index.js';
 import { ENTRY_HEADER_SIZE, decodeEntryHeader, encodeEntryHeader, packHeader, type EntryHeader } from './pack-format.js';
@@ -60,6 +61,12 @@ export interface PackStoreOptions {
   now?: () => Date;
   /** Runs last in close(), e.g. to release a directory lock. */
   onClose?: () => Promise<void>;
+  /**
+   * Hashes and compresses the chunks put (a ChunkCodecPool: on every core); closed with the
+   * store (a pool that never ran holds nothing, so a store that fails to open leaves it be).
+   * Inline, on the calling thread, when not given.
+   */
+  codec?: ChunkCodec;
 }
 
 const packName = (id: string) => `${PACKS_PREFIX}${id.slice(0, 2)}/${id}.pack`;
@@ -110,14 +117,17 @@ export class PackChunkStore implements ChunkStore {
   private readonly onClose: (() => Promise<void>) | undefined;
   /** The clock packs are stamped with when published (their createdAt). */
   private readonly now: () => Date;
+  /** Shared with the writers. */
+  readonly codec: ChunkCodec;
 
   constructor(
     private readonly backend: BlobBackend,
     private readonly index: ChunkIndex,
-    options: Pick<PackStoreOptions, 'onClose' | 'now'> = {},
+    options: Pick<PackStoreOptions, 'onClose' | 'now' | 'codec'> = {},
   ) {
     this.onClose = options.onClose;
     this.now = options.now ?? (() => new Date());
+    this.codec = options.codec ?? inlineChunkCodec;
   }
 
   async has(digest: string): Promise<boolean> {
@@ -258,7 +268,8 @@ export class PackChunkStore implements ChunkStore {
   /** Idempotent: a second close (a readiness probe's store closed by its owner too) waits for the first. */
   close(): Promise<void> {
     return (this.closing ??= (async () => {
-      await Promise.all([this.backend.close(), this.index.close()]);
+      // Writers still in flight fail (their codec calls reject) rather than outlive the store.
+      await Promise.all([this.backend.close(), this.index.close(), this.codec.close()]);
       await this.onClose?.();
     })());
   }
@@ -396,19 +407,28 @@ class PackChunkWriter implements ChunkWriter {
   private readonly seen = new Set<string>();
   /** Set by abort(): a put still in flight then must not open a pack nobody will remove. */
   private aborted = false;
+  /** Whether the last chunk put was new: predicts the next one (see put). */
+  private lastWasNew = true;
 
   constructor(
     private readonly store: PackChunkStore,
     private readonly backend: BlobBackend,
   ) {}
 
-  async put(data: Buffer, digest?: string): Promise<PutResult> {
-    const actual = sha256(data);
+  async put(data: Buffer, digest?: string, options: PutOptions = {}): Promise<PutResult> {
+    const size = data.length;
+    if (size > MAX_CHUNK_BYTES) throw tooLarge(`chunk of ${size} bytes exceeds ${MAX_CHUNK_BYTES}`);
+    // While this writer's chunks turn out new (a first push), each is compressed in the same trip
+    // to the codec as it is hashed; once they turn out stored (a push of unchanged data), only
+    // hashed, and compressed in a second trip when new after all.
+    const compressNow = this.lastWasNew && compressible(size);
+    let encoded: EncodedChunk = await this.store.codec.encode(data, { hash: true, compress: compressNow }, options);
+    const actual = encoded.digest!;
     if (digest !== undefined && digest !== actual) {
       throw unprocessable(`chunk digest ${digest} does not match its content (${actual})`, { expected: digest, actual });
     }
-    if (data.length > MAX_CHUNK_BYTES) throw tooLarge(`chunk of ${data.length} bytes exceeds ${MAX_CHUNK_BYTES}`);
-    const known = { digest: actual, size: data.length, created: false, storedSize: 0 };
+    const known = { digest: actual, size, created: false, storedSize: 0 };
+    this.lastWasNew = false;
     if (this.seen.has(actual)) return known;
     // Marked before the index is asked, so that a concurrent put of the same bytes is not stored twice.
     this.seen.add(actual);
@@ -420,15 +440,15 @@ class PackChunkWriter implements ChunkWriter {
       throw e;
     }
     if (stored) return known;
+    this.lastWasNew = true;
+    if (!compressNow && compressible(size)) encoded = await this.store.codec.encode(encoded.data, { hash: false, compress: true }, { transfer: true });
     // Raw when zstd does not shrink it (already compressed data, e.g. qcow2 with compression).
-    const compressed = data.length > 0 && data.length <= MAX_BLOCK_SIZE ? compressBlock(data) : undefined;
-    const zstd = compressed !== undefined && compressed.length < data.length;
-    const bytes = zstd ? compressed : data;
-    const entry: EntryHeader = { digest: actual, size: data.length, storedSize: bytes.length, compression: zstd ? 'zstd' : 'none' };
+    const bytes = encoded.compressed ?? encoded.data;
+    const entry: EntryHeader = { digest: actual, size, storedSize: bytes.length, compression: encoded.compressed ? 'zstd' : 'none' };
     const appended = this.appending.then(() => this.append(entry, bytes));
     this.appending = appended;
     await appended;
-    return { digest: actual, size: data.length, created: true, storedSize: bytes.length };
+    return { digest: actual, size, created: true, storedSize: bytes.length };
   }
 
   async commit(): Promise<void> {

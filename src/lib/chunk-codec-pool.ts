@@ -1,0 +1,237 @@
+/**
+ * A ChunkCodec over worker threads (node:worker_threads): chunks are hashed and compressed on
+ * every core while the main thread reads requests and writes packs. A 2-core server otherwise
+ * spends one core on a push while the other waits (issue 15).
+ *
+ * - Buffers go to a worker and back by transfer (no copy) when the caller gives them up, else
+ *   with one copy; the worker transfers them back with the results.
+ * - Back-pressure: at most MAX_IN_FLIGHT_BYTES of chunks are in the pool at once, whatever the
+ *   number of pushes; encode() waits for room (FIFO), so a burst of pushes holds bounded memory.
+ * - Jobs queued while the workers are busy go to a worker together, in one message (fewer
+ *   messages per chunk under load, the case that counts).
+ * - A worker that dies (an exception, a lost thread) fails exactly its jobs in flight, with an
+ *   error; another worker takes its place at the next job. close() terminates every worker.
+ * - Idle workers are unref'd: a pool nobody closed never keeps a process alive, while a job in
+ *   flight does.
+ */
+import { createRequire } from 'node:module';
+import { availableParallelism } from 'node:os';
+import { Worker } from 'node:worker_threads';
+import type { ChunkCodec, CodecWork, EncodedChunk } from './chunk-codec.js';
+import { DEFAULT_LEVEL, MAX_BLOCK_SIZE } from './zstd.js';
+
+/** Enough to keep every worker busy (a few batches each), small beside a 256 MiB server. */
+const MAX_IN_FLIGHT_BYTES = 16 * 1024 * 1024;
+/**
+ * A worker's own heaps. Chunks live outside them (ArrayBuffers) and zstd in its 16 MiB WASM
+ * memory, so a worker's JS objects are a batch's results; V8's defaults (16 MiB of young
+ * generation per worker) would add ~30 MiB per core to the server's resident memory for nothing.
+ * Past them the worker dies, which fails its jobs (see above), never the server.
+ */
+const WORKER_LIMITS = { maxYoungGenerationSizeMb: 2, maxOldGenerationSizeMb: 32 };
+/** Jobs in one message to a worker, at most. */
+const MAX_BATCH = 16;
+/** Messages a worker has in flight: one it works on, one waiting, so it never idles between two. */
+const BATCHES_PER_WORKER = 2;
+
+interface Job {
+  id: number;
+  data: Uint8Array;
+  hash: boolean;
+  compress: boolean;
+}
+
+interface Done {
+  id: number;
+  data: Uint8Array;
+  digest?: string;
+  compressed?: Uint8Array;
+}
+
+/**
+ * The worker's program, in CommonJS, given as source (eval) rather than as a file: it starts the
+ * same from the built dist/ and from the TypeScript sources under test. It answers each message
+ * (an array of jobs) with one message of results, transferring every buffer back. zstd-codec
+ * returns fresh arrays, so compressed blocks are transferred too. An exception ends the worker:
+ * the pool fails its jobs.
+ */
+const WORKER_SOURCE = `
+const { parentPort, workerData } = require('node:worker_threads');
+const { createHash } = require('node:crypto');
+const { ZstdCodec } = require(workerData.zstdCodec);
+ZstdCodec.run((api) => {
+  const simple = new api.Simple();
+  parentPort.on('message', ({ jobs, failure }) => {
+    if (failure !== undefined) throw new Error(failure);
+    const done = [];
+    const transfer = [];
+    for (const job of jobs) {
+      const result = { id: job.id, data: job.data };
+      if (job.hash) result.digest = createHash('sha256').update(job.data).digest('hex');
+      if (job.compress && job.data.length > 0 && job.data.length <= workerData.maxBlockSize) {
+        const block = simple.compress(job.data, workerData.level);
+        if (!block) throw new Error('zstd compression failed');
+        if (block.length < job.data.length) {
+          result.compressed = block.byteOffset === 0 && block.byteLength === block.buffer.byteLength ? block : block.slice();
+          transfer.push(result.compressed.buffer);
+        }
+      }
+      done.push(result);
+      transfer.push(job.data.buffer);
+    }
+    parentPort.postMessage(done, transfer);
+  });
+});
+`;
+
+const zstdCodecPath = createRequire(import.meta.url).resolve('zstd-codec');
+
+interface Pending {
+  job: Job;
+  resolve(chunk: EncodedChunk): void;
+  reject(error: Error): void;
+}
+
+interface CodecThread {
+  worker: Worker;
+  /** Jobs sent to the worker and not answered yet, by id. */
+  jobs: Map<number, Pending>;
+  /** Messages sent and not answered yet. */
+  batches: number;
+}
+
+const asBuffer = (a: Uint8Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+
+export class ChunkCodecPool implements ChunkCodec {
+  private readonly threads: CodecThread[] = [];
+  /** Jobs not sent to a worker yet, in arrival order. */
+  private readonly queued: Pending[] = [];
+  /** encode() calls waiting for room in the pool, in arrival order. */
+  private readonly waiting: { bytes: number; admit(): void; reject(error: Error): void }[] = [];
+  private inFlightBytes = 0;
+  private nextId = 0;
+  private closed = false;
+  private nextBatchFailure: string | undefined;
+
+  /** `size` workers at most (started on first use): one per core, at least 2, by default. */
+  constructor(private readonly size = Math.max(2, availableParallelism())) {}
+
+  /** Workers running now (started by start() or on first use, and again after one died). */
+  get workers(): number {
+    return this.threads.length;
+  }
+
+  /**
+   * Starts every worker now rather than on the first job: loading zstd takes a worker a few
+   * hundred milliseconds (more on a busy machine), which a server pays at startup instead of in
+   * its first push. Idle workers keep no process alive.
+   */
+  start(): void {
+    while (!this.closed && this.threads.length < this.size) this.spawn();
+  }
+
+  async encode(data: Buffer, work: CodecWork, options: { transfer?: boolean } = {}): Promise<EncodedChunk> {
+    const owned = options.transfer === true && data.byteOffset === 0 && data.byteLength === data.buffer.byteLength;
+    // A view of a larger buffer (or one the caller keeps) is copied once, into a buffer of its own.
+    const payload = owned ? data : new Uint8Array(data);
+    return this.run({ id: this.nextId++, data: payload, hash: work.hash, compress: work.compress });
+  }
+
+  /**
+   * For tests: the next message sent to a worker makes it throw `reason` before it does any job,
+   * as a worker that dies would, so that a test proves its jobs fail cleanly and the pool goes on.
+   */
+  failNextBatch(reason: string): void {
+    this.nextBatchFailure = reason;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    const error = new Error('the chunk codec pool is closed');
+    for (const pending of this.queued.splice(0)) pending.reject(error);
+    for (const waiter of this.waiting.splice(0)) waiter.reject(error);
+    await Promise.all(this.threads.map((t) => t.worker.terminate()));
+  }
+
+  private async run(job: Job): Promise<EncodedChunk> {
+    if (this.closed) throw new Error('the chunk codec pool is closed');
+    const bytes = job.data.byteLength;
+    // Counted on admission (here, or by the job whose end makes room), released when the job settles.
+    if (this.waiting.length === 0 && this.hasRoom(bytes)) this.inFlightBytes += bytes;
+    else await new Promise<void>((admit, reject) => this.waiting.push({ bytes, admit, reject }));
+    try {
+      return await new Promise<EncodedChunk>((resolve, reject) => {
+        this.queued.push({ job, resolve, reject });
+        this.dispatch();
+      });
+    } finally {
+      this.inFlightBytes -= bytes;
+      while (this.waiting.length > 0 && this.hasRoom(this.waiting[0]!.bytes)) {
+        const waiter = this.waiting.shift()!;
+        this.inFlightBytes += waiter.bytes;
+        waiter.admit();
+      }
+    }
+  }
+
+  /** One job is always let in, however large: the bound must not stop a lone chunk. */
+  private hasRoom(bytes: number): boolean {
+    return this.inFlightBytes === 0 || this.inFlightBytes + bytes <= MAX_IN_FLIGHT_BYTES;
+  }
+
+  /** Sends queued jobs to workers with room, starting workers up to `size`. */
+  private dispatch(): void {
+    while (this.queued.length > 0 && !this.closed) {
+      let thread = this.threads.reduce<CodecThread | undefined>((best, t) => (t.batches < BATCHES_PER_WORKER && (!best || t.batches < best.batches) ? t : best), undefined);
+      if (!thread || (thread.batches > 0 && this.threads.length < this.size)) thread = this.threads.length < this.size ? this.spawn() : thread;
+      if (!thread) return;
+      const batch = this.queued.splice(0, Math.min(MAX_BATCH, Math.ceil(this.queued.length / this.size)));
+      for (const pending of batch) thread.jobs.set(pending.job.id, pending);
+      thread.batches++;
+      thread.worker.ref();
+      const failure = this.nextBatchFailure;
+      this.nextBatchFailure = undefined;
+      thread.worker.postMessage(
+        { jobs: batch.map((p) => p.job), ...(failure !== undefined && { failure }) },
+        batch.map((p) => p.job.data.buffer as ArrayBuffer),
+      );
+    }
+  }
+
+  private spawn(): CodecThread {
+    const worker = new Worker(WORKER_SOURCE, {
+      eval: true,
+      workerData: { zstdCodec: zstdCodecPath, level: DEFAULT_LEVEL, maxBlockSize: MAX_BLOCK_SIZE },
+      resourceLimits: WORKER_LIMITS,
+    });
+    const thread: CodecThread = { worker, jobs: new Map(), batches: 0 };
+    worker.unref();
+    worker.on('message', (results: Done[]) => {
+      thread.batches--;
+      for (const done of results) {
+        const pending = thread.jobs.get(done.id);
+        thread.jobs.delete(done.id);
+        pending?.resolve({
+          data: asBuffer(done.data),
+          ...(done.digest !== undefined && { digest: done.digest }),
+          ...(done.compressed && { compressed: asBuffer(done.compressed) }),
+        });
+      }
+      if (thread.batches === 0) worker.unref();
+      this.dispatch();
+    });
+    let failure: Error | undefined;
+    worker.on('error', (e) => (failure = e));
+    worker.on('exit', (code) => {
+      this.threads.splice(this.threads.indexOf(thread), 1);
+      const error = this.closed
+        ? new Error('the chunk codec pool is closed')
+        : new Error(`a chunk codec worker stopped (${failure ? failure.message : `exit code ${code}`})`);
+      for (const pending of thread.jobs.values()) pending.reject(error);
+      thread.jobs.clear();
+      this.dispatch();
+    });
+    this.threads.push(thread);
+    return thread;
+  }
+}
