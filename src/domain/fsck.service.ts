@@ -112,7 +112,7 @@ export class FsckService {
    * Runs every check and reports what it found. Site administrators only: `unauthorized`
    * without a user, `forbidden` without the admin scope; `invalid` for a malformed subset.
    */
-  run(principal: Principal, options: FsckOptions = {}): Promise<FsckReport> {
+  async run(principal: Principal, options: FsckOptions = {}): Promise<FsckReport> {
     return this.begin(principal, options)();
   }
 

@@ -94,7 +94,7 @@ export class GcService {
   ) {}
 
   /** Site administrators only; `conflict` while this server runs another collection. */
-  collect(principal: Principal, options: GcOptions = {}): Promise<GcReport> {
+  async collect(principal: Principal, options: GcOptions = {}): Promise<GcReport> {
     return this.begin(principal, options)();
   }
 
