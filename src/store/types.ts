@@ -12,6 +12,7 @@ import type { Readable } from 'node:stream';
 import type {
   ChunkRef,
   Commit,
+  EntryHead,
   Manifest,
   ManifestSummary,
   Namespace,
@@ -19,6 +20,7 @@ import type {
   PageOf,
   Repository,
   Role,
+  StoredEntry,
   Tag,
   Visibility,
   Vm,
@@ -440,6 +442,20 @@ export interface ManifestStore {
    * manifest's size (listings call it per row). Undefined when the manifest is not stored.
    */
   getManifestSummary(digest: string): Promise<ManifestSummary | undefined>;
+  /**
+   * The entry at exactly `path` of the stored manifest `digest`; undefined when the manifest
+   * holds no such path or is not stored. One indexed read whatever the manifest's size: a file
+   * read never loads the manifest.
+   */
+  getManifestEntry(digest: string, path: string): Promise<StoredEntry | undefined>;
+  /**
+   * At most `limit` entries of the stored manifest `digest` below the directory `dir` ('' for
+   * the root) at any depth, whose paths are at or after `from`, ordered by the bytes of their
+   * UTF-8 paths (the manifest's canonical order); without chunk lists. [] when there are none or
+   * the manifest is not stored. One indexed range read, so a listing pages through a directory
+   * of any size in bounded memory.
+   */
+  listManifestEntries(digest: string, range: { dir: string; from: string; limit: number }): Promise<EntryHead[]>;
 }
 
 /** Which chunks a reader may reach (the tenant check the global ChunkStore.has() cannot make), and the grace of uploaded chunks. */

@@ -934,6 +934,68 @@ export function metadataStoreContract({ name, open, skip }: StoreEngine): void {
         expect(await store.getManifestSummary(digestOf(1))).toBeUndefined();
       });
 
+      it('reads one entry by its exact path: a path that is a prefix of another is a different entry', async () => {
+        const manifest = buildManifest([file('a/b', chunks(2)), file('a/bc', chunks(1, 50)), file('a/b c', []), file('é/ü.txt', chunks(1, 60))]);
+        await store.putManifest(manifest);
+        const entry = await store.getManifestEntry(manifest.digest, 'a/b');
+        expect(entry).toMatchObject({ path: 'a/b', type: 'file', mode: 0o644, size: 65_536 * 2 + 1, mtime: 1_700_000_000, linkTarget: null });
+        expect(entry?.chunks.count).toBe(2);
+        expect((await store.getManifestEntry(manifest.digest, 'a/bc'))?.size).toBe(65_536);
+        expect((await store.getManifestEntry(manifest.digest, 'a/b c'))?.chunks.count).toBe(0);
+        expect((await store.getManifestEntry(manifest.digest, 'é/ü.txt'))?.path).toBe('é/ü.txt');
+        for (const missing of ['a', 'a/', 'a/b/', 'A/b', 'a/bcd']) expect(await store.getManifestEntry(manifest.digest, missing)).toBeUndefined();
+        expect(await store.getManifestEntry(digestOf(1), 'a/b')).toBeUndefined();
+      });
+
+      it("locates a byte range in an entry's chunk list: the chunks holding its first and last byte, and where the first starts", async () => {
+        // Sizes 65,536, 65,537, 65,538: chunk i starts at 65,536 * i + i * (i - 1) / 2.
+        const list = chunks(3, 10);
+        const manifest = buildManifest([file('f', list), file('empty')]);
+        await store.putManifest(manifest);
+        const entry = (await store.getManifestEntry(manifest.digest, 'f'))!;
+        const covering = (start: number, end: number) => {
+          const { offset, digests } = entry.chunks.covering(start, end);
+          return { offset, digests: [...digests] };
+        };
+        const [c0, c1, c2] = list.map((c) => c.digest);
+        expect(covering(0, 0)).toEqual({ offset: 0, digests: [c0] });
+        expect(covering(0, 65_535)).toEqual({ offset: 0, digests: [c0] });
+        expect(covering(65_535, 65_536)).toEqual({ offset: 0, digests: [c0, c1] });
+        expect(covering(65_536, 65_536)).toEqual({ offset: 65_536, digests: [c1] });
+        expect(covering(65_536, 131_073)).toEqual({ offset: 65_536, digests: [c1, c2] });
+        expect(covering(131_073, 196_610)).toEqual({ offset: 131_073, digests: [c2] });
+        expect(covering(0, 10_000_000)).toEqual({ offset: 0, digests: [c0, c1, c2] });
+        expect(covering(196_611, 196_611).digests).toEqual([]);
+        expect(covering(5, 4).digests).toEqual([]);
+        const empty = (await store.getManifestEntry(manifest.digest, 'empty'))!;
+        expect([...empty.chunks.covering(0, -1).digests]).toEqual([]);
+        // The list's digest names the content: the same chunks give the same digest in any manifest.
+        const again = buildManifest([file('elsewhere/g', list)]);
+        await store.putManifest(again);
+        expect((await store.getManifestEntry(again.digest, 'elsewhere/g'))!.chunks.digest()).toBe(entry.chunks.digest());
+        expect(entry.chunks.digest()).not.toBe(empty.chunks.digest());
+      });
+
+      it('lists the entries below a directory in byte order of their paths, from a path on, a page at a time', async () => {
+        const dir = (path: string): ManifestEntry => ({ path, type: 'dir', mode: 0o755, size: 0, mtime: 1, linkTarget: null, chunks: [] });
+        // Byte order, not locale order: ' ' < '-' < '.' < '/' < '0' < 'B' < 'b' < 'é' (0xc3 0xa9) < '𝄞' (0xf0).
+        const paths = ['a', 'a b', 'a-b', 'a.b', 'a/0', 'a/B', 'a/b', 'a/b.c', 'a/b/c', 'a/bc', 'a/é', 'a/𝄞', 'a0', 'ab', 'b/x'];
+        const manifest = buildManifest(paths.map((p) => (p === 'a' || p === 'a/b' ? dir(p) : file(p, chunks(1, paths.indexOf(p))))));
+        await store.putManifest(manifest);
+        const list = async (d: string, from: string, limit = 100) => (await store.listManifestEntries(manifest.digest, { dir: d, from, limit })).map((e) => e.path);
+        expect(await list('', '')).toEqual(paths);
+        expect(await list('a', '')).toEqual(['a/0', 'a/B', 'a/b', 'a/b.c', 'a/b/c', 'a/bc', 'a/é', 'a/𝄞']);
+        expect(await list('a', 'a/b.c')).toEqual(['a/b.c', 'a/b/c', 'a/bc', 'a/é', 'a/𝄞']);
+        expect(await list('a', 'a/b0')).toEqual(['a/bc', 'a/é', 'a/𝄞']);
+        expect(await list('a', 'a/', 2)).toEqual(['a/0', 'a/B']);
+        expect(await list('a/b', '')).toEqual(['a/b/c']);
+        expect(await list('a/bc', '')).toEqual([]);
+        expect(await list('nope', '')).toEqual([]);
+        const [head] = await store.listManifestEntries(manifest.digest, { dir: 'a', from: 'a/b', limit: 1 });
+        expect(head).toEqual({ path: 'a/b', type: 'dir', mode: 0o755, size: 0, mtime: 1, linkTarget: null });
+        expect(await store.listManifestEntries(digestOf(1), { dir: '', from: '', limit: 10 })).toEqual([]);
+      });
+
       it('stores 20,000 entries and a file of 70,000 chunks, returned in canonical order', async () => {
         const entries = Array.from({ length: 20_000 }, (_, i) =>
           file(`dir${i % 7}/file-${i}.bin`, chunks(i % 4, i * 4)),

@@ -54,7 +54,7 @@ describe('SQLite metadata store', () => {
 
   it('applies each migration once and keeps the data across reopening', async () => {
     const db = openSqliteDatabase(file);
-    expect(await migrate(db)).toEqual(['0001_initial', '0002_forks_commits_idempotency', '0003_chunk_reachability', '0004_idempotency_bytes', '0005_links_and_titles', '0006_foreign_tags', '0007_vms', '0008_vm_commits', '0009_signing_keys', '0010_vm_hosts', '0011_purged_repositories']);
+    expect(await migrate(db)).toEqual(['0001_initial', '0002_forks_commits_idempotency', '0003_chunk_reachability', '0004_idempotency_bytes', '0005_links_and_titles', '0006_foreign_tags', '0007_vms', '0008_vm_commits', '0009_signing_keys', '0010_vm_hosts', '0011_purged_repositories', '0012_manifest_entry_paths']);
     await db.destroy();
 
     const first = await openSqliteMetadataStore(file);
@@ -77,6 +77,7 @@ describe('SQLite metadata store', () => {
         { name: '0009_signing_keys' },
         { name: '0010_vm_hosts' },
         { name: '0011_purged_repositories' },
+        { name: '0012_manifest_entry_paths' },
       ]);
     } finally {
       await again.destroy();
@@ -134,7 +135,7 @@ describe('SQLite metadata store', () => {
               VALUES ('m', 0, 0, ${at})`.execute(db);
     await sql`INSERT INTO commits (id, repository_id, parent_ids, manifest_digest, message, author, created_at)
               VALUES ('c-1', 1, '[]', 'm', 'old', 'alice', ${at})`.execute(db);
-    expect(await migrate(db)).toEqual(['0002_forks_commits_idempotency', '0003_chunk_reachability', '0004_idempotency_bytes', '0005_links_and_titles', '0006_foreign_tags', '0007_vms', '0008_vm_commits', '0009_signing_keys', '0010_vm_hosts', '0011_purged_repositories']);
+    expect(await migrate(db)).toEqual(['0002_forks_commits_idempotency', '0003_chunk_reachability', '0004_idempotency_bytes', '0005_links_and_titles', '0006_foreign_tags', '0007_vms', '0008_vm_commits', '0009_signing_keys', '0010_vm_hosts', '0011_purged_repositories', '0012_manifest_entry_paths']);
     await db.destroy();
 
     const store = await openSqliteMetadataStore(file);
@@ -150,7 +151,7 @@ describe('SQLite metadata store', () => {
     const db = openSqliteDatabase(file);
     const upTo0003 = {
       getMigrations: async () => {
-        const { '0004_idempotency_bytes': _idempotency, '0005_links_and_titles': _links, '0006_foreign_tags': _tags, '0007_vms': _vms, '0008_vm_commits': _vmCommits, '0009_signing_keys': _keys, '0010_vm_hosts': _hosts, '0011_purged_repositories': _purged, ...released } = migrations;
+        const { '0004_idempotency_bytes': _idempotency, '0005_links_and_titles': _links, '0006_foreign_tags': _tags, '0007_vms': _vms, '0008_vm_commits': _vmCommits, '0009_signing_keys': _keys, '0010_vm_hosts': _hosts, '0011_purged_repositories': _purged, '0012_manifest_entry_paths': _paths, ...released } = migrations;
         return released;
       },
     };
@@ -170,7 +171,7 @@ describe('SQLite metadata store', () => {
     await commit('c-fork', 2, ['c-source']);
     await repo(3, 'linked', 'Same', 1, 'c-source');
     await repo(4, 'third', 'Same', null, null);
-    expect(await migrate(db)).toEqual(['0004_idempotency_bytes', '0005_links_and_titles', '0006_foreign_tags', '0007_vms', '0008_vm_commits', '0009_signing_keys', '0010_vm_hosts', '0011_purged_repositories']);
+    expect(await migrate(db)).toEqual(['0004_idempotency_bytes', '0005_links_and_titles', '0006_foreign_tags', '0007_vms', '0008_vm_commits', '0009_signing_keys', '0010_vm_hosts', '0011_purged_repositories', '0012_manifest_entry_paths']);
     await db.destroy();
 
     const store = await openSqliteMetadataStore(file);
@@ -187,7 +188,7 @@ describe('SQLite metadata store', () => {
     const db = openSqliteDatabase(file);
     const upTo0006 = {
       getMigrations: async () => {
-        const { '0007_vms': _vms, '0008_vm_commits': _vmCommits, '0009_signing_keys': _keys, '0010_vm_hosts': _hosts, '0011_purged_repositories': _purged, ...released } = migrations;
+        const { '0007_vms': _vms, '0008_vm_commits': _vmCommits, '0009_signing_keys': _keys, '0010_vm_hosts': _hosts, '0011_purged_repositories': _purged, '0012_manifest_entry_paths': _paths, ...released } = migrations;
         return released;
       },
     };
@@ -201,7 +202,7 @@ describe('SQLite metadata store', () => {
               VALUES ('c-1', 1, '[]', 'm', '', 'alice', ${at})`.execute(db);
     await sql`INSERT INTO vms (id, commit_id, repository_id, namespace_id, state, created_at)
               VALUES ('v-1', 'c-1', 1, 1, 'sleeping', ${at})`.execute(db);
-    expect(await migrate(db)).toEqual(['0007_vms', '0008_vm_commits', '0009_signing_keys', '0010_vm_hosts', '0011_purged_repositories']);
+    expect(await migrate(db)).toEqual(['0007_vms', '0008_vm_commits', '0009_signing_keys', '0010_vm_hosts', '0011_purged_repositories', '0012_manifest_entry_paths']);
     await db.destroy();
 
     const store = await openSqliteMetadataStore(file);

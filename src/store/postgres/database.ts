@@ -85,6 +85,8 @@ export const postgresDialect: SqlDialect = {
     true: 'true',
     isJsonObject: (column) => `json_typeof(${column}::json) = 'object'`,
     jsonArrayOf: (expression) => `json_build_array(${expression})::text`,
+    // A change of collation alone rewrites no row, only the indexes on the column.
+    byteOrdered: (table, column) => [`ALTER TABLE ${table} ALTER COLUMN ${column} TYPE TEXT COLLATE "C"`],
     strict: '',
     strictWithoutRowid: '',
   },

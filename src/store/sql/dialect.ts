@@ -82,6 +82,12 @@ export interface DdlVocabulary {
   isJsonObject(column: string): string;
   /** A JSON array of one string, as text. */
   jsonArrayOf(expression: string): string;
+  /**
+   * Statements that make the text column `column` of `table` compare by the bytes of its UTF-8,
+   * in comparisons, ORDER BY and indexes: none in SQLite, whose default BINARY collation does so;
+   * PostgreSQL's text follows the database's locale otherwise.
+   */
+  byteOrdered(table: string, column: string): readonly string[];
   /** What closes a CREATE TABLE: SQLite's STRICT (wrong types are refused, not stored). */
   readonly strict: string;
   /** As `strict`, for tables keyed by their primary key alone (SQLite's WITHOUT ROWID). */

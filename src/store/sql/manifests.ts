@@ -1,7 +1,8 @@
 /** Manifests: content-addressed file lists, each entry's chunk list packed into one blob. */
 import type { Selectable } from 'kysely';
 import { invalid } from '../../domain/errors.js';
-import type { ChunkRef, Manifest, ManifestEntry, ManifestSummary } from '../../domain/model.js';
+import type { ChunkList, ChunkRef, EntryHead, Manifest, ManifestEntry, ManifestSummary, StoredEntry } from '../../domain/model.js';
+import { sha256 } from '../../lib/sha256.js';
 import type { Executor, ManifestEntryTable } from './schema.js';
 
 // Rows of 9 values: 500 of them stay far below SQLite's 32,766 bound parameters per statement
@@ -51,15 +52,43 @@ export async function getManifestSummary(db: Executor, digest: string): Promise<
   return row && { digest, entryCount: row.entry_count, totalSize: row.total_size };
 }
 
-const toManifestEntry = (r: Selectable<ManifestEntryTable>): ManifestEntry => ({
+/** The entry at `path`, by the index on (manifest_digest, path) (0012). */
+export async function getManifestEntry(db: Executor, digest: string, path: string): Promise<StoredEntry | undefined> {
+  const row = await db
+    .selectFrom('manifest_entries')
+    .select([...HEAD_COLUMNS, 'chunks'])
+    .where('manifest_digest', '=', digest)
+    .where('path', '=', path)
+    .executeTakeFirst();
+  return row && { ...toEntryHead(row), chunks: new PackedChunkList(row.chunks) };
+}
+
+/**
+ * A range of the index on (manifest_digest, path): `path` compares by bytes on both engines
+ * (BINARY in SQLite, COLLATE "C" in PostgreSQL since 0012), and every path below `dir` lies
+ * between `dir/` and `dir0`, '0' being the byte after '/'.
+ */
+export async function listManifestEntries(db: Executor, digest: string, range: { dir: string; from: string; limit: number }): Promise<EntryHead[]> {
+  const prefix = range.dir === '' ? '' : `${range.dir}/`;
+  const from = Buffer.compare(Buffer.from(range.from), Buffer.from(prefix)) > 0 ? range.from : prefix;
+  let query = db.selectFrom('manifest_entries').select(HEAD_COLUMNS).where('manifest_digest', '=', digest).where('path', '>=', from);
+  if (range.dir !== '') query = query.where('path', '<', `${range.dir}0`);
+  const rows = await query.orderBy('path').limit(range.limit).execute();
+  return rows.map(toEntryHead);
+}
+
+const HEAD_COLUMNS = ['path', 'type', 'mode', 'size', 'mtime', 'link_target'] as const;
+
+const toEntryHead = (r: Pick<Selectable<ManifestEntryTable>, (typeof HEAD_COLUMNS)[number]>): EntryHead => ({
   path: r.path,
   type: r.type,
   mode: r.mode,
   size: r.size,
   mtime: r.mtime,
   linkTarget: r.link_target,
-  chunks: unpackChunks(r.chunks),
 });
+
+const toManifestEntry = (r: Selectable<ManifestEntryTable>): ManifestEntry => ({ ...toEntryHead(r), chunks: unpackChunks(r.chunks) });
 
 const fromManifestEntry = (digest: string, seq: number, e: ManifestEntry): Selectable<ManifestEntryTable> => ({
   manifest_digest: digest,
@@ -101,4 +130,39 @@ export function unpackChunks(packed: Buffer): ChunkRef[] {
     chunks.push({ digest: packed.toString('hex', at, at + 32), size: packed.readUInt32BE(at + 32) });
   }
   return chunks;
+}
+
+/**
+ * A packed list read in place: locating a byte scans the 4-byte sizes (~20 µs for the ~1,000
+ * chunks of 64 MiB, ~0.2 ms for a 1 GiB file), which measured too little to be worth storing
+ * cumulative offsets; digests are turned to hex only for the chunks a read touches.
+ */
+class PackedChunkList implements ChunkList {
+  readonly count: number;
+
+  constructor(private readonly packed: Buffer) {
+    this.count = packed.length / CHUNK_RECORD_BYTES;
+  }
+
+  covering(start: number, end: number): { offset: number; digests: Iterable<string> } {
+    const { packed } = this;
+    let at = 0;
+    let offset = 0;
+    for (; at < packed.length; at += CHUNK_RECORD_BYTES) {
+      const size = packed.readUInt32BE(at + 32);
+      if (offset + size > start) break;
+      offset += size;
+    }
+    const first = at;
+    for (let reached = offset; at < packed.length && reached <= end; at += CHUNK_RECORD_BYTES) reached += packed.readUInt32BE(at + 32);
+    const last = end < start ? first : at;
+    function* digests() {
+      for (let i = first; i < last; i += CHUNK_RECORD_BYTES) yield packed.toString('hex', i, i + 32);
+    }
+    return { offset, digests: digests() };
+  }
+
+  digest(): string {
+    return sha256(this.packed);
+  }
 }

@@ -20,6 +20,7 @@ import { sql, type Kysely } from 'kysely';
 import { conflict, type DomainError } from '../../domain/errors.js';
 import type {
   Commit,
+  EntryHead,
   Manifest,
   ManifestSummary,
   Namespace,
@@ -27,6 +28,7 @@ import type {
   PageOf,
   Repository,
   Role,
+  StoredEntry,
   Tag,
   Visibility,
   Vm,
@@ -380,6 +382,14 @@ export class SqlMetadataStore implements MetadataStore {
 
   async getManifestSummary(digest: string): Promise<ManifestSummary | undefined> {
     return manifests.getManifestSummary(this.db, digest);
+  }
+
+  async getManifestEntry(digest: string, path: string): Promise<StoredEntry | undefined> {
+    return manifests.getManifestEntry(this.db, digest, path);
+  }
+
+  async listManifestEntries(digest: string, range: { dir: string; from: string; limit: number }): Promise<EntryHead[]> {
+    return manifests.listManifestEntries(this.db, digest, range);
   }
 
   // Chunk reachability -----------------------------------------------------------------------

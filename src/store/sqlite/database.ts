@@ -53,6 +53,7 @@ export const sqliteDialect: SqlDialect = {
     true: '1',
     isJsonObject: (column) => `json_type(${column}) = 'object'`,
     jsonArrayOf: (expression) => `json_array(${expression})`,
+    byteOrdered: () => [],
     strict: ' STRICT',
     strictWithoutRowid: ' STRICT, WITHOUT ROWID',
   },
