@@ -120,6 +120,8 @@ it.skipIf(!process.env.SNAPFORK_BENCH)('p50/p99 of a file, a range and a listing
         expect(res.status).toBe(200);
         expect((JSON.parse(body.toString()) as unknown[]).length).toBe(DIRECTORIES + 1);
       }),
+      // The floor every read above stands on: token, repository, tag and commit, no manifest.
+      await timed('the tag alone (no entry read), for comparison', () => base, {}, (res) => expect(res.status).toBe(200)),
       `server peak RSS: ${server.peakRssMiB().toFixed(0)} MiB`,
     ];
     console.log(lines.join('\n'));

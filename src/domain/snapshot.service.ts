@@ -496,11 +496,8 @@ export class SnapshotService {
    * paths included, in the manifest's order (a directory implied by its first path below), from
    * the child after the one named `page.after`, at most `page.limit`. `more` tells whether
    * another page follows. `not_found` when `dir` is neither a directory of the snapshot nor
-   * above any of its paths.
-   *
-   * The manifest is read in ranges of its path index: whole subdirectories are skipped by one
-   * range read each, so a page costs reads in proportion to its size and memory stays bounded
-   * whatever the directory holds.
+   * above any of its paths. Reads in proportion to the page (ManifestStore.listChildEntries),
+   * in bounded memory whatever the directory holds.
    */
   async tree(principal: Principal, owner: string, repoName: string, tagName: string, dir: string, page: TreePage): Promise<{ nodes: TreeNode[]; more: boolean }> {
     if (page.after?.includes('/')) throw invalid('after names an entry of the directory: it holds no "/"');
@@ -508,32 +505,24 @@ export class SnapshotService {
     const digest = commit.manifestDigest;
     const prefix = dir === '' ? '' : `${dir}/`;
     if (dir !== '' && (await this.store.getManifestEntry(digest, dir))?.type !== 'dir') {
-      const below = await this.store.listManifestEntries(digest, { dir, from: prefix, limit: 1 });
-      if (below.length === 0) throw notFound(`directory ${dir} not found`);
+      if ((await this.store.listChildEntries(digest, { dir, limit: 1 })).length === 0) throw notFound(`directory ${dir} not found`);
     }
     const nodes: TreeNode[] = [];
-    // Children met as entries of their own on this page: their subtrees imply nothing more.
+    // Children met as entries of their own on this page: the paths below them imply nothing more.
     const listed = new Set<string>();
     const isListed = async (name: string) =>
       listed.has(name) ||
       name === page.after ||
       // An entry `name` sorts before `name/...` but may sort before `after` too ("b" < "b.txt" < "b/x").
       (page.after?.startsWith(name) === true && (await this.store.getManifestEntry(digest, prefix + name)) !== undefined);
-    let from = page.after === undefined ? prefix : await this.childrenAfter(digest, prefix + page.after);
-    let skipping: string | undefined;
+    let after = page.after === undefined ? undefined : await this.childPosition(digest, prefix + page.after);
     for (;;) {
-      const batch = await this.store.listManifestEntries(digest, { dir, from, limit: LISTING_BATCH });
+      const batch = await this.store.listChildEntries(digest, { dir, after, limit: LISTING_BATCH });
       for (const e of batch) {
-        if (skipping !== undefined && e.path.startsWith(skipping)) continue;
-        skipping = undefined;
         const name = e.path.slice(prefix.length).split('/', 1)[0]!;
         const child = prefix + name;
-        if (e.path === child) {
-          listed.add(name);
-        } else {
-          skipping = `${child}/`;
-          if (await isListed(name)) continue;
-        }
+        if (e.path === child) listed.add(name);
+        else if (await isListed(name)) continue;
         if (nodes.length === page.limit) return { nodes, more: true };
         nodes.push(
           e.path === child
@@ -542,31 +531,20 @@ export class SnapshotService {
         );
       }
       if (batch.length < LISTING_BATCH) return { nodes, more: false };
-      from = skipping === undefined ? justAfter(batch.at(-1)!.path) : pastSubtree(skipping.slice(0, -1));
+      after = batch.at(-1)!.path;
     }
   }
 
   /**
-   * Where the children that follow the child at `path` start. A child listed as an entry of
-   * its own sits at its path, and one implied by deeper paths at its first path below: so past
-   * the whole subtree of an implied directory, and just after the path of any other name (one
-   * that is no child at all included), where "b.txt" follows "b" before "b/x" does.
+   * Where the child at `path` stands among the entries listChildEntries pages by: its own path
+   * when it is an entry (or no child at all: "b.txt" still follows "b"), and for a directory
+   * only implied by deeper paths, a path inside it, so that the listing goes on past them.
    */
-  private async childrenAfter(digest: string, path: string): Promise<string> {
-    if (await this.store.getManifestEntry(digest, path)) return justAfter(path);
-    const below = await this.store.listManifestEntries(digest, { dir: path, from: '', limit: 1 });
-    return below.length > 0 ? pastSubtree(path) : justAfter(path);
+  private async childPosition(digest: string, path: string): Promise<string> {
+    if (await this.store.getManifestEntry(digest, path)) return path;
+    return (await this.store.listChildEntries(digest, { dir: path, limit: 1 })).length > 0 ? `${path}/` : path;
   }
 }
-
-/**
- * The first path after `path` in byte order, as an inclusive bound: paths hold no NUL
- * (normalizeEntryPath; PostgreSQL's text cannot hold one either), so U+0001 comes next.
- */
-const justAfter = (path: string) => `${path}\u0001`;
-
-/** The first path past every path below `dir` in byte order: '0' is the byte after '/'. */
-const pastSubtree = (dir: string) => `${dir}0`;
 
 /** Every chunk a manifest references, with its size, once. */
 function chunkSizes(manifest: Manifest): Map<string, number> {

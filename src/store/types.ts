@@ -449,13 +449,16 @@ export interface ManifestStore {
    */
   getManifestEntry(digest: string, path: string): Promise<StoredEntry | undefined>;
   /**
-   * At most `limit` entries of the stored manifest `digest` below the directory `dir` ('' for
-   * the root) at any depth, whose paths are at or after `from`, ordered by the bytes of their
-   * UTF-8 paths (the manifest's canonical order); without chunk lists. [] when there are none or
-   * the manifest is not stored. One indexed range read, so a listing pages through a directory
-   * of any size in bounded memory.
+   * The entries that stand for the children of the directory `dir` ('' for the root) in the
+   * stored manifest `digest`, in byte order of their UTF-8 paths (the canonical order): each
+   * entry directly below `dir`, and of each subtree deeper down only its first entry, the one
+   * that implies its child. From the start, or after `after`, a path below `dir` (just after it,
+   * or past its child's whole subtree when it lies deeper; `invalid` when not below `dir`); at
+   * most `limit`, without chunk lists; [] when there are none or the manifest is not stored. One
+   * statement whatever the subtrees hold, so a listing costs reads in proportion to its page
+   * and pages through a directory of any size in bounded memory.
    */
-  listManifestEntries(digest: string, range: { dir: string; from: string; limit: number }): Promise<EntryHead[]>;
+  listChildEntries(digest: string, range: { dir: string; after?: string; limit: number }): Promise<EntryHead[]>;
 }
 
 /** Which chunks a reader may reach (the tenant check the global ChunkStore.has() cannot make), and the grace of uploaded chunks. */

@@ -47,6 +47,9 @@ const file = (path: string, chunkList: ChunkRef[] = []): ManifestEntry => ({
   chunks: chunkList,
 });
 
+/** A directory entry, its mtime 1. */
+const directory = (path: string): ManifestEntry => ({ path, type: 'dir', mode: 0o755, size: 0, mtime: 1, linkTarget: null, chunks: [] });
+
 const smallManifest = (): Manifest =>
   buildManifest([
     file('data/train.csv', chunks(3)),
@@ -976,24 +979,47 @@ export function metadataStoreContract({ name, open, skip }: StoreEngine): void {
         expect(entry.chunks.digest()).not.toBe(empty.chunks.digest());
       });
 
-      it('lists the entries below a directory in byte order of their paths, from a path on, a page at a time', async () => {
-        const dir = (path: string): ManifestEntry => ({ path, type: 'dir', mode: 0o755, size: 0, mtime: 1, linkTarget: null, chunks: [] });
-        // Byte order, not locale order: ' ' < '-' < '.' < '/' < '0' < 'B' < 'b' < 'é' (0xc3 0xa9) < '𝄞' (0xf0).
-        const paths = ['a', 'a b', 'a-b', 'a.b', 'a/0', 'a/B', 'a/b', 'a/b.c', 'a/b/c', 'a/bc', 'a/é', 'a/𝄞', 'a0', 'ab', 'b/x'];
-        const manifest = buildManifest(paths.map((p) => (p === 'a' || p === 'a/b' ? dir(p) : file(p, chunks(1, paths.indexOf(p))))));
+      it("lists the entries that stand for a directory's children, in byte order, one per subtree below, after a path", async () => {
+        // Byte order, not locale order: ' ' < '-' < '.' < '/' < '0' < 'B' < 'b' < 'é' (c3 a9) < 'ö' (c3 b6) < '𝄞' (f0).
+        const paths = ['a', 'a b', 'a-b', 'a.b', 'a/0', 'a/B', 'a/b', 'a/b.c', 'a/b/c', 'a/b/d', 'a/bc', 'a/é', 'a/ö/x/y', 'a/ö/z', 'a/𝄞', 'a0', 'ab', 'b/x', 'b/y'];
+        const manifest = buildManifest(paths.map((p) => (p === 'a' || p === 'a/b' ? directory(p) : file(p, chunks(1, paths.indexOf(p))))));
         await store.putManifest(manifest);
-        const list = async (d: string, from: string, limit = 100) => (await store.listManifestEntries(manifest.digest, { dir: d, from, limit })).map((e) => e.path);
-        expect(await list('', '')).toEqual(paths);
-        expect(await list('a', '')).toEqual(['a/0', 'a/B', 'a/b', 'a/b.c', 'a/b/c', 'a/bc', 'a/é', 'a/𝄞']);
-        expect(await list('a', 'a/b.c')).toEqual(['a/b.c', 'a/b/c', 'a/bc', 'a/é', 'a/𝄞']);
-        expect(await list('a', 'a/b0')).toEqual(['a/bc', 'a/é', 'a/𝄞']);
-        expect(await list('a', 'a/', 2)).toEqual(['a/0', 'a/B']);
-        expect(await list('a/b', '')).toEqual(['a/b/c']);
-        expect(await list('a/bc', '')).toEqual([]);
-        expect(await list('nope', '')).toEqual([]);
-        const [head] = await store.listManifestEntries(manifest.digest, { dir: 'a', from: 'a/b', limit: 1 });
+        const list = async (d: string, after?: string, limit = 100) => (await store.listChildEntries(manifest.digest, { dir: d, after, limit })).map((e) => e.path);
+        expect(await list('')).toEqual(['a', 'a b', 'a-b', 'a.b', 'a/0', 'a0', 'ab', 'b/x']);
+        expect(await list('a')).toEqual(['a/0', 'a/B', 'a/b', 'a/b.c', 'a/b/c', 'a/bc', 'a/é', 'a/ö/x/y', 'a/𝄞']);
+        expect(await list('a', 'a/b')).toEqual(['a/b.c', 'a/b/c', 'a/bc', 'a/é', 'a/ö/x/y', 'a/𝄞']);
+        expect(await list('a', 'a/b/c')).toEqual(['a/bc', 'a/é', 'a/ö/x/y', 'a/𝄞']);
+        expect(await list('a', 'a/b/')).toEqual(['a/bc', 'a/é', 'a/ö/x/y', 'a/𝄞']);
+        expect(await list('a', 'a/ö/z')).toEqual(['a/𝄞']);
+        expect(await list('a', 'a/a-not-there')).toEqual(['a/b', 'a/b.c', 'a/b/c', 'a/bc', 'a/é', 'a/ö/x/y', 'a/𝄞']);
+        expect(await list('a', undefined, 2)).toEqual(['a/0', 'a/B']);
+        expect(await list('a/b')).toEqual(['a/b/c', 'a/b/d']);
+        expect(await list('a/ö')).toEqual(['a/ö/x/y', 'a/ö/z']);
+        expect(await list('a/bc')).toEqual([]);
+        expect(await list('nope')).toEqual([]);
+        const [head] = await store.listChildEntries(manifest.digest, { dir: 'a', after: 'a/B', limit: 1 });
         expect(head).toEqual({ path: 'a/b', type: 'dir', mode: 0o755, size: 0, mtime: 1, linkTarget: null });
-        expect(await store.listManifestEntries(digestOf(1), { dir: '', from: '', limit: 10 })).toEqual([]);
+        await expectDomainError(store.listChildEntries(manifest.digest, { dir: 'a', after: 'b/x', limit: 1 }), 'invalid');
+        expect(await store.listChildEntries(digestOf(1), { dir: '', limit: 10 })).toEqual([]);
+      });
+
+      it('pages through a directory of 3,000 subdirectories and files one statement at a time', async () => {
+        const entries: ManifestEntry[] = [];
+        for (let i = 0; i < 1_000; i++) entries.push(directory(`big/d${i}`), file(`big/d${i}/x`), file(`big/f${i}`), file(`big/i${i}/deep/y`), file(`big/i${i}/z`));
+        const manifest = buildManifest(entries);
+        await store.putManifest(manifest);
+        const seen: string[] = [];
+        for (let after: string | undefined; ; ) {
+          const page = await store.listChildEntries(manifest.digest, { dir: 'big', after, limit: 97 });
+          seen.push(...page.map((e) => e.path));
+          if (page.length < 97) break;
+          after = page.at(-1)!.path;
+        }
+        // Each explicit directory then the first path below it; each implied one by its first path.
+        expect(seen).toHaveLength(4_000);
+        expect(new Set(seen).size).toBe(4_000);
+        expect(seen.filter((p) => p.endsWith('/deep/y'))).toHaveLength(1_000);
+        expect(seen.some((p) => p.endsWith('/z'))).toBe(false);
       });
 
       it('stores 20,000 entries and a file of 70,000 chunks, returned in canonical order', async () => {

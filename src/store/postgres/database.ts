@@ -43,6 +43,7 @@ export const postgresDialect: SqlDialect = {
   flag: (value) => value,
   firstJsonElement: (array) => sql`(${array}::json ->> 0)`,
   jsonElements: (array, alias) => sql`LATERAL json_array_elements_text(${array}::json) AS ${sql.ref(alias)}(value)`,
+  position: (haystack, needle) => sql`strpos(${haystack}, ${needle})`,
   earlier: (a, b) => sql`LEAST(${a}, ${b})`,
   timestamp: (value) => sql`CAST(${value} AS timestamptz)`,
   rowLocks: true,

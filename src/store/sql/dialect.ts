@@ -28,6 +28,8 @@ export interface SqlDialect {
    * CROSS JOIN after the table the array comes from (commits.parent_ids in a graph walk).
    */
   jsonElements(array: RawBuilder<string>, alias: string): RawBuilder<unknown>;
+  /** Where `needle` first occurs in `haystack`, counting characters from 1; 0 when nowhere (SQLite's instr, PostgreSQL's strpos). */
+  position(haystack: RawBuilder<string>, needle: string): RawBuilder<number>;
   /** The earlier of two timestamps: SQLite's two-argument min(), PostgreSQL's LEAST(). */
   earlier(a: RawBuilder<Timestamp>, b: RawBuilder<Timestamp>): RawBuilder<Timestamp>;
   /**

@@ -1,8 +1,9 @@
 /** Manifests: content-addressed file lists, each entry's chunk list packed into one blob. */
-import type { Selectable } from 'kysely';
+import { sql, type RawBuilder, type Selectable } from 'kysely';
 import { invalid } from '../../domain/errors.js';
 import type { ChunkList, ChunkRef, EntryHead, Manifest, ManifestEntry, ManifestSummary, StoredEntry } from '../../domain/model.js';
 import { sha256 } from '../../lib/sha256.js';
+import type { SqlDialect } from './dialect.js';
 import type { Executor, ManifestEntryTable } from './schema.js';
 
 // Rows of 9 values: 500 of them stay far below SQLite's 32,766 bound parameters per statement
@@ -64,18 +65,51 @@ export async function getManifestEntry(db: Executor, digest: string, path: strin
 }
 
 /**
- * A range of the index on (manifest_digest, path): `path` compares by bytes on both engines
- * (BINARY in SQLite, COLLATE "C" in PostgreSQL since 0012), and every path below `dir` lies
- * between `dir/` and `dir0`, '0' being the byte after '/'.
+ * A skip scan of the index on (manifest_digest, path), in one statement: each step seeks the
+ * first path at or after the previous one's successor, which is just after it for an entry
+ * directly below `dir`, and past its child's whole subtree ('0' is the byte after '/') for a
+ * deeper one. `path` compares by bytes on both engines (BINARY in SQLite, COLLATE "C" in
+ * PostgreSQL since 0012), and every path below `dir` lies between `dir/` and `dir0`.
  */
-export async function listManifestEntries(db: Executor, digest: string, range: { dir: string; from: string; limit: number }): Promise<EntryHead[]> {
+export async function listChildEntries(
+  db: Executor,
+  dialect: SqlDialect,
+  digest: string,
+  range: { dir: string; after?: string; limit: number },
+): Promise<EntryHead[]> {
   const prefix = range.dir === '' ? '' : `${range.dir}/`;
-  const from = Buffer.compare(Buffer.from(range.from), Buffer.from(prefix)) > 0 ? range.from : prefix;
-  let query = db.selectFrom('manifest_entries').select(HEAD_COLUMNS).where('manifest_digest', '=', digest).where('path', '>=', from);
-  if (range.dir !== '') query = query.where('path', '<', `${range.dir}0`);
-  const rows = await query.orderBy('path').limit(range.limit).execute();
+  // Characters, as substr and instr count them (a JS length counts UTF-16 units).
+  const prefixLength = [...prefix].length;
+  const below = range.dir === '' ? sql`` : sql`AND e.path < ${`${range.dir}0`}`;
+  const first = (bound: RawBuilder<string>) =>
+    sql<string>`(SELECT e.path FROM manifest_entries e WHERE e.manifest_digest = ${digest} AND e.path >= ${bound} ${below} ORDER BY e.path LIMIT 1)`;
+  const slash = dialect.position(sql<string>`substr(w.path, ${prefixLength + 1})`, '/');
+  const successor = sql<string>`CASE WHEN ${slash} = 0 THEN w.path || ${JUST_AFTER} ELSE substr(w.path, 1, ${prefixLength} + ${slash} - 1) || '0' END`;
+  if (range.after !== undefined && !range.after.startsWith(prefix)) throw invalid(`"${range.after}" is not below "${range.dir}"`);
+  const start = range.after === undefined ? prefix : successorOf(prefix, range.after);
+  const { rows } = await sql<Pick<Selectable<ManifestEntryTable>, (typeof HEAD_COLUMNS)[number]>>`
+    WITH RECURSIVE w (n, path) AS (
+      SELECT 1, ${first(sql<string>`${start}`)}
+      UNION ALL
+      SELECT w.n + 1, ${first(successor)} FROM w WHERE w.path IS NOT NULL AND w.n < ${range.limit}
+    )
+    SELECT e.path, e.type, e.mode, e.size, e.mtime, e.link_target
+    FROM w JOIN manifest_entries e ON e.manifest_digest = ${digest} AND e.path = w.path
+    ORDER BY w.n`.execute(db);
   return rows.map(toEntryHead);
 }
+
+/** Where the scan goes on after `path` (below `prefix`): the `successor` of the statement above. */
+function successorOf(prefix: string, path: string): string {
+  const slash = path.indexOf('/', prefix.length);
+  return slash < 0 ? path + JUST_AFTER : `${path.slice(0, slash)}0`;
+}
+
+/**
+ * The successor of a path among paths: they hold no NUL (normalizeEntryPath; PostgreSQL's text
+ * cannot either), so every path after `p` is at or after `p` + U+0001.
+ */
+const JUST_AFTER = '\u0001';
 
 const HEAD_COLUMNS = ['path', 'type', 'mode', 'size', 'mtime', 'link_target'] as const;
 

@@ -388,8 +388,8 @@ export class SqlMetadataStore implements MetadataStore {
     return manifests.getManifestEntry(this.db, digest, path);
   }
 
-  async listManifestEntries(digest: string, range: { dir: string; from: string; limit: number }): Promise<EntryHead[]> {
-    return manifests.listManifestEntries(this.db, digest, range);
+  async listChildEntries(digest: string, range: { dir: string; after?: string; limit: number }): Promise<EntryHead[]> {
+    return manifests.listChildEntries(this.db, this.dialect, digest, range);
   }
 
   // Chunk reachability -----------------------------------------------------------------------
