@@ -65,11 +65,13 @@ export async function getManifestEntry(db: Executor, digest: string, path: strin
 }
 
 /**
- * A skip scan of the index on (manifest_digest, path), in one statement: each step seeks the
- * first path at or after the previous one's successor, which is just after it for an entry
- * directly below `dir`, and past its child's whole subtree ('0' is the byte after '/') for a
- * deeper one. `path` compares by bytes on both engines (BINARY in SQLite, COLLATE "C" in
- * PostgreSQL since 0012), and every path below `dir` lies between `dir/` and `dir0`.
+ * Two reads of the index on (manifest_digest, path) at most. `path` compares by bytes on both
+ * engines (BINARY in SQLite, COLLATE "C" in PostgreSQL since 0012), and every path below `dir`
+ * lies between `dir/` and `dir0`. First a plain range, the cheapest read of a run of entries
+ * directly below `dir`; when it spent rows on subtrees, the rest comes from skipScan, which
+ * seeks once per child instead of reading what lies below (measured in SQLite for 200
+ * children: 0.7 ms for a range, 2.7 ms for a skip scan; the root of 100 directories of 200
+ * files: 3.3 ms for a skip scan, its 20,000 paths for a range).
  */
 export async function listChildEntries(
   db: Executor,
@@ -78,28 +80,53 @@ export async function listChildEntries(
   range: { dir: string; after?: string; limit: number },
 ): Promise<EntryHead[]> {
   const prefix = range.dir === '' ? '' : `${range.dir}/`;
+  if (range.after !== undefined && !range.after.startsWith(prefix)) throw invalid(`"${range.after}" is not below "${range.dir}"`);
+  const scan = { digest, dir: range.dir, start: range.after === undefined ? prefix : successorOf(prefix, range.after) };
+  let query = db.selectFrom('manifest_entries as e').select(HEAD_COLUMNS).where('e.manifest_digest', '=', digest).where('e.path', '>=', scan.start);
+  if (range.dir !== '') query = query.where('e.path', '<', `${range.dir}0`);
+  const rows = await query.orderBy('e.path').limit(range.limit).execute();
+  const children: EntryHead[] = [];
+  let subtree: string | undefined;
+  for (const row of rows) {
+    if (subtree !== undefined && row.path.startsWith(subtree)) continue;
+    const slash = row.path.indexOf('/', prefix.length);
+    subtree = slash < 0 ? undefined : row.path.slice(0, slash + 1);
+    children.push(toEntryHead(row));
+  }
+  // A short range read everything there is; a full one may have spent rows on a subtree.
+  if (rows.length < range.limit || children.length === range.limit) return children;
+  const rest = await skipScan(db, dialect, { ...scan, start: successorOf(prefix, rows.at(-1)!.path) }, range.limit - children.length);
+  return [...children, ...rest];
+}
+
+/**
+ * A skip scan in one statement: each step seeks the first path at or after the previous one's
+ * successor (successorOf, in SQL), from `start`, `limit` steps at most.
+ */
+async function skipScan(db: Executor, dialect: SqlDialect, scan: { digest: string; dir: string; start: string }, limit: number): Promise<EntryHead[]> {
+  const { digest, dir, start } = scan;
   // Characters, as substr and instr count them (a JS length counts UTF-16 units).
-  const prefixLength = [...prefix].length;
-  const below = range.dir === '' ? sql`` : sql`AND e.path < ${`${range.dir}0`}`;
+  const prefixLength = dir === '' ? 0 : [...dir].length + 1;
+  const below = dir === '' ? sql`` : sql`AND e.path < ${`${dir}0`}`;
   const first = (bound: RawBuilder<string>) =>
     sql<string>`(SELECT e.path FROM manifest_entries e WHERE e.manifest_digest = ${digest} AND e.path >= ${bound} ${below} ORDER BY e.path LIMIT 1)`;
   const slash = dialect.position(sql<string>`substr(w.path, ${prefixLength + 1})`, '/');
   const successor = sql<string>`CASE WHEN ${slash} = 0 THEN w.path || ${JUST_AFTER} ELSE substr(w.path, 1, ${prefixLength} + ${slash} - 1) || '0' END`;
-  if (range.after !== undefined && !range.after.startsWith(prefix)) throw invalid(`"${range.after}" is not below "${range.dir}"`);
-  const start = range.after === undefined ? prefix : successorOf(prefix, range.after);
+  // The entries are fetched by IN, not by a join, which SQLite would drive from the manifest's
+  // every entry; the paths the scan yields rise, so path order is the scan's order.
   const { rows } = await sql<Pick<Selectable<ManifestEntryTable>, (typeof HEAD_COLUMNS)[number]>>`
     WITH RECURSIVE w (n, path) AS (
       SELECT 1, ${first(sql<string>`${start}`)}
       UNION ALL
-      SELECT w.n + 1, ${first(successor)} FROM w WHERE w.path IS NOT NULL AND w.n < ${range.limit}
+      SELECT w.n + 1, ${first(successor)} FROM w WHERE w.path IS NOT NULL AND w.n < ${limit}
     )
-    SELECT e.path, e.type, e.mode, e.size, e.mtime, e.link_target
-    FROM w JOIN manifest_entries e ON e.manifest_digest = ${digest} AND e.path = w.path
-    ORDER BY w.n`.execute(db);
+    SELECT e.path, e.type, e.mode, e.size, e.mtime, e.link_target FROM manifest_entries e
+    WHERE e.manifest_digest = ${digest} AND e.path IN (SELECT w.path FROM w)
+    ORDER BY e.path`.execute(db);
   return rows.map(toEntryHead);
 }
 
-/** Where the scan goes on after `path` (below `prefix`): the `successor` of the statement above. */
+/** Where a listing goes on after `path` (below `prefix`): just after it, or past its child's subtree ('0' is the byte after '/'). */
 function successorOf(prefix: string, path: string): string {
   const slash = path.indexOf('/', prefix.length);
   return slash < 0 ? path + JUST_AFTER : `${path.slice(0, slash)}0`;
