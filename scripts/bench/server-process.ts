@@ -53,6 +53,11 @@ export async function startServerProcess(dataDir: string, env: Record<string, st
       execFileSync(process.execPath, [cli, 'token', 'create', '--user', user, '--data-dir', dataDir], { env: serverEnv }).toString().trim(),
     /** Peak resident memory of the server process so far, from /proc (Linux). */
     peakRssMiB: () => Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1] ?? NaN) / 1024,
+    /** CPU time the server process has used so far, user and system, in seconds, from /proc (Linux, 100 ticks a second). */
+    cpuSeconds: () => {
+      const fields = readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+      return (Number(fields[11]) + Number(fields[12])) / 100;
+    },
     stop: () => new Promise((resolve) => child.once('exit', resolve).kill('SIGTERM')),
   };
 }

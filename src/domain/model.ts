@@ -106,6 +106,33 @@ export interface ManifestEntry {
   chunks: ChunkRef[];
 }
 
+/** A manifest entry without its chunk list: what a directory listing reads. */
+export type EntryHead = Omit<ManifestEntry, 'chunks'>;
+
+/**
+ * A file's chunk list as one entry read alone holds it (ManifestStore.getManifestEntry): decoded
+ * on demand, so that a range read of a large file costs a scan of the sizes, not every digest.
+ */
+export interface ChunkList {
+  readonly count: number;
+  /**
+   * The digests of the chunks that hold bytes `start` to `end` (inclusive) of the file, in
+   * order, decoded as they are iterated, and the offset in the file of the first one's first
+   * byte. No digest when `end < start` or `start` is at or past the end.
+   */
+  covering(start: number, end: number): { offset: number; digests: Iterable<string> };
+  /**
+   * Lower-case hex SHA-256 of the list in its stored encoding (storage/README.md): equal lists
+   * have equal digests, so it names the content at the cost of one hash over 36 bytes a chunk.
+   */
+  digest(): string;
+}
+
+/** One entry of a stored manifest, read alone by its path. */
+export interface StoredEntry extends EntryHead {
+  chunks: ChunkList;
+}
+
 /** A tree of files, addressed by the SHA-256 of its canonical encoding (see storage/README.md). */
 export interface Manifest {
   digest: string;

@@ -3,7 +3,7 @@ import { v7 as uuidv7 } from 'uuid';
 import { Chunker } from './chunker.js';
 import { conflict, invalid, isDomainError, notFound, tooLarge, unprocessable } from './errors.js';
 import { assertManifestBounds, checkedManifest, manifestByteCount, manifestFileCount } from './manifest.js';
-import type { ChunkRef, Commit, Manifest, ManifestEntry, Namespace, Page, PageOf, Repository, Tag } from './model.js';
+import type { ChunkRef, Commit, Manifest, ManifestEntry, Namespace, Page, PageOf, Repository, StoredEntry, Tag } from './model.js';
 import { assertTagName } from './names.js';
 import { PutPipeline } from './put-pipeline.js';
 import { readTar, writeTar } from './tar-codec.js';
@@ -31,7 +31,7 @@ export interface ResolvedTag {
 }
 
 export interface OpenFile {
-  entry: ManifestEntry;
+  entry: StoredEntry;
   /** The file's bytes, or the range [start, end] (inclusive, clamped to the file). */
   read(range?: { start: number; end: number }): { start: number; end: number; body: Readable };
 }
@@ -46,6 +46,15 @@ export interface TreeNode {
   linkTarget: string | null;
 }
 
+/** Where a page of a directory listing starts and how many children it holds. */
+export interface TreePage {
+  /** The name of the last child of the previous page; from the first child when absent. */
+  after?: string;
+  limit: number;
+}
+
+/** Entries a directory listing reads at a time: a page of plain files in one read. */
+const LISTING_BATCH = 256;
 /** How far back a fork's inherited history is searched for a commit. */
 const MAX_HISTORY = 100_000;
 /** How often a push that names no parent is recorded again over a tag another push just moved. */
@@ -471,49 +480,73 @@ export class SnapshotService {
   /**
    * One file of a tagged snapshot: its entry, and a reader for the whole file or a byte range
    * (`start`..`end` inclusive, as HTTP ranges are) that touches only the chunks in the range.
+   * One indexed read of the entry, whatever the size of the manifest.
    */
   async openFile(principal: Principal, owner: string, repoName: string, tagName: string, path: string): Promise<OpenFile> {
     const { commit } = await this.resolveTag(principal, owner, repoName, tagName);
-    const manifest = await this.manifestOf(commit);
-    const entry = manifest.entries.find((e) => e.path === path);
+    const entry = await this.store.getManifestEntry(commit.manifestDigest, path);
     if (!entry || entry.type !== 'file') throw notFound(`file ${path} not found`);
     const read = (range?: { start: number; end: number }) => {
       const start = range?.start ?? 0;
       const end = Math.min(range?.end ?? entry.size - 1, entry.size - 1);
-      let offset = 0;
-      let first = 0;
-      while (first < entry.chunks.length && offset + entry.chunks[first]!.size <= start) {
-        offset += entry.chunks[first]!.size;
-        first += 1;
-      }
-      const digests = entry.chunks.slice(first).map((c) => c.digest);
+      const { offset, digests } = entry.chunks.covering(start, end);
       return { start, end, body: this.chunks.stream(digests, { skip: start - offset, length: Math.max(0, end - start + 1) }) };
     };
     return { entry, read };
   }
 
-  /** The entries directly below `dir` ('' for the root), directories implied by paths included. */
-  async tree(principal: Principal, owner: string, repoName: string, tagName: string, dir: string): Promise<TreeNode[]> {
+  /**
+   * A page of the entries directly below `dir` ('' for the root), directories implied by deeper
+   * paths included, in the manifest's order (a directory implied by its first path below), from
+   * the child after the one named `page.after`, at most `page.limit`. `more` tells whether
+   * another page follows. `not_found` when `dir` is neither a directory of the snapshot nor
+   * above any of its paths. Reads in proportion to the page (ManifestStore.listChildEntries),
+   * in bounded memory whatever the directory holds.
+   */
+  async tree(principal: Principal, owner: string, repoName: string, tagName: string, dir: string, page: TreePage): Promise<{ nodes: TreeNode[]; more: boolean }> {
+    if (page.after?.includes('/')) throw invalid('after names an entry of the directory: it holds no "/"');
     const { commit } = await this.resolveTag(principal, owner, repoName, tagName);
-    const manifest = await this.manifestOf(commit);
+    const digest = commit.manifestDigest;
     const prefix = dir === '' ? '' : `${dir}/`;
-    const nodes = new Map<string, TreeNode>();
-    let isDir = dir === '';
-    for (const e of manifest.entries) {
-      if (e.path === dir && e.type === 'dir') isDir = true;
-      if (!e.path.startsWith(prefix) || e.path === dir) continue;
-      isDir = true;
-      const rest = e.path.slice(prefix.length);
-      const slash = rest.indexOf('/');
-      const name = slash < 0 ? rest : rest.slice(0, slash);
-      if (slash < 0) {
-        nodes.set(name, { name, path: e.path, type: e.type, mode: e.mode, size: e.size, mtime: e.mtime, linkTarget: e.linkTarget });
-      } else if (!nodes.has(name)) {
-        nodes.set(name, { name, path: prefix + name, type: 'dir', mode: 0o755, size: 0, mtime: 0, linkTarget: null });
-      }
+    if (dir !== '' && (await this.store.getManifestEntry(digest, dir))?.type !== 'dir') {
+      if ((await this.store.listChildEntries(digest, { dir, limit: 1 })).length === 0) throw notFound(`directory ${dir} not found`);
     }
-    if (!isDir) throw notFound(`directory ${dir} not found`);
-    return [...nodes.values()];
+    const nodes: TreeNode[] = [];
+    // Children met as entries of their own on this page: the paths below them imply nothing more.
+    const listed = new Set<string>();
+    const isListed = async (name: string) =>
+      listed.has(name) ||
+      name === page.after ||
+      // An entry `name` sorts before `name/...` but may sort before `after` too ("b" < "b.txt" < "b/x").
+      (page.after?.startsWith(name) === true && (await this.store.getManifestEntry(digest, prefix + name)) !== undefined);
+    let after = page.after === undefined ? undefined : await this.childPosition(digest, prefix + page.after);
+    for (;;) {
+      const batch = await this.store.listChildEntries(digest, { dir, after, limit: LISTING_BATCH });
+      for (const e of batch) {
+        const name = e.path.slice(prefix.length).split('/', 1)[0]!;
+        const child = prefix + name;
+        if (e.path === child) listed.add(name);
+        else if (await isListed(name)) continue;
+        if (nodes.length === page.limit) return { nodes, more: true };
+        nodes.push(
+          e.path === child
+            ? { name, path: e.path, type: e.type, mode: e.mode, size: e.size, mtime: e.mtime, linkTarget: e.linkTarget }
+            : { name, path: child, type: 'dir', mode: 0o755, size: 0, mtime: 0, linkTarget: null },
+        );
+      }
+      if (batch.length < LISTING_BATCH) return { nodes, more: false };
+      after = batch.at(-1)!.path;
+    }
+  }
+
+  /**
+   * Where the child at `path` stands among the entries listChildEntries pages by: its own path
+   * when it is an entry (or no child at all: "b.txt" still follows "b"), and for a directory
+   * only implied by deeper paths, a path inside it, so that the listing goes on past them.
+   */
+  private async childPosition(digest: string, path: string): Promise<string> {
+    if (await this.store.getManifestEntry(digest, path)) return path;
+    return (await this.store.listChildEntries(digest, { dir: path, limit: 1 })).length > 0 ? `${path}/` : path;
   }
 }
 

@@ -65,3 +65,16 @@ export function setPageHeaders(req: Request, res: Response, page: Page & { page:
   const link = linkHeader(pageLinks(req, page, total));
   if (link) res.setHeader('Link', link);
 }
+
+/**
+ * Sets a `Link` header to the next page of a listing paged by a cursor (GitHub's rel="next"):
+ * this request's absolute URL with `after` set to the cursor.
+ */
+export function setNextLink(req: Request, res: Response, after: string): void {
+  const url = new URL(`${publicBase(req)}${req.originalUrl}`);
+  url.searchParams.set('after', after);
+  // Percent-encoded throughout: URLSearchParams writes a space as '+', which the contract's
+  // validator refuses in a query value.
+  url.search = [...url.searchParams].map(([name, value]) => `${encodeURIComponent(name)}=${encodeURIComponent(value)}`).join('&');
+  res.setHeader('Link', `<${url.toString()}>; rel="next"`);
+}

@@ -13,6 +13,7 @@ import type {
   AdminJob,
   ChunkRef,
   Commit,
+  EntryHead,
   Manifest,
   ManifestSummary,
   Namespace,
@@ -22,6 +23,7 @@ import type {
   QuotaLimits,
   Repository,
   Role,
+  StoredEntry,
   Tag,
   Visibility,
   Vm,
@@ -455,6 +457,23 @@ export interface ManifestStore {
    * manifest's size (listings call it per row). Undefined when the manifest is not stored.
    */
   getManifestSummary(digest: string): Promise<ManifestSummary | undefined>;
+  /**
+   * The entry at exactly `path` of the stored manifest `digest`; undefined when the manifest
+   * holds no such path or is not stored. One indexed read whatever the manifest's size: a file
+   * read never loads the manifest.
+   */
+  getManifestEntry(digest: string, path: string): Promise<StoredEntry | undefined>;
+  /**
+   * The entries that stand for the children of the directory `dir` ('' for the root) in the
+   * stored manifest `digest`, in byte order of their UTF-8 paths (the canonical order): each
+   * entry directly below `dir`, and of each subtree deeper down only its first entry, the one
+   * that implies its child. From the start, or after `after`, a path below `dir` (just after it,
+   * or past its child's whole subtree when it lies deeper; `invalid` when not below `dir`); at
+   * most `limit`, without chunk lists; [] when there are none or the manifest is not stored. One
+   * statement whatever the subtrees hold, so a listing costs reads in proportion to its page
+   * and pages through a directory of any size in bounded memory.
+   */
+  listChildEntries(digest: string, range: { dir: string; after?: string; limit: number }): Promise<EntryHead[]>;
 }
 
 /** Which chunks a reader may reach (the tenant check the global ChunkStore.has() cannot make), and the grace of uploaded chunks. */

@@ -47,6 +47,9 @@ const file = (path: string, chunkList: ChunkRef[] = []): ManifestEntry => ({
   chunks: chunkList,
 });
 
+/** A directory entry, its mtime 1. */
+const directory = (path: string): ManifestEntry => ({ path, type: 'dir', mode: 0o755, size: 0, mtime: 1, linkTarget: null, chunks: [] });
+
 const smallManifest = (): Manifest =>
   buildManifest([
     file('data/train.csv', chunks(3)),
@@ -950,6 +953,91 @@ export function metadataStoreContract({ name, open, skip }: StoreEngine): void {
           totalSize: manifest.entries.reduce((n, e) => n + e.size, 0),
         });
         expect(await store.getManifestSummary(digestOf(1))).toBeUndefined();
+      });
+
+      it('reads one entry by its exact path: a path that is a prefix of another is a different entry', async () => {
+        const manifest = buildManifest([file('a/b', chunks(2)), file('a/bc', chunks(1, 50)), file('a/b c', []), file('é/ü.txt', chunks(1, 60))]);
+        await store.putManifest(manifest);
+        const entry = await store.getManifestEntry(manifest.digest, 'a/b');
+        expect(entry).toMatchObject({ path: 'a/b', type: 'file', mode: 0o644, size: 65_536 * 2 + 1, mtime: 1_700_000_000, linkTarget: null });
+        expect(entry?.chunks.count).toBe(2);
+        expect((await store.getManifestEntry(manifest.digest, 'a/bc'))?.size).toBe(65_536);
+        expect((await store.getManifestEntry(manifest.digest, 'a/b c'))?.chunks.count).toBe(0);
+        expect((await store.getManifestEntry(manifest.digest, 'é/ü.txt'))?.path).toBe('é/ü.txt');
+        for (const missing of ['a', 'a/', 'a/b/', 'A/b', 'a/bcd']) expect(await store.getManifestEntry(manifest.digest, missing)).toBeUndefined();
+        expect(await store.getManifestEntry(digestOf(1), 'a/b')).toBeUndefined();
+      });
+
+      it("locates a byte range in an entry's chunk list: the chunks holding its first and last byte, and where the first starts", async () => {
+        // Sizes 65,536, 65,537, 65,538: chunk i starts at 65,536 * i + i * (i - 1) / 2.
+        const list = chunks(3, 10);
+        const manifest = buildManifest([file('f', list), file('empty')]);
+        await store.putManifest(manifest);
+        const entry = (await store.getManifestEntry(manifest.digest, 'f'))!;
+        const covering = (start: number, end: number) => {
+          const { offset, digests } = entry.chunks.covering(start, end);
+          return { offset, digests: [...digests] };
+        };
+        const [c0, c1, c2] = list.map((c) => c.digest);
+        expect(covering(0, 0)).toEqual({ offset: 0, digests: [c0] });
+        expect(covering(0, 65_535)).toEqual({ offset: 0, digests: [c0] });
+        expect(covering(65_535, 65_536)).toEqual({ offset: 0, digests: [c0, c1] });
+        expect(covering(65_536, 65_536)).toEqual({ offset: 65_536, digests: [c1] });
+        expect(covering(65_536, 131_073)).toEqual({ offset: 65_536, digests: [c1, c2] });
+        expect(covering(131_073, 196_610)).toEqual({ offset: 131_073, digests: [c2] });
+        expect(covering(0, 10_000_000)).toEqual({ offset: 0, digests: [c0, c1, c2] });
+        expect(covering(196_611, 196_611).digests).toEqual([]);
+        expect(covering(5, 4).digests).toEqual([]);
+        const empty = (await store.getManifestEntry(manifest.digest, 'empty'))!;
+        expect([...empty.chunks.covering(0, -1).digests]).toEqual([]);
+        // The list's digest names the content: the same chunks give the same digest in any manifest.
+        const again = buildManifest([file('elsewhere/g', list)]);
+        await store.putManifest(again);
+        expect((await store.getManifestEntry(again.digest, 'elsewhere/g'))!.chunks.digest()).toBe(entry.chunks.digest());
+        expect(entry.chunks.digest()).not.toBe(empty.chunks.digest());
+      });
+
+      it("lists the entries that stand for a directory's children, in byte order, one per subtree below, after a path", async () => {
+        // Byte order, not locale order: ' ' < '-' < '.' < '/' < '0' < 'B' < 'b' < 'é' (c3 a9) < 'ö' (c3 b6) < '𝄞' (f0).
+        const paths = ['a', 'a b', 'a-b', 'a.b', 'a/0', 'a/B', 'a/b', 'a/b.c', 'a/b/c', 'a/b/d', 'a/bc', 'a/é', 'a/ö/x/y', 'a/ö/z', 'a/𝄞', 'a0', 'ab', 'b/x', 'b/y'];
+        const manifest = buildManifest(paths.map((p) => (p === 'a' || p === 'a/b' ? directory(p) : file(p, chunks(1, paths.indexOf(p))))));
+        await store.putManifest(manifest);
+        const list = async (d: string, after?: string, limit = 100) => (await store.listChildEntries(manifest.digest, { dir: d, after, limit })).map((e) => e.path);
+        expect(await list('')).toEqual(['a', 'a b', 'a-b', 'a.b', 'a/0', 'a0', 'ab', 'b/x']);
+        expect(await list('a')).toEqual(['a/0', 'a/B', 'a/b', 'a/b.c', 'a/b/c', 'a/bc', 'a/é', 'a/ö/x/y', 'a/𝄞']);
+        expect(await list('a', 'a/b')).toEqual(['a/b.c', 'a/b/c', 'a/bc', 'a/é', 'a/ö/x/y', 'a/𝄞']);
+        expect(await list('a', 'a/b/c')).toEqual(['a/bc', 'a/é', 'a/ö/x/y', 'a/𝄞']);
+        expect(await list('a', 'a/b/')).toEqual(['a/bc', 'a/é', 'a/ö/x/y', 'a/𝄞']);
+        expect(await list('a', 'a/ö/z')).toEqual(['a/𝄞']);
+        expect(await list('a', 'a/a-not-there')).toEqual(['a/b', 'a/b.c', 'a/b/c', 'a/bc', 'a/é', 'a/ö/x/y', 'a/𝄞']);
+        expect(await list('a', undefined, 2)).toEqual(['a/0', 'a/B']);
+        expect(await list('a/b')).toEqual(['a/b/c', 'a/b/d']);
+        expect(await list('a/ö')).toEqual(['a/ö/x/y', 'a/ö/z']);
+        expect(await list('a/bc')).toEqual([]);
+        expect(await list('nope')).toEqual([]);
+        const [head] = await store.listChildEntries(manifest.digest, { dir: 'a', after: 'a/B', limit: 1 });
+        expect(head).toEqual({ path: 'a/b', type: 'dir', mode: 0o755, size: 0, mtime: 1, linkTarget: null });
+        await expectDomainError(store.listChildEntries(manifest.digest, { dir: 'a', after: 'b/x', limit: 1 }), 'invalid');
+        expect(await store.listChildEntries(digestOf(1), { dir: '', limit: 10 })).toEqual([]);
+      });
+
+      it('pages through a directory of 3,000 subdirectories and files one statement at a time', async () => {
+        const entries: ManifestEntry[] = [];
+        for (let i = 0; i < 1_000; i++) entries.push(directory(`big/d${i}`), file(`big/d${i}/x`), file(`big/f${i}`), file(`big/i${i}/deep/y`), file(`big/i${i}/z`));
+        const manifest = buildManifest(entries);
+        await store.putManifest(manifest);
+        const seen: string[] = [];
+        for (let after: string | undefined; ; ) {
+          const page = await store.listChildEntries(manifest.digest, { dir: 'big', after, limit: 97 });
+          seen.push(...page.map((e) => e.path));
+          if (page.length < 97) break;
+          after = page.at(-1)!.path;
+        }
+        // Each explicit directory then the first path below it; each implied one by its first path.
+        expect(seen).toHaveLength(4_000);
+        expect(new Set(seen).size).toBe(4_000);
+        expect(seen.filter((p) => p.endsWith('/deep/y'))).toHaveLength(1_000);
+        expect(seen.some((p) => p.endsWith('/z'))).toBe(false);
       });
 
       it('stores 20,000 entries and a file of 70,000 chunks, returned in canonical order', async () => {

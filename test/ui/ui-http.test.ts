@@ -109,6 +109,22 @@ describe('pages', () => {
     expect(binary).toContain('6 bytes');
   });
 
+  it('pages a large directory by cursor: every entry once, in name order, with links to the next page and back to the first', async () => {
+    const files = Object.fromEntries(Array.from({ length: 150 }, (_, i) => [`many/f${String(i).padStart(3, '0')}.txt`, `${i}\n`]));
+    await s.pushFiles(alice, 'alice/open-data', 'many', files);
+    const seen: string[] = [];
+    let next: string | undefined = '/ui/repos/alice/open-data/tags/many/tree?path=many';
+    while (next) {
+      const res = await fetch(`${s.url}${next}`);
+      expect(res.status).toBe(200);
+      const page = await res.text();
+      seen.push(...[...page.matchAll(/>(f\d{3}\.txt)</g)].map((m) => m[1]!));
+      if (seen.length > 100) expect(page).toContain('>First page</a>');
+      next = /href="([^"]+)" rel="next"/.exec(page)?.[1]?.replace(/&amp;/g, '&');
+    }
+    expect(seen).toEqual(Object.keys(files).map((p) => p.slice('many/'.length)));
+  });
+
   it('downloads a tag as the tar the native export answers', async () => {
     const ui = await fetch(`${s.url}/ui/repos/alice/open-data/tags/v1/archive`);
     expect(ui.status).toBe(200);

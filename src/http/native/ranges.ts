@@ -1,16 +1,11 @@
-import { createHash } from 'node:crypto';
 import { HttpStatusError } from '../errors.js';
-import type { ManifestEntry } from '../../domain/model.js';
+import type { StoredEntry } from '../../domain/model.js';
 
 /**
- * A file's ETag: the SHA-256 of its chunk list. Chunks are content-addressed, so the list is a
- * digest of the content (equal bytes, equal ETag) that costs nothing to compute at read time.
+ * A file's ETag: the digest of its chunk list. Chunks are content-addressed, so the list names
+ * the content (equal bytes, equal ETag) at the cost of one hash of the stored list, not of the file.
  */
-export function fileETag(entry: ManifestEntry): string {
-  const hash = createHash('sha256');
-  for (const c of entry.chunks) hash.update(`${c.digest}:${c.size}\n`);
-  return `"sha256-${hash.digest('hex')}"`;
-}
+export const fileETag = (entry: StoredEntry): string => `"sha256-${entry.chunks.digest()}"`;
 
 /**
  * Parses a single `Range: bytes=...` header against a file of `size` bytes (RFC 9110 §14).

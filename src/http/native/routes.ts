@@ -13,7 +13,7 @@ import { createZstdCompressStream } from '../../lib/zstd.js';
 import { principalOf } from '../auth.js';
 import type { Dialect } from '../dialect.js';
 import { versErrorBody } from '../vers/routes.js';
-import { pageOf, setPageHeaders } from '../pagination.js';
+import { pageOf, pagingInteger, setNextLink, setPageHeaders } from '../pagination.js';
 import { publicBase } from '../public-url.js';
 import { commitJson, orgJson, pushJson, quotaLimitsInput, quotaReportJson, repositoryJson, repositoryStatsJson, tagJson, treeJson } from './mapping.js';
 import { fileETag, parseRange } from './ranges.js';
@@ -22,6 +22,12 @@ import { adminRoutes } from './admin-routes.js';
 import { transferRoutes } from './transfer-routes.js';
 
 const param = (req: Request, name: string): string => String(req.params[name]);
+
+/**
+ * Children a page of a directory listing holds at most, and by default: a directory of up to
+ * this many reads as one page, as it did before listings were paged.
+ */
+const MAX_TREE_PAGE = 1000;
 
 export const nativeDialect: Dialect = { name: 'native', prefix: '/api/v1', routes: nativeRoutes, errorBody: versErrorBody };
 
@@ -158,7 +164,10 @@ function nativeRoutes(services: Services, config: Config): Router {
 
   router.get('/repos/:owner/:repo/tags/:tag/tree', async (req, res) => {
     const path = ((req.query.path as string | undefined) ?? '').replace(/^\/+|\/+$/g, '');
-    const nodes = await snapshots.tree(principalOf(res), param(req, 'owner'), param(req, 'repo'), param(req, 'tag'), path);
+    const after = typeof req.query.after === 'string' ? req.query.after : undefined;
+    const limit = Math.min(MAX_TREE_PAGE, Math.max(1, pagingInteger(req, 'per_page', MAX_TREE_PAGE)));
+    const { nodes, more } = await snapshots.tree(principalOf(res), param(req, 'owner'), param(req, 'repo'), param(req, 'tag'), path, { after, limit });
+    if (more) setNextLink(req, res, nodes.at(-1)!.name);
     res.json(nodes.map(treeJson));
   });
 

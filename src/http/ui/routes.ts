@@ -275,12 +275,11 @@ export function uiRoutes(services: Services, tokens: TokenService, parseForm: Re
     const { ctx, principal } = ui(res);
     const [owner, name, tag] = [param(req, 'owner'), param(req, 'repo'), param(req, 'tag')];
     const path = query(req, 'path', MAX_PATH).replace(/^\/+|\/+$/g, '');
+    const after = query(req, 'after', MAX_PATH) || undefined;
     const { repository, commit } = await snapshots.resolveTag(principal, owner, name, tag);
-    const nodes = (await snapshots.tree(principal, owner, name, tag, path)).sort(
-      (a, b) => Number(b.type === 'dir') - Number(a.type === 'dir') || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0),
-    );
-    const page = fixedPage(req, TREE_PAGE);
-    send(res, treePage(ctx, { repository, tag, commit, path, nodes: nodes.slice(page.offset, page.offset + page.limit), total: nodes.length, page: page.page, hasNext: page.offset + page.limit < nodes.length }));
+    // Pages in the API's order (names byte by byte), by cursor: a directory of any size costs a page.
+    const { nodes, more } = await snapshots.tree(principal, owner, name, tag, path, { after, limit: TREE_PAGE });
+    send(res, treePage(ctx, { repository, tag, commit, path, nodes, after: after ?? null, next: more ? (nodes.at(-1)?.name ?? null) : null }));
   });
 
   router.get('/repos/:owner/:repo/tags/:tag/file', async (req, res) => {
@@ -300,7 +299,7 @@ export function uiRoutes(services: Services, tokens: TokenService, parseForm: Re
         path,
         size: entry.size,
         mode: entry.mode,
-        chunks: entry.chunks.length,
+        chunks: entry.chunks.count,
         digest: fileETag(entry).replace(/"/g, ''),
         text: asText(head),
         cut: entry.size > head.length,

@@ -43,6 +43,7 @@ export const postgresDialect: SqlDialect = {
   flag: (value) => value,
   firstJsonElement: (array) => sql`(${array}::json ->> 0)`,
   jsonElements: (array, alias) => sql`LATERAL json_array_elements_text(${array}::json) AS ${sql.ref(alias)}(value)`,
+  position: (haystack, needle) => sql`strpos(${haystack}, ${needle})`,
   earlier: (a, b) => sql`LEAST(${a}, ${b})`,
   timestamp: (value) => sql`CAST(${value} AS timestamptz)`,
   rowLocks: true,
@@ -85,6 +86,8 @@ export const postgresDialect: SqlDialect = {
     true: 'true',
     isJsonObject: (column) => `json_typeof(${column}::json) = 'object'`,
     jsonArrayOf: (expression) => `json_build_array(${expression})::text`,
+    // A change of collation alone rewrites no row, only the indexes on the column.
+    byteOrdered: (table, column) => [`ALTER TABLE ${table} ALTER COLUMN ${column} TYPE TEXT COLLATE "C"`],
     strict: '',
     strictWithoutRowid: '',
   },

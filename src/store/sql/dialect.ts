@@ -28,6 +28,8 @@ export interface SqlDialect {
    * CROSS JOIN after the table the array comes from (commits.parent_ids in a graph walk).
    */
   jsonElements(array: RawBuilder<string>, alias: string): RawBuilder<unknown>;
+  /** Where `needle` first occurs in `haystack`, counting characters from 1; 0 when nowhere (SQLite's instr, PostgreSQL's strpos). */
+  position(haystack: RawBuilder<string>, needle: string): RawBuilder<number>;
   /** The earlier of two timestamps: SQLite's two-argument min(), PostgreSQL's LEAST(). */
   earlier(a: RawBuilder<Timestamp>, b: RawBuilder<Timestamp>): RawBuilder<Timestamp>;
   /**
@@ -82,6 +84,12 @@ export interface DdlVocabulary {
   isJsonObject(column: string): string;
   /** A JSON array of one string, as text. */
   jsonArrayOf(expression: string): string;
+  /**
+   * Statements that make the text column `column` of `table` compare by the bytes of its UTF-8,
+   * in comparisons, ORDER BY and indexes: none in SQLite, whose default BINARY collation does so;
+   * PostgreSQL's text follows the database's locale otherwise.
+   */
+  byteOrdered(table: string, column: string): readonly string[];
   /** What closes a CREATE TABLE: SQLite's STRICT (wrong types are refused, not stored). */
   readonly strict: string;
   /** As `strict`, for tables keyed by their primary key alone (SQLite's WITHOUT ROWID). */

@@ -21,6 +21,7 @@ import { conflict, type DomainError } from '../../domain/errors.js';
 import type {
   AdminJob,
   Commit,
+  EntryHead,
   Manifest,
   ManifestSummary,
   Namespace,
@@ -30,6 +31,7 @@ import type {
   QuotaLimits,
   Repository,
   Role,
+  StoredEntry,
   Tag,
   Visibility,
   Vm,
@@ -385,6 +387,14 @@ export class SqlMetadataStore implements MetadataStore {
 
   async getManifestSummary(digest: string): Promise<ManifestSummary | undefined> {
     return manifests.getManifestSummary(this.db, digest);
+  }
+
+  async getManifestEntry(digest: string, path: string): Promise<StoredEntry | undefined> {
+    return manifests.getManifestEntry(this.db, digest, path);
+  }
+
+  async listChildEntries(digest: string, range: { dir: string; after?: string; limit: number }): Promise<EntryHead[]> {
+    return manifests.listChildEntries(this.db, this.dialect, digest, range);
   }
 
   // Chunk reachability -----------------------------------------------------------------------

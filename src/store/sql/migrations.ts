@@ -281,6 +281,14 @@ const vmHosts = statements([`ALTER TABLE vms ADD COLUMN host TEXT`]);
 // When garbage collection purged a deleted repository (its tags went with it); null otherwise.
 const purgedRepositories = (t: DdlVocabulary) => statements([`ALTER TABLE repositories ADD COLUMN purged_at ${t.timestamp}`]);
 
+// A file read or a directory listing of a tag finds its entries by path (issue 15), in the byte
+// order the canonical encoding sorts by, instead of loading the whole manifest. Not unique: the
+// rule of one entry per path came after the first manifests were stored.
+const manifestEntryPaths = (t: DdlVocabulary) => statements([
+  ...t.byteOrdered('manifest_entries', 'path'),
+  `CREATE INDEX manifest_entries_path ON manifest_entries (manifest_digest, path)`,
+]);
+
 // Storage quotas per namespace. A chunk is charged to the namespace whose commit first referenced
 // it, once (forks and deduplicated data cost nothing), and released when garbage collection
 // removes it; namespace_usage keeps the sums, so that a push checks its quota in one read.
@@ -351,6 +359,7 @@ export const migrationsFor = (dialect: SqlDialect) => {
     '0009_signing_keys': signingKeys(t),
     '0010_vm_hosts': vmHosts,
     '0011_purged_repositories': purgedRepositories(t),
+    '0012_manifest_entry_paths': manifestEntryPaths(t),
     '0013_namespace_quotas': namespaceQuotas(t),
     '0014_deleted_commits': deletedCommits(t),
     '0015_admin_jobs': adminJobs(t),

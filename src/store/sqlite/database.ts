@@ -14,6 +14,7 @@ export const sqliteDialect: SqlDialect = {
   flag: (value) => (value ? 1 : 0),
   firstJsonElement: (array) => sql`json_extract(${array}, '$[0]')`,
   jsonElements: (array, alias) => sql`json_each(${array}) AS ${sql.ref(alias)}`,
+  position: (haystack, needle) => sql`instr(${haystack}, ${needle})`,
   earlier: (a, b) => sql`min(${a}, ${b})`,
   // Timestamps are text, and so is a bare parameter.
   timestamp: (value) => sql`${value}`,
@@ -53,6 +54,7 @@ export const sqliteDialect: SqlDialect = {
     true: '1',
     isJsonObject: (column) => `json_type(${column}) = 'object'`,
     jsonArrayOf: (expression) => `json_array(${expression})`,
+    byteOrdered: () => [],
     strict: ' STRICT',
     strictWithoutRowid: ' STRICT, WITHOUT ROWID',
   },

@@ -159,11 +159,12 @@ export interface TreeListing {
   tag: string;
   commit: Commit;
   path: string;
-  /** This page of the directory's entries, directories first, by name. */
+  /** This page of the directory's entries, by name (byte order, as the API lists them). */
   nodes: TreeNode[];
-  total: number;
-  page: number;
-  hasNext: boolean;
+  /** The name this page starts after; null on the first page. */
+  after: string | null;
+  /** The name the next page starts after; null on the last page. */
+  next: string | null;
 }
 
 export function treePage(ctx: PageContext, t: TreeListing): Html {
@@ -184,13 +185,18 @@ export function treePage(ctx: PageContext, t: TreeListing): Html {
     main: html`${repositoryHeader(ctx, r, null, null)}
       ${pathCrumbs(ctx, r, t.tag, t.path)}
       <p class="sub">Tag ${t.tag} at commit <code title="${t.commit.id}">${shortId(t.commit.id)}</code> · <a href="${paths.archive(r.namespace, r.name, t.tag)}" download>Download ${t.tag} as .tar</a></p>
-      ${t.total === 0
+      ${t.nodes.length === 0 && t.after === null
         ? html`<p class="empty">This directory is empty.</p>`
         : html`<div class="table-wrap"><table>
-            <caption>${plural(t.total, 'entry', 'entries')} in /${t.path}</caption>
+            <caption>${t.after === null && t.next === null ? plural(t.nodes.length, 'entry', 'entries') : 'Entries'} in /${t.path}</caption>
             <thead><tr><th scope="col">Name</th><th scope="col">Type</th><th scope="col" class="num">Size</th></tr></thead>
             <tbody>${rows}</tbody></table></div>`}
-      ${pager(t.page, t.hasNext, (n) => paths.tree(r.namespace, r.name, t.tag, t.path, { page: n }))}`,
+      ${t.after === null && t.next === null
+        ? ''
+        : html`<nav class="pager" aria-label="Pages">
+            ${t.after === null ? '' : html`<a href="${paths.tree(r.namespace, r.name, t.tag, t.path)}">First page</a>`}
+            ${t.next === null ? '' : html`<a href="${paths.tree(r.namespace, r.name, t.tag, t.path, { after: t.next })}" rel="next">Next page</a>`}
+          </nav>`}`,
   });
 }
 
