@@ -18,7 +18,7 @@ import { nativeDialect } from './native/routes.js';
 import { MAX_COMMIT_BODY } from './native/transfer-routes.js';
 import { opsRoutes } from './ops-routes.js';
 import { oxenDialect } from './oxen/routes.js';
-import { requireValidOrigin, setPublicUrl } from './public-url.js';
+import { publicBase, requireValidOrigin, setPublicUrl } from './public-url.js';
 import { bodyRateWatch, formBody, jsonBody, withBodyDeadline, type CutRequest } from './request-limits.js';
 import { MAX_UI_FORM, UI_PREFIX, uiRoutes } from './ui/routes.js';
 import { versDialect } from './vers/routes.js';
@@ -105,6 +105,8 @@ export function createApp(services: Services, tokens: TokenService, config: Conf
   // The web UI answers every path below it in HTML, its errors too: the contract (and its
   // validator, below) covers the API only.
   app.use(UI_PREFIX, uiRoutes(services, tokens, parsed(formBody(MAX_UI_FORM))));
+  // Someone who opens the server's address in a browser lands on the web UI.
+  app.get('/', (req, res) => res.redirect(302, `${publicBase(req)}${UI_PREFIX}/`));
   app.use(
     OpenApiValidator.middleware({
       // The document served at /openapi.json (the validator works on its own deep copy).

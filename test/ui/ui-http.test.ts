@@ -44,6 +44,12 @@ describe('pages', () => {
     expect(html).not.toMatch(/\sstyle="/);
   });
 
+  it('sends a browser that opens the server\'s address to the UI', async () => {
+    const res = await fetch(`${s.url}/`, { redirect: 'manual' });
+    expect(res.status).toBe(302);
+    expect(res.headers.get('location')).toBe(`${s.url}/ui/`);
+  });
+
   it('serves the stylesheet and the script with their types, and 404 for another asset', async () => {
     const css = await fetch(`${s.url}/ui/static/ui.css`);
     expect(css.status).toBe(200);
