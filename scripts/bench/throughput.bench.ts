@@ -28,24 +28,13 @@ import { dirname, join, relative } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { expect, it } from 'vitest';
 import { CLI, ensureTool, median, startServerProcess } from './server-process.js';
+import { seededRandom } from '../../test/support/seeded-random.js';
 
 const QUICK = process.env.BENCH_QUICK === '1';
 const SIZE = Number(process.env.BENCH_BYTES ?? (QUICK ? 256 : 1024) * 1024 ** 2);
 const RUNS = Number(process.env.BENCH_RUNS ?? (QUICK ? 3 : 5));
 const BUILDS = (process.env.BENCH_CLI ?? CLI).split(',');
 const CPU_PROF = process.env.BENCH_CPU_PROF;
-
-/** A small seeded PRNG (mulberry32): the same data set on every machine and run. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 const WORDS = ['alpha', 'bravo', 'charlie', 'delta', 'echo', 'foxtrot', 'golf', 'hotel', 'india', 'juliett', 'kilo', 'lima'];
 
@@ -63,7 +52,7 @@ function csvTable(size: number, next: () => number, firstId: number): Buffer {
 
 /** The dataset described above, under `dir`; answers its bytes and files. */
 async function writeDataset(dir: string, size: number): Promise<{ bytes: number; files: number }> {
-  const next = random(15);
+  const next = seededRandom(15);
   const blobs = createCipheriv('aes-128-ctr', Buffer.alloc(16, 15), Buffer.alloc(16));
   const large = Math.floor(size * 0.05);
   await mkdir(join(dir, 'tables'), { recursive: true });

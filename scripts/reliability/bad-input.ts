@@ -1,3 +1,4 @@
+
 /**
  * Malformed requests across every operation of openapi/snapfork.yaml (issue 14, "Bad input").
  *
@@ -18,6 +19,7 @@ import { load } from 'js-yaml';
 import { OPENAPI_DOCUMENT } from '../../src/http/contract.js';
 import { startTestServer } from '../../test/support/server.js';
 import { tarOfEntries } from '../../test/support/trees.js';
+import { seededRandom } from '../../test/support/seeded-random.js';
 import { buildVmAssets } from '../../test/support/vm-assets.js';
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
@@ -96,19 +98,6 @@ export function loadOperations(): Operation[] {
       };
     });
   });
-}
-
-/** A deterministic pseudo-random source (mulberry32), so that a seed replays a run. */
-export function random(seed: number) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  return { next };
 }
 
 // ---- hostile values -------------------------------------------------------------------------
@@ -660,11 +649,11 @@ const flat = (value: Json): Record<string, string> =>
  * from the first. A read names the public or the private repository, at random.
  */
 export function* schedule(plan: BadInputPlan, seed: number, count: number): Generator<[Operation, Change, 'public' | 'private']> {
-  const rng = random(seed);
+  const next = seededRandom(seed);
   const queues = plan.operations.map((op) => {
     const changes = plan.changesOf(op);
     for (let i = changes.length - 1; i > 0; i--) {
-      const j = Math.floor(rng.next() * (i + 1));
+      const j = Math.floor(next() * (i + 1));
       [changes[i], changes[j]] = [changes[j]!, changes[i]!];
     }
     // Each operation's valid request goes first: its answer shows the others reach past it.
@@ -676,7 +665,7 @@ export function* schedule(plan: BadInputPlan, seed: number, count: number): Gene
       for (const [k, changes] of queues.entries()) {
         if (i >= changes.length) continue;
         if (sent++ >= count) return;
-        yield [plan.operations[k]!, changes[i]!, rng.next() < 0.5 ? 'public' : 'private'];
+        yield [plan.operations[k]!, changes[i]!, next() < 0.5 ? 'public' : 'private'];
       }
     }
   }

@@ -14,6 +14,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { tarOfEntries } from '../../test/support/trees.js';
+import { seededRandom } from '../../test/support/seeded-random.js';
 
 const CLI = join(process.cwd(), 'dist', 'cli', 'main.js');
 
@@ -47,18 +48,6 @@ export interface CrashLoopReport {
   fsckRuns: number;
   /** VM commits answered 201 and tagged, each found after the restarts. */
   vmCommits: number;
-}
-
-/** A deterministic generator (mulberry32), so that a seed replays a run. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const sha = (data: Buffer) => createHash('sha256').update(data).digest('hex');
@@ -109,7 +98,7 @@ const rangeOf = (path: string): RequestInit => {
 };
 
 export async function runCrashLoop({ kills, seed, env, log = () => undefined, vmEvery = 0 }: CrashLoopOptions): Promise<CrashLoopReport> {
-  const next = random(seed);
+  const next = seededRandom(seed);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(next() * xs.length)]!;
   const dataDir = await mkdtemp(join(tmpdir(), 'snapfork-crash-loop-'));
   const report: CrashLoopReport = { kills: 0, acknowledged: 0, cutOff: 0, serverErrors: 0, collections: 0, fsckRuns: 0, vmCommits: 0 };
