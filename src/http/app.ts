@@ -105,8 +105,9 @@ export function createApp(services: Services, tokens: TokenService, config: Conf
   // The web UI answers every path below it in HTML, its errors too: the contract (and its
   // validator, below) covers the API only.
   app.use(UI_PREFIX, uiRoutes(services, tokens, parsed(formBody(MAX_UI_FORM))));
-  // Someone who opens the server's address in a browser lands on the web UI.
-  app.get('/', (req, res) => res.redirect(302, `${publicBase(req)}${UI_PREFIX}/`));
+  // Someone who opens the server's address in a browser lands on the web UI; an API client
+  // (one that does not ask for HTML first) still gets snapfork's own 404 at the root.
+  app.get('/', (req, res, next) => (req.accepts(['json', 'html']) === 'html' ? res.redirect(302, `${publicBase(req)}${UI_PREFIX}/`) : next()));
   app.use(
     OpenApiValidator.middleware({
       // The document served at /openapi.json (the validator works on its own deep copy).

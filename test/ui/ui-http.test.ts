@@ -44,10 +44,12 @@ describe('pages', () => {
     expect(html).not.toMatch(/\sstyle="/);
   });
 
-  it('sends a browser that opens the server\'s address to the UI', async () => {
-    const res = await fetch(`${s.url}/`, { redirect: 'manual' });
-    expect(res.status).toBe(302);
-    expect(res.headers.get('location')).toBe(`${s.url}/ui/`);
+  it('sends a browser that opens the server\'s address to the UI, and an API client the 404 it had', async () => {
+    const browser = await fetch(`${s.url}/`, { redirect: 'manual', headers: { accept: 'text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8' } });
+    expect(browser.status).toBe(302);
+    expect(browser.headers.get('location')).toBe(`${s.url}/ui/`);
+    expect((await fetch(`${s.url}/`, { redirect: 'manual' })).status).toBe(404);
+    expect((await fetch(`${s.url}/`, { redirect: 'manual', headers: { accept: 'application/json' } })).status).toBe(404);
   });
 
   it('serves the stylesheet and the script with their types, and 404 for another asset', async () => {
