@@ -133,7 +133,11 @@ export class QuotaService {
   }
 
   private async limitsOf(namespace: Pick<Namespace, 'id' | 'name'>, store: QuotaStore = this.store): Promise<QuotaLimits> {
-    const own = (await store.getQuota(namespace.id))?.limits ?? NO_LIMITS;
+    return this.applying(namespace, (await store.getQuota(namespace.id))?.limits ?? NO_LIMITS);
+  }
+
+  /** The limits that apply to a namespace whose own are `own`. */
+  private applying(namespace: Pick<Namespace, 'name'>, own: QuotaLimits): QuotaLimits {
     // The server's own organization holds the VM base images: the defaults do not limit it.
     const defaults = namespace.name === SYSTEM_NAMESPACE ? NO_LIMITS : this.defaults;
     return {
@@ -144,12 +148,12 @@ export class QuotaService {
   }
 
   private async reportOf(namespace: Namespace, quota: NamespaceQuota | undefined): Promise<QuotaReport> {
-    const [bytes, repositories, runningVms, limits] = await Promise.all([
+    const [bytes, repositories, runningVms] = await Promise.all([
       this.store.storedBytes(namespace.id),
       this.store.countRepositories(namespace.id),
       this.store.countActiveVms(namespace.id),
-      this.limitsOf(namespace),
     ]);
-    return { namespace, limits, overrides: quota?.limits ?? NO_LIMITS, usage: { bytes, repositories, runningVms } };
+    const overrides = quota?.limits ?? NO_LIMITS;
+    return { namespace, limits: this.applying(namespace, overrides), overrides, usage: { bytes, repositories, runningVms } };
   }
 }
