@@ -1,6 +1,6 @@
 /** What the benchmarks share: a real server in its own process, tokens for it, medians, data. */
 import { execFileSync, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { withoutEngines } from '../../test/support/engines.js';
@@ -53,6 +53,8 @@ export async function startServerProcess(dataDir: string, env: Record<string, st
       execFileSync(process.execPath, [cli, 'token', 'create', '--user', user, '--data-dir', dataDir], { env: serverEnv }).toString().trim(),
     /** Peak resident memory of the server process so far, from /proc (Linux). */
     peakRssMiB: () => Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1] ?? NaN) / 1024,
+    /** Starts peakRssMiB over from the current RSS, so that a phase's own peak can be read (Linux clear_refs). */
+    resetPeakRss: () => writeFileSync(`/proc/${child.pid}/clear_refs`, '5'),
     /** CPU time the server process has used so far, user and system, in seconds, from /proc (Linux, 100 ticks a second). */
     cpuSeconds: () => {
       const fields = readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
@@ -82,3 +84,5 @@ export async function writeDataset(dir: string, size: number): Promise<number> {
   }
   return total;
 }
+
+export type ServerProcess = Awaited<ReturnType<typeof startServerProcess>>;

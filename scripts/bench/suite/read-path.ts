@@ -1,30 +1,26 @@
 /**
  * Read latency of one file, one range and one directory of a 20,000-file tag, through a real
- * server in its own process.
- *
- *   npm run build && npm run bench -- scripts/bench/read-path.bench.ts
+ * server in its own process (issue 15's read-path figures).
  *
  * The tag holds DATASET_FILES small files (100 to 4,000 bytes, generated from a seed) in 100
  * directories of 200, and LARGE_FILES files of 64 MiB. Each figure is the p50 and p99 of
- * BENCH_READS sequential requests over one kept-alive connection, after a warm-up, so that it is
+ * `reads` sequential requests over one kept-alive connection, after a warm-up, so that it is
  * the server's time per request, not the client's; beside it the server's CPU time a request,
  * which other load on the machine (2 shared cores) inflates far less than it does latency.
  */
 import { execFileSync } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Header } from 'tar';
-import { expect, it } from 'vitest';
-import { generatedBytes } from '../../test/support/generated.js';
-import { DATASET_FILES, startServerProcess } from './server-process.js';
+import { expect } from 'vitest';
+import { generatedBytes } from '../../../test/support/generated.js';
+import { DATASET_FILES, startServerProcess } from '../server-process.js';
 
 const MIB = 1024 * 1024;
-const READS = Number(process.env.BENCH_READS ?? 500);
 const WARM_UP = 50;
 const DIRECTORIES = 100;
 const LARGE_FILES = 2;
@@ -65,9 +61,17 @@ function datasetTar(): Readable {
 
 const percentile = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((xs.length * p) / 100))]!;
 
-it.skipIf(!process.env.SNAPFORK_BENCH)('p50/p99 of a file, a range and a listing in a 20,000-file tag', async () => {
-  const work = await mkdtemp(join(tmpdir(), 'snapfork-bench-'));
-  const server = await startServerProcess(join(work, 'data'));
+export interface ReadFigure {
+  name: string;
+  p50: number;
+  p99: number;
+  /** The server's CPU time a request, ms. */
+  cpuMs: number;
+}
+
+/** `reads` requests of each kind (after a warm-up) against a fresh server of `cli` under `work`. */
+export async function measureReadPath(work: string, cli: string, reads: number): Promise<{ figures: ReadFigure[]; peakRssMiB: number }> {
+  const server = await startServerProcess(join(work, 'read-path'), {}, { cli });
   try {
     const alice = server.token('alice');
     const auth = { authorization: `Bearer ${alice}` };
@@ -77,17 +81,17 @@ it.skipIf(!process.env.SNAPFORK_BENCH)('p50/p99 of a file, a range and a listing
       body: JSON.stringify({ name: 'data', visibility: 'private' }),
     });
     expect(created.status).toBe(201);
-    const file = join(work, 'dataset.tar');
+    const file = join(work, 'read-path.tar');
     await pipeline(datasetTar(), createWriteStream(file));
     const base = `${server.url}/api/v1/repos/alice/data/tags/v1`;
     execFileSync('curl', ['-sS', '-f', '-o', '/dev/null', '-T', file, '-H', `Authorization: Bearer ${alice}`, '-H', 'Content-Type: application/x-tar', `${base}/archive`]);
     await rm(file);
 
     /** Milliseconds per request, body read to its end; `check` sees the first answer. */
-    const timed = async (name: string, url: (i: number) => string, headers: Record<string, string>, check: (res: Response, body: Buffer) => void) => {
+    const timed = async (name: string, url: (i: number) => string, headers: Record<string, string>, check: (res: Response, body: Buffer) => void): Promise<ReadFigure> => {
       const times: number[] = [];
       let cpuBefore = 0;
-      for (let i = -WARM_UP; i < READS; i++) {
+      for (let i = -WARM_UP; i < reads; i++) {
         if (i === 0) cpuBefore = server.cpuSeconds();
         const started = performance.now();
         const res = await fetch(url(i), { headers: { ...auth, ...headers } });
@@ -98,17 +102,16 @@ it.skipIf(!process.env.SNAPFORK_BENCH)('p50/p99 of a file, a range and a listing
         }
         times.push(performance.now() - started);
       }
-      const cpuMs = ((server.cpuSeconds() - cpuBefore) * 1000) / READS;
-      return `${name}: p50 ${percentile(times, 50).toFixed(2)} ms, p99 ${percentile(times, 99).toFixed(2)} ms over ${READS}; server CPU ${cpuMs.toFixed(2)} ms a request`;
+      return { name, p50: percentile(times, 50), p99: percentile(times, 99), cpuMs: ((server.cpuSeconds() - cpuBefore) * 1000) / reads };
     };
-    const spread = (i: number) => (((i + WARM_UP) * 7919) % DATASET_FILES);
-    const lines = [
+    const spread = (i: number) => ((i + WARM_UP) * 7919) % DATASET_FILES;
+    const figures = [
       await timed('one small file', (i) => `${base}/files/${smallFile(spread(i))}`, {}, (res, body) => {
         expect(res.status).toBe(200);
         expect(body.length).toBe(100 + ((spread(-WARM_UP) * 7919) % 3901));
       }),
       await timed(
-        '4 KiB range in the middle of a 64 MiB file',
+        'a 4 KiB range in the middle of a 64 MiB file',
         (i) => `${base}/files/large/image-${(i + WARM_UP) % LARGE_FILES}.bin`,
         { range: `bytes=${LARGE_SIZE / 2}-${LARGE_SIZE / 2 + 4095}` },
         (res, body) => {
@@ -116,21 +119,20 @@ it.skipIf(!process.env.SNAPFORK_BENCH)('p50/p99 of a file, a range and a listing
           expect(body.length).toBe(4096);
         },
       ),
-      await timed('listing of a directory of 200 files', (i) => `${base}/tree?path=${shardOf(spread(i))}`, {}, (res, body) => {
+      await timed('a listing of a directory of 200 files', (i) => `${base}/tree?path=${shardOf(spread(i))}`, {}, (res, body) => {
         expect(res.status).toBe(200);
         expect((JSON.parse(body.toString()) as unknown[]).length).toBe(DATASET_FILES / DIRECTORIES);
       }),
-      await timed('listing of the root (101 directories)', () => `${base}/tree`, {}, (res, body) => {
+      await timed('a listing of the root (101 directories)', () => `${base}/tree`, {}, (res, body) => {
         expect(res.status).toBe(200);
         expect((JSON.parse(body.toString()) as unknown[]).length).toBe(DIRECTORIES + 1);
       }),
       // The floor every read above stands on: token, repository, tag and commit, no manifest.
-      await timed('the tag alone (no entry read), for comparison', () => base, {}, (res) => expect(res.status).toBe(200)),
-      `server peak RSS: ${server.peakRssMiB().toFixed(0)} MiB`,
+      await timed('the tag alone (no entry read), the floor of every read', () => base, {}, (res) => expect(res.status).toBe(200)),
     ];
-    console.log(lines.join('\n'));
+    return { figures, peakRssMiB: server.peakRssMiB() };
   } finally {
     await server.stop();
-    await rm(work, { recursive: true, force: true });
+    await rm(join(work, 'read-path'), { recursive: true, force: true });
   }
-});
+}
