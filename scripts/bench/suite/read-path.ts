@@ -86,6 +86,7 @@ export async function measureReadPath(work: string, cli: string, reads: number):
     const base = `${server.url}/api/v1/repos/alice/data/tags/v1`;
     execFileSync('curl', ['-sS', '-f', '-o', '/dev/null', '-T', file, '-H', `Authorization: Bearer ${alice}`, '-H', 'Content-Type: application/x-tar', `${base}/archive`]);
     await rm(file);
+    server.resetPeakRss(); // the phase's peak is that of the reads, not of the push above
 
     /** Milliseconds per request, body read to its end; `check` sees the first answer. */
     const timed = async (name: string, url: (i: number) => string, headers: Record<string, string>, check: (res: Response, body: Buffer) => void): Promise<ReadFigure> => {
