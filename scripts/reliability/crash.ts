@@ -10,7 +10,8 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { createWriteStream } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { tarOfEntries } from '../../test/support/trees.js';
@@ -55,21 +56,36 @@ const sha = (data: Buffer) => createHash('sha256').update(data).digest('hex');
 interface Server {
   url: string;
   child: ChildProcess;
+  /** Set when the process ended without being killed: its exit code or signal. */
+  died?: string;
 }
 
-async function startServer(dataDir: string, env: NodeJS.ProcessEnv): Promise<Server> {
-  const child = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--data-dir', dataDir], { stdio: ['ignore', 'pipe', 'inherit'], env });
-  const url = await new Promise<string>((resolve, reject) => {
+/**
+ * `snapfork serve` on `dataDir`, its output (JSON logs, stderr) appended to `logFile`: when a
+ * run fails, the log of the server that failed it says why.
+ */
+async function startServer(dataDir: string, env: NodeJS.ProcessEnv, logFile: string): Promise<Server> {
+  const child = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--data-dir', dataDir], { stdio: ['ignore', 'pipe', 'pipe'], env });
+  const out = createWriteStream(logFile, { flags: 'a' });
+  child.stdout.pipe(out);
+  child.stderr.pipe(out);
+  const server: Server = { url: '', child };
+  child.once('exit', (code, signal) => {
+    if (signal !== 'SIGKILL') server.died = `exit ${code ?? signal}`;
+  });
+  server.url = await new Promise<string>((resolve, reject) => {
     let seen = '';
-    child.stdout.on('data', (d: Buffer) => {
+    const listening = (d: Buffer) => {
       seen += d.toString();
       const m = /listening on (http:\/\/[^\s")]+)/.exec(seen);
-      if (m) resolve(m[1]!);
-    });
+      if (!m) return;
+      child.stdout.off('data', listening);
+      resolve(m[1]!);
+    };
+    child.stdout.on('data', listening);
     child.once('exit', (code) => reject(new Error(`server exited with ${code} before listening`)));
   });
-  child.stdout.resume();
-  return { url, child };
+  return server;
 }
 
 function kill(server: Server): Promise<void> {
@@ -112,7 +128,8 @@ export async function runCrashLoop({ kills, seed, env, log = () => undefined, vm
   const expected = new Map<string, Content>();
   /** Tags whose last acknowledged state is gone or changing: a cut-off request may have moved them. */
   const unsettled = new Set<string>();
-  let server = await startServer(dataDir, env);
+  const logFile = `${dataDir}.log`;
+  let server = await startServer(dataDir, env, logFile);
   const admin = tokenOf(['repo:read', 'repo:write', 'admin']);
   const call = (path: string, init: RequestInit & { json?: unknown } = {}) =>
     fetch(server.url + path, {
@@ -279,6 +296,7 @@ export async function runCrashLoop({ kills, seed, env, log = () => undefined, vm
             await (vmId && i === 0 ? commitVm(vmId, landed) : write());
           } catch (e) {
             if (killed) report.cutOff++;
+            else if (server.died) throw new Error(`the server ended (${server.died}) without being killed`, { cause: e });
             else throw e;
           }
         }
@@ -291,11 +309,16 @@ export async function runCrashLoop({ kills, seed, env, log = () => undefined, vm
       await kill(server);
       await running;
       report.kills++;
-      server = await startServer(dataDir, env);
+      server = await startServer(dataDir, env, logFile);
       await verify();
       log(`kill ${report.kills}/${kills}: ${report.acknowledged} acknowledged (${report.vmCommits} VM commits), ${report.cutOff} cut off, ${report.collections} collections`);
     }
+    await rm(logFile, { force: true });
     return report;
+  } catch (e) {
+    const tail = (await readFile(logFile, 'utf8').catch(() => '')).split('\n').slice(-40).join('\n');
+    log(`the server's last log lines (all of them in ${logFile}):\n${tail}`);
+    throw e;
   } finally {
     await kill(server);
     await rm(dataDir, { recursive: true, force: true });
