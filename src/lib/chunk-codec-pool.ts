@@ -51,9 +51,9 @@ interface Done {
 /**
  * The worker's program, in CommonJS, given as source (eval) rather than as a file: it starts the
  * same from the built dist/ and from the TypeScript sources under test. It compresses with the
- * zstd implementation of the process that started it (zstdWorkerCodec(): the module it loads),
- * into arrays of their own, and answers each message (an array of jobs) with one message of
- * results, transferring every buffer back. An exception ends the worker: the pool fails its jobs.
+ * zstd implementation the pool was made with (zstdWorkerCodec(): the module it loads), into
+ * arrays of their own, and answers each message (an array of jobs) with one message of results,
+ * transferring every buffer back. An exception ends the worker: the pool fails its jobs.
  */
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
@@ -126,6 +126,9 @@ export class ChunkCodecPool implements ChunkCodec {
   private nextId = 0;
   private closed = false;
   private nextBatchFailure: string | undefined;
+
+  /** What the workers compress with: the process's zstd implementation when the pool was made. */
+  private readonly codec = zstdWorkerCodec();
 
   /** `size` workers at most (started on first use): one per core, at least 2, by default. */
   constructor(private readonly size = Math.max(2, availableParallelism())) {}
@@ -215,7 +218,7 @@ export class ChunkCodecPool implements ChunkCodec {
   private spawn(): CodecThread {
     const worker = new Worker(WORKER_SOURCE, {
       eval: true,
-      workerData: { codec: zstdWorkerCodec(), level: DEFAULT_LEVEL, maxBlockSize: MAX_BLOCK_SIZE },
+      workerData: { codec: this.codec, level: DEFAULT_LEVEL, maxBlockSize: MAX_BLOCK_SIZE },
       resourceLimits: WORKER_LIMITS,
     });
     const thread: CodecThread = { worker, jobs: new Map(), batches: 0 };
