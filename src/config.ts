@@ -1,5 +1,6 @@
 import { join, resolve } from 'node:path';
 import type { QuotaLimits } from './domain/model.js';
+import type { ZstdImplementation } from './lib/zstd.js';
 
 /** Everything snapfork reads from its environment, parsed once and frozen. */
 export interface Config {
@@ -74,6 +75,12 @@ export interface Config {
    * SNAPFORK_QUOTA_REPOSITORIES, SNAPFORK_QUOTA_RUNNING_VMS); null, the default: no limit.
    */
   readonly quotas: Readonly<QuotaLimits>;
+  /**
+   * SNAPFORK_ZSTD: the zstd build every compression runs on, `native` (libzstd through zstd-napi,
+   * failing the start where it is not built) or `wasm` (zstd-codec); undefined, the default:
+   * native where it is built, else wasm.
+   */
+  readonly zstd?: ZstdImplementation;
 }
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -142,6 +149,11 @@ function parseDatabaseUrl(raw: string): string {
   return raw;
 }
 
+function parseZstd(raw: string): ZstdImplementation {
+  if (raw !== 'native' && raw !== 'wasm') throw new Error(`SNAPFORK_ZSTD must be native or wasm, got "${raw}"`);
+  return raw;
+}
+
 function parseLogLevel(raw: string): LogLevel {
   const level = LOG_LEVELS.find((l) => l === raw);
   if (level === undefined) throw new Error(`SNAPFORK_LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got "${raw}"`);
@@ -191,7 +203,7 @@ function parseS3(env: Env): S3Config | undefined {
  * and SNAPFORK_IDLE_TIMEOUT_MS, and for VMs SNAPFORK_VM_ASSETS and the caps SNAPFORK_VM_MAX_RUNNING,
  * SNAPFORK_VM_MAX_RUNNING_PER_OWNER and SNAPFORK_VM_MAX_DATASET_BYTES, and for S3 storage
  * SNAPFORK_S3_ENDPOINT, SNAPFORK_S3_BUCKET, SNAPFORK_S3_ACCESS_KEY_ID, SNAPFORK_S3_SECRET_ACCESS_KEY,
- * SNAPFORK_S3_REGION, SNAPFORK_S3_FORCE_PATH_STYLE and SNAPFORK_S3_PREFIX, SNAPFORK_LOG_LEVEL, and the
+ * SNAPFORK_S3_REGION, SNAPFORK_S3_FORCE_PATH_STYLE and SNAPFORK_S3_PREFIX, SNAPFORK_LOG_LEVEL, SNAPFORK_ZSTD, and the
  * default quotas SNAPFORK_QUOTA_BYTES, SNAPFORK_QUOTA_REPOSITORIES and SNAPFORK_QUOTA_RUNNING_VMS. Flags of `snapfork serve` (overrides) win over the environment.
  */
 export function loadConfig(env: Env = process.env, overrides: ConfigOverrides = {}): Config {
@@ -244,5 +256,6 @@ export function loadConfig(env: Env = process.env, overrides: ConfigOverrides = 
       repositories: optionalLimit(env, 'SNAPFORK_QUOTA_REPOSITORIES'),
       runningVms: optionalLimit(env, 'SNAPFORK_QUOTA_RUNNING_VMS'),
     }),
+    zstd: env.SNAPFORK_ZSTD === undefined ? undefined : parseZstd(env.SNAPFORK_ZSTD),
   });
 }

@@ -25,6 +25,7 @@ import type { ChunkCodec } from './lib/chunk-codec.js';
 import { ChunkCodecPool } from './lib/chunk-codec-pool.js';
 import { fsyncDir } from './lib/durable-fs.js';
 import { sha256 } from './lib/sha256.js';
+import { useZstd, zstdImplementation } from './lib/zstd.js';
 import { Ext4DatasetImages } from './runtime/dataset-images.js';
 import { serveNbd } from './runtime/nbd/nbd-server.js';
 import type { ExportDisk } from './runtime/qemu/disk-export.js';
@@ -148,6 +149,8 @@ const SHUTDOWN_GRACE_MS = 10_000;
 
 export async function startServer(config: Config, options: ServerOptions = {}): Promise<RunningServer> {
   const logger = createLogger(config.logLevel, options.logDestination);
+  // Before anything compresses: the pool's workers load the implementation chosen here.
+  if (config.zstd !== undefined) useZstd(config.zstd);
   await mkdir(config.dataDir, { recursive: true });
   const metadata = await openMetadataStore(config);
   const chunks = await openChunkStore(config, options.chunkCodec ?? startedPool());
@@ -203,7 +206,8 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
   const host = config.host.includes(':') ? `[${config.host}]` : config.host;
   const url = `http://${host}:${port}`;
   // The message keeps the form scripts wait for (`listening on <url> `); the fields are for queries.
-  logger.info({ url, data_dir: config.dataDir }, `snapfork listening on ${url} (data in ${config.dataDir})`);
+  const zstd = zstdImplementation();
+  logger.info({ url, data_dir: config.dataDir, zstd }, `snapfork listening on ${url} (data in ${config.dataDir}, zstd ${zstd})`);
 
   let closing: Promise<void> | undefined;
   const close = () =>

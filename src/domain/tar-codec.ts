@@ -6,7 +6,7 @@
  */
 import { Readable } from 'node:stream';
 import { Header, Parser, Pax, type ReadEntry } from 'tar';
-import { DomainError, invalid, unprocessable } from './errors.js';
+import { DomainError, invalid, isDomainError, unprocessable } from './errors.js';
 import { PERMISSION_BITS, type EntryType, type ManifestEntry } from './model.js';
 
 export interface TarEntry {
@@ -99,7 +99,8 @@ export function readTar(body: Readable, onEntry: (entry: TarEntry) => Promise<vo
     };
     parser.on('error', malformed);
     parser.on('end', () => void queue.then(() => !failed && resolve()));
-    body.on('error', (e) => fail(invalid(`request body ended early: ${e.message}`)));
+    // A decoder's own refusal (a zstd window too large: too_large) keeps its kind; anything else cut the body short.
+    body.on('error', (e) => fail(isDomainError(e) ? e : invalid(`request body ended early: ${e.message}`)));
     body.pipe(parser);
   });
 }

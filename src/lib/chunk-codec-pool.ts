@@ -14,17 +14,17 @@
  * - Idle workers are unref'd: a pool nobody closed never keeps a process alive, while a job in
  *   flight does.
  */
-import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { ChunkCodec, CodecWork, EncodedChunk } from './chunk-codec.js';
-import { DEFAULT_LEVEL, MAX_BLOCK_SIZE } from './zstd.js';
+import { DEFAULT_LEVEL, MAX_BLOCK_SIZE, zstdWorkerCodec } from './zstd.js';
 
 /** Enough to keep every worker busy (a few batches each), small beside a 256 MiB server. */
 const MAX_IN_FLIGHT_BYTES = 16 * 1024 * 1024;
 /**
- * A worker's own heaps. Chunks live outside them (ArrayBuffers) and zstd in its 16 MiB WASM
- * memory, so a worker's JS objects are a batch's results; V8's defaults (16 MiB of young
+ * A worker's own heaps. Chunks live outside them (ArrayBuffers) and zstd too (libzstd's context
+ * in native memory, or zstd-codec's 16 MiB WASM memory: a pool of two workers costs ~20 MiB less
+ * resident memory on native), so a worker's JS objects are a batch's results; V8's defaults (16 MiB of young
  * generation per worker) would add ~30 MiB per core to the server's resident memory for nothing.
  * Past them the worker dies, which fails its jobs (see above), never the server.
  */
@@ -50,17 +50,34 @@ interface Done {
 
 /**
  * The worker's program, in CommonJS, given as source (eval) rather than as a file: it starts the
- * same from the built dist/ and from the TypeScript sources under test. It answers each message
- * (an array of jobs) with one message of results, transferring every buffer back. zstd-codec
- * returns fresh arrays, so compressed blocks are transferred too. An exception ends the worker:
- * the pool fails its jobs.
+ * same from the built dist/ and from the TypeScript sources under test. It compresses with the
+ * zstd implementation the pool was made with (zstdWorkerCodec(): the module it loads), into
+ * arrays of their own, and answers each message (an array of jobs) with one message of results,
+ * transferring every buffer back. An exception ends the worker: the pool fails its jobs.
  */
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
 const { createHash } = require('node:crypto');
-const { ZstdCodec } = require(workerData.zstdCodec);
-ZstdCodec.run((api) => {
-  const simple = new api.Simple();
+const { codec, level, maxBlockSize } = workerData;
+
+function loadCompress(ready) {
+  if (codec.implementation === 'native') {
+    const { CCtx, compressBound } = require(codec.module);
+    const cctx = new CCtx();
+    const scratch = new Uint8Array(compressBound(maxBlockSize));
+    return ready((data) => scratch.slice(0, cctx.compress(scratch, data, level)));
+  }
+  require(codec.module).ZstdCodec.run((api) => {
+    const simple = new api.Simple();
+    ready((data) => {
+      const block = simple.compress(data, level);
+      if (!block) throw new Error('zstd compression failed');
+      return block.byteOffset === 0 && block.byteLength === block.buffer.byteLength ? block : block.slice();
+    });
+  });
+}
+
+loadCompress((compress) => {
   parentPort.on('message', ({ jobs, failure }) => {
     if (failure !== undefined) throw new Error(failure);
     const done = [];
@@ -68,12 +85,11 @@ ZstdCodec.run((api) => {
     for (const job of jobs) {
       const result = { id: job.id, data: job.data };
       if (job.hash) result.digest = createHash('sha256').update(job.data).digest('hex');
-      if (job.compress && job.data.length > 0 && job.data.length <= workerData.maxBlockSize) {
-        const block = simple.compress(job.data, workerData.level);
-        if (!block) throw new Error('zstd compression failed');
+      if (job.compress && job.data.length > 0 && job.data.length <= maxBlockSize) {
+        const block = compress(job.data);
         if (block.length < job.data.length) {
-          result.compressed = block.byteOffset === 0 && block.byteLength === block.buffer.byteLength ? block : block.slice();
-          transfer.push(result.compressed.buffer);
+          result.compressed = block;
+          transfer.push(block.buffer);
         }
       }
       done.push(result);
@@ -83,8 +99,6 @@ ZstdCodec.run((api) => {
   });
 });
 `;
-
-const zstdCodecPath = createRequire(import.meta.url).resolve('zstd-codec');
 
 interface Pending {
   job: Job;
@@ -112,6 +126,9 @@ export class ChunkCodecPool implements ChunkCodec {
   private nextId = 0;
   private closed = false;
   private nextBatchFailure: string | undefined;
+
+  /** What the workers compress with: the process's zstd implementation when the pool was made. */
+  private readonly codec = zstdWorkerCodec();
 
   /** `size` workers at most (started on first use): one per core, at least 2, by default. */
   constructor(private readonly size = Math.max(2, availableParallelism())) {}
@@ -201,7 +218,7 @@ export class ChunkCodecPool implements ChunkCodec {
   private spawn(): CodecThread {
     const worker = new Worker(WORKER_SOURCE, {
       eval: true,
-      workerData: { zstdCodec: zstdCodecPath, level: DEFAULT_LEVEL, maxBlockSize: MAX_BLOCK_SIZE },
+      workerData: { codec: this.codec, level: DEFAULT_LEVEL, maxBlockSize: MAX_BLOCK_SIZE },
       resourceLimits: WORKER_LIMITS,
     });
     const thread: CodecThread = { worker, jobs: new Map(), batches: 0 };

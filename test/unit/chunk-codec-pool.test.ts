@@ -1,7 +1,7 @@
 /**
- * The worker-thread codec (src/lib/chunk-codec-pool.ts): its answers are the inline codec's,
- * each matched to its own input whatever order the workers finish in; a buffer handed over is
- * moved, not copied; a dying worker fails its jobs with an error and the pool goes on; close()
+ * The worker-thread codec (src/lib/chunk-codec-pool.ts): its answers are the inline codec's on
+ * either zstd implementation, each matched to its own input whatever order the workers finish
+ * in; a buffer handed over is moved, not copied; a dying worker fails its jobs with an error and the pool goes on; close()
  * ends every thread.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -12,7 +12,7 @@ import { Chunker } from '../../src/domain/chunker.js';
 import { ChunkCodecPool } from '../../src/lib/chunk-codec-pool.js';
 import { inlineChunkCodec, type ChunkCodec, type EncodedChunk } from '../../src/lib/chunk-codec.js';
 import { sha256 } from '../../src/lib/sha256.js';
-import { decompressBlock, zstdReady } from '../../src/lib/zstd.js';
+import { ZSTD_IMPLEMENTATIONS, decompressBlock, useZstd, zstdReady } from '../../src/lib/zstd.js';
 import { PutPipeline } from '../../src/domain/put-pipeline.js';
 import { openFsChunkStore } from '../../src/store/fs/chunk-store.js';
 import type { ChunkRef } from '../../src/domain/model.js';
@@ -31,7 +31,8 @@ describe('ChunkCodecPool', () => {
   let pool: ChunkCodecPool;
   afterEach(() => pool.close());
 
-  it('answers what the inline codec answers, each chunk its own, handed over without a copy', async () => {
+  it.each(ZSTD_IMPLEMENTATIONS)('answers what the inline codec answers on %s zstd, each chunk its own, handed over without a copy', async (implementation) => {
+    useZstd(implementation); // before the pool starts: its workers load the process's implementation
     pool = new ChunkCodecPool(2);
     await zstdReady();
     const chunks = await sampleChunks();

@@ -78,3 +78,11 @@ describe('loadConfig: logs', () => {
     }
   });
 });
+
+describe('loadConfig: zstd', () => {
+  it('leaves the zstd build to what loads unless SNAPFORK_ZSTD names native or wasm; anything else is refused at start', () => {
+    expect(loadConfig({}).zstd).toBeUndefined();
+    for (const implementation of ['native', 'wasm'] as const) expect(loadConfig({ SNAPFORK_ZSTD: implementation }).zstd).toBe(implementation);
+    for (const raw of ['WASM', 'auto', '']) expect(() => loadConfig({ SNAPFORK_ZSTD: raw })).toThrow(`SNAPFORK_ZSTD must be native or wasm, got "${raw}"`);
+  });
+});

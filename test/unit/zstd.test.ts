@@ -5,11 +5,15 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { DomainError } from '../../src/domain/errors.js';
 import {
   MAX_WINDOW_SIZE,
+  ZSTD_IMPLEMENTATIONS,
   compressBlock,
   createZstdCompressStream,
   createZstdDecompressStream,
   decompressBlock,
+  useZstd,
+  zstdImplementation,
   zstdReady,
+  type ZstdImplementation,
 } from '../../src/lib/zstd.js';
 import { generatedBytes } from '../support/generated.js';
 
@@ -76,8 +80,23 @@ async function decodeError(input: Buffer): Promise<DomainError> {
   return error as DomainError;
 }
 
-describe('zstd', () => {
-  beforeAll(zstdReady);
+/** Runs the calls of `use` on `implementation`. */
+async function on<T>(implementation: ZstdImplementation, use: () => T | Promise<T>): Promise<T> {
+  const previous = zstdImplementation();
+  useZstd(implementation);
+  try {
+    await zstdReady();
+    return await use();
+  } finally {
+    useZstd(previous);
+  }
+}
+
+describe.each(ZSTD_IMPLEMENTATIONS)('zstd (%s)', (implementation) => {
+  beforeAll(async () => {
+    useZstd(implementation);
+    await zstdReady();
+  });
 
   it('round-trips blocks and shrinks compressible ones', async () => {
     const data = await semiCompressible(256 * 1024);
@@ -136,12 +155,17 @@ describe('zstd', () => {
     expect((await through(createZstdDecompressStream(), await singleFrame(data))).equals(data)).toBe(true);
   });
 
-  it('refuses a window too large for the WASM heap with too_large', async () => {
-    // Frame header: magic, descriptor 0 (window descriptor present), window 2^(10+14) = 16 MiB.
-    const header = Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0x00, 14 << 3]);
-    expect(2 ** 24).toBeGreaterThan(MAX_WINDOW_SIZE);
-    const error = await decodeError(Buffer.concat([header, Buffer.alloc(1000)]));
-    expect(error.kind).toBe('too_large');
+  it('refuses a window beyond MAX_WINDOW_SIZE with too_large, one at it decodes', async () => {
+    // Frame header: magic, descriptor 0 (window descriptor present), window 2^(10+exponent) plus
+    // mantissa eighths; then zeros, empty raw blocks that never end the frame.
+    const frame = (exponent: number, mantissa: number) => Buffer.concat([Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0x00, (exponent << 3) | mantissa]), Buffer.alloc(1000)]);
+    expect(MAX_WINDOW_SIZE).toBe(2 ** 23);
+    expect((await decodeError(frame(14, 0))).kind).toBe('too_large'); // 16 MiB
+    expect((await decodeError(frame(13, 1))).kind).toBe('too_large'); // 9 MiB
+    expect((await decodeError(frame(13, 0))).kind).toBe('invalid'); // 8 MiB: accepted, then cut short
+    // A single-segment frame's window is its content size: 16 MiB declared in 4 bytes.
+    const singleSegment = Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0xa0, 0, 0, 0, 1]);
+    expect((await decodeError(Buffer.concat([singleSegment, Buffer.alloc(100)]))).kind).toBe('too_large');
   });
 
   it('holds back decoding while the reader is slow', async () => {
@@ -158,5 +182,37 @@ describe('zstd', () => {
     }
     expect(largestRead).toBeLessThan(4 * MIB);
     expect(total).toBe(32 * MIB);
+  });
+
+  it('holds back decoding of a zstd bomb (zeros at ~32000:1) as well', async () => {
+    const zeros = Buffer.alloc(MIB);
+    const bomb = await through(createZstdCompressStream(), Buffer.concat(Array.from({ length: 64 }, () => zeros)), MIB);
+    expect(bomb.length).toBeLessThan(64 * 1024);
+    const decoder = createZstdDecompressStream();
+    decoder.end(bomb);
+    let largestRead = 0;
+    let total = 0;
+    for await (const chunk of decoder) {
+      largestRead = Math.max(largestRead, (chunk as Buffer).length);
+      total += (chunk as Buffer).length;
+    }
+    expect(largestRead).toBeLessThan(4 * MIB);
+    expect(total).toBe(64 * MIB);
+  });
+});
+
+describe.runIf(ZSTD_IMPLEMENTATIONS.length === 2)('native and WASM zstd', () => {
+  it('read each other\'s blocks and streams', async () => {
+    const data = await semiCompressible(3 * MIB + 17);
+    const block = data.subarray(0, 256 * 1024);
+    for (const [writer, reader] of [['native', 'wasm'], ['wasm', 'native']] as const) {
+      const frame = await on(writer, () => compressBlock(block));
+      expect((await on(reader, () => decompressBlock(frame, block.length))).equals(block), `${writer} block read by ${reader}`).toBe(true);
+      await expect(on(reader, () => decompressBlock(frame, block.length + 1))).rejects.toMatchObject({ kind: 'corrupt' });
+      const empty = await on(writer, () => compressBlock(Buffer.alloc(0)));
+      expect((await on(reader, () => decompressBlock(empty, 0))).length).toBe(0);
+      const stream = await on(writer, () => through(createZstdCompressStream(), data));
+      expect((await on(reader, () => through(createZstdDecompressStream(), stream, 5000))).equals(data), `${writer} stream read by ${reader}`).toBe(true);
+    }
   });
 });
