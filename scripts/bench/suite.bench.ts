@@ -114,7 +114,7 @@ it.skipIf(!process.env.SNAPFORK_BENCH)(`issue 15's figures beside restic, borg a
     const header = [
       `# snapfork performance: ${QUICK ? 'quick run' : 'full run'} of \`npm run bench${QUICK ? ' -- --quick' : ''}\``,
       '',
-      `- When: ${started.toISOString()}, ${seconds} s`,
+      `- When: ${started.toISOString()}, ${seconds} s, commit ${execFileSync('git', ['rev-parse', '--short', 'HEAD']).toString().trim()}`,
       `- Machine: ${cpus().length} × ${cpus()[0]?.model ?? '?'}, ${(totalmem() / 1024 ** 3).toFixed(0)} GiB, Linux ${release()}, Node ${process.version}; load average ${loadAtStart.map((l) => l.toFixed(2)).join(' ')} at start, ${loadavg().map((l) => l.toFixed(2)).join(' ')} at end`,
       `- Data: dataset ${(dataset.bytes / 1e6).toFixed(0)} MB in ${dataset.files} files; VM image ${(SIZE / 1e6).toFixed(0)} MB (ext4 of /usr files); v2 of each as issue 15 says`,
       `- ${RUNS} runs after a warm-up, the tools taking turns within each run; MB/s are of the data's logical bytes`,
