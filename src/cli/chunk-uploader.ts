@@ -162,8 +162,8 @@ export class ChunkUploader {
   private async sendBatch(batch: CutChunk[]): Promise<void> {
     const answer = await this.client.json<{ missing: string[] }>('POST', this.paths.missing, { json: { digests: batch.map((c) => c.digest) } });
     const lacking = new Set(answer.missing);
-    // Only what is lacking stays referenced: the other chunks' bytes are free from here on.
     const chunks = batch.filter((c) => lacking.has(c.digest));
+    batch.length = 0; // the present chunks' bytes are free from here on, not once the packs are sent
     this.meter.expect(chunks.reduce((n, c) => n + c.place.size, 0));
     await Promise.all([...packsOf(chunks)].map((pack) => this.sendPack(pack)));
   }

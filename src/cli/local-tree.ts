@@ -1,8 +1,9 @@
 /**
  * The client's side of delta transfer on local files: the tree a push sends, each file cut with
- * the server's own chunker (src/domain/chunker.ts, so that both sides cut identically), and the
- * place of every chunk in its file, so that a chunk is read back only if it must be sent (push)
- * or can stand in for a download (pull).
+ * the server's own chunker (src/domain/chunker.ts, so that both sides cut identically) and its
+ * chunks handed on as they are cut (push sends them from there), and the place of every chunk in
+ * its file, so that a chunk is read back only when it must be sent again (push) or can stand in
+ * for a download (pull).
  */
 import { sha256 } from '../lib/sha256.js';
 import { lstat, open, readdir, readlink, stat, type FileHandle } from 'node:fs/promises';
