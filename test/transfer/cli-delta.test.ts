@@ -170,13 +170,14 @@ describe('delta push', () => {
     await writeGenerated(join(src, 'disk.img'), 24 * MIB, 7);
     await writeFile(join(src, 'notes.txt'), 'resumable\n');
 
-    // The second pack request fails as a dropped connection would; the others run to the end.
+    // The third pack request (the second batch's first) fails as a dropped connection would; the
+    // packs out by then run to the end, and nothing starts after.
     const realFetch = globalThis.fetch;
     let packs = 0;
     let acked = 0;
     globalThis.fetch = async (input, init) => {
       const isPack = init?.method === 'POST' && urlOf(input).endsWith('/chunks');
-      if (isPack && ++packs === 2) {
+      if (isPack && ++packs === 3) {
         throw new TypeError('fetch failed', { cause: Object.assign(new Error('socket hang up'), { code: 'UND_ERR_SOCKET' }) });
       }
       const response = await realFetch(input, init);
