@@ -77,8 +77,11 @@ export function output(io: Io, json: boolean, value: unknown, human: () => strin
   io.stdout.write(`${json ? JSON.stringify(value) : human()}\n`);
 }
 
-/** A progress line on stderr only for a person watching: stdout a TTY and no `--json`. */
-export function progress(io: Io, json: boolean, label: string, total?: number): Progress {
+/**
+ * A progress line on stderr only for a person watching: stdout a TTY and no `--json`; drawn
+ * once `after` (another meter of the command, running alongside) has finished its line.
+ */
+export function progress(io: Io, json: boolean, label: string, total?: number, after?: Progress): Progress {
   const tty = (io.stdout as Writable & { isTTY?: boolean }).isTTY === true;
-  return new Progress(tty && !json ? io.stderr : undefined, io.now, label, total);
+  return new Progress(tty && !json ? io.stderr : undefined, io.now, label, total, after);
 }

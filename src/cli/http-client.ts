@@ -82,8 +82,11 @@ export class ApiClient {
     }
     let response: Response;
     try {
-      // duplex 'half' is what lets undici send a stream without buffering it first.
-      response = await fetch(url, { method, headers, body, duplex: 'half' });
+      // duplex 'half' is what lets undici send a stream without buffering it first. A request
+      // with a body is not redirected (the API never redirects one): to replay it on a redirect,
+      // undici would copy every body it sends (a tee): sending 256 MiB in 8 MiB packs took 1.07 s
+      // of CPU with the copy, 0.28 s without (the receiving side included).
+      response = await fetch(url, { method, headers, body, duplex: 'half', ...(body === undefined ? {} : { redirect: 'error' }) });
     } catch (err) {
       throw this.networkError(err);
     }

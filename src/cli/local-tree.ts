@@ -1,8 +1,9 @@
 /**
  * The client's side of delta transfer on local files: the tree a push sends, each file cut with
- * the server's own chunker (src/domain/chunker.ts, so that both sides cut identically), and the
- * place of every chunk in its file, so that a chunk is read back only if it must be sent (push)
- * or can stand in for a download (pull).
+ * the server's own chunker (src/domain/chunker.ts, so that both sides cut identically) and its
+ * chunks handed on as they are cut (push sends them from there), and the place of every chunk in
+ * its file, so that a chunk is read back only when it must be sent again (push) or can stand in
+ * for a download (pull).
  */
 import { sha256 } from '../lib/sha256.js';
 import { lstat, open, readdir, readlink, stat, type FileHandle } from 'node:fs/promises';
@@ -38,11 +39,29 @@ export interface FileSpan {
   file: string;
   offset?: number;
   length?: number;
+  /**
+   * The span's size when it was scanned: chunking that reads another count fails (the file grew
+   * or shrank in between, so what was scanned is not what was cut).
+   */
+  size?: number;
 }
 
 /** The span of a scanned file entry. */
 export const spanOf = (e: LocalEntry): FileSpan =>
-  e.dataOffset === undefined ? { file: e.abs } : { file: e.abs, offset: e.dataOffset, length: e.size };
+  e.dataOffset === undefined ? { file: e.abs, size: e.size } : { file: e.abs, offset: e.dataOffset, length: e.size, size: e.size };
+
+/** A chunk as it is cut: its bytes (a buffer of its own) and where they are in their file. */
+export interface CutChunk {
+  digest: string;
+  data: Buffer;
+  place: ChunkPlace;
+}
+
+/**
+ * Takes each chunk as it is cut, in file order within a file; chunking waits for what it
+ * returns (back-pressure), and stops with what it throws.
+ */
+export type ChunkSink = (chunk: CutChunk) => void | Promise<void>;
 
 const READ_SIZE = 4 * 1024 * 1024;
 
@@ -93,16 +112,27 @@ export class FileChunker {
   private readonly chunker = new Chunker();
   private readonly buffer = Buffer.allocUnsafe(READ_SIZE);
 
-  /** The chunks of a file (or of its span), reading it once; `progress` gets each read's length. */
-  async chunk({ file, offset: start = 0, length = Infinity }: FileSpan, progress: (bytes: number) => void): Promise<{ refs: ChunkRef[]; places: ChunkPlace[] }> {
+  /**
+   * The chunks of a file (or of its span), reading it once; `progress` gets each read's length,
+   * `sink` each chunk with its bytes. Fails with a CliError when the span's `size` is given and
+   * the bytes read differ from it.
+   */
+  async chunk(
+    { file, offset: start = 0, length = Infinity, size }: FileSpan,
+    progress: (bytes: number) => void,
+    sink?: ChunkSink,
+  ): Promise<{ refs: ChunkRef[]; places: ChunkPlace[] }> {
     const refs: ChunkRef[] = [];
     const places: ChunkPlace[] = [];
     let offset = start;
-    const take = (pieces: Buffer[]) => {
-      for (const piece of pieces) {
-        refs.push({ digest: sha256(piece), size: piece.length });
-        places.push({ file, offset, size: piece.length });
-        offset += piece.length;
+    const take = async (pieces: Buffer[]) => {
+      for (const data of pieces) {
+        const digest = sha256(data);
+        const place = { file, offset, size: data.length };
+        refs.push({ digest, size: data.length });
+        places.push(place);
+        offset += data.length;
+        await sink?.({ digest, data, place });
       }
     };
     const fh = await open(file, 'r');
@@ -112,7 +142,7 @@ export class FileChunker {
         const { bytesRead } = await fh.read(this.buffer, 0, Math.min(this.buffer.length, length - (position - start)), position);
         if (bytesRead === 0) break;
         position += bytesRead;
-        take(this.chunker.push(this.buffer.subarray(0, bytesRead)));
+        await take(this.chunker.push(this.buffer.subarray(0, bytesRead)));
         progress(bytesRead);
       }
     } catch (err) {
@@ -121,7 +151,10 @@ export class FileChunker {
     } finally {
       await fh.close();
     }
-    take(this.chunker.finish()); // also resets the chunker for the next file
+    await take(this.chunker.finish()); // also resets the chunker for the next file
+    if (size !== undefined && offset - start !== size) {
+      throw new CliError(`${file} changed while it was pushed (${size} bytes when scanned, ${offset - start} read); push again`);
+    }
     return { refs, places };
   }
 }
@@ -131,17 +164,22 @@ const PARALLEL_CHUNKERS = 4;
 
 /**
  * The chunks of each file, in input order, chunking PARALLEL_CHUNKERS files at a time (each
- * worker with its own FileChunker).
+ * worker with its own FileChunker); `sink` gets every chunk as it is cut, the files' chunks
+ * interleaved.
  */
-export async function chunkFiles(files: readonly FileSpan[], progress: (bytes: number) => void) {
+export async function chunkFiles(files: readonly FileSpan[], progress: (bytes: number) => void, sink?: ChunkSink) {
   const results = new Array<Awaited<ReturnType<FileChunker['chunk']>>>(files.length);
-  const workers = Array.from({ length: PARALLEL_CHUNKERS }, () => new FileChunker());
-  let next = 0;
-  await Promise.all(
-    workers.map(async (chunker) => {
-      for (let i = next++; i < files.length; i = next++) results[i] = await chunker.chunk(files[i]!, progress);
-    }),
-  );
+  const idle = Array.from({ length: PARALLEL_CHUNKERS }, () => new FileChunker());
+  // forEachLimited settles every file in progress before it rejects: no chunk reaches `sink`
+  // after this returns.
+  await forEachLimited(files.keys(), PARALLEL_CHUNKERS, async (i) => {
+    const chunker = idle.pop()!;
+    try {
+      results[i] = await chunker.chunk(files[i]!, progress, sink);
+    } finally {
+      idle.push(chunker);
+    }
+  });
   return results;
 }
 

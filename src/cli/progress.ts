@@ -11,14 +11,25 @@ export class Progress {
   bytes = 0;
   private readonly started: number;
   private lastDraw = -Infinity; // the first add draws, whatever the clock's origin
+  private finished = false;
 
   constructor(
     private readonly out: Writable | undefined,
     private readonly now: () => number,
     private readonly label: string,
-    private readonly total?: number,
+    private total?: number,
+    /**
+     * A meter of the same command that runs alongside (push hashes while it sends): both would
+     * draw on one line, so this one draws only once that one has finished its line.
+     */
+    private readonly after?: Progress,
   ) {
     this.started = now();
+  }
+
+  /** Adds to the total: for a transfer that learns its size as it goes (push's bytes to send). */
+  expect(n: number): void {
+    this.total = (this.total ?? 0) + n;
   }
 
   /** Passes `source` through unchanged, counting (and drawing) as chunks go by. */
@@ -32,7 +43,7 @@ export class Progress {
   add(n: number): void {
     this.bytes += n;
     const now = this.now();
-    if (this.out && now - this.lastDraw >= REDRAW_MS) {
+    if (this.out && this.after?.finished !== false && now - this.lastDraw >= REDRAW_MS) {
       this.lastDraw = now;
       this.draw(now);
     }
@@ -40,6 +51,7 @@ export class Progress {
 
   /** Draws the final state and ends the line, so later output starts on a fresh one. */
   finish(): void {
+    this.finished = true;
     if (!this.out) return;
     this.draw(this.now());
     this.out.write('\n');

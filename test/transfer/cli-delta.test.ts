@@ -1,15 +1,20 @@
 /**
- * `snapfork push` and `pull` as delta transfers against a real server: an interrupted push
- * resumes without resending what arrived, and a pull of a changed tag into the old directory
- * fetches only what changed and ends byte-identical to a fresh pull.
+ * `snapfork push` and `pull` as delta transfers against a real server: a push sends each chunk
+ * the server lacks once while it chunks, an interrupted push resumes without resending what
+ * arrived, and a pull of a changed tag into the old directory fetches only what changed and ends
+ * byte-identical to a fresh pull.
  */
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, open, rm, symlink, writeFile } from 'node:fs/promises';
+import { appendFile, chmod, lstat, mkdir, open, readdir, readFile, readlink, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { UPLOAD_LIMITS } from '../../src/cli/chunk-uploader.js';
 import { run } from '../../src/cli/main.js';
+import { chunkBuffer } from '../../src/domain/chunker.js';
+import { PERMISSION_BITS } from '../../src/domain/model.js';
 import { RECORD_HEADER_SIZE } from '../../src/lib/chunk-pack.js';
+import { sha256 } from '../../src/lib/sha256.js';
 import { generatedBytes } from '../support/generated.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 import { describeTree, tempDir } from '../support/trees.js';
@@ -62,20 +67,117 @@ async function scribble(file: string, offset: number, length: number) {
   await fh.close();
 }
 
+/** What a commit of `dir` must hold, built here from the files themselves: entries by path, each file's chunks cut in full. */
+async function expectedManifest(dir: string) {
+  const entries: { path: string; type: string; mode: number; size: number; mtime: number; link_target: string | null; chunks: { digest: string; size: number }[] }[] = [];
+  const walk = async (rel: string): Promise<void> => {
+    for (const name of await readdir(join(dir, rel))) {
+      const path = rel ? `${rel}/${name}` : name;
+      const st = await lstat(join(dir, path));
+      const base = { path, mode: st.mode & PERMISSION_BITS, mtime: Math.floor(st.mtimeMs / 1000), size: 0, link_target: null, chunks: [] };
+      if (st.isSymbolicLink()) entries.push({ ...base, type: 'symlink', link_target: await readlink(join(dir, path)) });
+      else if (st.isDirectory()) {
+        entries.push({ ...base, type: 'dir' });
+        await walk(path);
+      } else {
+        const chunks = chunkBuffer(await readFile(join(dir, path))).map((c) => ({ digest: sha256(c), size: c.length }));
+        entries.push({ ...base, type: 'file', size: st.size, chunks });
+      }
+    }
+  };
+  await walk('');
+  return entries.sort((a, b) => Buffer.compare(Buffer.from(a.path), Buffer.from(b.path)));
+}
+
+/** The digests of a pack body's records, in order. */
+function packDigests(body: Buffer): string[] {
+  const digests: string[] = [];
+  for (let at = 0; at < body.length; at += RECORD_HEADER_SIZE + body.readUInt32BE(at)) digests.push(body.subarray(at + 4, at + RECORD_HEADER_SIZE).toString('hex'));
+  return digests;
+}
+
 describe('delta push', () => {
+  it('asks about and sends each distinct chunk once over several batches, duplicates across files included, and commits what the files cut to', async () => {
+    // One chunk a small file: past two full batches of distinct chunks, some files copies of others.
+    const distinct = 2 * UPLOAD_LIMITS.batchChunks + 100;
+    const content = (i: number) => `file ${i % distinct}\n`.repeat(1 + (i % distinct) % 50);
+    const src = join(work, 'batches');
+    await mkdir(join(src, 'many'), { recursive: true });
+    for (let i = 0; i < distinct + 200; i++) await writeFile(join(src, 'many', `f-${String(i).padStart(5, '0')}.txt`), content(i));
+    const big = randomBytes(2 * MIB + 5);
+    await writeFile(join(src, 'big.bin'), big);
+    await writeFile(join(src, 'big-copy.bin'), big);
+    await symlink('big.bin', join(src, 'link'));
+    // Chunks alice sent before, under other names: the server has them, so they are not sent.
+    const seed = join(work, 'batches-seed');
+    await mkdir(seed);
+    for (let i = 0; i < 300; i++) await writeFile(join(seed, `s-${i}`), content(i));
+    await json('push', seed, 'alice/batches-seed:v1');
+
+    const expected = await expectedManifest(src);
+    const sizes = new Map(expected.flatMap((e) => e.chunks.map((c) => [c.digest, c.size] as const)));
+    const seeded = new Set((await expectedManifest(seed)).flatMap((e) => e.chunks.map((c) => c.digest)));
+    const asked: string[][] = [];
+    const sent: string[] = [];
+    const realFetch = globalThis.fetch;
+    globalThis.fetch = async (input, init) => {
+      const url = urlOf(input);
+      if (init?.method === 'POST' && url.endsWith('/chunks/missing')) asked.push((JSON.parse(init.body as string) as { digests: string[] }).digests);
+      if (init?.method === 'POST' && url.endsWith('/chunks')) sent.push(...packDigests(init.body as Buffer));
+      return realFetch(input, init);
+    };
+    let pushed;
+    try {
+      pushed = await json('push', src, 'alice/batches:v1');
+    } finally {
+      globalThis.fetch = realFetch;
+    }
+
+    expect(asked.length).toBeGreaterThanOrEqual(3);
+    expect(asked.flat().sort()).toEqual([...sizes.keys()].sort());
+    expect(sent.sort()).toEqual([...sizes.keys()].filter((d) => !seeded.has(d)).sort());
+    const bytes = expected.reduce((n, e) => n + e.size, 0);
+    expect(pushed.bytes_hashed).toBe(bytes);
+    expect(pushed.bytes_sent).toBe(sent.reduce((n, d) => n + sizes.get(d)!, 0));
+    expect(pushed.bytes_reused).toBe(bytes - pushed.bytes_sent);
+
+    const tag = (await (await s.api('/api/v1/repos/alice/batches/tags/v1', { token: env.SNAPFORK_TOKEN })).json()) as { commit_id: string };
+    const manifest = await s.api(`/api/v1/repos/alice/batches/commits/${tag.commit_id}/manifest`, { token: env.SNAPFORK_TOKEN });
+    expect(((await manifest.json()) as { entries: unknown[] }).entries).toEqual(expected);
+  }, 60_000);
+
+  it('fails, committing nothing, when a file grew between the scan and its chunking', async () => {
+    const src = join(work, 'growing');
+    await mkdir(src);
+    await writeFile(join(src, 'a.txt'), 'steady\n');
+    await writeFile(join(src, 'grows.log'), 'x'.repeat(1000));
+    // The tag is read after the scan and before any chunking: the file grows right then.
+    const realFetch = globalThis.fetch;
+    globalThis.fetch = async (input, init) => {
+      if ((init?.method ?? 'GET') === 'GET' && urlOf(input).endsWith('/repos/alice/growing/tags/v1')) await appendFile(join(src, 'grows.log'), 'more lines');
+      return realFetch(input, init);
+    };
+    const r = await cli('push', src, 'alice/growing:v1').finally(() => (globalThis.fetch = realFetch));
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`\nsnapfork: ${join(src, 'grows.log')} changed while it was pushed (1000 bytes when scanned, 1010 read); push again\n`);
+    expect((await s.api('/api/v1/repos/alice/growing/tags/v1', { token: env.SNAPFORK_TOKEN })).status).toBe(404);
+  });
+
+
   it('resumes an interrupted push, sending only the packs that did not arrive', async () => {
     const src = join(work, 'resume');
     await mkdir(src);
     await writeGenerated(join(src, 'disk.img'), 24 * MIB, 7);
     await writeFile(join(src, 'notes.txt'), 'resumable\n');
 
-    // The second pack request fails as a dropped connection would; the others run to the end.
+    // The third pack request (the second batch's first) fails as a dropped connection would; the
+    // packs out by then run to the end, and nothing starts after.
     const realFetch = globalThis.fetch;
     let packs = 0;
     let acked = 0;
     globalThis.fetch = async (input, init) => {
       const isPack = init?.method === 'POST' && urlOf(input).endsWith('/chunks');
-      if (isPack && ++packs === 2) {
+      if (isPack && ++packs === 3) {
         throw new TypeError('fetch failed', { cause: Object.assign(new Error('socket hang up'), { code: 'UND_ERR_SOCKET' }) });
       }
       const response = await realFetch(input, init);

@@ -1,6 +1,6 @@
 /** How `snapfork push` groups the chunks it sends into pack requests. */
 import { describe, expect, it } from 'vitest';
-import { packsOf } from '../../src/cli/commands/push.js';
+import { packsOf } from '../../src/cli/chunk-uploader.js';
 import { MAX_PACK_BYTES, MAX_PACK_RECORDS, RECORD_HEADER_SIZE } from '../../src/lib/chunk-pack.js';
 
 const chunks = (count: number, size: number) =>
