@@ -4,7 +4,7 @@
  * in one sitting, written to scripts/bench/results.md (results-quick.md for a quick run).
  *
  *   npm run bench                # 1 GiB data sets, 5 runs after a warm-up
- *   npm run bench -- --quick     # 256 MiB, 3 runs: under 10 minutes
+ *   npm run bench -- --quick     # 128 MiB, 3 runs: under 10 minutes
  *
  * Data (scripts/bench/suite/data.ts) is made from a seed. Each run, each tool takes its turn on
  * each data set (A B C A B C), so the machine's noise falls on all of them alike: snapfork's HTTP
@@ -32,7 +32,7 @@ import { renderResults, Samples, TOOLS, type Build } from './suite/report.js';
 import { borg, exec, restic, snapforkCli, snapforkHttp, tarZstd, type DataSet, type Phase, type Tool } from './suite/tools.js';
 
 const QUICK = process.env.BENCH_QUICK === '1';
-const SIZE = Number(process.env.BENCH_BYTES ?? (QUICK ? 256 : 1024) * 1024 ** 2);
+const SIZE = Number(process.env.BENCH_BYTES ?? (QUICK ? 128 : 1024) * 1024 ** 2);
 const RUNS = Number(process.env.BENCH_RUNS ?? (QUICK ? 3 : 5));
 const CLIS = (process.env.BENCH_CLI ?? CLI).split(',');
 const CPU_PROF = process.env.BENCH_CPU_PROF;
