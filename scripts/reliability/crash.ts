@@ -56,7 +56,9 @@ const sha = (data: Buffer) => createHash('sha256').update(data).digest('hex');
 interface Server {
   url: string;
   child: ChildProcess;
-  /** Set when the process ended without being killed: its exit code or signal. */
+  /** Set by kill(), before the signal is sent. */
+  killed?: boolean;
+  /** Set when the process ended without kill(): its exit code or signal (SIGKILL: the kernel's OOM killer, say). */
   died?: string;
 }
 
@@ -71,7 +73,7 @@ async function startServer(dataDir: string, env: NodeJS.ProcessEnv, logFile: str
   child.stderr.pipe(out);
   const server: Server = { url: '', child };
   child.once('exit', (code, signal) => {
-    if (signal !== 'SIGKILL') server.died = `exit ${code ?? signal}`;
+    if (!server.killed) server.died = `exit ${code ?? signal}`;
   });
   server.url = await new Promise<string>((resolve, reject) => {
     let seen = '';
@@ -92,6 +94,7 @@ function kill(server: Server): Promise<void> {
   return new Promise((resolve) => {
     if (server.child.exitCode !== null || server.child.signalCode !== null) return resolve();
     server.child.once('exit', () => resolve());
+    server.killed = true;
     server.child.kill('SIGKILL');
   });
 }
