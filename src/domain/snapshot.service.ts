@@ -212,6 +212,9 @@ export class SnapshotService {
     let total = 0;
     let chunkRefs = 0;
     const puts = new PutPipeline(writer);
+    // One chunker for every file, one after the other (finish() resets it): a chunker holds a
+    // MAX_CHUNK_SIZE buffer, and a new one a file made a dataset of 20,000 files allocate 5 GB.
+    const chunker = new Chunker();
     await readTar(body, async (e) => {
       const replaced = entries.get(e.path);
       chunkRefs -= replaced?.chunks.length ?? 0;
@@ -227,7 +230,6 @@ export class SnapshotService {
       } else if (e.type === 'file') {
         total += e.size;
         if (total > maxBytes) throw tooLarge(`push exceeds the limit of ${maxBytes} bytes`);
-        const chunker = new Chunker();
         const refs = chunks;
         const store = async (pieces: Buffer[]) => {
           for (const piece of pieces) {
