@@ -75,6 +75,17 @@ describe('ChunkCodecPool', () => {
     expect(after.digest).toBe(sha256(chunks[5]!));
   });
 
+  it('encodes a chunk under the chunker minimum on the calling thread, starting no worker', async () => {
+    pool = new ChunkCodecPool(2);
+    const small = Buffer.from('id,label,value\n'.repeat(1000)); // 15,000 bytes
+    const encoded = await pool.encode(small, { hash: true, compress: true }, { transfer: true });
+    expect(pool.workers).toBe(0);
+    expect(encoded.digest).toBe(sha256(small));
+    expect(decompressBlock(encoded.compressed!, small.length).equals(small)).toBe(true);
+    await pool.encode(Buffer.alloc(16 * 1024, 1), { hash: true, compress: false });
+    expect(pool.workers).toBe(1);
+  });
+
   it('ends its threads on close(), after which it refuses work', async () => {
     pool = new ChunkCodecPool(2);
     await Promise.all([1, 2, 3, 4].map((n) => pool.encode(Buffer.alloc(70_000, n), { hash: true, compress: true })));
