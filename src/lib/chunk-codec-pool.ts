@@ -179,7 +179,6 @@ export class ChunkCodecPool implements ChunkCodec {
   }
 
   private async run(job: Job): Promise<EncodedChunk> {
-    if (this.closed) throw new Error('the chunk codec pool is closed');
     const bytes = job.data.byteLength;
     // Counted on admission (here, or by the job whose end makes room), released when the job settles.
     if (this.waiting.length === 0 && this.hasRoom(bytes)) this.inFlightBytes += bytes;
