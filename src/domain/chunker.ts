@@ -42,20 +42,101 @@ export const GEAR: Int32Array = (() => {
   return table;
 })();
 
-/**
- * The gear hash after 32 or more zero bytes, whatever it was before: (h << 1) + GEAR[0] maps
- * it to itself, and it matches neither mask, so a run of zeros never cuts once the hash has
- * reached it (a sparse disk image's zeros are skipped, not hashed byte by byte).
- */
-const ZERO_FIXPOINT = -GEAR[0]! | 0;
-const ZERO_BLOCK = new Uint8Array(4096);
+/** The chunking parameters, as cutScanner takes them. */
+export interface CutParameters {
+  min: number;
+  avg: number;
+  max: number;
+  maskHard: number;
+  maskEasy: number;
+}
 
-/** The index of the first byte in data[from..limit) that is not zero, or limit. */
-function zeroRunEnd(data: Uint8Array, from: number, limit: number): number {
-  let i = from;
-  while (i + ZERO_BLOCK.length <= limit && Buffer.compare(data.subarray(i, i + ZERO_BLOCK.length), ZERO_BLOCK) === 0) i += ZERO_BLOCK.length;
-  while (i < limit && data[i] === 0) i++;
-  return i;
+/** The format's parameters (above). */
+export const CUT_PARAMETERS: Readonly<CutParameters> = Object.freeze({
+  min: MIN_CHUNK_SIZE,
+  avg: AVG_CHUNK_SIZE,
+  max: MAX_CHUNK_SIZE,
+  maskHard: MASK_HARD,
+  maskEasy: MASK_EASY,
+});
+
+/** The gear hash of an open chunk's bytes scanned so far (those past the minimum), carried between scans. */
+export interface ScanState {
+  hash: number;
+}
+
+/**
+ * Scans data[from..] as the continuation of a chunk that began at index `chunkStart` of `data`
+ * (negative when its first bytes came in an earlier piece) with `state` as left by the scan of
+ * those bytes, and returns the index in `data` just past the cut, or -1 when data ends first
+ * (then `state` holds the hash so far, so how the input is split never changes a cut). After a
+ * cut the caller starts the next chunk with a hash of 0.
+ */
+export type CutScan = (data: Uint8Array, from: number, chunkStart: number, state: ScanState) => number;
+
+/**
+ * The FastCDC scan over `gear` and `p`: the one implementation of the cut points, used by Chunker
+ * here and, from its source text (Function.prototype.toString), by the chunk codec pool's
+ * worker threads (src/lib/chunk-codec-pool.ts), whose program is eval'd source so that it runs
+ * alike from dist/ and from the TypeScript sources under test. So this function must stay
+ * self-contained: it may use its arguments and JavaScript's and Node's globals, nothing of this
+ * module, and no named inner function (a transpiler may wrap those in helpers of its own).
+ *
+ * Runs of zeros: after 32 or more zero bytes the hash is -gear[0] whatever it was before
+ * ((h << 1) + gear[0] maps it to itself) and matches neither mask, so a run of zeros never cuts
+ * once the hash has reached it: a sparse disk image's zeros are compared 4 KiB at a time, not
+ * hashed byte by byte.
+ */
+export function cutScanner(gear: Int32Array, p: CutParameters): CutScan {
+  const zeroFixpoint = -gear[0]! | 0;
+  const zeroBlock = new Uint8Array(4096);
+  return (data, from, chunkStart, state) => {
+    const end = data.length;
+    let i = Math.max(from, chunkStart + p.min);
+    let h = state.hash;
+    // Two phases: the hard mask up to the average size, then the easy one up to the maximum.
+    for (let phase = 0; phase < 2; phase++) {
+      const mask = phase === 0 ? p.maskHard : p.maskEasy;
+      const limit = Math.min(end, chunkStart + (phase === 0 ? p.avg : p.max));
+      for (; i < limit; i++) {
+        if (h === zeroFixpoint && data[i] === 0) {
+          let zeros = i;
+          while (zeros + zeroBlock.length <= limit && Buffer.compare(data.subarray(zeros, zeros + zeroBlock.length), zeroBlock) === 0) zeros += zeroBlock.length;
+          while (zeros < limit && data[zeros] === 0) zeros++;
+          i = zeros - 1;
+          continue;
+        }
+        h = ((h << 1) + gear[data[i]!]!) | 0;
+        if ((h & mask) === 0) return i + 1;
+      }
+    }
+    if (i === chunkStart + p.max) return i;
+    state.hash = h;
+    return -1;
+  };
+}
+
+/** The scan of the format's parameters, on this thread. */
+export const scanForCut: CutScan = cutScanner(GEAR, CUT_PARAMETERS);
+
+/**
+ * The ends of the chunks of `data` were a chunk to begin at its first byte, the end of `data`
+ * included when `last` (the stream ends there); `state` is left as the scan of the bytes after
+ * the last end left it. Self-contained as cutScanner is, and for the same reason.
+ */
+export function cutPoints(scan: CutScan, data: Uint8Array, last: boolean, state: ScanState): number[] {
+  const ends: number[] = [];
+  for (let start = 0; start < data.length; ) {
+    const end = scan(data, start, start, state);
+    if (end < 0) {
+      if (last) ends.push(data.length);
+      break;
+    }
+    ends.push(end);
+    state.hash = 0;
+    start = end;
+  }
+  return ends;
 }
 
 /**
@@ -67,14 +148,13 @@ export class Chunker {
   /** Bytes of the current, still open chunk. */
   private readonly pending = Buffer.allocUnsafe(MAX_CHUNK_SIZE);
   private pendingLength = 0;
-  /** Gear hash of the open chunk's bytes scanned so far (those past MIN_CHUNK_SIZE). */
-  private hash = 0;
+  private readonly state: ScanState = { hash: 0 };
 
   push(data: Uint8Array): Buffer[] {
     const chunks: Buffer[] = [];
     let start = 0; // where the open chunk's bytes begin in `data`
     while (start < data.length) {
-      const cut = this.scan(data, start);
+      const cut = scanForCut(data, start, start - this.pendingLength, this.state);
       if (cut < 0) {
         this.pending.set(data.subarray(start), this.pendingLength);
         this.pendingLength += data.length - start;
@@ -85,7 +165,7 @@ export class Chunker {
       chunk.set(data.subarray(start, cut), this.pendingLength);
       chunks.push(chunk);
       this.pendingLength = 0;
-      this.hash = 0;
+      this.state.hash = 0;
       start = cut;
     }
     return chunks;
@@ -96,41 +176,8 @@ export class Chunker {
     if (this.pendingLength === 0) return [];
     const last = Buffer.from(this.pending.subarray(0, this.pendingLength));
     this.pendingLength = 0;
-    this.hash = 0;
+    this.state.hash = 0;
     return [last];
-  }
-
-  /**
-   * Scans data[from..] as the continuation of the open chunk (pendingLength bytes so far) and
-   * returns the index in `data` just past the cut, or -1 when data ends first. The hash state
-   * is kept across calls, so how the input is split into pushes never changes the cut points.
-   */
-  private scan(data: Uint8Array, from: number): number {
-    const chunkStart = from - this.pendingLength; // may be negative: virtual index of byte 0
-    const end = data.length;
-    let i = Math.max(from, chunkStart + MIN_CHUNK_SIZE);
-    let h = this.hash;
-    const hardEnd = Math.min(end, chunkStart + AVG_CHUNK_SIZE);
-    for (; i < hardEnd; i++) {
-      if (h === ZERO_FIXPOINT && data[i] === 0) {
-        i = zeroRunEnd(data, i, hardEnd) - 1;
-        continue;
-      }
-      h = ((h << 1) + (GEAR[data[i]!] as number)) | 0;
-      if ((h & MASK_HARD) === 0) return i + 1;
-    }
-    const easyEnd = Math.min(end, chunkStart + MAX_CHUNK_SIZE);
-    for (; i < easyEnd; i++) {
-      if (h === ZERO_FIXPOINT && data[i] === 0) {
-        i = zeroRunEnd(data, i, easyEnd) - 1;
-        continue;
-      }
-      h = ((h << 1) + (GEAR[data[i]!] as number)) | 0;
-      if ((h & MASK_EASY) === 0) return i + 1;
-    }
-    if (i === chunkStart + MAX_CHUNK_SIZE) return i;
-    this.hash = h;
-    return -1;
   }
 }
 

@@ -1,4 +1,5 @@
 import type { ChunkRef } from './model.js';
+import type { EncodedChunk } from '../lib/chunk-codec.js';
 import type { ChunkWriter, PutResult } from '../store/types.js';
 
 /**
@@ -17,6 +18,7 @@ const DEPTH = 32;
  */
 export class PutPipeline {
   private readonly inFlight: Promise<unknown>[] = [];
+  private lastCreated = true;
 
   constructor(private readonly writer: ChunkWriter) {}
 
@@ -26,13 +28,23 @@ export class PutPipeline {
   }
 
   /**
-   * put() of `data`, whose ChunkRef is appended to `refs` at once and complete after drain():
-   * refs stay in the order of the appends, whatever order the puts finish in.
+   * put() of `chunk` (bytes, or encoded with the store's codec), whose ChunkRef is appended to
+   * `refs` at once and complete after drain(): refs stay in the order of the appends, whatever
+   * order the puts finish in.
    */
-  append(refs: ChunkRef[], data: Buffer): Promise<void> {
+  append(refs: ChunkRef[], chunk: Buffer | EncodedChunk): Promise<void> {
     const at = refs.length;
-    refs.push({ digest: '', size: data.length });
-    return this.start(data, undefined, (put) => (refs[at] = { digest: put.digest, size: put.size }));
+    refs.push({ digest: '', size: Buffer.isBuffer(chunk) ? chunk.length : chunk.data.length });
+    return this.start(chunk, undefined, (put) => (refs[at] = { digest: put.digest, size: put.size }));
+  }
+
+  /**
+   * Whether the last put to finish stored a new chunk (true before any): the next chunks likely
+   * are new too (a first push) or stored too (unchanged data), so a caller encoding them
+   * compresses them in the same trip as it hashes them only in the first case.
+   */
+  get storingNew(): boolean {
+    return this.lastCreated;
   }
 
   /** Waits for every put in flight; throws the first failure. */
@@ -40,9 +52,12 @@ export class PutPipeline {
     while (this.inFlight.length > 0) await this.inFlight.shift();
   }
 
-  private async start(data: Buffer, digest?: string, stored?: (result: PutResult) => void): Promise<void> {
+  private async start(chunk: Buffer | EncodedChunk, digest?: string, stored?: (result: PutResult) => void): Promise<void> {
     while (this.inFlight.length >= DEPTH) await this.inFlight.shift();
-    const putting = this.writer.put(data, digest, { transfer: true }).then(stored);
+    const putting = this.writer.put(chunk, digest, { transfer: true }).then((result) => {
+      this.lastCreated = result.created;
+      stored?.(result);
+    });
     putting.catch(() => undefined); // thrown by the put() or drain() that awaits it
     this.inFlight.push(putting);
   }

@@ -14,7 +14,8 @@ import type { Namespace, NamespaceQuota, QuotaLimits, Repository } from './model
 import type { AccessPolicy } from './access-policy.js';
 import { SYSTEM_NAMESPACE } from './system-image.service.js';
 import type { Principal } from './principal.js';
-import type { ChunkWriter, MetadataStore, PutResult, QuotaStore } from '../store/types.js';
+import type { ChunkWriter, MetadataStore, PutOptions, PutResult, QuotaStore } from '../store/types.js';
+import type { EncodedChunk } from '../lib/chunk-codec.js';
 
 export interface QuotaReport {
   namespace: Namespace;
@@ -80,8 +81,8 @@ export class QuotaService {
     if (room === Infinity) return writer;
     let created = 0;
     return {
-      put: async (data: Buffer, digest?: string): Promise<PutResult> => {
-        const result = await writer.put(data, digest);
+      put: async (chunk: Buffer | EncodedChunk, digest?: string, options?: PutOptions): Promise<PutResult> => {
+        const result = await writer.put(chunk, digest, options);
         if (result.created) created += result.size;
         if (created > room) {
           const limit = (await this.limitsOf({ id: repository.namespaceId, name: repository.namespace })).bytes ?? Infinity;

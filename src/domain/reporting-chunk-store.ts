@@ -3,6 +3,7 @@
  * PutResult of every service's writes (pushes, uploads, VM commits), so that no service counts.
  */
 import type { Readable } from 'node:stream';
+import type { ChunkCodec, EncodedChunk } from '../lib/chunk-codec.js';
 import type { ChunkDamage, ChunkRemoval, ChunkStat, ChunkStore, ChunkTotals, ChunkWriter, PutOptions, PutResult, Repacked, StoredChunk } from '../store/types.js';
 import type { ChunksStored, Telemetry } from './ports/telemetry.js';
 
@@ -21,8 +22,8 @@ class ReportingChunkWriter implements ChunkWriter {
     private readonly telemetry: Telemetry,
   ) {}
 
-  async put(data: Buffer, digest?: string, options?: PutOptions): Promise<PutResult> {
-    const result = await this.writer.put(data, digest, options);
+  async put(chunk: Buffer | EncodedChunk, digest?: string, options?: PutOptions): Promise<PutResult> {
+    const result = await this.writer.put(chunk, digest, options);
     if (result.created) {
       this.counted.created++;
       this.counted.storedBytes += result.storedSize;
@@ -51,6 +52,9 @@ export class ReportingChunkStore implements ChunkStore {
     private readonly telemetry: Telemetry,
   ) {}
 
+  get codec(): ChunkCodec {
+    return this.chunks.codec;
+  }
   has(digest: string): Promise<boolean> {
     return this.chunks.has(digest);
   }

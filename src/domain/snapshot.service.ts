@@ -1,16 +1,17 @@
 import type { Readable } from 'node:stream';
 import { v7 as uuidv7 } from 'uuid';
-import { Chunker } from './chunker.js';
 import { conflict, invalid, isDomainError, notFound, tooLarge, unprocessable } from './errors.js';
 import { assertManifestBounds, checkedManifest, manifestByteCount, manifestFileCount } from './manifest.js';
 import type { ChunkRef, Commit, Manifest, ManifestEntry, Namespace, Page, PageOf, Repository, StoredEntry, Tag } from './model.js';
 import { assertTagName } from './names.js';
 import { PutPipeline } from './put-pipeline.js';
+import { SegmentChunker } from './segment-chunker.js';
 import { readTar, writeTar } from './tar-codec.js';
 import type { AccessPolicy } from './access-policy.js';
 import type { Principal } from './principal.js';
 import type { QuotaService } from './quota.service.js';
 import type { RepositoryService } from './repository.service.js';
+import type { EncodedChunk } from '../lib/chunk-codec.js';
 import type { ChunkStore, ChunkWriter, CommitPatch, MetadataStore } from '../store/types.js';
 
 export interface PushResult {
@@ -212,11 +213,17 @@ export class SnapshotService {
     let total = 0;
     let chunkRefs = 0;
     const puts = new PutPipeline(writer);
-    // One chunker for every file, one after the other (finish() resets it): a chunker holds a
-    // MAX_CHUNK_SIZE buffer, and a new one a file made a dataset of 20,000 files allocate 5 GB.
-    const chunker = new Chunker();
+    // Files are cut, hashed and compressed on the codec's threads, a whole file or a segment in
+    // one job, while this thread reads the next ones and writes packs.
+    const store = async (refs: ChunkRef[], chunk: Buffer | EncodedChunk) => {
+      assertManifestBounds(entries.size, ++chunkRefs);
+      await puts.append(refs, chunk);
+    };
+    const chunker = new SegmentChunker(this.chunks.codec, store, () => puts.storingNew);
     await readTar(body, async (e) => {
       const replaced = entries.get(e.path);
+      // The chunk refs of a file read earlier are complete once its chunks are stitched.
+      if (replaced || e.type === 'hardlink') await chunker.flush();
       chunkRefs -= replaced?.chunks.length ?? 0;
       let chunks: ChunkRef[] = [];
       let type = e.type;
@@ -230,15 +237,7 @@ export class SnapshotService {
       } else if (e.type === 'file') {
         total += e.size;
         if (total > maxBytes) throw tooLarge(`push exceeds the limit of ${maxBytes} bytes`);
-        const refs = chunks;
-        const store = async (pieces: Buffer[]) => {
-          for (const piece of pieces) {
-            assertManifestBounds(entries.size, ++chunkRefs);
-            await puts.append(refs, piece);
-          }
-        };
-        for await (const data of e.data) await store(chunker.push(data));
-        await store(chunker.finish());
+        await chunker.chunkFile(chunks, e.size, e.data);
       }
       assertManifestBounds(entries.size + (replaced ? 0 : 1), chunkRefs);
       entries.set(e.path, {
@@ -251,6 +250,7 @@ export class SnapshotService {
         chunks,
       });
     });
+    await chunker.flush();
     await puts.drain();
     return [...entries.values()];
   }

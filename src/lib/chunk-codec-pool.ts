@@ -3,6 +3,8 @@
  * every core while the main thread reads requests and writes packs. A 2-core server otherwise
  * spends one core on a push while the other waits (issue 15).
  *
+ * - cut() jobs also cut their bytes into chunks on the worker (the FastCDC scan, chunker.ts):
+ *   a file or a segment of a stream goes in one message and its chunks come back together.
  * - Buffers go to a worker and back by transfer (no copy) when the caller gives them up, else
  *   with one copy; the worker transfers them back with the results.
  * - Back-pressure: at most MAX_IN_FLIGHT_BYTES of chunks are in the pool at once, whatever the
@@ -16,7 +18,8 @@
  */
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { inlineChunkCodec, type ChunkCodec, type CodecWork, type EncodedChunk } from './chunk-codec.js';
+import { CUT_PARAMETERS, GEAR, cutPoints, cutScanner } from '../domain/chunker.js';
+import { inlineChunkCodec, type ChunkCodec, type CodecWork, type CutSegment, type EncodedChunk, type SegmentWork } from './chunk-codec.js';
 import { DEFAULT_LEVEL, MAX_BLOCK_SIZE, zstdWorkerCodec } from './zstd.js';
 
 /**
@@ -45,26 +48,41 @@ interface Job {
   data: Uint8Array;
   hash: boolean;
   compress: boolean;
+  /** Set for cut(): cut `data` into chunks first, and work on each (SegmentWork). */
+  cut?: { last: boolean; first: boolean };
 }
 
-interface Done {
+/** What a worker made of one chunk. */
+interface Encoded {
+  digest?: string;
+  compressed?: Uint8Array | null;
+}
+
+interface Done extends Encoded {
   id: number;
   data: Uint8Array;
-  digest?: string;
-  compressed?: Uint8Array;
+  /** For a cut job: where its chunks end in `data`, each one's work, and the scan's state after the last. */
+  ends?: number[];
+  chunks?: Encoded[];
+  openHash?: number;
 }
 
 /**
  * The worker's program, in CommonJS, given as source (eval) rather than as a file: it starts the
- * same from the built dist/ and from the TypeScript sources under test. It compresses with the
- * zstd implementation the pool was made with (zstdWorkerCodec(): the module it loads), into
+ * same from the built dist/ and from the TypeScript sources under test (vitest, where a .ts
+ * worker file cannot load), with no loader to keep in step with either. The chunker's scan is
+ * written into it from its own source text (cutScanner, cutPoints: self-contained for this), so
+ * the cut points have one implementation, the one the CLI and the tests use. It compresses with
+ * the zstd implementation the pool was made with (zstdWorkerCodec(): the module it loads), into
  * arrays of their own, and answers each message (an array of jobs) with one message of results,
  * transferring every buffer back. An exception ends the worker: the pool fails its jobs.
  */
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
 const { createHash } = require('node:crypto');
-const { codec, level, maxBlockSize } = workerData;
+const { codec, level, maxBlockSize, gear, cutParameters } = workerData;
+const cutPoints = ${cutPoints.toString()};
+const scan = (${cutScanner.toString()})(gear, cutParameters);
 
 function loadCompress(ready) {
   if (codec.implementation === 'native') {
@@ -88,15 +106,24 @@ loadCompress((compress) => {
     if (failure !== undefined) throw new Error(failure);
     const done = [];
     const transfer = [];
+    const encode = (job, data, result) => {
+      if (job.hash) result.digest = createHash('sha256').update(data).digest('hex');
+      if (job.compress) {
+        const block = data.length > 0 && data.length <= maxBlockSize ? compress(data) : undefined;
+        result.compressed = block && block.length < data.length ? block : null;
+        if (result.compressed) transfer.push(block.buffer);
+      }
+      return result;
+    };
     for (const job of jobs) {
       const result = { id: job.id, data: job.data };
-      if (job.hash) result.digest = createHash('sha256').update(job.data).digest('hex');
-      if (job.compress && job.data.length > 0 && job.data.length <= maxBlockSize) {
-        const block = compress(job.data);
-        if (block.length < job.data.length) {
-          result.compressed = block;
-          transfer.push(block.buffer);
-        }
+      if (job.cut) {
+        const state = { hash: 0 };
+        result.ends = cutPoints(scan, job.data, job.cut.last, state);
+        result.chunks = result.ends.map((end, i) => (i === 0 && !job.cut.first ? {} : encode(job, job.data.subarray(i === 0 ? 0 : result.ends[i - 1], end), {})));
+        result.openHash = state.hash;
+      } else {
+        encode(job, job.data, result);
       }
       done.push(result);
       transfer.push(job.data.buffer);
@@ -108,7 +135,7 @@ loadCompress((compress) => {
 
 interface Pending {
   job: Job;
-  resolve(chunk: EncodedChunk): void;
+  resolve(done: Done): void;
   reject(error: Error): void;
 }
 
@@ -121,6 +148,18 @@ interface CodecThread {
 }
 
 const asBuffer = (a: Uint8Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+
+const encodedChunk = (data: Buffer, encoded: Encoded): EncodedChunk => ({
+  data,
+  ...(encoded.digest !== undefined && { digest: encoded.digest }),
+  ...(encoded.compressed !== undefined && { compressed: encoded.compressed && asBuffer(encoded.compressed) }),
+});
+
+/** What goes to a worker: `data` itself when the caller gives it up and it is a whole buffer, else a copy of its own. */
+function payload(data: Buffer, options: { transfer?: boolean }): Uint8Array {
+  const owned = options.transfer === true && data.byteOffset === 0 && data.byteLength === data.buffer.byteLength;
+  return owned ? data : new Uint8Array(data);
+}
 
 export class ChunkCodecPool implements ChunkCodec {
   private readonly threads: CodecThread[] = [];
@@ -156,10 +195,23 @@ export class ChunkCodecPool implements ChunkCodec {
   async encode(data: Buffer, work: CodecWork, options: { transfer?: boolean } = {}): Promise<EncodedChunk> {
     if (this.closed) throw new Error('the chunk codec pool is closed');
     if (data.length < INLINE_BELOW) return inlineChunkCodec.encode(data, work);
-    const owned = options.transfer === true && data.byteOffset === 0 && data.byteLength === data.buffer.byteLength;
-    // A view of a larger buffer (or one the caller keeps) is copied once, into a buffer of its own.
-    const payload = owned ? data : new Uint8Array(data);
-    return this.run({ id: this.nextId++, data: payload, hash: work.hash, compress: work.compress });
+    const done = await this.run({ id: this.nextId++, data: payload(data, options), hash: work.hash, compress: work.compress });
+    return encodedChunk(asBuffer(done.data), done);
+  }
+
+  /** A segment under a chunk's minimum is cut (it is at most one chunk) on the calling thread, as encode() does. */
+  async cut(data: Buffer, work: SegmentWork, options: { transfer?: boolean } = {}): Promise<CutSegment> {
+    if (this.closed) throw new Error('the chunk codec pool is closed');
+    if (data.length < INLINE_BELOW) return inlineChunkCodec.cut(data, work);
+    const done = await this.run({ id: this.nextId++, data: payload(data, options), hash: work.hash, compress: work.compress, cut: { last: work.last, first: work.first } });
+    const segment = asBuffer(done.data);
+    const ends = done.ends!;
+    return {
+      data: segment,
+      chunks: ends.map((end, i) => encodedChunk(segment.subarray(ends[i - 1] ?? 0, end), done.chunks![i]!)),
+      open: segment.subarray(ends.at(-1) ?? 0),
+      openState: { hash: done.openHash! },
+    };
   }
 
   /**
@@ -178,13 +230,13 @@ export class ChunkCodecPool implements ChunkCodec {
     await Promise.all(this.threads.map((t) => t.worker.terminate()));
   }
 
-  private async run(job: Job): Promise<EncodedChunk> {
+  private async run(job: Job): Promise<Done> {
     const bytes = job.data.byteLength;
     // Counted on admission (here, or by the job whose end makes room), released when the job settles.
     if (this.waiting.length === 0 && this.hasRoom(bytes)) this.inFlightBytes += bytes;
     else await new Promise<void>((admit, reject) => this.waiting.push({ bytes, admit, reject }));
     try {
-      return await new Promise<EncodedChunk>((resolve, reject) => {
+      return await new Promise<Done>((resolve, reject) => {
         this.queued.push({ job, resolve, reject });
         this.dispatch();
       });
@@ -225,7 +277,7 @@ export class ChunkCodecPool implements ChunkCodec {
   private spawn(): CodecThread {
     const worker = new Worker(WORKER_SOURCE, {
       eval: true,
-      workerData: { codec: this.codec, level: DEFAULT_LEVEL, maxBlockSize: MAX_BLOCK_SIZE },
+      workerData: { codec: this.codec, level: DEFAULT_LEVEL, maxBlockSize: MAX_BLOCK_SIZE, gear: GEAR, cutParameters: CUT_PARAMETERS },
       resourceLimits: WORKER_LIMITS,
     });
     const thread: CodecThread = { worker, jobs: new Map(), batches: 0 };
@@ -235,11 +287,7 @@ export class ChunkCodecPool implements ChunkCodec {
       for (const done of results) {
         const pending = thread.jobs.get(done.id);
         thread.jobs.delete(done.id);
-        pending?.resolve({
-          data: asBuffer(done.data),
-          ...(done.digest !== undefined && { digest: done.digest }),
-          ...(done.compressed && { compressed: asBuffer(done.compressed) }),
-        });
+        pending?.resolve(done);
       }
       if (thread.batches === 0) worker.unref();
       this.dispatch();

@@ -9,6 +9,7 @@
  * bytes no longer hash to its digest becomes `corrupt`.
  */
 import type { Readable } from 'node:stream';
+import type { ChunkCodec, EncodedChunk } from '../lib/chunk-codec.js';
 import type {
   AdminJob,
   ChunkRef,
@@ -77,11 +78,15 @@ export interface PutOptions {
  */
 export interface ChunkWriter {
   /**
-   * Stores `data` unless a chunk with the same digest is already stored or already put through
-   * this writer. `digest`, when given, MUST equal the SHA-256 of `data`; the store checks it and
-   * throws `unprocessable` on a mismatch. Several puts in flight may settle in any order.
+   * Stores `chunk` unless a chunk with the same digest is already stored or already put through
+   * this writer. `digest`, when given, MUST equal the SHA-256 of the bytes; the store checks it
+   * and throws `unprocessable` on a mismatch. Several puts in flight may settle in any order.
+   *
+   * `chunk` is the bytes, or an EncodedChunk that this store's `codec` made (ChunkStore.codec):
+   * the store takes its digest and its zstd block as they are, without hashing or compressing
+   * again (they never come from a client), and does what the codec was not asked to do.
    */
-  put(data: Buffer, digest?: string, options?: PutOptions): Promise<PutResult>;
+  put(chunk: Buffer | EncodedChunk, digest?: string, options?: PutOptions): Promise<PutResult>;
   /** Makes every chunk put so far durable (fsynced) and visible. Idempotent. */
   commit(): Promise<void>;
   /** Discards uncommitted chunks. Safe to call after commit() (then it does nothing). */
@@ -129,6 +134,13 @@ export interface ChunkTotals {
 }
 
 export interface ChunkStore {
+  /**
+   * Hashes and compresses as this store's writers do, on the threads they use (and cuts streams
+   * into chunks there: ChunkCodec.cut). A caller that encodes its chunks with it puts them as
+   * EncodedChunks (ChunkWriter.put), sparing the store a second trip to those threads. Owned by
+   * the store: closed with it.
+   */
+  readonly codec: ChunkCodec;
   /** True when the chunk is stored and committed. */
   has(digest: string): Promise<boolean>;
   /** The subset of `digests` that is not stored, in input order, without duplicates. */

@@ -1,13 +1,14 @@
 /**
- * Pushes hashed and compressed on worker threads (issue 15), over real HTTP: the bytes come back
- * identical and deduplicated, through the tar push and the delta push; a worker that dies fails
+ * Pushes cut, hashed and compressed on worker threads (issue 15), over real HTTP: the bytes come
+ * back identical and deduplicated, through the tar push and the delta push; the tar push cuts
+ * where the CLI does (chunkBuffer) in a job a segment; a worker that dies fails
  * the push it served with the endpoint's error envelope, stores nothing of it, and the server
  * goes on; stopping the server ends the pool's threads.
  */
 import { readdirSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Chunker } from '../../src/domain/chunker.js';
+import { Chunker, chunkBuffer } from '../../src/domain/chunker.js';
 import { recordHeader } from '../../src/lib/chunk-pack.js';
 import { ChunkCodecPool } from '../../src/lib/chunk-codec-pool.js';
 import { sha256 } from '../../src/lib/sha256.js';
@@ -66,6 +67,34 @@ describe('pushes on the worker pool', () => {
     expect(again.status).toBe(201);
     expect(s.chunkCount()).toBe(chunks);
     expect((await readBack('again', 'v1', 'blobs/big.bin')).equals(files['blobs/big.bin']!)).toBe(true);
+  });
+
+  it('cuts a pushed file on the workers where the CLI cuts it: a delta push of chunkBuffer\'s chunks stores nothing new', async () => {
+    await s.createRepo(token, 'cuts');
+    await s.createRepo(token, 'cli');
+    // Several segments: random bytes, a run of zeros and constant bytes across segment boundaries.
+    const random = (await sampleFiles(5))['blobs/big.bin']!;
+    const image = Buffer.concat([random, Buffer.alloc(3 * 1024 * 1024), random.subarray(0, 500_000), Buffer.alloc(2 * 1024 * 1024 + 7, 0x5a), random.subarray(17)]);
+    const counted = { cut: 0, encode: 0 };
+    const cut = pool.cut.bind(pool);
+    const encode = pool.encode.bind(pool);
+    pool.cut = (...args) => (counted.cut++, cut(...args));
+    pool.encode = (...args) => (counted.encode++, encode(...args));
+    try {
+      expect((await pushTar('cuts', 'v1', tarOfFiles({ 'disk.img': image }))).status).toBe(201);
+    } finally {
+      pool.cut = cut;
+      pool.encode = encode;
+    }
+    const chunks = chunkBuffer(image);
+    expect(counted.cut, 'one job a 2 MiB segment').toBe(Math.ceil(image.length / (2 * 1024 * 1024)));
+    expect(counted.encode, 'a few chunks stitched between segments (the constant bytes all)').toBeLessThan(chunks.length / 2);
+    const records = chunks.map((data) => ({ digest: sha256(data), data }));
+    const body = Buffer.concat(records.flatMap(({ digest, data }) => [recordHeader(digest, data.length), data]));
+    const sent = await s.api('/api/v1/repos/alice/cli/chunks', { method: 'POST', token, body, headers: { 'content-type': 'application/octet-stream' } });
+    expect(sent.status).toBe(200);
+    expect(await sent.json()).toMatchObject({ stored: chunks.length, created: 0 });
+    expect((await readBack('cuts', 'v1', 'disk.img')).equals(image)).toBe(true);
   });
 
   it('stores a delta push (a chunk pack) whose chunks read back identical', async () => {

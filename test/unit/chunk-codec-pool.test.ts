@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Chunker } from '../../src/domain/chunker.js';
 import { ChunkCodecPool } from '../../src/lib/chunk-codec-pool.js';
-import { inlineChunkCodec, type ChunkCodec, type EncodedChunk } from '../../src/lib/chunk-codec.js';
+import { inlineChunkCodec, type ChunkCodec, type CutSegment, type EncodedChunk } from '../../src/lib/chunk-codec.js';
 import { sha256 } from '../../src/lib/sha256.js';
 import { ZSTD_IMPLEMENTATIONS, decompressBlock, useZstd, zstdReady } from '../../src/lib/zstd.js';
 import { PutPipeline } from '../../src/domain/put-pipeline.js';
@@ -104,6 +104,10 @@ class ReversingCodec implements ChunkCodec {
     const answer = await inlineChunkCodec.encode(data, work);
     await new Promise<void>((resolve) => this.held.push(resolve));
     return answer;
+  }
+
+  cut(): Promise<CutSegment> {
+    throw new Error('not used: the pipeline puts chunks');
   }
 
   /** Resolves every answer held so far, last first. */

@@ -415,14 +415,18 @@ class PackChunkWriter implements ChunkWriter {
     private readonly backend: BlobBackend,
   ) {}
 
-  async put(data: Buffer, digest?: string, options: PutOptions = {}): Promise<PutResult> {
-    const size = data.length;
+  async put(chunk: Buffer | EncodedChunk, digest?: string, options: PutOptions = {}): Promise<PutResult> {
+    let encoded: EncodedChunk = Buffer.isBuffer(chunk) ? { data: chunk } : chunk;
+    const size = encoded.data.length;
     if (size > MAX_CHUNK_BYTES) throw tooLarge(`chunk of ${size} bytes exceeds ${MAX_CHUNK_BYTES}`);
     // While this writer's chunks turn out new (a first push), each is compressed in the same trip
     // to the codec as it is hashed; once they turn out stored (a push of unchanged data), only
-    // hashed, and compressed in a second trip when new after all.
-    const compressNow = this.lastWasNew && compressible(size);
-    let encoded: EncodedChunk = await this.store.codec.encode(data, { hash: true, compress: compressNow }, options);
+    // hashed, and compressed in a second trip when new after all. A chunk its caller encoded
+    // (with this store's codec) comes hashed, and compressed when its caller foresaw it new.
+    if (encoded.digest === undefined) {
+      const compress = this.lastWasNew && compressible(size) && encoded.compressed === undefined;
+      encoded = { ...encoded, ...(await this.store.codec.encode(encoded.data, { hash: true, compress }, options)) };
+    }
     const actual = encoded.digest!;
     if (digest !== undefined && digest !== actual) {
       throw unprocessable(`chunk digest ${digest} does not match its content (${actual})`, { expected: digest, actual });
@@ -441,7 +445,9 @@ class PackChunkWriter implements ChunkWriter {
     }
     if (stored) return known;
     this.lastWasNew = true;
-    if (!compressNow && compressible(size)) encoded = await this.store.codec.encode(encoded.data, { hash: false, compress: true }, { transfer: true });
+    if (encoded.compressed === undefined && compressible(size)) {
+      encoded = { ...encoded, ...(await this.store.codec.encode(encoded.data, { hash: false, compress: true }, { transfer: true })) };
+    }
     // Raw when zstd does not shrink it (already compressed data, e.g. qcow2 with compression).
     const bytes = encoded.compressed ?? encoded.data;
     const entry: EntryHeader = { digest: actual, size, storedSize: bytes.length, compression: encoded.compressed ? 'zstd' : 'none' };

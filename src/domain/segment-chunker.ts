@@ -1,0 +1,159 @@
+/**
+ * Chunks files on the chunk codec's threads (ChunkCodec.cut: the FastCDC scan, SHA-256 and zstd
+ * together), with exactly chunkBuffer's cut points: they are part of the on-disk format, and a
+ * server that cut otherwise would store the CLI's chunks (cut locally) a second time.
+ *
+ * A file of up to SEGMENT_SIZE goes to a worker whole, in one job, and its cuts are the file's.
+ * A longer file goes in segments, each cut by a worker as if a chunk began at its first byte:
+ * a guess, since the file's true chunk open at the segment's start began in an earlier segment.
+ * Stitching, on this thread and in file order, carries that open chunk over and runs the scan
+ * (scanForCut, the one implementation) from it until it reaches a cut the worker found too: from
+ * a common cut on, both cut alike, because the gear hash starts afresh at each chunk (and only
+ * its last 32 bytes count). That takes a chunk or two of scanning a segment; the few chunks cut
+ * here are hashed and compressed by the writer, the worker's guesses before the common cut are
+ * dropped. Data with no common cut in a segment (constant bytes: cuts at the maximum size only,
+ * offset from the worker's) is cut here for that segment, as chunkBuffer would.
+ */
+import { scanForCut, type ScanState } from './chunker.js';
+import type { ChunkRef } from './model.js';
+import type { ChunkCodec, CutSegment, EncodedChunk } from '../lib/chunk-codec.js';
+
+/**
+ * 2 MiB: whole files up to it (a dataset's 20-200 KiB blobs) in one job each, and for longer
+ * ones, a stitch's scan of a chunk or two (~64-128 KiB) and one dropped guess per 2 MiB.
+ */
+const SEGMENT_SIZE = 2 * 1024 * 1024;
+/**
+ * Segments sent to the codec and not stitched yet, per chunker (a push), at most, in bytes:
+ * enough to keep two workers busy while this thread stitches, as PutPipeline bounds the chunks
+ * after it. The codec bounds what all pushes have in its threads together.
+ */
+const LOOKAHEAD_SEGMENTS = 4;
+
+/** Takes each chunk of a file, in the file's order, to store it with `refs` (PutPipeline.append). */
+export type ChunkSink = (refs: ChunkRef[], chunk: Buffer | EncodedChunk) => Promise<void>;
+
+interface SentSegment {
+  result: Promise<CutSegment>;
+  refs: ChunkRef[];
+  last: boolean;
+  bytes: number;
+}
+
+export class SegmentChunker {
+  /** Segments sent to the codec and not stitched yet, in file order. */
+  private readonly sent: SentSegment[] = [];
+  private sentBytes = 0;
+  /** The file's true open chunk, as stitching left it: views of earlier segments, and its scan state. */
+  private open: Buffer[] = [];
+  private openLength = 0;
+  private readonly state: ScanState = { hash: 0 };
+  private readonly segmentSize: number;
+
+  /**
+   * `compress` tells, as each segment is sent, whether its chunks are to be compressed as they
+   * are hashed (PutPipeline.storingNew); when not, the writer compresses those that are new.
+   * `segmentSize` is SEGMENT_SIZE but in tests, which stitch more often with smaller ones.
+   */
+  constructor(
+    private readonly codec: ChunkCodec,
+    private readonly sink: ChunkSink,
+    private readonly compress: () => boolean,
+    options: { segmentSize?: number } = {},
+  ) {
+    this.segmentSize = options.segmentSize ?? SEGMENT_SIZE;
+  }
+
+  /**
+   * Reads a file of `size` bytes (as its header says: it sizes the buffers) from `data` and sends
+   * it to the codec; its chunks reach the sink, with `refs`, by flush() at the latest. Waits while
+   * LOOKAHEAD_SEGMENTS are sent, stitching the oldest segments meanwhile. Throws a sink's or the
+   * codec's failure; the chunker is of no further use then.
+   */
+  async chunkFile(refs: ChunkRef[], size: number, data: AsyncIterable<Uint8Array>): Promise<void> {
+    let left = size;
+    let segment: Buffer | undefined;
+    let filled = 0;
+    let first = true;
+    for await (const piece of data) {
+      for (let at = 0; at < piece.length; ) {
+        if (segment && filled === segment.length) {
+          await this.send(segment, refs, { first, last: false });
+          segment = undefined;
+          filled = 0;
+          first = false;
+        }
+        // A buffer of its own (not a slice of Node's pool), which the codec takes without a copy.
+        segment ??= Buffer.allocUnsafeSlow(left > 0 ? Math.min(left, this.segmentSize) : this.segmentSize);
+        const n = Math.min(piece.length - at, segment.length - filled);
+        segment.set(piece.subarray(at, at + n), filled);
+        filled += n;
+        left -= n;
+        at += n;
+      }
+    }
+    await this.send(segment?.subarray(0, filled) ?? Buffer.alloc(0), refs, { first, last: true });
+  }
+
+  /** Stitches every segment sent: every chunk of the files read so far has reached the sink. */
+  async flush(): Promise<void> {
+    while (this.sent.length > 0) await this.stitchNext();
+  }
+
+  private async send(segment: Buffer, refs: ChunkRef[], position: { first: boolean; last: boolean }): Promise<void> {
+    while (this.sent.length > 0 && this.sentBytes + segment.length > LOOKAHEAD_SEGMENTS * this.segmentSize) await this.stitchNext();
+    const result = this.codec.cut(segment, { hash: true, compress: this.compress(), ...position }, { transfer: true });
+    result.catch(() => undefined); // thrown by the stitch that awaits it
+    this.sent.push({ result, refs, last: position.last, bytes: segment.length });
+    this.sentBytes += segment.length;
+  }
+
+  private async stitchNext(): Promise<void> {
+    const { result, refs, last, bytes } = this.sent.shift()!;
+    this.sentBytes -= bytes;
+    const segment = await result;
+    const { data, chunks } = segment;
+    // The first of the codec's chunks that is one of the file's: all of them when a chunk begins here.
+    let next = 0;
+    if (this.openLength > 0) {
+      let end = 0;
+      let k = -1; // the codec's chunk ending at `end`
+      for (let from = 0; ; ) {
+        const cut = scanForCut(data, from, from - this.openLength, this.state);
+        if (cut < 0) {
+          this.keepOpen(data.subarray(from));
+          if (last && this.openLength > 0) await this.sink(refs, this.takeOpen());
+          return;
+        }
+        await this.sink(refs, this.takeOpen(data.subarray(from, cut)));
+        while (k + 1 < chunks.length && end < cut) end += chunks[++k]!.data.length;
+        if (end === cut) {
+          next = k + 1;
+          break;
+        }
+        from = cut;
+      }
+    }
+    for (const chunk of chunks.slice(next)) await this.sink(refs, chunk);
+    this.open = [];
+    this.openLength = 0;
+    this.keepOpen(segment.open);
+    this.state.hash = segment.openState.hash;
+  }
+
+  private keepOpen(bytes: Buffer): void {
+    if (bytes.length === 0) return;
+    this.open.push(bytes);
+    this.openLength += bytes.length;
+  }
+
+  /** The open chunk, ended by `rest`, as a buffer of its own; a new chunk begins. */
+  private takeOpen(rest?: Buffer): Buffer {
+    const parts = rest ? [...this.open, rest] : this.open;
+    const chunk = Buffer.concat(parts, this.openLength + (rest?.length ?? 0));
+    this.open = [];
+    this.openLength = 0;
+    this.state.hash = 0;
+    return chunk;
+  }
+}

@@ -1,0 +1,112 @@
+/**
+ * SegmentChunker (src/domain/segment-chunker.ts) cuts exactly where chunkBuffer cuts, on the
+ * worker pool and inline, whatever the sizes, the segment boundaries and the pieces the bytes
+ * arrive in: random data of sizes around every boundary (minimum, average, maximum, segment),
+ * long runs of zeros (a sparse image), constant bytes (cuts at the maximum size only, never
+ * in step with a segment's guess), and files one after the other.
+ */
+import { afterAll, describe, expect, it } from 'vitest';
+import { AVG_CHUNK_SIZE, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, chunkBuffer } from '../../src/domain/chunker.js';
+import { SegmentChunker } from '../../src/domain/segment-chunker.js';
+import type { ChunkRef } from '../../src/domain/model.js';
+import { ChunkCodecPool } from '../../src/lib/chunk-codec-pool.js';
+import { inlineChunkCodec, type ChunkCodec, type EncodedChunk } from '../../src/lib/chunk-codec.js';
+import { sha256 } from '../../src/lib/sha256.js';
+import { decompressBlock } from '../../src/lib/zstd.js';
+import { generatedBytes } from '../support/generated.js';
+import { seededRandom } from '../support/seeded-random.js';
+
+const KIB = 1024;
+const MIB = 1024 * KIB;
+
+async function randomBytes(size: number, seed: number): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const part of generatedBytes(size, seed)) parts.push(part);
+  return Buffer.concat(parts, size);
+}
+
+/** `data` in pieces of random sizes up to `max` (1 when max is 1). */
+async function* inPieces(data: Buffer, max: number, seed: number): AsyncGenerator<Buffer> {
+  const random = seededRandom(seed);
+  for (let at = 0; at < data.length; ) {
+    const n = Math.max(1, Math.floor(random() * max));
+    yield data.subarray(at, at + n);
+    at += n;
+  }
+}
+
+/**
+ * Every file chunked by a SegmentChunker over `codec`, one after the other: each file's chunks,
+ * checked on the way (a digest is the chunk's SHA-256, a zstd block decompresses to it).
+ */
+async function segmentChunks(codec: ChunkCodec, files: Buffer[], options: { segmentSize?: number; piece?: number } = {}): Promise<Buffer[][]> {
+  const chunks = files.map(() => [] as Buffer[]);
+  const refsOf = files.map(() => [] as ChunkRef[]);
+  const sink = async (refs: ChunkRef[], chunk: Buffer | EncodedChunk) => {
+    const encoded: EncodedChunk = Buffer.isBuffer(chunk) ? { data: chunk } : chunk;
+    if (encoded.digest !== undefined) expect(encoded.digest).toBe(sha256(encoded.data));
+    if (encoded.compressed) expect(decompressBlock(encoded.compressed, encoded.data.length).equals(encoded.data)).toBe(true);
+    chunks[refsOf.indexOf(refs)]!.push(Buffer.from(encoded.data));
+  };
+  const chunker = new SegmentChunker(codec, sink, () => true, { segmentSize: options.segmentSize });
+  for (const [i, file] of files.entries()) await chunker.chunkFile(refsOf[i]!, file.length, inPieces(file, options.piece ?? 256 * KIB, i + 1));
+  await chunker.flush();
+  return chunks;
+}
+
+const lengths = (chunks: Buffer[]) => chunks.map((c) => c.length);
+
+describe.each([
+  ['the worker pool', () => new ChunkCodecPool(2)],
+  ['the inline codec', () => inlineChunkCodec],
+] as const)('SegmentChunker on %s', (_, makeCodec) => {
+  const codec = makeCodec();
+  afterAll(() => codec.close());
+
+  /** Asserts that every file comes out cut as chunkBuffer cuts it, byte for byte. */
+  async function expectChunkBufferCuts(files: Buffer[], options: { segmentSize?: number; piece?: number } = {}) {
+    const got = await segmentChunks(codec, files, options);
+    for (const [i, file] of files.entries()) {
+      const expected = chunkBuffer(file);
+      expect(lengths(got[i]!), `file ${i} of ${file.length} bytes`).toEqual(lengths(expected));
+      expect(Buffer.concat(got[i]!).equals(file)).toBe(true);
+    }
+  }
+
+  it('cuts random files of every size class as chunkBuffer does', async () => {
+    const sizes = [0, 1, MIN_CHUNK_SIZE - 1, MIN_CHUNK_SIZE, MIN_CHUNK_SIZE + 1, AVG_CHUNK_SIZE - 1, AVG_CHUNK_SIZE + 1, MAX_CHUNK_SIZE - 1, MAX_CHUNK_SIZE, MAX_CHUNK_SIZE + 1];
+    sizes.push(2 * MIB - 1, 2 * MIB, 2 * MIB + 1, 4 * MIB + MAX_CHUNK_SIZE + 7, 9 * MIB + 12_345);
+    const files = await Promise.all(sizes.map((size, i) => randomBytes(size, i + 1)));
+    await expectChunkBufferCuts(files);
+  });
+
+  it('stitches segments of many sizes, smaller than a chunk too, at every offset', async () => {
+    const file = await randomBytes(3 * MIB + 4321, 42);
+    for (const segmentSize of [20 * KIB, MIN_CHUNK_SIZE + 1, 100 * KIB + 3, MAX_CHUNK_SIZE, MAX_CHUNK_SIZE + 1, 777 * KIB]) {
+      await expectChunkBufferCuts([file], { segmentSize });
+    }
+  });
+
+  it('cuts a sparse image (long runs of zeros across segments) as chunkBuffer does', async () => {
+    const parts: Buffer[] = [];
+    for (const [i, [kind, size]] of ([['data', 700 * KIB], ['zeros', 3 * MIB + 5], ['data', 40 * KIB], ['zeros', 300 * KIB], ['data', 1 * MIB + 17], ['zeros', 2 * MIB]] as const).entries()) {
+      parts.push(kind === 'zeros' ? Buffer.alloc(size) : await randomBytes(size, 100 + i));
+    }
+    const image = Buffer.concat(parts);
+    await expectChunkBufferCuts([image]);
+    await expectChunkBufferCuts([image], { segmentSize: 300 * KIB + 1 });
+  });
+
+  it('cuts constant bytes at the maximum size only, out of step with every segment', async () => {
+    const constant = Buffer.alloc(5 * MIB + 3, 0x5a);
+    const [chunks] = await segmentChunks(codec, [constant]);
+    expect(lengths(chunks!)).toEqual([...Array<number>(20).fill(MAX_CHUNK_SIZE), 3]);
+    await expectChunkBufferCuts([constant], { segmentSize: 100 * KIB + 1 });
+  });
+
+  it('cuts files one after the other, each from its start, whatever pieces their bytes come in', async () => {
+    const files = await Promise.all([5 * MIB + 3, 10, 300 * KIB, 0, 2 * MIB + 99].map((size, i) => randomBytes(size, 200 + i)));
+    for (const piece of [1 * MIB + 1, 64 * KIB, 4099]) await expectChunkBufferCuts(files, { piece });
+    await expectChunkBufferCuts(files.slice(1, 4), { piece: 1 });
+  });
+});
