@@ -101,11 +101,12 @@ export class SegmentChunker {
   }
 
   private async send(segment: Buffer, refs: ChunkRef[], position: { first: boolean; last: boolean }): Promise<void> {
-    while (this.sent.length > 0 && this.sentBytes + segment.length > LOOKAHEAD_SEGMENTS * this.segmentSize) await this.stitchNext();
+    const bytes = segment.length; // before cut(), which may hand the segment over (and leave it empty)
+    while (this.sent.length > 0 && this.sentBytes + bytes > LOOKAHEAD_SEGMENTS * this.segmentSize) await this.stitchNext();
     const result = this.codec.cut(segment, { hash: true, compress: this.compress(), ...position }, { transfer: true });
     result.catch(() => undefined); // thrown by the stitch that awaits it
-    this.sent.push({ result, refs, last: position.last, bytes: segment.length });
-    this.sentBytes += segment.length;
+    this.sent.push({ result, refs, last: position.last, bytes });
+    this.sentBytes += bytes;
   }
 
   private async stitchNext(): Promise<void> {
