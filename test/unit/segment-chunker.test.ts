@@ -110,3 +110,41 @@ describe.each([
     await expectChunkBufferCuts(files.slice(1, 4), { piece: 1 });
   });
 });
+
+it('reads no further ahead than its look-ahead while the codec holds its segments, even when it takes them over', async () => {
+  const held: (() => void)[] = [];
+  // Takes each segment over as a worker pool does (its buffer is moved away, the caller's left empty) and answers when released.
+  const holding: ChunkCodec = {
+    encode: (data, work) => inlineChunkCodec.encode(data, work),
+    cut(data, work) {
+      const moved = Buffer.from(structuredClone(data.buffer as ArrayBuffer, { transfer: [data.buffer as ArrayBuffer] }));
+      return new Promise((resolve) => held.push(() => resolve(inlineChunkCodec.cut(moved, work))));
+    },
+    close: async () => {},
+  };
+  const segmentSize = 64 * KIB;
+  const file = await randomBytes(40 * segmentSize, 9);
+  let read = 0;
+  async function* counted() {
+    for await (const piece of inPieces(file, 16 * KIB, 1)) {
+      read += piece.length;
+      yield piece;
+    }
+  }
+  const chunks: Buffer[] = [];
+  const chunker = new SegmentChunker(holding, async (_, c) => void chunks.push(Buffer.from(Buffer.isBuffer(c) ? c : c.data)), () => true, { segmentSize });
+  const reading = chunker.chunkFile([], file.length, counted());
+  for (let i = 0; i < 50; i++) await new Promise((resolve) => setImmediate(resolve));
+  expect(held.length, 'segments sent').toBe(4);
+  expect(read, "the segments sent, the one filling, and a piece").toBeLessThanOrEqual(5 * segmentSize + 16 * KIB);
+  let done = false;
+  void reading.then(() => (done = true));
+  while (!done) {
+    held.splice(0).forEach((release) => release());
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  const flushing = chunker.flush();
+  while (held.length > 0) held.splice(0).forEach((release) => release());
+  await flushing;
+  expect(lengths(chunks)).toEqual(lengths(chunkBuffer(file)));
+});
