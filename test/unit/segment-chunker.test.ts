@@ -3,7 +3,8 @@
  * worker pool and inline, whatever the sizes, the segment boundaries and the pieces the bytes
  * arrive in: random data of sizes around every boundary (minimum, average, maximum, segment),
  * long runs of zeros (a sparse image), constant bytes (cuts at the maximum size only, never
- * in step with a segment's guess), and files one after the other.
+ * in step with a segment's guess), and files one after the other; and it reads no further ahead
+ * than its bound while the codec holds its segments.
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { AVG_CHUNK_SIZE, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, chunkBuffer } from '../../src/domain/chunker.js';
