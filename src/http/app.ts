@@ -1,5 +1,4 @@
 import express, { type NextFunction, type Request, type Response } from 'express';
-import * as OpenApiValidator from 'express-openapi-validator';
 import type { Logger } from 'pino';
 import type { TokenService } from '../auth/token-service.js';
 import type { Config } from '../config.js';
@@ -21,6 +20,7 @@ import { oxenDialect } from './oxen/routes.js';
 import { publicBase, requireValidOrigin, setPublicUrl } from './public-url.js';
 import { bodyRateWatch, formBody, jsonBody, withBodyDeadline, type CutRequest } from './request-limits.js';
 import { MAX_UI_FORM, UI_PREFIX, uiRoutes } from './ui/routes.js';
+import { contractValidation } from './validation.js';
 import { versDialect } from './vers/routes.js';
 import { MAX_VM_FILE_BODY } from './vers/vm-routes.js';
 
@@ -28,8 +28,6 @@ export interface AppOptions {
   /** Check every answer against openapi/ too (tests turn this on). */
   validateResponses?: boolean;
 }
-
-type OpenApiValidatorOptions = Parameters<typeof OpenApiValidator.middleware>[0];
 
 /** Mounted in this order; errors take the envelope of the longest matching prefix. */
 const DIALECTS: readonly Dialect[] = [versDialect, nativeDialect, oxenDialect, forgeDialect, gitlabDialect, gitverseDialect];
@@ -109,9 +107,8 @@ export function createApp(services: Services, tokens: TokenService, config: Conf
   // (one that does not ask for HTML first) still gets snapfork's own 404 at the root.
   app.get('/', (req, res, next) => (req.accepts(['json', 'html']) === 'html' ? res.redirect(302, `${publicBase(req)}${UI_PREFIX}/`) : next()));
   app.use(
-    OpenApiValidator.middleware({
-      // The document served at /openapi.json (the validator works on its own deep copy).
-      apiSpec: contract.document as unknown as OpenApiValidatorOptions['apiSpec'],
+    // The document served at /openapi.json (the validator works on its own deep copy).
+    contractValidation(contract.document, {
       validateRequests: { allowUnknownQueryParameters: true },
       validateResponses: options.validateResponses ?? false,
       validateSecurity: false,
