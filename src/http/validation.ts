@@ -5,8 +5,8 @@
  * the contract's 86 paths that was ~0.4 ms of a file read's CPU. Each validator here holds the
  * paths that begin with the same three literal segments (`/api/v1/repos/...`), and every path
  * whose parameters could stand for them; a request goes to the group its own first three
- * segments name, else to the one of the paths that no group holds. Every path that could match
- * a request is in the validator it goes to, in the same order as in the whole document, so it
+ * segments name, else to the validator of the whole document. Every path that could match a
+ * request is in the validator it goes to, in the same order as in the whole document, so it
  * finds the same operation, and answers 404 and 405 alike.
  */
 import { Router, type RequestHandler } from 'express';
@@ -48,23 +48,29 @@ function couldMatch(template: readonly string[], key: readonly string[]): boolea
  * Middleware validating each request against `document` (its answers too, when `options`
  * says so): express-openapi-validator with `options`, split by path as above.
  */
-export function contractValidation(document: OpenApiDocument, options: Omit<ValidatorOptions, 'apiSpec'>): RequestHandler {
+export function contractValidation(document: OpenApiDocument, options: Omit<ValidatorOptions, 'apiSpec' | 'validateApiSpec'>): RequestHandler {
   const templates = Object.keys(document.paths);
   const keyOf = new Map(templates.map((t) => [t, segmentsOf(t).slice(0, GROUP_SEGMENTS).every(isLiteral) ? groupKey(segmentsOf(t)) : undefined]));
-  const keys = [...new Set([...keyOf.values()].filter((k) => k !== undefined))];
-  const validatorOf = (paths: string[]): RequestHandler => {
+  const keys = new Set([...keyOf.values()].filter((k) => k !== undefined));
+  const validatorOf = (paths: string[], validateApiSpec: boolean): RequestHandler => {
     const subset = { ...document, paths: Object.fromEntries(paths.map((p) => [p, document.paths[p]!])) };
-    return Router().use(OpenApiValidator.middleware({ ...options, apiSpec: subset as unknown as ValidatorOptions['apiSpec'] }));
+    return Router().use(OpenApiValidator.middleware({ ...options, validateApiSpec, apiSpec: subset as unknown as ValidatorOptions['apiSpec'] }));
   };
-  const groups = new Map(
-    keys.map((key) => {
+  // The whole document's validator checks the document itself against OpenAPI's schema, as the
+  // server starts; a group's, made on its first request, holds paths already checked.
+  const whole = validatorOf(templates, true);
+  const groups = new Map<string, RequestHandler>();
+  const groupOf = (key: string) => {
+    let group = groups.get(key);
+    if (group === undefined) {
       const keySegments = key.split('/');
-      return [key, validatorOf(templates.filter((t) => keyOf.get(t) === key || (keyOf.get(t) === undefined && couldMatch(segmentsOf(t), keySegments))))];
-    }),
-  );
-  const ungrouped = validatorOf(templates.filter((t) => keyOf.get(t) === undefined));
+      group = validatorOf(templates.filter((t) => keyOf.get(t) === key || (keyOf.get(t) === undefined && couldMatch(segmentsOf(t), keySegments))), false);
+      groups.set(key, group);
+    }
+    return group;
+  };
   return (req, res, next) => {
     const key = groupKey(segmentsOf(req.path));
-    (groups.get(key ?? '') ?? ungrouped)(req, res, next);
+    (key !== undefined && keys.has(key) ? groupOf(key) : whole)(req, res, next);
   };
 }
