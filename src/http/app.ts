@@ -4,7 +4,7 @@ import type { TokenService } from '../auth/token-service.js';
 import type { Config } from '../config.js';
 import type { Services } from '../domain/services.js';
 import { authenticate, principalOf } from './auth.js';
-import { loadContract } from './contract.js';
+import { loadContract, type ContractOperation } from './contract.js';
 import type { Dialect } from './dialect.js';
 import { HttpStatusError, toHttpError } from './errors.js';
 import { forgeDialect } from './forge/routes.js';
@@ -66,7 +66,15 @@ export function createApp(services: Services, tokens: TokenService, config: Conf
     sendError(req, res, new HttpStatusError(408, message));
   };
 
-  const routeOf = (method: string, path: string) => contract.routeOf(method, path);
+  // Metrics, logging and the check for a signed-in caller each ask which operation a request is:
+  // the contract is asked once a request, first by the metrics, where req.path is still whole.
+  const operations = new WeakMap<Request, ContractOperation>();
+  const operationOf = (req: Request) => {
+    let operation = operations.get(req);
+    if (operation === undefined) operations.set(req, (operation = contract.operationOf(req.method, req.path)));
+    return operation;
+  };
+  const routeOf = (req: Request) => operationOf(req).route;
   app.use(metrics.measure(routeOf));
   app.use(requestLogging(logger, routeOf));
   app.get('/.well-known/jwks.json', (_req, res) => void res.json(tokens.jwks()));
@@ -79,7 +87,7 @@ export function createApp(services: Services, tokens: TokenService, config: Conf
   app.use(bodyRateWatch(config.timeouts, cut));
   app.use(authenticate(tokens, services.accounts));
   app.use((req, res, next) => {
-    if (contract.needsUser(req.method, req.path)) services.policy.requireUser(principalOf(res));
+    if (operationOf(req).needsUser) services.policy.requireUser(principalOf(res));
     next();
   });
 

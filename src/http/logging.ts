@@ -57,20 +57,22 @@ export function recordFailure(res: Response, status: number, err: unknown, messa
  * line when the answer ends: method, path, route template, status, duration and the bytes the
  * connection carried, at `error` for a 5xx (with the error and its stack) and `info` otherwise.
  */
-export function requestLogging(logger: Logger, routeOf: (method: string, path: string) => string | undefined) {
+export function requestLogging(logger: Logger, routeOf: (req: Request) => string | undefined) {
   const connectionBytes = new ConnectionBytes();
-  // Taken as the request arrives: by the time its answer ends, it may be detached from its socket.
-  const sockets = new WeakMap<ServerResponse, Socket>();
+  // Taken as the request arrives: by the time its answer ends, it may be detached from its
+  // socket, and its path cut to what a router below holds.
+  const arrivals = new WeakMap<ServerResponse, { socket: Socket; route: string }>();
   const summary = (req: IncomingMessage, res: ServerResponse, durationMs: number) => {
     const path = ((req as Request).originalUrl ?? req.url ?? '').split('?', 1)[0]!;
     const method = req.method ?? '';
-    const { read, written } = connectionBytes.since(sockets.get(res)!);
+    const { socket, route } = arrivals.get(res)!;
+    const { read, written } = connectionBytes.since(socket);
     const failure = (res as Response).locals?.failure as string | undefined;
     return {
       method,
       // The path without its query string, where a GitLab client may put its token.
       path,
-      route: routeOf(method, path) ?? UNMATCHED_ROUTE,
+      route,
       status: res.statusCode,
       duration_ms: durationMs,
       bytes_in: read,
@@ -96,7 +98,7 @@ export function requestLogging(logger: Logger, routeOf: (method: string, path: s
     customErrorObject: (req, res, _err, val: { duration_ms: number }) => ({ ...summary(req, res, val.duration_ms), ...(res.err ? { err: res.err } : {}) }),
   });
   return (req: Request, res: Response, next: NextFunction) => {
-    sockets.set(res, req.socket);
+    arrivals.set(res, { socket: req.socket, route: routeOf(req) ?? UNMATCHED_ROUTE });
     logRequest(req, res, next);
   };
 }
