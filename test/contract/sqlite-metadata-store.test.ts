@@ -3,7 +3,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
-import { type Kysely, Migrator, sql } from 'kysely';
+import { CompiledQuery, Kysely, Migrator, SqliteDialect, sql } from 'kysely';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DomainError } from '../../src/domain/errors.js';
 import { buildManifest } from '../../src/domain/manifest.js';
@@ -307,6 +307,32 @@ describe('SQLite metadata store', () => {
       for (const steps of [forkPage, catalogue, publicCommits, vms]) expect(steps.join('\n')).not.toContain('TEMP B-TREE');
     } finally {
       await db.destroy();
+    }
+  });
+
+  it("finds a manifest entry by its path through the path index, not by walking the manifest's every entry", async () => {
+    const statements: CompiledQuery[] = [];
+    const db = new Kysely<Database>({
+      dialect: new SqliteDialect({ database: new BetterSqlite3(file) }),
+      log: (event) => void statements.push(event.query),
+    });
+    await migrate(db);
+    const store = new SqlMetadataStore(db, sqliteDialect, () => new Date().toISOString());
+    try {
+      const entry = (path: string) => ({ path, type: 'file' as const, mode: 0o644, size: 0, mtime: 0, linkTarget: null, chunks: [] });
+      const manifest = buildManifest([entry('a'), entry('b/c'), entry('d')]);
+      await store.putManifest(manifest);
+      statements.length = 0;
+      expect(await store.getManifestEntry(manifest.digest, 'b/c')).toMatchObject({ path: 'b/c', type: 'file' });
+      expect(statements).toHaveLength(1);
+      const { sql: lookup, parameters } = statements[0]!;
+      const plan = (await db.executeQuery<{ detail: string }>(CompiledQuery.raw(`EXPLAIN QUERY PLAN ${lookup}`, [...parameters]))).rows.map((r) => r.detail);
+      // Every search of manifest_entries is keyed by the path or by a whole primary key, never by the digest alone.
+      const searches = plan.filter((step) => step.startsWith('SEARCH manifest_entries'));
+      expect(searches).toContainEqual(expect.stringContaining('INDEX manifest_entries_path (manifest_digest=? AND path=?)'));
+      for (const step of searches) expect(step).toMatch(/path=\?|seq=\?/);
+    } finally {
+      await store.close();
     }
   });
 
