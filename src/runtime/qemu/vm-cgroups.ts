@@ -12,12 +12,13 @@
  * ```
  *
  * The runtime key names one runtime directory, so servers of one host never touch each other's
- * groups. A VM's group goes when the VM ends; the groups a killed server left are swept (their
- * processes killed) by the next open of the same runtime directory.
+ * groups. A VM's group goes when the VM ends, and the runtime's and `snapfork` when they hold no
+ * group any more; the groups a killed server left are swept (their processes killed) by the next
+ * open of the same runtime directory.
  */
 import { mkdir, readdir, readFile, rmdir, stat, writeFile } from 'node:fs/promises';
 import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 /**
@@ -53,13 +54,17 @@ export interface CgroupLog {
 
 /** One hierarchy a VM's group lives in, with how its limits are written there. */
 interface Hierarchy {
-  /** The runtime's parent group: <mount>/<server's group>/snapfork/<key>. */
+  /** The runtime's group: <mount>/<server's group>/snapfork/<key>. */
   readonly dir: string;
+  /** Makes `dir`, and the groups between it and the server's, ready to hold VM groups. */
+  prepare(): Promise<void>;
   /** The files and values that set `limits` in a VM's group of this hierarchy. */
   limitFiles(limits: VmLimits): [file: string, value: string][];
 }
 
 const CONTROLLERS = ['memory', 'cpu'] as const;
+/** How often making a group is tried when another runtime removed its parent meanwhile. */
+const MAKE_ATTEMPTS = 3;
 
 /** A VM's group, created with its limits, before its process exists. */
 export class VmCgroup {
@@ -67,6 +72,8 @@ export class VmCgroup {
     private readonly dirs: readonly string[],
     private readonly log: CgroupLog,
     private readonly vmId: string,
+    /** Removes the runtime's groups above when they hold no VM group any more. */
+    private readonly prune: () => Promise<void>,
   ) {}
 
   /**
@@ -87,10 +94,15 @@ export class VmCgroup {
   /** Removes the group once its processes have ended. Idempotent; failures are logged. */
   async remove(): Promise<void> {
     await Promise.all(this.dirs.map((dir) => removeGroup(dir).catch((error: unknown) => this.log.warn({ err: error, cgroup: dir }, 'VM cgroup not removed'))));
+    await this.prune();
   }
 }
 
-/** The groups of one runtime directory's VMs. */
+/**
+ * The groups of one runtime directory's VMs. The runtime's group exists while it has VMs (made
+ * with the first, removed with the last), so that a server killed while it ran none leaves
+ * nothing behind.
+ */
 export class VmCgroups {
   private constructor(
     private readonly hierarchies: readonly Hierarchy[],
@@ -99,61 +111,58 @@ export class VmCgroups {
 
   /**
    * The groups of the runtime `key`, under the server's own group of the cgroup file system at
-   * `root` (v2 where `root` holds cgroup.controllers, else v1's memory and cpu hierarchies). Its
-   * parent groups are created, and what a previous server of the same key left is swept: the
-   * processes in its groups killed, the groups removed. Rejects, saying why, where the groups
-   * cannot be made (no cgroup file system, a controller missing, not writable): the caller runs
-   * without them.
+   * `root` (v2 where `root` holds cgroup.controllers, else v1's memory and cpu hierarchies). What
+   * a previous server of the same key left is swept: the processes in its groups killed, the
+   * groups removed. Rejects, saying why, where the groups cannot be made (no cgroup file system,
+   * a controller missing, not writable), which it tries: the caller runs without them.
    */
   static async open(key: string, log: CgroupLog, root = '/sys/fs/cgroup'): Promise<VmCgroups> {
     const own = parseProcCgroup(await readFile('/proc/self/cgroup', 'utf8'));
-    const isUnified = await exists(join(root, 'cgroup.controllers'));
-    let hierarchies: Hierarchy[];
-    for (let attempt = 1; ; attempt++) {
-      try {
-        hierarchies = isUnified ? await unified(root, own, key) : await legacy(root, own, key);
-        break;
-      } catch (error) {
-        // Another runtime of this host, closing, removed the shared parent as it was made: again.
-        if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || attempt === 3) throw error;
-      }
-    }
+    const hierarchies = (await exists(join(root, 'cgroup.controllers'))) ? await unified(root, own, key) : await legacy(root, own, key);
     const groups = new VmCgroups(hierarchies, log);
     await groups.sweep();
+    await groups.made(async () => {
+      for (const hierarchy of hierarchies) await hierarchy.prepare();
+    });
+    await groups.prune();
     return groups;
   }
 
   /** Creates the group of VM `vmId` with `limits` (see VmCgroup.adopt for its process). */
   async create(vmId: string, limits: VmLimits): Promise<VmCgroup> {
-    const dirs: string[] = [];
-    try {
-      for (const hierarchy of this.hierarchies) {
-        const dir = join(hierarchy.dir, vmId);
-        await mkdir(dir);
-        dirs.push(dir);
-        for (const [file, value] of hierarchy.limitFiles(limits)) await writeFile(join(dir, file), value);
+    const dirs = await this.made(async () => {
+      const made: string[] = [];
+      try {
+        for (const hierarchy of this.hierarchies) {
+          await hierarchy.prepare();
+          const dir = join(hierarchy.dir, vmId);
+          await mkdir(dir);
+          made.push(dir);
+          for (const [file, value] of hierarchy.limitFiles(limits)) await writeFile(join(dir, file), value);
+        }
+        return made;
+      } catch (error) {
+        await Promise.all(made.map((dir) => removeGroup(dir).catch(() => undefined)));
+        throw error;
       }
-    } catch (error) {
-      await Promise.all(dirs.map((dir) => removeGroup(dir).catch(() => undefined)));
-      throw error;
-    }
-    return new VmCgroup(dirs, this.log, vmId);
+    });
+    return new VmCgroup(dirs, this.log, vmId, () => this.prune());
   }
 
-  /** Removes the runtime's groups (its VMs ended first), and the shared parent when it is empty. */
+  /** Removes the runtime's groups (its VMs ended first). */
   async close(): Promise<void> {
     await this.sweep();
-    for (const { dir } of this.hierarchies) {
-      await removeGroup(dir).catch((error: unknown) => this.log.warn({ err: error, cgroup: dir }, 'VM cgroup not removed'));
-      // Another runtime of this host may still use it.
-      await rmdir(join(dir, '..')).catch(() => undefined);
-    }
+    await this.prune();
   }
 
   /** Kills what runs in the runtime's VM groups and removes them. */
   private async sweep(): Promise<void> {
     for (const { dir } of this.hierarchies) {
-      for (const entry of await readdir(dir, { withFileTypes: true })) {
+      const entries = await readdir(dir, { withFileTypes: true }).catch((error: NodeJS.ErrnoException) => {
+        if (error.code === 'ENOENT') return [];
+        throw error;
+      });
+      for (const entry of entries) {
         if (!entry.isDirectory()) continue;
         const group = join(dir, entry.name);
         for (const pid of (await readFile(join(group, 'cgroup.procs'), 'utf8')).split('\n').filter(Boolean)) {
@@ -164,6 +173,30 @@ export class VmCgroups {
           }
         }
         await removeGroup(group);
+      }
+    }
+  }
+
+  /**
+   * Removes the runtime's group and the shared parent where they hold no group: a group with
+   * children refuses (EBUSY), and that is the answer.
+   */
+  private async prune(): Promise<void> {
+    for (const { dir } of this.hierarchies) {
+      for (const group of [dir, dirname(dir)]) await rmdir(group).catch(() => undefined);
+    }
+  }
+
+  /**
+   * `make`, again when it fails with ENOENT: the last VM group of this runtime, or another
+   * runtime's, may have pruned a parent between its making and its use.
+   */
+  private async made<T>(make: () => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await make();
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || attempt === MAKE_ATTEMPTS) throw error;
       }
     }
   }
@@ -188,17 +221,19 @@ async function unified(root: string, own: Map<string, string>, key: string): Pro
   const available = (await readFile(join(base, 'cgroup.controllers'), 'utf8')).split(/\s+/);
   const missing = CONTROLLERS.filter((c) => !available.includes(c));
   if (missing.length > 0) throw new Error(`the ${missing.join(' and ')} controller is not available in ${base}`);
-  // v2 limits a group through the controllers its parent enables for its children: each level
-  // from the server's group down enables them (refused, EBUSY, where the server's group holds
-  // processes and is not the root: a group with processes cannot delegate).
   const dir = join(base, CGROUP_PARENT, key);
-  for (const level of [base, join(base, CGROUP_PARENT), dir]) {
-    await mkdir(level, { recursive: true });
-    await writeFile(join(level, 'cgroup.subtree_control'), CONTROLLERS.map((c) => `+${c}`).join(' '));
-  }
   return [
     {
       dir,
+      // v2 limits a group through the controllers its parent enables for its children: each level
+      // from the server's group down enables them (refused, EBUSY, where the server's group holds
+      // processes and is not the root: a group with processes cannot delegate).
+      prepare: async () => {
+        for (const level of [base, dirname(dir), dir]) {
+          await mkdir(level, { recursive: true });
+          await writeFile(join(level, 'cgroup.subtree_control'), CONTROLLERS.map((c) => `+${c}`).join(' '));
+        }
+      },
       limitFiles: ({ memoryBytes, cpuQuotaUs }) => [
         ['memory.max', String(memoryBytes)],
         ['cpu.max', `${cpuQuotaUs} ${CPU_PERIOD_US}`],
@@ -224,8 +259,7 @@ async function legacy(root: string, own: Map<string, string>, key: string): Prom
     const base = join(mount, path);
     if (!(await exists(base))) throw new Error(`the server's cgroup ${base} is not in ${mount}`);
     const dir = join(base, CGROUP_PARENT, key);
-    await mkdir(dir, { recursive: true });
-    hierarchies.push({ dir, limitFiles: limitFiles[controller] });
+    hierarchies.push({ dir, prepare: async () => void (await mkdir(dir, { recursive: true })), limitFiles: limitFiles[controller] });
   }
   return hierarchies;
 }
