@@ -55,6 +55,11 @@ export interface Config {
      * host (a staged copy, then the image) once per tree. 1 GiB by default.
      */
     readonly maxDatasetBytes: number;
+    /**
+     * SNAPFORK_VM_CGROUPS: `auto` (the default) runs each VM in a cgroup of its own with memory and
+     * CPU limits where the host's cgroups are writable, else without (logged at start); `off` never.
+     */
+    readonly cgroups: 'auto' | 'off';
   };
   /** Garbage collection (src/domain/gc.service.ts): how recent data protects itself, how long deleted repositories stay. */
   readonly gc: {
@@ -154,6 +159,11 @@ function parseZstd(raw: string): ZstdImplementation {
   return raw;
 }
 
+function parseCgroups(raw: string): 'auto' | 'off' {
+  if (raw !== 'auto' && raw !== 'off') throw new Error(`SNAPFORK_VM_CGROUPS must be auto or off, got "${raw}"`);
+  return raw;
+}
+
 function parseLogLevel(raw: string): LogLevel {
   const level = LOG_LEVELS.find((l) => l === raw);
   if (level === undefined) throw new Error(`SNAPFORK_LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got "${raw}"`);
@@ -201,7 +211,7 @@ function parseS3(env: Env): S3Config | undefined {
  * SNAPFORK_MAX_PUSH_BYTES, SNAPFORK_PUBLIC_URL, and the timeouts SNAPFORK_HEADERS_TIMEOUT_MS,
  * SNAPFORK_BODY_TIMEOUT_MS, SNAPFORK_BODY_RATE_WINDOW_MS, SNAPFORK_BODY_MIN_RATE (bytes per second)
  * and SNAPFORK_IDLE_TIMEOUT_MS, and for VMs SNAPFORK_VM_ASSETS and the caps SNAPFORK_VM_MAX_RUNNING,
- * SNAPFORK_VM_MAX_RUNNING_PER_OWNER and SNAPFORK_VM_MAX_DATASET_BYTES, and for S3 storage
+ * SNAPFORK_VM_MAX_RUNNING_PER_OWNER and SNAPFORK_VM_MAX_DATASET_BYTES, SNAPFORK_VM_CGROUPS, and for S3 storage
  * SNAPFORK_S3_ENDPOINT, SNAPFORK_S3_BUCKET, SNAPFORK_S3_ACCESS_KEY_ID, SNAPFORK_S3_SECRET_ACCESS_KEY,
  * SNAPFORK_S3_REGION, SNAPFORK_S3_FORCE_PATH_STYLE and SNAPFORK_S3_PREFIX, SNAPFORK_LOG_LEVEL, SNAPFORK_ZSTD, and the
  * default quotas SNAPFORK_QUOTA_BYTES, SNAPFORK_QUOTA_REPOSITORIES and SNAPFORK_QUOTA_RUNNING_VMS. Flags of `snapfork serve` (overrides) win over the environment.
@@ -244,6 +254,7 @@ export function loadConfig(env: Env = process.env, overrides: ConfigOverrides = 
       maxRunning: nonNegativeInteger(env, 'SNAPFORK_VM_MAX_RUNNING', 8),
       maxRunningPerOwner: nonNegativeInteger(env, 'SNAPFORK_VM_MAX_RUNNING_PER_OWNER', 4),
       maxDatasetBytes: positiveInteger(env, 'SNAPFORK_VM_MAX_DATASET_BYTES', 1024 ** 3),
+      cgroups: parseCgroups(env.SNAPFORK_VM_CGROUPS ?? 'auto'),
     }),
     gc: Object.freeze({
       graceMs: nonNegativeInteger(env, 'SNAPFORK_GC_GRACE_SECONDS', 24 * 60 * 60) * 1000,

@@ -164,7 +164,7 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
     });
     return { filename: `nbd+unix:///?socket=${socketPath}`, close: () => nbd.close() };
   };
-  const runtime = await QemuRuntime.open({ runtimeDir: vmRuntimeDir(config.dataDir), assetsDir: config.vms.assetsDir, exportDisk });
+  const runtime = await QemuRuntime.open({ runtimeDir: vmRuntimeDir(config.dataDir), assetsDir: config.vms.assetsDir, exportDisk, cgroups: config.vms.cgroups, log: logger });
   const execLogs = new FsExecLogStore(join(config.dataDir, VM_LOGS_DIR));
   const metrics = new Metrics();
   const services = createServices(metadata, chunks, {
@@ -208,6 +208,8 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
   // The message keeps the form scripts wait for (`listening on <url> `); the fields are for queries.
   const zstd = zstdImplementation();
   logger.info({ url, data_dir: config.dataDir, zstd }, `snapfork listening on ${url} (data in ${config.dataDir}, zstd ${zstd})`);
+  // Once, after the line scripts wait for: the VMs run all the same.
+  if (runtime.withoutCgroups) logger.warn({ reason: runtime.withoutCgroups }, `VM processes run without cgroup memory and CPU limits: ${runtime.withoutCgroups}`);
 
   let closing: Promise<void> | undefined;
   const close = () =>

@@ -1,10 +1,12 @@
 /**
  * What a commit boots as (storage/README.md, "A bootable commit"): its own root disk sized by its
  * snapfork-vm.json, or, for a dataset (a tree without a root disk), the default base image with
- * the tree mounted read-only at /data.
+ * the tree mounted read-only at /data; for a dataset VM's commit, the root disk it saved in its
+ * machine state with the tree at /data again.
  */
 import { ChunkDiskSource } from './disk-source.js';
 import { tooLarge, unprocessable } from './errors.js';
+import { buildManifest } from './manifest.js';
 import { DEFAULT_VM_SIZE, type Manifest, type ManifestEntry } from './model.js';
 import type { DatasetImages } from './ports/vm-images.js';
 import type { DiskSource, ImageFile, SavedMachine } from './ports/vm-runtime.js';
@@ -31,12 +33,29 @@ const EXT4_MAGIC = Buffer.from([0x53, 0xef]);
 export interface BootPlan {
   /** The VM's size: its commit's snapfork-vm.json, else the defaults. */
   size: VmSize;
-  /** The commit's own root disk; undefined for a dataset (its base image is resolved by disks()). */
+  /**
+   * The commit's own root disk (a dataset VM's commit: the one saved in its machine state);
+   * undefined for a dataset, whose base image disks() resolves.
+   */
   rootDisk?: ManifestEntry;
   /** The machine state a commit made from a running VM holds (MACHINE_STATE_FILES), to resume. */
   saved?: SavedMachine;
-  /** The VM's disks. May take a while: it imports the base image, or builds a dataset's image, when needed. */
-  disks(): Promise<{ disk: DiskSource; dataDisk?: ImageFile }>;
+  /**
+   * The VM's disks, resolved once per plan (the VMs of one plan share them). May take a while:
+   * it imports the base image, or builds a dataset's image, when needed.
+   */
+  disks(): Promise<VmDisks>;
+}
+
+export interface VmDisks {
+  disk: DiskSource;
+  dataDisk?: ImageFile;
+  /**
+   * The tree entry whose bytes `disk` reads, at the path where a commit of the VM keeps its root
+   * disk: the commit's own root disk, or for a dataset's VM the base image's, moved to
+   * MACHINE_STATE_FILES.rootDisk so that the dataset's paths stay its own.
+   */
+  rootDisk: ManifestEntry;
 }
 
 export class BootPlanner {
@@ -51,8 +70,11 @@ export class BootPlanner {
    * How a tree boots. Its root disk is ROOT_DISK_FILE, else its only file besides VM_CONFIG_FILE,
    * when that file is an ext4 image. `unprocessable` when ROOT_DISK_FILE or a VM_CONFIG_FILE is
    * there but no ext4 root disk, or the config is bad (parseVmConfig). Any other tree is a
-   * dataset: `too_large` past `maxDatasetBytes` of file content or MAX_DATASET_ENTRIES entries.
-   * Reads only the config and two bytes of the disk; the expensive work waits for disks().
+   * dataset (its entries outside MACHINE_STATE_DIR): `too_large` past `maxDatasetBytes` of file
+   * content or MAX_DATASET_ENTRIES entries. A dataset with MACHINE_STATE_FILES.rootDisk (a dataset
+   * VM's commit) boots that disk, or resumes its saved machine, with the dataset at /data;
+   * `unprocessable` when that file is no ext4 image. Reads only the config and two bytes of the
+   * disk; the expensive work waits for disks().
    */
   async plan(manifest: Manifest): Promise<BootPlan> {
     const files = manifest.entries.filter((e) => e.type === 'file' && !isMachineState(e.path));
@@ -64,35 +86,52 @@ export class BootPlanner {
       const size = configFile ? parseVmConfig(await this.readConfig(configFile)) : DEFAULT_VM_SIZE;
       const saved = await this.savedMachine(manifest);
       return {
-        // A saved machine resumes at the size it was saved with.
-        size: saved ? { vcpuCount: saved.vcpuCount, memSizeMib: saved.memSizeMib } : { vcpuCount: size.vcpuCount, memSizeMib: size.memSizeMib },
+        size: saved ? savedSize(saved) : { vcpuCount: size.vcpuCount, memSizeMib: size.memSizeMib },
         rootDisk: candidate,
         ...(saved && { saved }),
-        disks: async () => ({ disk }),
+        disks: once(async () => ({ disk, rootDisk: candidate })),
       };
     }
     if (configFile || candidate?.path === ROOT_DISK_FILE) {
       throw unprocessable(candidate ? `commit holds no bootable disk: ${candidate.path} is not an ext4 image` : 'commit holds no bootable disk');
     }
-    return this.datasetPlan({ ...manifest, entries: manifest.entries.filter((e) => !isMachineState(e.path)) });
+    // Its own digest: the image of a dataset is shared by the commits of its VMs.
+    const dataset = buildManifest(manifest.entries.filter((e) => !isMachineState(e.path)));
+    const savedDisk = manifest.entries.find((e) => e.path === MACHINE_STATE_FILES.rootDisk && e.type === 'file');
+    if (!savedDisk) return this.datasetPlan(dataset);
+    if (!(await this.isExt4(savedDisk))) throw unprocessable(`commit holds no bootable disk: ${savedDisk.path} is not an ext4 image`);
+    return this.datasetPlan(dataset, { rootDisk: savedDisk, saved: await this.savedMachine(manifest) });
   }
 
-  private datasetPlan(manifest: Manifest): BootPlan {
-    const bytes = manifest.entries.reduce((sum, e) => sum + e.size, 0);
+  /**
+   * A dataset's VM: `own`, a dataset VM's commit, holds the root disk (and maybe the machine)
+   * the VM saved; else it boots the base image.
+   */
+  private datasetPlan(dataset: Manifest, own?: { rootDisk: ManifestEntry; saved: SavedMachine | undefined }): BootPlan {
+    const bytes = dataset.entries.reduce((sum, e) => sum + e.size, 0);
     if (bytes > this.limits.maxDatasetBytes) {
       throw tooLarge(`a dataset of ${bytes} bytes is more than the ${this.limits.maxDatasetBytes} a VM mounts at /data`);
     }
-    if (manifest.entries.length > MAX_DATASET_ENTRIES) {
-      throw tooLarge(`a dataset of ${manifest.entries.length} entries is more than the ${MAX_DATASET_ENTRIES} a VM mounts at /data`);
+    if (dataset.entries.length > MAX_DATASET_ENTRIES) {
+      throw tooLarge(`a dataset of ${dataset.entries.length} entries is more than the ${MAX_DATASET_ENTRIES} a VM mounts at /data`);
+    }
+    const dataDisk = () => this.datasets.imageOf(dataset, (file) => this.chunks.stream(file.chunks.map((c) => c.digest)));
+    if (own) {
+      const { rootDisk, saved } = own;
+      return {
+        size: saved ? savedSize(saved) : { ...DEFAULT_VM_SIZE },
+        rootDisk,
+        ...(saved && { saved }),
+        disks: once(async () => ({ disk: new ChunkDiskSource(rootDisk, this.chunks), dataDisk: await dataDisk(), rootDisk })),
+      };
     }
     return {
       // The base image's own size: its snapfork-vm.json names the kernel only.
       size: { ...DEFAULT_VM_SIZE },
-      disks: async () => {
-        const base = await this.plan((await this.images.image(DEFAULT_IMAGE)).manifest);
-        const dataDisk = await this.datasets.imageOf(manifest, (file) => this.chunks.stream(file.chunks.map((c) => c.digest)));
-        return { ...(await base.disks()), dataDisk };
-      },
+      disks: once(async () => {
+        const base = await (await this.plan((await this.images.image(DEFAULT_IMAGE)).manifest)).disks();
+        return { disk: base.disk, dataDisk: await dataDisk(), rootDisk: { ...base.rootDisk, path: MACHINE_STATE_FILES.rootDisk } };
+      }),
     };
   }
 
@@ -126,4 +165,13 @@ export class BootPlanner {
     if (file.size > MAX_VM_CONFIG_BYTES) throw unprocessable(`${VM_CONFIG_FILE}: larger than ${MAX_VM_CONFIG_BYTES} bytes`);
     return new ChunkDiskSource(file, this.chunks, { cacheBytes: 0 }).read(0, file.size);
   }
+}
+
+/** A saved machine resumes at the size it was saved with. */
+const savedSize = (saved: SavedMachine): VmSize => ({ vcpuCount: saved.vcpuCount, memSizeMib: saved.memSizeMib });
+
+/** `work` run on the first call only; later calls share its promise (a failure too). */
+function once<T>(work: () => Promise<T>): () => Promise<T> {
+  let result: Promise<T> | undefined;
+  return () => (result ??= work());
 }

@@ -25,8 +25,10 @@ export interface CommittedTree {
 
 /**
  * Stores the chunks of `snapshot` that the store lacks and answers the commit's tree: `base`
- * with `rootDisk` replaced by the snapshot's disk and the machine state of the snapshot added
- * (any older one replaced). Chunks are durable before it resolves; on failure none is visible.
+ * with the snapshot's disk at `rootDisk`'s path (replacing any entry there) and the machine
+ * state of the snapshot added (any older one replaced). `rootDisk` is the entry the VM's base
+ * disk read: its chunks are kept wherever the VM wrote nothing. Chunks are durable before it
+ * resolves; on failure none is visible.
  */
 export async function commitTree(
   chunks: ChunkStore,

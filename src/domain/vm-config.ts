@@ -16,13 +16,16 @@ export const MAX_VM_CONFIG_BYTES = 4096;
  * Where a commit made from a running VM keeps its machine state, beside its root disk: the
  * runtime's `machine.json` ({format, vcpu_count, mem_size_mib}), the guest's RAM `memory.ram`
  * and its `device.state`. A VM of the commit resumes from them where the runtime's format is
- * the same, else boots the disk cold. Not part of the tree a VM or a dataset sees.
+ * the same, else boots the disk cold. A dataset VM's commit keeps its root disk here too
+ * (`rootfs.img`: the base image as the VM left it), so that the dataset's own paths stay the
+ * dataset's. Not part of the tree a VM or a dataset sees.
  */
 export const MACHINE_STATE_DIR = '.snapfork-vm';
 export const MACHINE_STATE_FILES = Object.freeze({
   machine: `${MACHINE_STATE_DIR}/machine.json`,
   memory: `${MACHINE_STATE_DIR}/memory.ram`,
   deviceState: `${MACHINE_STATE_DIR}/device.state`,
+  rootDisk: `${MACHINE_STATE_DIR}/${ROOT_DISK_FILE}`,
 });
 /** A larger machine.json is not read: it holds three short fields. */
 export const MAX_MACHINE_JSON_BYTES = 4096;

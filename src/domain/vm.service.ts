@@ -73,6 +73,8 @@ type StartVm = (identity: VmSpec['identity']) => Promise<RunningVm>;
 /** A VM of this server that holds a process slot: booting, then running or paused. */
 interface LiveVm {
   ownerId: number;
+  /** What the VM stands on (its branches too): a commit of it keeps the disk as `plan.disks()`'s rootDisk. */
+  plan: BootPlan;
   /** Resolves once the guest agent answers; rejects when the boot fails. */
   booted: Promise<RunningVm>;
   /** Set once booted, so that the state is read from the process without waiting. */
@@ -136,7 +138,7 @@ export class VmService {
     const plan = await this.planner.plan(await this.snapshots.manifestOf(commit));
     const vm = this.newVm(owner, commit, plan, {});
     // A VM whose boot failed is deleted: the caller never learns its id, so nobody could.
-    return this.settleOne(vm, this.claimAndBoot(owner, vm, this.startOf(vm, plan)));
+    return this.settleOne(vm, this.claimAndBoot(owner, vm, plan, this.startOf(vm, plan)));
   }
 
   /**
@@ -170,7 +172,7 @@ export class VmService {
     });
     let recorded!: () => void;
     const rowWritten = new Promise<void>((resolve) => (recorded = resolve));
-    const live = this.claimAndBoot(owner, vm, this.startOf(vm, plan, fsSizeMib === undefined ? undefined : fsSizeMib * MIB), recorded);
+    const live = this.claimAndBoot(owner, vm, plan, this.startOf(vm, plan, fsSizeMib === undefined ? undefined : fsSizeMib * MIB), recorded);
     const { booted } = live;
     if (waitBoot) return this.settleOne(vm, live);
     // Its failure is recorded (dead) and answered to whoever uses it next: nobody awaits it here.
@@ -211,7 +213,7 @@ export class VmService {
     const plan = await this.planner.plan(await this.snapshots.manifestOf(commit));
     this.assertRoomFor(owner, count);
     const first = this.newVm(owner, commit, plan, {});
-    const booted = await this.settleOne(first, this.claimAndBoot(owner, first, this.startOf(first, plan)));
+    const booted = await this.settleOne(first, this.claimAndBoot(owner, first, plan, this.startOf(first, plan)));
     if (count === 1) return [booted];
     // One VM boots (or resumes the commit's state) and the others resume a snapshot of it, each
     // with its own identity: N-1 resumes cost a fraction of N-1 more boots of the same disk.
@@ -223,7 +225,7 @@ export class VmService {
       throw error;
     }
     try {
-      return [booted, ...(await this.resumeAll(owner, first, snapshot, count - 1, [first]))];
+      return [booted, ...(await this.resumeAll(owner, first, plan, snapshot, count - 1, [first]))];
     } finally {
       await snapshot.release();
     }
@@ -235,8 +237,9 @@ export class VmService {
    * the commit resumes where this one was. The VM runs on unless `keepPaused`. The commit lands
    * in the VM's repository when the VM's namespace owns it, else in the namespace's
    * VM_COMMITS_REPOSITORY; tag it to name it. A sleeping VM (never run) commits its tree as is.
-   * `unprocessable` for a dataset VM (committing one is not supported yet); `conflict` for a
-   * dead VM.
+   * A dataset VM's commit holds the dataset's entries unchanged and the VM's root disk (the base
+   * image's chunks where it wrote nothing) in its machine state, MACHINE_STATE_FILES.rootDisk:
+   * a VM of it boots that disk with the dataset at /data again. `conflict` for a dead VM.
    */
   async commit(principal: Principal, id: string, request: VmCommitRequest): Promise<Commit> {
     const vm = await this.visible(principal, id, 'repo:write');
@@ -245,23 +248,21 @@ export class VmService {
     await this.policy.assertWriteIn(principal, owner);
     const base = await this.store.getCommit(vm.commitId);
     if (!base) throw notFound(`commit ${vm.commitId} not found`);
-    const manifest = await this.snapshots.manifestOf(base);
-    const { rootDisk } = await this.planner.plan(manifest);
-    if (!rootDisk) throw unprocessable(`vm ${id} runs a dataset (the base image with its files at /data): committing it is not supported yet`);
-    let tree = manifest;
+    const live = this.live.get(vm.id);
+    if (!live && vm.state !== 'sleeping') throw this.noProcess(vm);
+    let tree = await this.snapshots.manifestOf(base);
     const repository = await this.commitRepository(principal, owner, vm);
     await this.quotas.storageRoom(repository);
-    const live = this.live.get(vm.id);
     if (live) {
       // The commit's disk must boot cold too (another QEMU): the guest writes out its cache first.
       const snapshot = await this.snapshotOf(vm, live, request, { flushGuest: true });
       try {
-        tree = (await commitTree(this.chunks, manifest, rootDisk, snapshot, Math.floor(Date.parse(this.now()) / 1000))).manifest;
+        // The disk the VM booted: a dataset's base image may have moved on since.
+        const { rootDisk } = await live.plan.disks();
+        tree = (await commitTree(this.chunks, tree, rootDisk, snapshot, Math.floor(Date.parse(this.now()) / 1000))).manifest;
       } finally {
         await snapshot.release();
       }
-    } else if (vm.state !== 'sleeping') {
-      throw this.noProcess(vm);
     }
     return this.snapshots.recordCommit(principal, repository, tree, {
       parentIds: [vm.commitId],
@@ -398,13 +399,13 @@ export class VmService {
    * is written). The cap's check and the claim run in one turn of the event loop, so concurrent
    * requests cannot both take the last slot.
    */
-  private claimAndBoot(owner: Namespace, vm: Vm, start: StartVm, onRecorded?: () => void): LiveVm {
+  private claimAndBoot(owner: Namespace, vm: Vm, plan: BootPlan, start: StartVm, onRecorded?: () => void): LiveVm {
     this.assertRoomFor(owner);
     const booted = this.boot(vm, start, async () => {
       await this.store.createVm(vm);
       onRecorded?.();
     });
-    const live = { ownerId: owner.id, booted };
+    const live = { ownerId: owner.id, plan, booted };
     this.live.set(vm.id, live);
     return live;
   }
@@ -415,7 +416,8 @@ export class VmService {
    */
   private startOf(vm: Vm, plan: BootPlan, diskSizeBytes?: number): StartVm {
     return async (identity) => {
-      const spec: VmSpec = { id: vm.id, vcpuCount: vm.vcpuCount, memSizeMib: vm.memSizeMib, ...(await plan.disks()), diskSizeBytes, identity };
+      const { disk, dataDisk } = await plan.disks();
+      const spec: VmSpec = { id: vm.id, vcpuCount: vm.vcpuCount, memSizeMib: vm.memSizeMib, disk, dataDisk, diskSizeBytes, identity };
       const { saved } = plan;
       if (saved && saved.format === this.runtime.format && saved.vcpuCount === vm.vcpuCount && saved.memSizeMib === vm.memSizeMib && diskSizeBytes === undefined) {
         try {
@@ -435,19 +437,20 @@ export class VmService {
     await this.policy.assertWriteIn(principal, owner);
     await this.quotas.assertRoomForVms(owner, count);
     this.assertRoomFor(owner, count);
-    const snapshot = await this.snapshotOf(parent, this.live.get(parent.id)!, options, { flushGuest: false, resumes: count });
+    const live = this.live.get(parent.id)!;
+    const snapshot = await this.snapshotOf(parent, live, options, { flushGuest: false, resumes: count });
     try {
-      return await this.resumeAll(owner, parent, snapshot, count, []);
+      return await this.resumeAll(owner, parent, live.plan, snapshot, count, []);
     } finally {
       await snapshot.release();
     }
   }
 
   /**
-   * `count` new VMs like `like` (its commit, size and labels), each resuming `snapshot`: all
+   * `count` new VMs like `like` (its commit, plan, size and labels), each resuming `snapshot`: all
    * running, or on any failure none, nor any of `alsoDiscarded` (VMs made for the same request).
    */
-  private async resumeAll(owner: Namespace, like: Vm, snapshot: VmSnapshot, count: number, alsoDiscarded: Vm[]): Promise<Vm[]> {
+  private async resumeAll(owner: Namespace, like: Vm, plan: BootPlan, snapshot: VmSnapshot, count: number, alsoDiscarded: Vm[]): Promise<Vm[]> {
     try {
       // Again: the snapshot took a while, and others may have claimed slots meanwhile.
       this.assertRoomFor(owner, count);
@@ -455,7 +458,7 @@ export class VmService {
         const vm: Vm = { ...like, id: uuidv4(), state: 'booting', createdAt: this.now(), deletedAt: null, host: this.host };
         const start: StartVm = (identity) =>
           this.runtime.start({ id: vm.id, vcpuCount: vm.vcpuCount, memSizeMib: vm.memSizeMib, disk: snapshot.disk, identity, resume: snapshot });
-        return { vm, live: this.claimAndBoot(owner, vm, start) };
+        return { vm, live: this.claimAndBoot(owner, vm, plan, start) };
       }));
     } catch (error) {
       await Promise.all(alsoDiscarded.map((vm) => this.discard(vm)));
@@ -610,7 +613,7 @@ export class VmService {
       const now = await this.store.getVm(id);
       throw !now || now.deletedAt !== null ? notFound(`vm ${id} not found`) : this.noProcess(now);
     });
-    this.live.set(id, { ownerId: owner.id, booted });
+    this.live.set(id, { ownerId: owner.id, plan, booted });
     return booted;
   }
 

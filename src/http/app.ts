@@ -1,11 +1,10 @@
 import express, { type NextFunction, type Request, type Response } from 'express';
-import * as OpenApiValidator from 'express-openapi-validator';
 import type { Logger } from 'pino';
 import type { TokenService } from '../auth/token-service.js';
 import type { Config } from '../config.js';
 import type { Services } from '../domain/services.js';
 import { authenticate, principalOf } from './auth.js';
-import { loadContract } from './contract.js';
+import { loadContract, type ContractOperation } from './contract.js';
 import type { Dialect } from './dialect.js';
 import { HttpStatusError, toHttpError } from './errors.js';
 import { forgeDialect } from './forge/routes.js';
@@ -21,6 +20,7 @@ import { oxenDialect } from './oxen/routes.js';
 import { publicBase, requireValidOrigin, setPublicUrl } from './public-url.js';
 import { bodyRateWatch, formBody, jsonBody, withBodyDeadline, type CutRequest } from './request-limits.js';
 import { MAX_UI_FORM, UI_PREFIX, uiRoutes } from './ui/routes.js';
+import { contractValidation } from './validation.js';
 import { versDialect } from './vers/routes.js';
 import { MAX_VM_FILE_BODY } from './vers/vm-routes.js';
 
@@ -28,8 +28,6 @@ export interface AppOptions {
   /** Check every answer against openapi/ too (tests turn this on). */
   validateResponses?: boolean;
 }
-
-type OpenApiValidatorOptions = Parameters<typeof OpenApiValidator.middleware>[0];
 
 /** Mounted in this order; errors take the envelope of the longest matching prefix. */
 const DIALECTS: readonly Dialect[] = [versDialect, nativeDialect, oxenDialect, forgeDialect, gitlabDialect, gitverseDialect];
@@ -68,7 +66,15 @@ export function createApp(services: Services, tokens: TokenService, config: Conf
     sendError(req, res, new HttpStatusError(408, message));
   };
 
-  const routeOf = (method: string, path: string) => contract.routeOf(method, path);
+  // Metrics, logging and the check for a signed-in caller each ask which operation a request is:
+  // the contract is asked once a request, first by the metrics, where req.path is still whole.
+  const operations = new WeakMap<Request, ContractOperation>();
+  const operationOf = (req: Request) => {
+    let operation = operations.get(req);
+    if (operation === undefined) operations.set(req, (operation = contract.operationOf(req.method, req.path)));
+    return operation;
+  };
+  const routeOf = (req: Request) => operationOf(req).route;
   app.use(metrics.measure(routeOf));
   app.use(requestLogging(logger, routeOf));
   app.get('/.well-known/jwks.json', (_req, res) => void res.json(tokens.jwks()));
@@ -81,7 +87,7 @@ export function createApp(services: Services, tokens: TokenService, config: Conf
   app.use(bodyRateWatch(config.timeouts, cut));
   app.use(authenticate(tokens, services.accounts));
   app.use((req, res, next) => {
-    if (contract.needsUser(req.method, req.path)) services.policy.requireUser(principalOf(res));
+    if (operationOf(req).needsUser) services.policy.requireUser(principalOf(res));
     next();
   });
 
@@ -109,9 +115,8 @@ export function createApp(services: Services, tokens: TokenService, config: Conf
   // (one that does not ask for HTML first) still gets snapfork's own 404 at the root.
   app.get('/', (req, res, next) => (req.accepts(['json', 'html']) === 'html' ? res.redirect(302, `${publicBase(req)}${UI_PREFIX}/`) : next()));
   app.use(
-    OpenApiValidator.middleware({
-      // The document served at /openapi.json (the validator works on its own deep copy).
-      apiSpec: contract.document as unknown as OpenApiValidatorOptions['apiSpec'],
+    // The document served at /openapi.json (the validator works on its own deep copy).
+    contractValidation(contract.document, {
       validateRequests: { allowUnknownQueryParameters: true },
       validateResponses: options.validateResponses ?? false,
       validateSecurity: false,

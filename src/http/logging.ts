@@ -5,11 +5,9 @@
  * bodies are never written, so no token reaches the logs.
  */
 import { randomUUID } from 'node:crypto';
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
+import type { IncomingMessage } from 'node:http';
 import type { NextFunction, Request, Response } from 'express';
 import { pino, type DestinationStream, type Logger } from 'pino';
-import { pinoHttp } from 'pino-http';
 import type { LogLevel } from '../config.js';
 import { ConnectionBytes } from './connection-bytes.js';
 import { UNMATCHED_ROUTE } from './metrics.js';
@@ -42,61 +40,63 @@ export function createLogger(level: LogLevel, destination?: DestinationStream): 
   return pino({ level, timestamp: pino.stdTimeFunctions.isoTime, redact: { paths: REDACTED_PATHS, censor: '[redacted]' } }, destination);
 }
 
-/** The id of a request that went through `requestLogging` (whose ids are all strings). */
-export const requestIdOf = (req: IncomingMessage): string => req.id as string;
+/** Each request's id, given as it arrives. */
+const requestIds = new WeakMap<IncomingMessage, string>();
+
+/** The id of a request that went through `requestLogging`. */
+export const requestIdOf = (req: IncomingMessage): string => requestIds.get(req) ?? '';
 
 /** Marks an answer as failed: a server error's line carries `err` with its stack, a client error's only its message. */
 export function recordFailure(res: Response, status: number, err: unknown, message: string): void {
-  if (status >= 500) res.err = err instanceof Error ? err : new Error(String(err));
+  if (status >= 500) res.locals.serverError = err instanceof Error ? err : new Error(String(err));
   else res.locals.failure = message;
 }
 
 /**
  * Middleware, mounted before anything that may answer: gives the request its id (the caller's
- * when safe, else a UUID), answers it in `X-Request-Id`, binds it to `req.log`, and writes one
- * line when the answer ends: method, path, route template, status, duration and the bytes the
- * connection carried, at `error` for a 5xx (with the error and its stack) and `info` otherwise.
+ * when safe, else a UUID), answers it in `X-Request-Id`, and writes one line when the answer
+ * ends (or its connection closes first): method, path, route template, status, duration and the
+ * bytes the connection carried, at `error` for a 5xx (with the error and its stack, when one was
+ * recorded) and `info` otherwise. The line is the one pino-http wrote, written directly: its two
+ * child loggers a request, one serializing the request it never logs, cost more than the line.
  */
-export function requestLogging(logger: Logger, routeOf: (method: string, path: string) => string | undefined) {
+export function requestLogging(logger: Logger, routeOf: (req: Request) => string | undefined) {
   const connectionBytes = new ConnectionBytes();
-  // Taken as the request arrives: by the time its answer ends, it may be detached from its socket.
-  const sockets = new WeakMap<ServerResponse, Socket>();
-  const summary = (req: IncomingMessage, res: ServerResponse, durationMs: number) => {
-    const path = ((req as Request).originalUrl ?? req.url ?? '').split('?', 1)[0]!;
-    const method = req.method ?? '';
-    const { read, written } = connectionBytes.since(sockets.get(res)!);
-    const failure = (res as Response).locals?.failure as string | undefined;
-    return {
-      method,
-      // The path without its query string, where a GitLab client may put its token.
-      path,
-      route: routeOf(method, path) ?? UNMATCHED_ROUTE,
-      status: res.statusCode,
-      duration_ms: durationMs,
-      bytes_in: read,
-      bytes_out: written,
-      ...(failure === undefined ? {} : { error: failure }),
-    };
-  };
-  const logRequest = pinoHttp({
-    logger,
-    genReqId: (req, res) => {
-      const asked = req.headers['x-request-id'];
-      const id = typeof asked === 'string' && SAFE_REQUEST_ID.test(asked) ? asked : randomUUID();
-      res.setHeader('X-Request-Id', id);
-      return id;
-    },
-    // Lines carry the request id alone, never the request's headers.
-    quietReqLogger: true,
-    quietResLogger: true,
-    customAttributeKeys: { reqId: 'request_id', responseTime: 'duration_ms' },
-    customLogLevel: (_req, res, err) => (err || res.err || res.statusCode >= 500 ? 'error' : 'info'),
-    customSuccessObject: (req, res, val: { duration_ms: number }) => summary(req, res, val.duration_ms),
-    // pino-http makes up an error for a 5xx that recorded none (a 503 of /readyz): only a real one is logged.
-    customErrorObject: (req, res, _err, val: { duration_ms: number }) => ({ ...summary(req, res, val.duration_ms), ...(res.err ? { err: res.err } : {}) }),
-  });
   return (req: Request, res: Response, next: NextFunction) => {
-    sockets.set(res, req.socket);
-    logRequest(req, res, next);
+    const started = Date.now();
+    const asked = req.headers['x-request-id'];
+    const id = typeof asked === 'string' && SAFE_REQUEST_ID.test(asked) ? asked : randomUUID();
+    requestIds.set(req, id);
+    res.setHeader('X-Request-Id', id);
+    // Taken as the request arrives: by the time its answer ends, it may be detached from its
+    // socket, and its path cut to what a router below holds.
+    const socket = req.socket;
+    const path = req.originalUrl.split('?', 1)[0]!;
+    const route = routeOf(req) ?? UNMATCHED_ROUTE;
+    const ended = (streamError?: Error) => {
+      res.off('close', ended).off('finish', ended).off('error', ended);
+      const { read, written } = connectionBytes.since(socket);
+      const failure = res.locals.failure as string | undefined;
+      const serverError = res.locals.serverError as Error | undefined;
+      const line = {
+        request_id: id,
+        method: req.method,
+        // The path without its query string, where a GitLab client may put its token.
+        path,
+        route,
+        status: res.statusCode,
+        duration_ms: Date.now() - started,
+        bytes_in: read,
+        bytes_out: written,
+        ...(failure === undefined ? {} : { error: failure }),
+      };
+      if (streamError !== undefined || serverError !== undefined || res.statusCode >= 500) {
+        logger.error(serverError === undefined ? line : { ...line, err: serverError }, 'request errored');
+      } else {
+        logger.info(line, !req.readableAborted && res.writableEnded ? 'request completed' : 'request aborted');
+      }
+    };
+    res.on('close', ended).on('finish', ended).on('error', ended);
+    next();
   };
 }

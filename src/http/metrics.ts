@@ -137,12 +137,12 @@ export class Metrics {
 
   /**
    * Middleware, mounted first: times each request until its answer ends (or the connection
-   * closes) and counts the bytes its connection carried meanwhile. `routeOf` names the route
-   * template, undefined for a path the contract does not hold.
+   * closes) and counts the bytes its connection carried meanwhile. `routeOf` names the request's
+   * route template, undefined for a path the contract does not hold.
    */
-  measure(routeOf: (method: string, path: string) => string | undefined) {
+  measure(routeOf: (req: Request) => string | undefined) {
     return (req: Request, res: Response, next: NextFunction) => {
-      const stop = this.duration.startTimer({ method: req.method, route: routeOf(req.method, req.path) ?? UNMATCHED_ROUTE });
+      const stop = this.duration.startTimer({ method: req.method, route: routeOf(req) ?? UNMATCHED_ROUTE });
       // Taken now: by 'close' the request may have been detached from its socket.
       const socket = req.socket;
       res.once('close', () => {

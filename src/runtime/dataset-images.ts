@@ -2,7 +2,10 @@
  * Read-only ext4 images of datasets (DatasetImages), which a VM mounts at /data: built once per
  * manifest digest with e2fsprogs' `mke2fs -d` from a staged copy of the tree (Debian's mke2fs
  * reads no tar stream), and kept, content-addressed, so that every VM of every commit of that
- * tree shares one image:
+ * tree shares one image. The file system's UUID and directory hash seed derive from the digest:
+ * a VM resumed from a commit's saved machine may stand on an image built again (on another
+ * server), and its kernel, which cached the superblock of the first, verifies every metadata
+ * checksum against that UUID. Builds then differ only in inode change times:
  *
  * ```
  * <dataDir>/datasets/
@@ -69,9 +72,10 @@ export class Ext4DatasetImages implements DatasetImages {
       const blocks = manifest.entries.reduce((sum, e) => sum + Math.ceil(e.size / BLOCK) + 1, 0);
       // 10% over the data for extent blocks and directories' growth; whole KiB.
       const bytes = Math.ceil((blocks * BLOCK * 1.1 + inodes * INODE_BYTES + FIXED_OVERHEAD) / 1024) * 1024;
+      const uuid = datasetUuid(manifest.digest);
       await execFileAsync(
         'mke2fs',
-        ['-q', '-F', '-t', 'ext4', '-O', '^has_journal', '-b', String(BLOCK), '-m', '0', '-N', String(inodes), '-L', 'snapfork-data', '-d', root, staged, `${bytes / 1024}k`],
+        ['-q', '-F', '-t', 'ext4', '-O', '^has_journal', '-b', String(BLOCK), '-m', '0', '-N', String(inodes), '-L', 'snapfork-data', '-U', uuid, '-E', `hash_seed=${uuid}`, '-d', root, staged, `${bytes / 1024}k`],
         { timeout: 10 * 60_000 },
       );
       const path = join(this.dir, `${manifest.digest}.img`);
@@ -82,6 +86,12 @@ export class Ext4DatasetImages implements DatasetImages {
       await rm(work, { recursive: true, force: true });
     }
   }
+}
+
+/** The file system UUID of a dataset's image: the first 128 bits of its manifest digest. */
+export function datasetUuid(digest: string): string {
+  const hex = digest.slice(0, 32);
+  return [hex.slice(0, 8), hex.slice(8, 12), hex.slice(12, 16), hex.slice(16, 20), hex.slice(20, 32)].join('-');
 }
 
 /** Writes the tree under `root`: entries with their modes and mtimes, directories implied by paths too. */

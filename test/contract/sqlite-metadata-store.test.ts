@@ -3,7 +3,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
-import { type Kysely, Migrator, sql } from 'kysely';
+import { CompiledQuery, Kysely, Migrator, SqliteDialect, sql } from 'kysely';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DomainError } from '../../src/domain/errors.js';
 import { buildManifest } from '../../src/domain/manifest.js';
@@ -11,6 +11,8 @@ import { SqlMetadataStore } from '../../src/store/sql/metadata-store.js';
 import { migrateToLatest, migrationsFor } from '../../src/store/sql/migrations.js';
 import type { Database } from '../../src/store/sql/schema.js';
 import { openSqliteDatabase, openSqliteMetadataStore, sqliteDialect } from '../../src/store/sqlite/database.js';
+import { WalSync } from '../../src/store/sqlite/group-commit.js';
+import type { MetadataStore } from '../../src/store/types.js';
 
 const tempDir = () => mkdtemp(join(tmpdir(), 'snapfork-sqlite-'));
 const migrations = migrationsFor(sqliteDialect);
@@ -59,18 +61,60 @@ describe('SQLite metadata store', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  it('opens connections with WAL, synchronous=FULL, foreign keys and a busy timeout', async () => {
+  it('opens connections with WAL, synchronous=NORMAL (the commits synced by group commit), foreign keys and a busy timeout', async () => {
     const db = openSqliteDatabase(file);
     try {
       const pragma = async (name: string) =>
         Object.values((await sql.raw(`PRAGMA ${name}`).execute(db)).rows[0] as object)[0] as unknown;
       expect(await pragma('journal_mode')).toBe('wal');
-      expect(await pragma('synchronous')).toBe(2);
+      expect(await pragma('synchronous')).toBe(1);
       expect(await pragma('foreign_keys')).toBe(1);
       expect(await pragma('busy_timeout')).toBe(5000);
     } finally {
       await db.destroy();
     }
+  });
+
+  describe('group commit', () => {
+    let wal: WalSync;
+    let store: MetadataStore;
+    beforeEach(async () => {
+      wal = new WalSync(`${file}-wal`);
+      store = await openSqliteMetadataStore(file, { wal });
+    });
+    afterEach(() => store.close());
+
+    it('answers a write only once a sync of the log that began after it has finished', async () => {
+      let syncs = wal.syncs;
+      await store.createOrg('acme');
+      expect(wal.syncs).toBeGreaterThan(syncs);
+      syncs = wal.syncs;
+      await store.transaction((tx) => tx.createOrg('initech'));
+      expect(wal.syncs).toBeGreaterThan(syncs);
+      // An update outside any transaction, by a statement that writes without a guard.
+      const repo = await store.createRepository({ namespaceId: (await store.getNamespace('acme'))!.id, name: 'data', visibility: 'public', description: '' });
+      syncs = wal.syncs;
+      await store.updateRepository(repo.id, { description: 'the data' });
+      expect(wal.syncs).toBeGreaterThan(syncs);
+    });
+
+    it('syncs nothing for reads, in a transaction or not', async () => {
+      await store.createOrg('acme');
+      const syncs = wal.syncs;
+      expect(await store.getNamespace('acme')).toMatchObject({ name: 'acme' });
+      await store.transaction(async (tx) => expect(await tx.getNamespace('acme')).toBeDefined());
+      expect(wal.syncs).toBe(syncs);
+    });
+
+    it('makes the commits of concurrent writers durable with a few syncs, not one each', async () => {
+      const syncs = wal.syncs;
+      const orgs = Array.from({ length: 64 }, (_, i) => `org-${i}`);
+      await Promise.all(orgs.map((name) => store.transaction((tx) => tx.createOrg(name))));
+      const used = wal.syncs - syncs;
+      expect(used).toBeGreaterThanOrEqual(1);
+      expect(used).toBeLessThanOrEqual(8);
+      for (const name of orgs) expect(await store.getNamespace(name)).toMatchObject({ name });
+    });
   });
 
   it('applies each migration once and keeps the data across reopening', async () => {
@@ -263,6 +307,32 @@ describe('SQLite metadata store', () => {
       for (const steps of [forkPage, catalogue, publicCommits, vms]) expect(steps.join('\n')).not.toContain('TEMP B-TREE');
     } finally {
       await db.destroy();
+    }
+  });
+
+  it("finds a manifest entry by its path through the path index, not by walking the manifest's every entry", async () => {
+    const statements: CompiledQuery[] = [];
+    const db = new Kysely<Database>({
+      dialect: new SqliteDialect({ database: new BetterSqlite3(file) }),
+      log: (event) => void statements.push(event.query),
+    });
+    await migrate(db);
+    const store = new SqlMetadataStore(db, sqliteDialect, () => new Date().toISOString());
+    try {
+      const entry = (path: string) => ({ path, type: 'file' as const, mode: 0o644, size: 0, mtime: 0, linkTarget: null, chunks: [] });
+      const manifest = buildManifest([entry('a'), entry('b/c'), entry('d')]);
+      await store.putManifest(manifest);
+      statements.length = 0;
+      expect(await store.getManifestEntry(manifest.digest, 'b/c')).toMatchObject({ path: 'b/c', type: 'file' });
+      expect(statements).toHaveLength(1);
+      const { sql: lookup, parameters } = statements[0]!;
+      const plan = (await db.executeQuery<{ detail: string }>(CompiledQuery.raw(`EXPLAIN QUERY PLAN ${lookup}`, [...parameters]))).rows.map((r) => r.detail);
+      // Every search of manifest_entries is keyed by the path or by a whole primary key, never by the digest alone.
+      const searches = plan.filter((step) => step.startsWith('SEARCH manifest_entries'));
+      expect(searches).toContainEqual(expect.stringContaining('INDEX manifest_entries_path (manifest_digest=? AND path=?)'));
+      for (const step of searches) expect(step).toMatch(/path=\?|seq=\?/);
+    } finally {
+      await store.close();
     }
   });
 

@@ -109,7 +109,7 @@ describe('requests are authenticated before their body is read, and bodies are c
       (['put', 'post', 'patch', 'delete'] as const)
         .filter((m) => item[m] !== undefined)
         .map((m) => ({ method: m.toUpperCase(), path: template.replace(/\{[^}]+\}\*?/g, 'x') }))
-        .filter(({ method, path }) => contract.needsUser(method, path)),
+        .filter(({ method, path }) => contract.operationOf(method, path).needsUser),
     );
     expect(writes.length).toBeGreaterThan(20);
     const failures: string[] = [];

@@ -14,7 +14,7 @@ import { MAX_EXEC_OUTPUT, type VmSpec } from '../../src/domain/ports/vm-runtime.
 import type { ExportDisk } from '../../src/runtime/qemu/disk-export.js';
 import { QemuRuntime, type QemuVm } from '../../src/runtime/qemu/qemu-runtime.js';
 import { fileSource } from '../../src/runtime/qemu/qemu-snapshot.js';
-import { buildVmAssets } from '../support/vm-assets.js';
+import { buildVmAssets, quietLog } from '../support/vm-assets.js';
 import { tempDir } from '../support/trees.js';
 
 const sha256File = async (path: string) => {
@@ -71,7 +71,7 @@ describe('QemuRuntime', () => {
     leftover = { dir: leftoverDir, pid: orphan.pid!, exited: once(orphan, 'exit') };
     await writeFile(join(leftover.dir, 'qemu.pid'), `${leftover.pid}\n`);
 
-    runtime = await QemuRuntime.open({ runtimeDir, assetsDir: assets, exportDisk: exportImage });
+    runtime = await QemuRuntime.open({ runtimeDir, assetsDir: assets, exportDisk: exportImage, cgroups: 'auto', log: quietLog });
     [vmA, vmB] = await Promise.all([runtime.start(await spec('vm-a')), runtime.start(await spec('vm-b'))]);
   });
 
@@ -180,6 +180,8 @@ describe('QemuRuntime', () => {
       runtimeDir: failingDir,
       assetsDir: await buildVmAssets(),
       exportDisk: async () => ({ filename: notExt4, close: async () => undefined }),
+      cgroups: 'auto',
+      log: quietLog,
     });
     try {
       await expect(failing.start(await spec('vm-c'))).rejects.toThrow(/did not boot: QEMU (exited|shut down)[^]*cannot mount \/dev\/vda/);

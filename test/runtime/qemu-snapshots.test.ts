@@ -13,7 +13,7 @@ import type { DiskSource, SavedMachine, VmSnapshot, VmSpec } from '../../src/dom
 import type { ExportDisk } from '../../src/runtime/qemu/disk-export.js';
 import { QemuRuntime, type QemuVm } from '../../src/runtime/qemu/qemu-runtime.js';
 import { fileSource } from '../../src/runtime/qemu/qemu-snapshot.js';
-import { buildVmAssets } from '../support/vm-assets.js';
+import { buildVmAssets, quietLog } from '../support/vm-assets.js';
 import { tempDir } from '../support/trees.js';
 
 describe('QemuRuntime snapshots', () => {
@@ -47,7 +47,7 @@ describe('QemuRuntime snapshots', () => {
     baseImage = join(dir, 'rootfs.img');
     await copyFile(join(assets, 'rootfs.img'), baseImage);
     base = await fileSource(baseImage);
-    runtime = await QemuRuntime.open({ runtimeDir: join(dir, 'vms'), memoryDir: join(dir, 'memory'), assetsDir: assets, exportDisk: exportImage });
+    runtime = await QemuRuntime.open({ runtimeDir: join(dir, 'vms'), memoryDir: join(dir, 'memory'), assetsDir: assets, exportDisk: exportImage, cgroups: 'auto', log: quietLog });
     parent = await runtime.start(spec('parent'));
     // /tmp is a tmpfs: the file lives in the guest's RAM only; /root is on the disk.
     await run(parent, 'echo in-memory > /tmp/memory.txt && echo on-disk > /root/disk.txt');

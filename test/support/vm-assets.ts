@@ -39,3 +39,6 @@ export function buildVmAssets(): Promise<string> {
   })());
 }
 
+
+/** A QemuRuntime log for tests that drive the runtime directly: what it says is not their subject. */
+export const quietLog = { info: () => undefined, warn: () => undefined };

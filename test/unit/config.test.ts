@@ -3,14 +3,15 @@ import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.js';
 
 describe('loadConfig: VMs', () => {
-  it('defaults to 8 running VMs, 4 per owner, datasets of 1 GiB at /data, and the guest assets in the data directory', () => {
+  it('defaults to 8 running VMs, 4 per owner, datasets of 1 GiB at /data, cgroups where writable, and the guest assets in the data directory', () => {
     const config = loadConfig({}, { dataDir: '/srv/snapfork' });
-    expect(config.vms).toEqual({ assetsDir: join('/srv/snapfork', 'vm-assets'), maxRunning: 8, maxRunningPerOwner: 4, maxDatasetBytes: 1024 ** 3 });
+    expect(config.vms).toEqual({ assetsDir: join('/srv/snapfork', 'vm-assets'), maxRunning: 8, maxRunningPerOwner: 4, maxDatasetBytes: 1024 ** 3, cgroups: 'auto' });
   });
 
   it('reads SNAPFORK_VM_ASSETS and the caps, 0 running none; anything but a whole number is refused at start', () => {
-    const config = loadConfig({ SNAPFORK_VM_ASSETS: 'assets', SNAPFORK_VM_MAX_RUNNING: '0', SNAPFORK_VM_MAX_RUNNING_PER_OWNER: '2', SNAPFORK_VM_MAX_DATASET_BYTES: '1000' });
-    expect(config.vms).toEqual({ assetsDir: resolve('assets'), maxRunning: 0, maxRunningPerOwner: 2, maxDatasetBytes: 1000 });
+    const config = loadConfig({ SNAPFORK_VM_ASSETS: 'assets', SNAPFORK_VM_MAX_RUNNING: '0', SNAPFORK_VM_MAX_RUNNING_PER_OWNER: '2', SNAPFORK_VM_MAX_DATASET_BYTES: '1000', SNAPFORK_VM_CGROUPS: 'off' });
+    expect(config.vms).toEqual({ assetsDir: resolve('assets'), maxRunning: 0, maxRunningPerOwner: 2, maxDatasetBytes: 1000, cgroups: 'off' });
+    expect(() => loadConfig({ SNAPFORK_VM_CGROUPS: 'on' })).toThrow('SNAPFORK_VM_CGROUPS must be auto or off, got "on"');
     expect(() => loadConfig({ SNAPFORK_VM_MAX_DATASET_BYTES: '0' })).toThrow('SNAPFORK_VM_MAX_DATASET_BYTES must be a positive integer, got "0"');
     for (const raw of ['-1', '1.5', 'many', '']) {
       expect(() => loadConfig({ SNAPFORK_VM_MAX_RUNNING_PER_OWNER: raw })).toThrow(`SNAPFORK_VM_MAX_RUNNING_PER_OWNER must be a non-negative integer, got "${raw}"`);

@@ -2,11 +2,12 @@
  * VMs that boot what snapfork itself keeps (issue 12), over real HTTP with the real QEMU runtime:
  * `POST /vm/new_root` boots the base image of the system repository snapfork/images, imported
  * from the guest assets on first use and once only; a dataset's VM boots that image with the
- * dataset read-only at /data. Four boots in all, each a few seconds of TCG.
+ * dataset read-only at /data, and a commit of that VM boots its saved root disk with the
+ * dataset at /data again. Seven boots in all, each a few seconds of TCG.
  */
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { copyFile, mkdir, readdir, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -140,6 +141,76 @@ describe('new_root, the system repository and dataset VMs', () => {
     for (const [id, token] of [[vm_id, alice], [other, labs]] as const) {
       expect((await s.api(`/api/v1/vm/${id}`, { method: 'DELETE', token })).status).toBe(200);
     }
+  });
+
+  it("commits a dataset fork's VM: the dataset's entries unchanged, its root disk and machine in .snapfork-vm/; a VM of the tag resumes with both and /data", async () => {
+    const alice = await s.token('alice');
+    const post = (path: string, json?: unknown) => s.api(`/api/v1${path}`, { method: 'POST', token: alice, json });
+    type Entry = { path: string; chunks: { digest: string; size: number }[] };
+    const manifestOf = async (repo: string, commitId: string) => ((await (await get(`/repos/${repo}/commits/${commitId}/manifest`, alice)).json()) as { entries: Entry[] }).entries;
+    const sh = async (vmId: string, line: string) => {
+      const { exit_code, stdout, stderr } = await exec(vmId, ['sh', '-c', line], alice);
+      expect({ exit_code, stderr }).toEqual({ exit_code: 0, stderr: '' });
+      return stdout as string;
+    };
+    const listData = 'cd /data && find . -path ./lost+found -prune -o -print | sort';
+    const fork = await post('/repositories/fork', { source_org: 'labs', source_repo: 'data', source_tag: 'v1', repo_name: 'data-work' });
+    expect(fork.status).toBe(201);
+    const { vm_id: worker, commit_id: forkCommit } = await fork.json();
+    // /root is on the root disk; /tmp is a tmpfs, in the guest's memory only.
+    await sh(worker, 'echo notes > /root/notes.txt && echo in-memory > /tmp/memory.txt');
+
+    const res = await post(`/vm/${worker}/commit`, { name: 'with-notes' });
+    expect(res.status).toBe(201);
+    const { commit_id: committed } = await res.json();
+    const lineage = (await (await get(`/vm/commits/${committed}/parents`, alice)).json()) as { id: string; parent_vm_id: string | null }[];
+    expect(lineage.slice(0, 2)).toMatchObject([{ id: committed, parent_vm_id: worker }, { id: forkCommit }]);
+    expect(await sh(worker, 'cat /root/notes.txt')).toBe('notes\n');
+
+    // The dataset's entries are the fork's, chunk for chunk; the VM's disk and machine sit in .snapfork-vm/.
+    const before = await manifestOf('alice/data-work', forkCommit);
+    const after = await manifestOf('alice/data-work', committed);
+    expect(after.filter((e) => !e.path.startsWith('.snapfork-vm'))).toEqual(before);
+    expect(after.filter((e) => e.path.startsWith('.snapfork-vm')).map((e) => e.path)).toEqual([
+      '.snapfork-vm',
+      '.snapfork-vm/device.state',
+      '.snapfork-vm/machine.json',
+      '.snapfork-vm/memory.ram',
+      '.snapfork-vm/rootfs.img',
+    ]);
+    // The root disk is the base image's chunks but where the VM wrote.
+    const imageCommit = (await imageTag()).commit_id;
+    const baseDisk = (await manifestOf('snapfork/images', imageCommit)).find((e) => e.path === 'rootfs.img')!.chunks;
+    const savedDisk = after.find((e) => e.path === '.snapfork-vm/rootfs.img')!.chunks;
+    const baseDigests = new Set(baseDisk.map((c) => c.digest));
+    const rewritten = savedDisk.filter((c) => !baseDigests.has(c.digest)).reduce((n, c) => n + c.size, 0);
+    expect(savedDisk.reduce((n, c) => n + c.size, 0)).toBe(baseDisk.reduce((n, c) => n + c.size, 0));
+    expect(rewritten).toBeGreaterThan(0);
+    expect(rewritten).toBeLessThan(16 * 1024 * 1024);
+
+    expect((await post('/repositories/data-work/tags', { tag_name: 'v2', commit_id: committed })).status).toBe(201);
+    const resumed = (await (await post('/vm/from_commit', { ref: 'data-work:v2' })).json()).vm_id;
+    expect(await sh(resumed, 'cat /root/notes.txt /tmp/memory.txt')).toBe('notes\nin-memory\n');
+    expect(await sh(resumed, listData)).toBe('.\n./a.csv\n./sub\n./sub/blob.bin\n');
+    expect(await sh(resumed, 'sha256sum /data/sub/blob.bin')).toBe(`${createHash('sha256').update(blob).digest('hex')}  /data/sub/blob.bin\n`);
+    // Every VM of the dataset, whichever commit, mounts the one image of it.
+    expect((await readdir(join(s.dataDir, 'datasets'))).filter((name) => name.endsWith('.img'))).toHaveLength(1);
+
+    // A fork of the new tag wakes on the saved disk too, and its commit keeps the disk where it was.
+    // Its dataset image is built again (as on another server): the resumed kernel, which cached the
+    // first image's superblock, still reads it.
+    for (const name of await readdir(join(s.dataDir, 'datasets'))) if (name.endsWith('.img')) await rm(join(s.dataDir, 'datasets', name));
+    const again = await post('/repositories/fork', { source_org: 'alice', source_repo: 'data-work', source_tag: 'v2', repo_name: 'data-again' });
+    const { vm_id: forked, commit_id: againCommit } = await again.json();
+    expect(await sh(forked, `cat /root/notes.txt /tmp/memory.txt && echo more >> /root/notes.txt && ${listData} && cat a.csv`)).toBe('notes\nin-memory\n.\n./a.csv\n./sub\n./sub/blob.bin\nx,y\n1,2\n');
+    const second = (await (await post(`/vm/${forked}/commit`)).json()).commit_id;
+    const secondTree = await manifestOf('alice/data-again', second);
+    expect(secondTree.filter((e) => !e.path.startsWith('.snapfork-vm'))).toEqual(before);
+    const secondDisk = secondTree.find((e) => e.path === '.snapfork-vm/rootfs.img')!.chunks;
+    const savedDigests = new Set(savedDisk.map((c) => c.digest));
+    expect(secondDisk.filter((c) => !savedDigests.has(c.digest)).reduce((n, c) => n + c.size, 0)).toBeLessThan(16 * 1024 * 1024);
+    expect((await manifestOf('alice/data-again', againCommit)).find((e) => e.path === '.snapfork-vm/rootfs.img')!.chunks).toEqual(savedDisk);
+    for (const id of [worker, resumed, forked]) expect((await s.api(`/api/v1/vm/${id}`, { method: 'DELETE', token: alice })).status).toBe(200);
   });
 
   it('413 for a dataset past SNAPFORK_VM_MAX_DATASET_BYTES (its fork VM sleeps on); 422 for a bad snapfork-vm.json', async () => {

@@ -28,9 +28,13 @@
  * (x-ignore-shared): tens of KiB. A VM resumed from it copies the RAM file
  * (holes stay holes), stands on the layers and loads the device state with -incoming.
  *
+ * Each QEMU runs in a process group of its own, niced below the server, and where the host's
+ * cgroups allow in a control group of its own with a memory limit (the guest's RAM and QEMU's
+ * overhead) and a CPU quota (one core per vCPU): vm-cgroups.ts.
+ *
  * No VM outlives its server: close() stops them all, a process 'exit' handler kills what is
  * left, and after a crash (when no handler ran) the next server's open() kills every QEMU still
- * running in a leftover work directory and removes it.
+ * running in a leftover work directory or in a leftover control group, and removes both.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
@@ -60,6 +64,7 @@ import { connectWhenListening } from './json-lines.js';
 import { QgaClient } from './qga-client.js';
 import { QmpClient, type QmpEvent } from './qmp-client.js';
 import { copySparse, QemuSnapshot, writeSourceToFile } from './qemu-snapshot.js';
+import { vmLimits, VmCgroups, type CgroupLog, type VmCgroup } from './vm-cgroups.js';
 
 export interface QemuRuntimeOptions {
   /** Holds one work directory per VM (layout above); created when missing. */
@@ -77,6 +82,14 @@ export interface QemuRuntimeOptions {
   readonly bootTimeoutMs?: number;
   /** How long one guest agent command may go unanswered before the guest is taken to hang. Default 30 s. */
   readonly agentTimeoutMs?: number;
+  /**
+   * `auto`: each VM in a control group of its own with its memory and CPU limits, where the
+   * host's cgroups are writable (else the VMs run without: QemuRuntime.withoutCgroups says why);
+   * `off`: never.
+   */
+  readonly cgroups: 'auto' | 'off';
+  /** Where a VM's limits that could not be applied or removed are told (the server's pino logger fits). */
+  readonly log: CgroupLog;
 }
 
 const DEFAULT_BOOT_TIMEOUT_MS = 60_000;
@@ -142,7 +155,16 @@ export class QemuRuntime implements VmRuntime {
     const { stdout } = await execFileAsync('qemu-system-x86_64', ['--version'], { timeout: 30_000 });
     const version = /version (\S+)/.exec(stdout)?.[1] ?? stdout.trim();
     const accelerator = await probeAccelerator(join(options.assetsDir, 'vmlinux'));
-    const runtime = new QemuRuntime(options, accelerator, `qemu ${version}; ${machineModel(accelerator)}`);
+    let cgroups: VmCgroups | undefined;
+    let withoutCgroups: string | undefined;
+    if (options.cgroups === 'auto') {
+      try {
+        cgroups = await VmCgroups.open(sha256(resolve(options.runtimeDir)).slice(0, 16), options.log);
+      } catch (error) {
+        withoutCgroups = error instanceof Error ? error.message : String(error);
+      }
+    }
+    const runtime = new QemuRuntime(options, accelerator, `qemu ${version}; ${machineModel(accelerator)}`, cgroups, withoutCgroups);
     try {
       await runtime.sweepLeftovers();
     } catch (error) {
@@ -157,6 +179,10 @@ export class QemuRuntime implements VmRuntime {
     /** Chosen at open by probeAccelerator. */
     readonly accelerator: Accelerator,
     format: string,
+    /** Undefined where VMs run without control groups. */
+    private readonly cgroups: VmCgroups | undefined,
+    /** Why VMs run without control groups although `auto` asked for them; undefined otherwise. */
+    readonly withoutCgroups: string | undefined,
   ) {
     this.format = format;
     this.tscKhz = accelerator === 'tcg' ? hostTscKhz() : undefined;
@@ -193,7 +219,9 @@ export class QemuRuntime implements VmRuntime {
     const memoryFile = join(this.memoryDir, `${spec.id}.ram`);
     let stack: DiskStack | undefined;
     let vm: QemuVm | undefined;
+    let cgroup: VmCgroup | undefined;
     try {
+      cgroup = await this.cgroupOf(spec);
       // A live snapshot of this runtime: stand on its layers. Anything else: a base disk to export.
       const snapshot = resume instanceof QemuSnapshot && resume.owner === this ? resume : undefined;
       stack = snapshot ? holdStack(snapshot.stack) : { base: await this.exportOf(spec.disk), layers: [] };
@@ -215,7 +243,7 @@ export class QemuRuntime implements VmRuntime {
       // A resumed snapshot's devices are its VM's: the same data disk too.
       const machine = snapshot ? { ...spec, dataDisk: snapshot.dataDisk } : spec;
       const args = qemuArgs(machine, { workDir, kernel, initrd, overlay, memoryFile, incoming: incoming !== undefined }, this.accelerator, this.tscKhz);
-      vm = new QemuVm(this, machine, workDir, { stack, overlay, memoryFile, size }, args, this.agentTimeoutMs, () => this.vms.delete(vm!));
+      vm = new QemuVm(this, machine, workDir, { stack, overlay, memoryFile, size }, args, this.agentTimeoutMs, cgroup, () => this.vms.delete(vm!));
       this.vms.add(vm);
       await vm.boot(Date.now() + this.bootTimeoutMs, incoming);
       return vm;
@@ -230,10 +258,24 @@ export class QemuRuntime implements VmRuntime {
         await vm.stop();
       } else {
         if (stack) await dropStack(stack);
+        await cgroup?.remove();
         await rm(workDir, { recursive: true, force: true });
         await rm(memoryFile, { force: true });
       }
       throw new Error(`VM ${spec.id} did not ${resume ? 'resume' : 'boot'}: ${reason}${consoleText && `\n--- console ---\n${consoleText}`}`, { cause: error });
+    }
+  }
+
+  /**
+   * The control group of a VM about to start, with its limits; undefined where VMs run without
+   * (and when it cannot be made, which is logged: a VM without limits beats no VM).
+   */
+  private async cgroupOf(spec: VmSpec): Promise<VmCgroup | undefined> {
+    try {
+      return await this.cgroups?.create(spec.id, vmLimits(spec.memSizeMib, spec.vcpuCount));
+    } catch (error) {
+      this.options.log.warn({ err: error, vm_id: spec.id }, 'VM runs without its memory and CPU limits: its cgroup could not be made');
+      return undefined;
     }
   }
 
@@ -313,6 +355,7 @@ export class QemuRuntime implements VmRuntime {
   async close(): Promise<void> {
     this.closed = true;
     await Promise.all([...this.vms].map((vm) => vm.stop()));
+    await this.cgroups?.close();
     // Snapshots not yet released die with their runtime: nothing can resume them any more.
     await rm(this.memoryDir, { recursive: true, force: true });
     process.off('exit', this.killAllOnExit);
@@ -380,6 +423,8 @@ export class QemuVm implements RunningVm {
   private snapshotting: Promise<unknown> = Promise.resolve();
   readonly id: string;
   private readonly spec: VmSpec;
+  /** Resolves once the process has ended and its control group is gone. */
+  private readonly cgroupRemoved: Promise<void>;
 
   constructor(
     private readonly runtime: QemuRuntime,
@@ -389,6 +434,7 @@ export class QemuVm implements RunningVm {
     private readonly disk: { stack: DiskStack; overlay: string; memoryFile: string; size: number },
     args: string[],
     private readonly agentTimeoutMs: number,
+    cgroup: VmCgroup | undefined,
     private readonly forget: () => void,
   ) {
     this.id = spec.id;
@@ -405,10 +451,14 @@ export class QemuVm implements RunningVm {
       // A spawn that fails (no QEMU installed) emits 'error', and maybe no 'exit'.
       this.child.once('error', (error) => this.child.pid === undefined && resolve(this.onProcessExit(`could not be started: ${error.message}`)));
     });
+    // A group is removed once its process has ended, whether stopped or ended by itself.
+    this.cgroupRemoved = this.exited.then(() => cgroup?.remove());
     if (this.child.pid !== undefined) {
+      // At once: the memory QEMU touches before the move would be charged to the server.
+      cgroup?.adopt(this.child.pid);
       writeFileSync(join(workDir, 'qemu.pid'), `${this.child.pid}\n`);
       // Guests yield the CPU to the server: busy VMs must not starve the API that manages them.
-      // (A guest's memory is its -m; its CPU, one host thread per vCPU.)
+      // (Their memory and CPU are also bounded by their cgroup, where there is one.)
       try {
         setPriority(this.child.pid, VM_NICENESS);
       } catch {
@@ -531,6 +581,7 @@ export class QemuVm implements RunningVm {
   stop(): Promise<void> {
     return (this.stopping ??= (async () => {
       await this.halt();
+      await this.cgroupRemoved;
       await dropStack(this.stack);
       await rm(this.workDir, { recursive: true, force: true });
       await rm(this.disk.memoryFile, { force: true });

@@ -53,13 +53,17 @@ export async function getManifestSummary(db: Executor, digest: string): Promise<
   return row && { digest, entryCount: row.entry_count, totalSize: row.total_size };
 }
 
-/** The entry at `path`, by the index on (manifest_digest, path) (0012). */
+/**
+ * The entry at `path`: its key from the index on (manifest_digest, path) (0012), then its row by
+ * that key. Asked for both columns at once, SQLite (without ANALYZE statistics) walks the
+ * primary key's every row of the manifest instead, 2.4 ms for 20,000 entries against 0.03 ms.
+ */
 export async function getManifestEntry(db: Executor, digest: string, path: string): Promise<StoredEntry | undefined> {
   const row = await db
     .selectFrom('manifest_entries')
     .select([...HEAD_COLUMNS, 'chunks'])
     .where('manifest_digest', '=', digest)
-    .where('path', '=', path)
+    .where('seq', 'in', db.selectFrom('manifest_entries').select('seq').where('manifest_digest', '=', digest).where('path', '=', path))
     .executeTakeFirst();
   return row && { ...toEntryHead(row), chunks: new PackedChunkList(row.chunks) };
 }

@@ -135,22 +135,29 @@ export class SqlMetadataStore implements MetadataStore {
     }
   }
 
-  /** One run of `work` in a transaction, rolled back when it throws. */
-  private async attempt<T>(work: (tx: SqlMetadataStore) => Promise<T>, exclusive: boolean): Promise<T> {
-    // A controlled transaction rather than db.transaction().execute(): SQLite rolls back by
-    // itself on some errors (SQLITE_FULL among them), Kysely's ROLLBACK then fails with "no
-    // transaction is active", and that error would replace the one that matters.
-    const trx = await this.db.startTransaction().execute();
-    try {
-      await this.dialect.collectorFence(exclusive ? 'exclusive' : 'shared')?.execute(trx);
-      const result = await work(new SqlMetadataStore(trx, this.dialect, this.now));
-      await trx.commit().execute();
-      return result;
-    } catch (e) {
-      // Releases the connection even when the rollback itself fails.
-      await trx.rollback().execute().catch(() => undefined);
-      throw e;
-    }
+  /**
+   * One run of `work` in a transaction, rolled back when it throws. It runs on a connection of
+   * its own, released before this returns: on SQLite, releasing a connection waits for what it
+   * wrote to be durable (group commit: src/store/sqlite/group-commit.ts), with the connection
+   * free for the next transaction meanwhile.
+   */
+  private attempt<T>(work: (tx: SqlMetadataStore) => Promise<T>, exclusive: boolean): Promise<T> {
+    return this.db.connection().execute(async (connection) => {
+      // A controlled transaction rather than db.transaction().execute(): SQLite rolls back by
+      // itself on some errors (SQLITE_FULL among them), Kysely's ROLLBACK then fails with "no
+      // transaction is active", and that error would replace the one that matters.
+      const trx = await connection.startTransaction().execute();
+      try {
+        await this.dialect.collectorFence(exclusive ? 'exclusive' : 'shared')?.execute(trx);
+        const result = await work(new SqlMetadataStore(trx, this.dialect, this.now));
+        await trx.commit().execute();
+        return result;
+      } catch (e) {
+        // Releases the connection even when the rollback itself fails.
+        await trx.rollback().execute().catch(() => undefined);
+        throw e;
+      }
+    });
   }
 
   // Namespaces -------------------------------------------------------------------------------

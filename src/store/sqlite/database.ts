@@ -3,10 +3,11 @@
  * and its driver errors. Everything that knows about better-sqlite3 lives here.
  */
 import BetterSqlite3 from 'better-sqlite3';
-import { Kysely, sql, SqliteDialect, type SqliteDatabase } from 'kysely';
+import { Kysely, sql, type SqliteDatabase, type SqliteStatement } from 'kysely';
 import type { MetadataStore } from '../types.js';
 import { type DriverFault, type SqlDialect, toDomainError } from '../sql/dialect.js';
 import { openSqlMetadataStore, type SqlMetadataStoreOptions } from '../sql/metadata-store.js';
+import { GroupCommitSqliteDialect, WalSync } from './group-commit.js';
 import type { Database } from '../sql/schema.js';
 
 export const sqliteDialect: SqlDialect = {
@@ -61,10 +62,11 @@ export const sqliteDialect: SqlDialect = {
 };
 
 /**
- * Opens (creating it when absent) the SQLite file at `file`, usually `<dataDir>/snapfork.db`.
+ * Opens (creating it when absent) the SQLite file at `file`, usually `<dataDir>/snapfork.db`,
+ * whose commits `wal` makes durable (group-commit.ts; given by tests that count its syncs).
  * Migrations are not run here; see openSqliteMetadataStore.
  */
-export function openSqliteDatabase(file: string): Kysely<Database> {
+export function openSqliteDatabase(file: string, wal = new WalSync(`${file}-wal`)): Kysely<Database> {
   let sqlite: BetterSqlite3.Database;
   try {
     sqlite = new BetterSqlite3(file);
@@ -72,15 +74,17 @@ export function openSqliteDatabase(file: string): Kysely<Database> {
     // (for example on a network file system), so check what we got.
     const mode: unknown = sqlite.pragma('journal_mode = WAL', { simple: true });
     if (mode !== 'wal') throw new Error(`SQLite refused WAL mode for ${file} (got ${String(mode)})`);
-    // FULL syncs the WAL on every commit: an acknowledged write survives a power loss.
-    sqlite.pragma('synchronous = FULL');
+    // NORMAL leaves out FULL's sync of the WAL inside each commit; GroupCommitSqliteDialect
+    // makes it, shared by the commits under way, before any of them is acknowledged: an
+    // acknowledged write survives a power loss (group-commit.ts).
+    sqlite.pragma('synchronous = NORMAL');
     sqlite.pragma('foreign_keys = ON');
     // Another process (a backup, the CLI) may hold the write lock briefly: wait, don't fail.
     sqlite.pragma('busy_timeout = 5000');
   } catch (e) {
     throw toDomainError(sqliteDialect, e, `database ${file}`);
   }
-  return new Kysely<Database>({ dialect: new SqliteDialect({ database: reusingStatements(sqlite) }) });
+  return new Kysely<Database>({ dialect: new GroupCommitSqliteDialect({ database: reusingStatements(sqlite, wal) }, wal) });
 }
 
 /** Prepared statements kept for reuse, by SQL text (the most recently used first to go last). */
@@ -90,25 +94,51 @@ const STATEMENT_CACHE_SIZE = 512;
  * better-sqlite3 as Kysely's driver sees it, but with prepared statements reused: the driver
  * prepares every query anew, which a profile of a file read put at a tenth of the request's CPU.
  * A statement still being iterated (a streamed query) is busy and cannot run again meanwhile,
- * so that caller gets a fresh one.
+ * so that caller gets a fresh one. Statements that write tell `wal` before they run.
  */
-function reusingStatements(sqlite: BetterSqlite3.Database): SqliteDatabase {
+function reusingStatements(sqlite: BetterSqlite3.Database, wal: WalSync): SqliteDatabase {
   const statements = new Map<string, BetterSqlite3.Statement>();
+  const noted = (statement: BetterSqlite3.Statement) => (statement.readonly ? statement : notingWrites(statement, wal));
   return {
     close: () => sqlite.close(),
     prepare(text) {
       const cached = statements.get(text);
-      if (cached?.busy) return sqlite.prepare(text);
+      if (cached?.busy) return noted(sqlite.prepare(text));
       const statement = cached ?? sqlite.prepare(text);
       statements.delete(text);
       statements.set(text, statement);
       if (statements.size > STATEMENT_CACHE_SIZE) statements.delete(statements.keys().next().value!);
-      return statement;
+      return noted(statement);
     },
   };
 }
 
-/** Opens `file` (creating it when absent), brings its schema up to date and returns the store. */
-export async function openSqliteMetadataStore(file: string, options: SqlMetadataStoreOptions = {}): Promise<MetadataStore> {
-  return openSqlMetadataStore(openSqliteDatabase(file), sqliteDialect, options);
+/**
+ * A statement that writes, as Kysely runs it, noting each run in `wal`. (BEGIN and COMMIT count
+ * as read-only in SQLite: the statements in between are the writes.)
+ */
+function notingWrites(statement: BetterSqlite3.Statement, wal: WalSync): SqliteStatement {
+  return {
+    reader: statement.reader,
+    all(parameters) {
+      wal.noteWrite();
+      return statement.all(parameters);
+    },
+    run(parameters) {
+      wal.noteWrite();
+      return statement.run(parameters);
+    },
+    iterate(parameters) {
+      wal.noteWrite();
+      return statement.iterate(parameters);
+    },
+  };
+}
+
+/**
+ * Opens `file` (creating it when absent), brings its schema up to date and returns the store.
+ * `wal`: see openSqliteDatabase.
+ */
+export async function openSqliteMetadataStore(file: string, options: SqlMetadataStoreOptions & { wal?: WalSync } = {}): Promise<MetadataStore> {
+  return openSqlMetadataStore(openSqliteDatabase(file, options.wal), sqliteDialect, options);
 }
