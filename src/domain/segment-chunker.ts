@@ -41,9 +41,16 @@ interface SentSegment {
 }
 
 export class SegmentChunker {
-  /** Segments sent to the codec and not stitched yet, in file order. */
-  private readonly sent: SentSegment[] = [];
+  /** Bytes of the segments sent to the codec and not stitched yet. */
   private sentBytes = 0;
+  /**
+   * The stitches of the segments sent, chained in file order: each runs as soon as its cuts are
+   * back and the one before it is done, whether or not more input comes (a push whose client
+   * pauses still stores what it sent). Rejected from the first failure on.
+   */
+  private stitching: Promise<void> = Promise.resolve();
+  /** The stitches not done yet, oldest first. */
+  private readonly stitches: Promise<void>[] = [];
   /** The file's true open chunk, as stitching left it: views of earlier segments, and its scan state. */
   private open: Buffer[] = [];
   private openLength = 0;
@@ -95,24 +102,27 @@ export class SegmentChunker {
     await this.send(segment?.subarray(0, filled) ?? Buffer.alloc(0), refs, { first, last: true });
   }
 
-  /** Stitches every segment sent: every chunk of the files read so far has reached the sink. */
+  /** Waits for every segment sent to be stitched: every chunk of the files read so far has reached the sink. */
   async flush(): Promise<void> {
-    while (this.sent.length > 0) await this.stitchNext();
+    await this.stitching;
   }
 
   private async send(segment: Buffer, refs: ChunkRef[], position: { first: boolean; last: boolean }): Promise<void> {
     const bytes = segment.length; // before cut(), which may hand the segment over (and leave it empty)
-    while (this.sent.length > 0 && this.sentBytes + bytes > LOOKAHEAD_SEGMENTS * this.segmentSize) await this.stitchNext();
+    while (this.stitches.length > 0 && this.sentBytes + bytes > LOOKAHEAD_SEGMENTS * this.segmentSize) await this.stitches[0];
     const result = this.codec.cut(segment, { hash: true, compress: this.compress(), ...position }, { transfer: true });
     result.catch(() => undefined); // thrown by the stitch that awaits it
-    this.sent.push({ result, refs, last: position.last, bytes });
     this.sentBytes += bytes;
+    const stitch = this.stitching.then(() => this.stitch({ result, refs, last: position.last, bytes }));
+    this.stitching = stitch;
+    this.stitches.push(stitch);
+    const done = () => void this.stitches.shift();
+    stitch.then(done, done); // a failure is thrown by send() or flush()
   }
 
-  private async stitchNext(): Promise<void> {
-    const { result, refs, last, bytes } = this.sent.shift()!;
-    this.sentBytes -= bytes;
+  private async stitch({ result, refs, last, bytes }: SentSegment): Promise<void> {
     const segment = await result;
+    this.sentBytes -= bytes;
     const { data, chunks } = segment;
     // The first of the codec's chunks that is one of the file's: all of them when a chunk begins here.
     let next = 0;

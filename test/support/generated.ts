@@ -17,6 +17,13 @@ export function generatedBytes(size: number, seed = 1): AsyncGenerator<Buffer> {
   })();
 }
 
+/** generatedBytes as one buffer. */
+export async function generatedBuffer(size: number, seed = 1): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const part of generatedBytes(size, seed)) parts.push(part);
+  return Buffer.concat(parts, size);
+}
+
 export function generatedTar(name: string, size: number, seed = 1): Readable {
   async function* blocks(): AsyncGenerator<Buffer> {
     const header = Buffer.alloc(512);

@@ -14,17 +14,13 @@ import { ChunkCodecPool } from '../../src/lib/chunk-codec-pool.js';
 import { inlineChunkCodec, type ChunkCodec, type EncodedChunk } from '../../src/lib/chunk-codec.js';
 import { sha256 } from '../../src/lib/sha256.js';
 import { decompressBlock } from '../../src/lib/zstd.js';
-import { generatedBytes } from '../support/generated.js';
+import { generatedBuffer } from '../support/generated.js';
 import { seededRandom } from '../support/seeded-random.js';
 
 const KIB = 1024;
 const MIB = 1024 * KIB;
 
-async function randomBytes(size: number, seed: number): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const part of generatedBytes(size, seed)) parts.push(part);
-  return Buffer.concat(parts, size);
-}
+const randomBytes = generatedBuffer;
 
 /** `data` in pieces of random sizes up to `max` (1 when max is 1). */
 async function* inPieces(data: Buffer, max: number, seed: number): AsyncGenerator<Buffer> {
