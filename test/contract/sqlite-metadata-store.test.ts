@@ -11,6 +11,7 @@ import { SqlMetadataStore } from '../../src/store/sql/metadata-store.js';
 import { migrateToLatest, migrationsFor } from '../../src/store/sql/migrations.js';
 import type { Database } from '../../src/store/sql/schema.js';
 import { openSqliteDatabase, openSqliteMetadataStore, sqliteDialect } from '../../src/store/sqlite/database.js';
+import { WAL_SIZE_LIMIT } from '../../src/store/sqlite/wal-size.js';
 import { WalSync } from '../../src/store/sqlite/group-commit.js';
 import type { MetadataStore } from '../../src/store/types.js';
 
@@ -68,6 +69,7 @@ describe('SQLite metadata store', () => {
         Object.values((await sql.raw(`PRAGMA ${name}`).execute(db)).rows[0] as object)[0] as unknown;
       expect(await pragma('journal_mode')).toBe('wal');
       expect(await pragma('synchronous')).toBe(1);
+      expect(await pragma('journal_size_limit')).toBe(WAL_SIZE_LIMIT);
       expect(await pragma('foreign_keys')).toBe(1);
       expect(await pragma('busy_timeout')).toBe(5000);
     } finally {

@@ -5,6 +5,7 @@
  */
 import BetterSqlite3 from 'better-sqlite3';
 import { DomainError } from '../../domain/errors.js';
+import { WAL_SIZE_LIMIT } from '../sqlite/wal-size.js';
 import type { ChunkTotals } from '../types.js';
 import type { ChunkIndex, ChunkLocation, IndexedChunk, IndexedPack, Removal, SparsePack } from './chunk-index.js';
 import { ENTRY_HEADER_SIZE, PACK_HEADER_SIZE, type Compression } from './pack-format.js';
@@ -65,6 +66,7 @@ export class SqliteChunkIndex implements ChunkIndex {
       if (mode !== 'wal') throw new Error(`SQLite refused WAL mode for ${file} (got ${String(mode)})`);
       // FULL syncs the WAL on every commit: a committed chunk stays indexed after a power loss.
       db.pragma('synchronous = FULL');
+      db.pragma(`journal_size_limit = ${WAL_SIZE_LIMIT}`);
       db.pragma('busy_timeout = 5000');
       const version = db.pragma('user_version', { simple: true }) as number;
       if (version > INDEX_VERSION) throw new Error(`${file} has index format ${version}; this snapfork reads ${INDEX_VERSION}`);

@@ -8,6 +8,7 @@ import type { MetadataStore } from '../types.js';
 import { type DriverFault, type SqlDialect, toDomainError } from '../sql/dialect.js';
 import { openSqlMetadataStore, type SqlMetadataStoreOptions } from '../sql/metadata-store.js';
 import { GroupCommitSqliteDialect, WalSync } from './group-commit.js';
+import { WAL_SIZE_LIMIT } from './wal-size.js';
 import type { Database } from '../sql/schema.js';
 
 export const sqliteDialect: SqlDialect = {
@@ -78,6 +79,7 @@ export function openSqliteDatabase(file: string, wal = new WalSync(`${file}-wal`
     // makes it, shared by the commits under way, before any of them is acknowledged: an
     // acknowledged write survives a power loss (group-commit.ts).
     sqlite.pragma('synchronous = NORMAL');
+    sqlite.pragma(`journal_size_limit = ${WAL_SIZE_LIMIT}`);
     sqlite.pragma('foreign_keys = ON');
     // Another process (a backup, the CLI) may hold the write lock briefly: wait, don't fail.
     sqlite.pragma('busy_timeout = 5000');
