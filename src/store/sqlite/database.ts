@@ -100,7 +100,14 @@ const STATEMENT_CACHE_SIZE = 512;
  */
 function reusingStatements(sqlite: BetterSqlite3.Database, wal: WalSync): SqliteDatabase {
   const statements = new Map<string, BetterSqlite3.Statement>();
-  const noted = (statement: BetterSqlite3.Statement) => (statement.readonly ? statement : notingWrites(statement, wal));
+  // One facade a statement that writes, made with it: prepare() runs for every query.
+  const facades = new WeakMap<BetterSqlite3.Statement, SqliteStatement>();
+  const noted = (statement: BetterSqlite3.Statement): SqliteStatement => {
+    if (statement.readonly) return statement;
+    let facade = facades.get(statement);
+    if (!facade) facades.set(statement, (facade = notingWrites(statement, wal)));
+    return facade;
+  };
   return {
     close: () => sqlite.close(),
     prepare(text) {
