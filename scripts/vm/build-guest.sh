@@ -21,11 +21,16 @@ readonly PACKAGES=(qemu-system-x86 qemu-utils busybox-static qemu-guest-agent cp
 # The drivers of the root disk and of the agent's virtio-serial port; all are modules (=m) in
 # Debian's kernel. Their own dependencies come from modules.dep.
 readonly MODULES=(virtio_ring virtio virtio_mmio virtio_blk virtio_console crc16 mbcache jbd2 crc32c_generic ext4)
+# Those that bind the VM's devices: the initramfs loads them only after its hold (below), so that
+# a kernel held there has touched no device and resumes over any disks.
+readonly DEVICE_MODULES=(virtio_mmio virtio_blk virtio_console)
 readonly ROOTFS_SIZE=512M
 readonly AGENT=/usr/sbin/qemu-ga
 # Grows the root file system at boot when the VM's disk is larger than the image (fs_size_mib).
 readonly RESIZE2FS=/usr/sbin/resize2fs
 readonly AGENT_PORT=org.qemu.guest_agent.0
+# What the initramfs says on the console when it holds (src/runtime/qemu/boot-templates.ts).
+readonly HOLD_MARKER="snapfork-initramfs: held before the devices"
 # Every file in the initramfs and the root image gets this mtime, and the image a UUID and hash
 # seed derived from the inputs: the same inputs give the same bytes, so a rebuilt rootfs.img
 # deduplicates against the one already stored.
@@ -221,17 +226,38 @@ build_initrd() {
   for name in "${MODULE_ORDER[@]}"; do
     copy_module "$moddir/${MODULE_FILE[$name]}" "$root/lib/modules/$name.ko"
   done
-  log "initramfs modules: ${MODULE_ORDER[*]}"
+  local dev device early=() late=()
+  for name in "${MODULE_ORDER[@]}"; do
+    device=false
+    for dev in "${DEVICE_MODULES[@]}"; do [[ $name != "$dev" ]] || device=true; done
+    if $device; then late+=("$name"); else early+=("$name"); fi
+  done
+  log "initramfs modules: ${early[*]}; after the hold: ${late[*]}"
   # A failed step ends this init: the kernel panics, panic=-1 reboots at once and QEMU's
   # -no-reboot turns that into the process exiting, which the runtime reports as a failed boot.
   cat >"$root/init" <<EOF
 #!/bin/sh
 # snapfork initramfs (built by scripts/vm/build-guest.sh): loads the root disk's drivers,
 # mounts /dev/vda (ext4) as the root and hands over to its /init.
+#
+# With snapfork.hold on the kernel command line it first holds, before any driver has touched
+# a device: it says "$HOLD_MARKER" on the console and waits for a line
+# there. The host snapshots the kernel at that point once, and resumes later VMs from the
+# snapshot over their own disks instead of booting the kernel again; the line lets each go on.
 export PATH=/bin:/sbin
 fail() { echo "initramfs: \$*" >/dev/console; exit 1; }
 mount -t devtmpfs devtmpfs /dev || fail "cannot mount /dev"
-for m in ${MODULE_ORDER[*]}; do
+mount -t proc proc /proc || fail "cannot mount /proc"
+for m in ${early[*]}; do
+  insmod /lib/modules/\$m.ko || fail "insmod \$m failed"
+done
+case " \$(cat /proc/cmdline) " in
+  *" snapfork.hold "*)
+    echo "$HOLD_MARKER"
+    read -r line ;;
+esac
+umount /proc
+for m in ${late[*]}; do
   insmod /lib/modules/\$m.ko || fail "insmod \$m failed"
 done
 tries=0
@@ -264,13 +290,11 @@ build_rootfs() {
   echo 'root:x:0:' >"$root/etc/group"
   printf '127.0.0.1\tlocalhost\n' >"$root/etc/hosts"
   ln -s ../proc/mounts "$root/etc/mtab" # resize2fs finds the root mounted there: it grows it online
-  : >"$root/etc/machine-id" # written at each boot from snapfork.machine_id=
+  : >"$root/etc/machine-id" # written by the host through the agent at each boot
   cat >"$root/init" <<EOF
 #!/bin/sh
 # PID 1 of a snapfork guest (busybox sh; built by scripts/vm/build-guest.sh). What it reads
 # from the host (storage/README.md, "VM guest assets"):
-#   snapfork.hostname=NAME         kernel command line: the hostname
-#   snapfork.machine_id=32HEX      kernel command line: written to /etc/machine-id
 #   virtio-serial port $AGENT_PORT: served by qemu-ga, restarted whenever it exits
 #   /dev/vda larger than its file system: the file system is grown to fill it (resize2fs)
 #   /dev/vdb, when present: a dataset's files (ext4), mounted read-only at /data
@@ -285,18 +309,6 @@ mkdir -p /dev/pts /dev/shm
 mount -t devpts -o gid=5,mode=620 devpts /dev/pts
 mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /tmp
 mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /run
-for word in \$(cat /proc/cmdline); do
-  case \$word in
-    snapfork.hostname=?*)
-      hostname "\${word#*=}" && hostname >/etc/hostname ;;
-    snapfork.machine_id=*)
-      id=\${word#*=}
-      case \$id in
-        *[!0-9a-f]*) echo "init: ignoring machine_id \$id: not lowercase hex" ;;
-        *) [ \${#id} -eq 32 ] && echo "\$id" >/etc/machine-id || echo "init: ignoring machine_id \$id: not 32 digits" ;;
-      esac ;;
-  esac
-done
 ip link set lo up
 
 # The disk's size against the file system's (superblock at 1024: s_blocks_count_lo at +4,

@@ -6,11 +6,12 @@ import { spawn } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { createReadStream } from 'node:fs';
-import { copyFile, mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isDomainError } from '../../src/domain/errors.js';
 import { MAX_EXEC_OUTPUT, type VmSpec } from '../../src/domain/ports/vm-runtime.js';
+import { HOLD_MARKER } from '../../src/runtime/qemu/boot-templates.js';
 import type { ExportDisk } from '../../src/runtime/qemu/disk-export.js';
 import { QemuRuntime, type QemuVm } from '../../src/runtime/qemu/qemu-runtime.js';
 import { fileSource } from '../../src/runtime/qemu/qemu-snapshot.js';
@@ -37,6 +38,7 @@ const text = (bytes: Buffer) => bytes.toString('utf8');
 describe('QemuRuntime', () => {
   let dir: string;
   let runtimeDir: string;
+  let memoryDir: string;
   let baseImage: string;
   let baseDigest: string;
   let runtime: QemuRuntime;
@@ -71,7 +73,8 @@ describe('QemuRuntime', () => {
     leftover = { dir: leftoverDir, pid: orphan.pid!, exited: once(orphan, 'exit') };
     await writeFile(join(leftover.dir, 'qemu.pid'), `${leftover.pid}\n`);
 
-    runtime = await QemuRuntime.open({ runtimeDir, assetsDir: assets, exportDisk: exportImage, cgroups: 'auto', log: quietLog });
+    memoryDir = join('/dev/shm', `snapfork-test-${randomUUID()}`);
+    runtime = await QemuRuntime.open({ runtimeDir, memoryDir, assetsDir: assets, exportDisk: exportImage, cgroups: 'auto', log: quietLog });
     [vmA, vmB] = await Promise.all([runtime.start(await spec('vm-a')), runtime.start(await spec('vm-b'))]);
   });
 
@@ -139,6 +142,42 @@ describe('QemuRuntime', () => {
     expect(a).toMatch(/^vm-a\n[0-9a-f]{32}\n$/);
     expect(b).toMatch(/^vm-b\n[0-9a-f]{32}\n$/);
     expect(a.split('\n')[1]).not.toBe(b.split('\n')[1]);
+  });
+
+  it('boots a later VM of the same shape from the kernel an earlier boot held (a boot template), with its own identity and the host clock', async () => {
+    const consoleOf = (vm: QemuVm) => readFile(join(vm.workDir, 'console.log'), 'latin1');
+    // The template's clock stopped when it was saved, during the first two boots: let time pass.
+    await vmA.exec({ command: ['sleep', '2'] });
+    const before = Math.floor(Date.now() / 1000);
+    const vmC = await runtime.start(await spec('vm-c'));
+    try {
+      expect(await consoleOf(vmA)).toContain(HOLD_MARKER);
+      expect(await consoleOf(vmC)).not.toContain(HOLD_MARKER); // it resumed past the hold
+      const [hostname, machineId, seconds] = text((await vmC.exec({ command: ['sh', '-c', 'hostname; cat /etc/machine-id; date +%s'] })).stdout).split('\n');
+      expect(hostname).toBe('vm-c');
+      expect(machineId).toMatch(/^[0-9a-f]{32}$/);
+      expect(machineId).not.toBe(text((await vmA.exec({ command: ['cat', '/etc/machine-id'] })).stdout).trim());
+      expect(Number(seconds)).toBeGreaterThanOrEqual(before);
+    } finally {
+      await vmC.stop();
+    }
+  });
+
+  it('boots the kernel when the boot template does not load, and saves a new template', async () => {
+    const templates = join(memoryDir, 'templates');
+    const states = async () => (await readdir(templates)).filter((name) => name.endsWith('.dev'));
+    const [broken] = await states();
+    await writeFile(join(templates, broken!), 'not a migration stream');
+    const vmD = await runtime.start(await spec('vm-d'));
+    try {
+      expect(await readFile(join(vmD.workDir, 'console.log'), 'latin1')).toContain(HOLD_MARKER);
+      expect(text((await vmD.exec({ command: ['hostname'] })).stdout)).toBe('vm-d\n');
+      const now = await states();
+      expect(now).toHaveLength(1);
+      expect(now[0]).not.toBe(broken);
+    } finally {
+      await vmD.stop();
+    }
   });
 
   it('refuses exec while paused and runs again after resume', async () => {

@@ -20,6 +20,7 @@
  * <memoryDir>/              a tmpfs (/dev/shm), likewise swept by open()
  * ├── <vm id>.ram           each VM's RAM, a shared file mapping: a snapshot copies it
  * ├── snapshots/<id>.ram, <id>.dev   a snapshot's RAM and device state
+ * ├── templates/<id>.ram, <id>.dev   boot templates: kernels held in the initramfs (boot-templates.ts)
  * └── saved/<hash>.ram      the RAM of commits' saved machines, the last few resumed
  * ```
  *
@@ -39,7 +40,7 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { createWriteStream, existsSync, readFileSync, rmSync, writeFileSync, type WriteStream } from 'node:fs';
-import { mkdir, open, readdir, readFile, readlink, rename, rm, statfs } from 'node:fs/promises';
+import { copyFile, mkdir, open, readdir, readFile, readlink, rename, rm, statfs } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { setPriority } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -58,6 +59,7 @@ import type {
   WriteFileOptions,
 } from '../../domain/ports/vm-runtime.js';
 import { sha256 } from '../../lib/sha256.js';
+import { BootTemplates, HOLD_ARGUMENT, HOLD_MARKER, type BootTemplate } from './boot-templates.js';
 import type { ExportDisk } from './disk-export.js';
 import { createOverlay, dropStack, holdStack, Shared, type DiskExport, type DiskStack } from './disk-stack.js';
 import { connectWhenListening } from './json-lines.js';
@@ -133,6 +135,7 @@ export class QemuRuntime implements VmRuntime {
    * first: the VMs resumed from one commit copy one file instead of each reading the chunks.
    */
   private readonly savedMemory = new Map<string, Promise<string>>();
+  private readonly templates: BootTemplates;
   private readonly runtimeDir: string;
   private readonly memoryDir: string;
   /** QEMU's version and the machine model: a saved state resumes only on the same. */
@@ -190,6 +193,7 @@ export class QemuRuntime implements VmRuntime {
     this.runtimeDir = resolve(options.runtimeDir);
     this.memoryDir = resolve(options.memoryDir ?? defaultMemoryDir(this.runtimeDir));
     this.assetsDir = resolve(options.assetsDir);
+    this.templates = new BootTemplates(join(this.memoryDir, 'templates'));
     this.bootTimeoutMs = options.bootTimeoutMs ?? DEFAULT_BOOT_TIMEOUT_MS;
     this.agentTimeoutMs = options.agentTimeoutMs ?? DEFAULT_AGENT_TIMEOUT_MS;
     if (!holdsSocketPaths(this.runtimeDir)) {
@@ -205,10 +209,32 @@ export class QemuRuntime implements VmRuntime {
     if (resume && (resume.format !== this.format || resume.vcpuCount !== spec.vcpuCount || resume.memSizeMib !== spec.memSizeMib)) {
       throw unprocessable(`the saved machine (${resume.format}, ${resume.vcpuCount} vCPU, ${resume.memSizeMib} MiB) does not fit this VM (${this.format}, ${spec.vcpuCount} vCPU, ${spec.memSizeMib} MiB)`);
     }
-    const kernel = join(this.assetsDir, 'vmlinux');
-    const initrd = join(this.assetsDir, 'initrd.cpio');
-    await assertReadable([kernel, initrd], this.assetsDir);
+    const assets = { kernel: join(this.assetsDir, 'vmlinux'), initrd: join(this.assetsDir, 'initrd.cpio') };
+    await assertReadable([assets.kernel, assets.initrd], this.assetsDir);
     await this.assertRoomForRam(spec.memSizeMib);
+    if (resume) return this.launch(spec, assets, undefined);
+    const shape = await BootTemplates.shapeOf(spec, [assets.kernel, assets.initrd]);
+    const template = this.templates.get(shape);
+    if (template) {
+      try {
+        return await this.launch(spec, assets, { shape, template });
+      } catch (error) {
+        if (!(error instanceof Error && error.cause instanceof TemplateNotLoaded)) throw error;
+        // A template that does not load is dropped, and this VM boots its kernel (saving another).
+        this.options.log.warn({ err: error, vm_id: spec.id }, 'the VM did not resume its boot template: booting its kernel instead');
+        await this.templates.drop(shape, template);
+      }
+    }
+    return this.launch(spec, assets, { shape });
+  }
+
+  /**
+   * Starts a VM's QEMU and boots it: from `spec.resume`, else from the boot template of `boot`'s
+   * shape when given, else from the kernel (saving the shape's template where it holds, when
+   * none is saved yet).
+   */
+  private async launch(spec: VmSpec, assets: { kernel: string; initrd: string }, boot: { shape: string; template?: BootTemplate } | undefined): Promise<QemuVm> {
+    const { resume } = spec;
     const workDir = join(this.runtimeDir, spec.id);
     try {
       await mkdir(workDir);
@@ -237,15 +263,22 @@ export class QemuRuntime implements VmRuntime {
           await copySparse(await this.savedMemoryFile(resume.memory), memoryFile);
           incoming = join(workDir, 'device.state');
           await writeSourceToFile(resume.deviceState, incoming);
+        } else if (boot?.template) {
+          // Copies: a template dropped meanwhile (its files unlinked) is still read whole.
+          incoming = join(workDir, 'device.state');
+          await Promise.all([copySparse(boot.template.memoryFile, memoryFile), copyFile(boot.template.deviceFile, incoming)]);
         }
       };
       await Promise.all([snapshot ? snapshot.overlayInto(overlay, size) : createOverlay(overlay, stack, size), memory()]);
       // A resumed snapshot's devices are its VM's: the same data disk too.
       const machine = snapshot ? { ...spec, dataDisk: snapshot.dataDisk } : spec;
-      const args = qemuArgs(machine, { workDir, kernel, initrd, overlay, memoryFile, incoming: incoming !== undefined }, this.accelerator, this.tscKhz);
+      const args = qemuArgs(machine, { workDir, ...assets, overlay, memoryFile, incoming: incoming !== undefined }, this.accelerator, this.tscKhz);
       vm = new QemuVm(this, machine, workDir, { stack, overlay, memoryFile, size }, args, this.agentTimeoutMs, cgroup, () => this.vms.delete(vm!));
       this.vms.add(vm);
-      await vm.boot(Date.now() + this.bootTimeoutMs, incoming);
+      const deadline = Date.now() + this.bootTimeoutMs;
+      if (resume) await vm.boot(deadline, { from: 'snapshot', deviceState: incoming! });
+      else if (boot?.template) await vm.boot(deadline, { from: 'template', deviceState: incoming! });
+      else await vm.boot(deadline, { from: 'kernel', onHeld: (held) => this.saveTemplate(boot!.shape, held) });
       return vm;
     } catch (error) {
       let reason = error instanceof Error ? error.message : String(error);
@@ -262,7 +295,23 @@ export class QemuRuntime implements VmRuntime {
         await rm(workDir, { recursive: true, force: true });
         await rm(memoryFile, { force: true });
       }
-      throw new Error(`VM ${spec.id} did not ${resume ? 'resume' : 'boot'}: ${reason}${consoleText && `\n--- console ---\n${consoleText}`}`, { cause: error });
+      throw new Error(`VM ${spec.id} did not ${resume || boot?.template ? 'resume' : 'boot'}: ${reason}${consoleText && `\n--- console ---\n${consoleText}`}`, { cause: error });
+    }
+  }
+
+  /**
+   * Saves a VM held in its initramfs as the boot template of its shape, unless one is saved or
+   * being saved; a failure is logged and leaves the shape without (a later boot tries again).
+   */
+  private async saveTemplate(shape: string, held: QemuVm): Promise<void> {
+    const files = this.templates.claim(shape);
+    if (!files) return;
+    try {
+      await held.saveHeld(files);
+      this.templates.add(shape, files);
+    } catch (error) {
+      await this.templates.abandon(shape, files);
+      if (held.state() !== 'dead') this.options.log.warn({ err: error, vm_id: held.id }, 'the VM boot template was not saved');
     }
   }
 
@@ -381,6 +430,24 @@ export class QemuRuntime implements VmRuntime {
     await rm(this.memoryDir, { recursive: true, force: true });
     await mkdir(this.snapshotsDir, { recursive: true });
     await mkdir(join(this.memoryDir, 'saved'));
+    await mkdir(join(this.memoryDir, 'templates'));
+  }
+}
+
+/**
+ * How a VM boots: its kernel (`onHeld` runs while the initramfs holds, and the VM goes on after
+ * it), a boot template's device state (its RAM already in place), or a snapshot's or saved
+ * machine's device state, resumed where it was.
+ */
+type BootPlan =
+  | { from: 'kernel'; onHeld: (vm: QemuVm) => Promise<void> }
+  | { from: 'template'; deviceState: string }
+  | { from: 'snapshot'; deviceState: string };
+
+/** A boot template's state did not load: the runtime drops it and boots the kernel instead. */
+class TemplateNotLoaded extends Error {
+  constructor(cause: unknown) {
+    super(`the boot template did not load: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
   }
 }
 
@@ -425,6 +492,9 @@ export class QemuVm implements RunningVm {
   private readonly spec: VmSpec;
   /** Resolves once the process has ended and its control group is gone. */
   private readonly cgroupRemoved: Promise<void>;
+  /** Resolves true when the initramfs says it holds, false when the process ends first. */
+  private readonly held: Promise<boolean>;
+  private onHeld!: (held: boolean) => void;
 
   constructor(
     private readonly runtime: QemuRuntime,
@@ -442,7 +512,10 @@ export class QemuVm implements RunningVm {
     this.stack = disk.stack;
     this.overlay = disk.overlay;
     // detached: its own process group, so that one kill ends QEMU and anything it started.
-    this.child = spawn('qemu-system-x86_64', args, { cwd: workDir, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    // stdin is the serial console's input: the line that lets a held initramfs go on.
+    this.child = spawn('qemu-system-x86_64', args, { cwd: workDir, detached: true, stdio: ['pipe', 'pipe', 'pipe'] });
+    this.child.stdin!.on('error', () => undefined); // a QEMU that exited: its 'exit' event says why
+    this.held = new Promise((resolve) => (this.onHeld = resolve));
     this.exited = new Promise((resolve) => {
       this.child.once('exit', (code, signal) => {
         this.killedBySignal = signal !== null;
@@ -473,7 +546,18 @@ export class QemuVm implements RunningVm {
       if (room > 0) this.log.write(chunk.subarray(0, room));
       logged += Math.min(room, chunk.length);
     };
+    // The console's last bytes, for a marker split between two reads.
+    let consoleTail = '';
+    const watchForHold = (chunk: Buffer) => {
+      const text = consoleTail + chunk.toString('latin1');
+      if (text.includes(HOLD_MARKER)) {
+        this.child.stdout!.off('data', watchForHold);
+        this.onHeld(true);
+      }
+      consoleTail = text.slice(-HOLD_MARKER.length);
+    };
     this.child.stdout!.on('data', record);
+    this.child.stdout!.on('data', watchForHold);
     this.child.stderr!.on('data', record);
   }
 
@@ -498,12 +582,14 @@ export class QemuVm implements RunningVm {
 
   /**
    * Connects QMP and the guest agent, and waits until the agent answers guest-ping and the guest
-   * has its identity. A resumed VM (`incomingDeviceState`) runs as soon as its state is loaded:
-   * boot resolves then, its agent connecting meanwhile (agent work waits for it; a VM whose agent
-   * does not answer by `deadline` is killed). On failure the caller halts the VM: the process
-   * may still run.
+   * has its identity. A VM booting its kernel holds in the initramfs (HOLD_ARGUMENT), where
+   * `onHeld` may save it as a boot template before it goes on; one booted from a template loads
+   * that state and goes on from there. A resumed VM (`snapshot`) runs as soon as its state is
+   * loaded: boot resolves then, its agent connecting meanwhile (agent work waits for it; a VM
+   * whose agent does not answer by `deadline` is killed). On failure the caller halts the VM:
+   * the process may still run.
    */
-  async boot(deadline: number, incomingDeviceState?: string): Promise<void> {
+  async boot(deadline: number, plan: BootPlan): Promise<void> {
     const gaveUp = () => this.exitReason !== undefined;
     // Past the deadline the process is killed, which fails whichever step is still waiting.
     let late = false;
@@ -515,12 +601,26 @@ export class QemuVm implements RunningVm {
       const qmpSocket = await connectWhenListening(join(this.workDir, 'qmp.sock'), deadline, gaveUp);
       this.qmp = await QmpClient.open(qmpSocket, (event) => this.onQmpEvent(event));
       this.agent = this.connectAgent(deadline, gaveUp);
-      if (incomingDeviceState !== undefined) {
+      // Awaited below (or by agent work): a step that fails first leaves it unhandled otherwise.
+      this.agent.catch(() => undefined);
+      if (plan.from === 'snapshot') {
         // Its identity is the parent's until the agent sets it: agent work waits for that.
         this.agent.catch(() => this.kill());
-        await this.loadDeviceState(incomingDeviceState);
+        await this.loadDeviceState(plan.deviceState);
         this.resumed = true;
         return;
+      }
+      if (plan.from === 'template') {
+        await this.loadDeviceState(plan.deviceState).catch((error: unknown) => {
+          throw new TemplateNotLoaded(error);
+        });
+        this.letGo();
+      } else {
+        void this.held.then(async (held) => {
+          if (!held) return;
+          await plan.onHeld(this);
+          this.letGo();
+        });
       }
       await this.agent;
     } catch (error) {
@@ -529,6 +629,26 @@ export class QemuVm implements RunningVm {
     } finally {
       clearTimeout(limit);
     }
+  }
+
+  /**
+   * Saves this VM, held in its initramfs, into `template`: a sparse copy of its RAM file and its
+   * device state, taken while its vCPUs are stopped. The VM is left stopped there either way:
+   * letGo() runs it on.
+   */
+  async saveHeld(template: BootTemplate): Promise<void> {
+    const qmp = this.qmp!;
+    await qmp.execute('stop');
+    await Promise.all([copySparse(this.disk.memoryFile, template.memoryFile), this.saveDeviceState(template.deviceFile)]);
+  }
+
+  /** Lets a held initramfs go on: runs the vCPUs (a saveHeld stopped them) and sends its line. */
+  private letGo(): void {
+    if (this.paused || this.disksInactive) {
+      this.disksInactive = false;
+      void this.qmp!.execute('cont').catch(() => undefined); // a VM that died: its boot fails on its own
+    }
+    this.child.stdin!.write('\n');
   }
 
   private async connectAgent(deadline: number, gaveUp: () => boolean): Promise<QgaClient> {
@@ -763,6 +883,7 @@ export class QemuVm implements RunningVm {
 
   private onProcessExit(how: string): void {
     if (this.exitReason !== undefined) return;
+    this.onHeld(false);
     this.exitReason = this.shutdownReason ? `shut down (${this.shutdownReason})` : how;
     this.log.end();
     this.qmp?.close();
@@ -783,8 +904,8 @@ function qemuArgs(
     'console=ttyS0 quiet panic=-1',
     ...(tscKhz ? [`tsc_early_khz=${tscKhz}`] : []),
     'tsc=reliable cryptomgr.notests rodata=off',
-    `snapfork.hostname=${spec.identity.hostname}`,
-    `snapfork.machine_id=${spec.identity.machineId}`,
+    // The same for every VM (the agent gives each its identity): a held kernel fits them all.
+    HOLD_ARGUMENT,
   ].join(' ');
   const socket = (name: string) => `socket,id=${name},path=${join(paths.workDir, `${name}.sock`)},server=on,wait=off`;
   return [
@@ -805,11 +926,14 @@ function qemuArgs(
 }
 
 /**
- * Gives a booted or resumed guest its own identity (a resumed snapshot has its parent's) and
- * mixes fresh bytes into its random pool: without a hardware RNG under TCG, branches of one
- * snapshot would otherwise draw the same "random" numbers.
+ * Gives a booted or resumed guest its own identity (a resumed snapshot or boot template has its
+ * parent's, and the kernel command line carries none), mixes fresh bytes into its random pool
+ * (without a hardware RNG under TCG, branches of one snapshot would otherwise draw the same
+ * "random" numbers) and sets its clock, which in a resumed guest is its parent's, however old.
  */
 async function refreshIdentity(qga: QgaClient, identity: VmSpec['identity']): Promise<void> {
+  // Nanoseconds since the epoch; qemu-ga also writes the time to the guest's RTC (hwclock -w).
+  await qga.command('guest-set-time', { time: Date.now() * 1_000_000 });
   await qga.overwriteFile('/etc/machine-id', Buffer.from(`${identity.machineId}\n`));
   await qga.overwriteFile('/etc/hostname', Buffer.from(`${identity.hostname}\n`));
   await qga.overwriteFile('/proc/sys/kernel/hostname', Buffer.from(identity.hostname));
@@ -833,7 +957,7 @@ function assertAbsolute(path: string): void {
 }
 
 function checkSpec(spec: VmSpec): void {
-  // The id names a directory; the identity goes onto the kernel command line, split at spaces.
+  // The id names a directory; the identity goes into guest files through the agent.
   if (!/^[0-9a-f-]{36}$/i.test(spec.id)) throw invalid(`VM id "${spec.id}" is not a UUID`);
   if (!Number.isSafeInteger(spec.vcpuCount) || spec.vcpuCount < 1) throw invalid(`vcpu count ${spec.vcpuCount} is not a positive integer`);
   if (!Number.isSafeInteger(spec.memSizeMib) || spec.memSizeMib < 16) throw invalid(`memory ${spec.memSizeMib} MiB is not an integer of at least 16`);
