@@ -1,6 +1,8 @@
 import { connect, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 
+const CONNECT_RETRY_MAX_MS = 8;
+
 /**
  * Splits what a socket sends into newline-terminated lines, as QMP and the guest agent answer
  * (one JSON document per line; JSON never holds a raw newline). A line longer than `maxLine`
@@ -35,10 +37,12 @@ export function readLines(socket: Socket, maxLine: number, onLine: (line: Buffer
 /**
  * Connects to a Unix socket that a process just started is about to create, retrying while it
  * does not exist yet (or refuses), until `deadline` (ms since the epoch) or `gaveUp()` says the
- * process is gone.
+ * process is gone. Retries come at most CONNECT_RETRY_MAX_MS apart: QEMU makes its sockets
+ * ~0.1-0.2 s after it starts, and a resumed VM waits for QMP, so a longer backoff (100 ms, once)
+ * added its overshoot to every branch. A failed attempt is one syscall.
  */
 export async function connectWhenListening(path: string, deadline: number, gaveUp: () => boolean): Promise<Socket> {
-  for (let wait = 5; ; wait = Math.min(wait * 2, 100)) {
+  for (let wait = 2; ; wait = Math.min(wait * 2, CONNECT_RETRY_MAX_MS)) {
     try {
       return await new Promise<Socket>((resolve, reject) => {
         const socket = connect(path);

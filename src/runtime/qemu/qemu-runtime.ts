@@ -733,8 +733,10 @@ export class QemuVm implements RunningVm {
       // Stopping flushed QEMU's qcow2 caches, so the overlay file is whole: its copy is the disk
       // as of now (what the VM wrote, not the base), and the VM writes on in its own. The
       // migration, which inactivates the disks, waits for that copy; the RAM holds still meanwhile.
+      // The overlay is copied in the kernel (libuv's copyfile), not by a cp process: a qcow2 file
+      // is dense, and starting cp cost the snapshot ~40 ms under load.
       await Promise.all([
-        copySparse(this.overlay, files.layer).then(() => this.saveDeviceState(files.device)),
+        copyFile(this.overlay, files.layer).then(() => this.saveDeviceState(files.device)),
         copySparse(this.disk.memoryFile, files.memory),
         files.overlay && createOverlay(files.overlay, stack, this.disk.size),
       ]);
