@@ -94,9 +94,8 @@ export class SegmentChunker {
   /**
    * Reads a file of `size` bytes (as its header says: it sizes the buffers) from `data` and sends
    * it to the codec; its chunks reach the sink, with `refs`, by flush() at the latest. Waits while
-   * LOOKAHEAD_SEGMENTS are sent, stitching the oldest segments meanwhile. Each piece of `data` is
-   * copied before the next is asked for: a source may read every piece into one buffer. Throws
-   * a sink's or the codec's failure; the chunker is of no further use then.
+   * LOOKAHEAD_SEGMENTS are sent, stitching the oldest segments meanwhile. Throws a sink's or the
+   * codec's failure; the chunker is of no further use then.
    */
   async chunkFile(refs: ChunkRef[], size: number, data: AsyncIterable<Uint8Array>): Promise<void> {
     let left = size;
@@ -120,6 +119,20 @@ export class SegmentChunker {
       }
     }
     await this.send(segment?.subarray(0, filled) ?? Buffer.alloc(0), refs, { first, last: true });
+  }
+
+  /**
+   * chunkFile() of a file of `size` bytes that `readInto` fills buffers from (as StateFile.readInto:
+   * from `offset` on, the buffer's length): each segment is read straight into its buffer rather
+   * than copied from pieces, and a segment of zeros leaves its buffer to the next (a guest's RAM).
+   */
+  async chunkFileAt(refs: ChunkRef[], size: number, readInto: (into: Buffer, offset: number) => Promise<void>): Promise<void> {
+    let offset = 0;
+    do {
+      const segment = this.segmentBuffer(Math.min(size - offset, this.segmentSize));
+      await readInto(segment, offset);
+      await this.send(segment, refs, { first: offset === 0, last: (offset += segment.length) === size });
+    } while (offset < size);
   }
 
   /** Waits for every segment sent to be stitched: every chunk of the files read so far has reached the sink. */

@@ -13,9 +13,6 @@ import { isMachineState, MACHINE_STATE_DIR, MACHINE_STATE_FILES } from './vm-con
 import type { EncodedChunk } from '../lib/chunk-codec.js';
 import type { ChunkStore } from '../store/types.js';
 
-/** What the machine state files are read in: large, as the chunker sends them on in segments of 2 MiB. */
-const READ_PIECE = 4 * 1024 * 1024;
-
 /** What storing a VM's commit wrote, for the caller's figures. */
 export interface CommittedTree {
   manifest: Manifest;
@@ -50,15 +47,15 @@ export async function commitTree(
   const stateEntries = async (): Promise<ManifestEntry[]> => {
     const chunker = new SegmentChunker(chunks.codec, store, () => puts.storingNew);
     const machine = Buffer.from(`${JSON.stringify({ format: snapshot.format, vcpu_count: snapshot.vcpuCount, mem_size_mib: snapshot.memSizeMib })}\n`);
-    const files: [string, number, AsyncIterable<Buffer>][] = [
-      [MACHINE_STATE_FILES.machine, machine.length, (async function* () { yield machine; })()],
-      [MACHINE_STATE_FILES.memory, snapshot.memory.size, pieces(snapshot.memory)],
-      [MACHINE_STATE_FILES.deviceState, snapshot.deviceState.size, pieces(snapshot.deviceState)],
+    const files: [string, Pick<StateFile, 'size' | 'readInto'>][] = [
+      [MACHINE_STATE_FILES.machine, { size: machine.length, readInto: async (into, offset) => void machine.copy(into, 0, offset, offset + into.length) }],
+      [MACHINE_STATE_FILES.memory, snapshot.memory],
+      [MACHINE_STATE_FILES.deviceState, snapshot.deviceState],
     ];
     const entries: ManifestEntry[] = [{ path: MACHINE_STATE_DIR, type: 'dir', mode: 0o700, size: 0, mtime, linkTarget: null, chunks: [] }];
-    for (const [path, size, data] of files) {
-      const entry: ManifestEntry = { path, type: 'file', mode: 0o600, size, mtime, linkTarget: null, chunks: [] };
-      await chunker.chunkFile(entry.chunks, size, data);
+    for (const [path, file] of files) {
+      const entry: ManifestEntry = { path, type: 'file', mode: 0o600, size: file.size, mtime, linkTarget: null, chunks: [] };
+      await chunker.chunkFileAt(entry.chunks, file.size, (into, offset) => file.readInto(into, offset));
       entries.push(entry);
     }
     await chunker.flush();
@@ -82,16 +79,6 @@ export async function commitTree(
   } catch (error) {
     await writer.abort();
     throw error;
-  }
-}
-
-/** The bytes of `file`, in order, read READ_PIECE at a time into one buffer (SegmentChunker copies each piece). */
-async function* pieces(file: StateFile): AsyncGenerator<Buffer> {
-  const buffer = Buffer.allocUnsafeSlow(Math.min(READ_PIECE, file.size));
-  for (let offset = 0; offset < file.size; offset += READ_PIECE) {
-    const piece = buffer.subarray(0, Math.min(READ_PIECE, file.size - offset));
-    await file.readInto(piece, offset);
-    yield piece;
   }
 }
 

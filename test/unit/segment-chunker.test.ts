@@ -22,26 +22,21 @@ const MIB = 1024 * KIB;
 
 const randomBytes = generatedBuffer;
 
-/** `data` in pieces of random sizes up to `max` (1 when max is 1); with `reuse`, each read into one buffer, as a commit reads a guest's RAM. */
-async function* inPieces(data: Buffer, max: number, seed: number, reuse = false): AsyncGenerator<Buffer> {
+/** `data` in pieces of random sizes up to `max` (1 when max is 1). */
+async function* inPieces(data: Buffer, max: number, seed: number): AsyncGenerator<Buffer> {
   const random = seededRandom(seed);
-  const buffer = Buffer.alloc(max);
   for (let at = 0; at < data.length; ) {
-    const piece = data.subarray(at, at + Math.max(1, Math.floor(random() * max)));
-    if (!reuse) yield piece;
-    else {
-      piece.copy(buffer);
-      yield buffer.subarray(0, piece.length);
-      buffer.fill(0xee); // what the source reads next is not this piece
-    }
-    at += piece.length;
+    const n = Math.max(1, Math.floor(random() * max));
+    yield data.subarray(at, at + n);
+    at += n;
   }
 }
 
 interface ChunkingOptions {
   segmentSize?: number;
   piece?: number;
-  reuse?: boolean;
+  /** Read the files with chunkFileAt (straight into the segments) rather than in pieces. */
+  inPlace?: boolean;
 }
 
 /**
@@ -58,7 +53,10 @@ async function segmentChunks(codec: ChunkCodec, files: Buffer[], options: Chunki
     chunks[refsOf.indexOf(refs)]!.push(Buffer.from(encoded.data));
   };
   const chunker = new SegmentChunker(codec, sink, () => true, { segmentSize: options.segmentSize });
-  for (const [i, file] of files.entries()) await chunker.chunkFile(refsOf[i]!, file.length, inPieces(file, options.piece ?? 256 * KIB, i + 1, options.reuse));
+  for (const [i, file] of files.entries()) {
+    if (options.inPlace) await chunker.chunkFileAt(refsOf[i]!, file.length, async (into, offset) => void file.copy(into, 0, offset, offset + into.length));
+    else await chunker.chunkFile(refsOf[i]!, file.length, inPieces(file, options.piece ?? 256 * KIB, i + 1));
+  }
   await chunker.flush();
   return chunks;
 }
@@ -122,7 +120,7 @@ describe.each([
     const zerosFirst = Buffer.concat([zeros(2 * MIB + MIN_CHUNK_SIZE - 1), await data(MAX_CHUNK_SIZE + 1, 4), zeros(MIN_CHUNK_SIZE / 2), await data(3 * MIB - 9, 5), zeros(MAX_CHUNK_SIZE - 1)]);
     const allZeros = [1, MIN_CHUNK_SIZE - 1, MAX_CHUNK_SIZE + 1, 2 * MIB, 2 * MIB + 1, 7 * MIB + 12_345].map(zeros);
     for (const segmentSize of [undefined, 300 * KIB + 1, 64 * KIB]) {
-      for (const reuse of [false, true]) await expectChunkBufferCuts([memory, zerosFirst, ...allZeros], { segmentSize, piece: 1 * MIB + 7, reuse });
+      for (const inPlace of [false, true]) await expectChunkBufferCuts([memory, zerosFirst, ...allZeros], { segmentSize, piece: 1 * MIB + 7, inPlace });
     }
   });
 
@@ -139,6 +137,7 @@ describe.each([
   it('cuts files one after the other, each from its start, whatever pieces their bytes come in', async () => {
     const files = await Promise.all([5 * MIB + 3, 10, 300 * KIB, 0, 2 * MIB + 99].map((size, i) => randomBytes(size, 200 + i)));
     for (const piece of [1 * MIB + 1, 64 * KIB, 4099]) await expectChunkBufferCuts(files, { piece });
+    await expectChunkBufferCuts(files, { inPlace: true });
     await expectChunkBufferCuts(files.slice(1, 4), { piece: 1 });
   });
 });
