@@ -1,18 +1,16 @@
 /**
- * Chunk lists of files written in place (a VM's disk and memory at a commit), computed from
- * where they changed instead of from every byte: a commit of a 10 GiB disk after a 10 MiB write
- * reads and stores about 10 MiB.
+ * Chunk lists of files written in place (a VM's disk at a commit), computed from where they
+ * changed instead of from every byte: a commit of a 10 GiB disk after a 10 MiB write reads and
+ * stores about 10 MiB.
  */
 import { Chunker, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE } from './chunker.js';
-import { sha256 } from '../lib/sha256.js';
 import type { ChunkRef } from './model.js';
 import type { DiskRange } from './ports/vm-runtime.js';
+import type { ChunkSink } from './segment-chunker.js';
+import { ZeroDigests } from '../lib/zeros.js';
 
 /** What the new bytes are read in. */
 const READ_PIECE = 1024 * 1024;
-
-/** Stores a chunk (or finds it stored) and answers its reference. */
-export type PutChunk = (data: Buffer) => Promise<ChunkRef>;
 
 /**
  * The content-defined chunks of a file that is `base` (its chunk list) with the bytes of
@@ -24,13 +22,15 @@ export type PutChunk = (data: Buffer) => Promise<ChunkRef>;
  * where no such boundary would come, one or two zero chunks step back to the base's (see
  * zeroRunStep): the work stays that of the changes, whatever the size of a sparse image. `changed` may be unsorted and
  * overlapping; a range marked changed whose bytes are in fact the same costs only its reading.
+ * Each new chunk goes to `sink` with the list (PutPipeline.append), which is complete once the
+ * sink's stores are.
  */
 export async function chunkEditedFile(
   base: readonly ChunkRef[],
   size: number,
   changed: readonly DiskRange[],
   read: (offset: number, length: number) => Promise<Buffer>,
-  put: PutChunk,
+  sink: ChunkSink,
 ): Promise<ChunkRef[]> {
   const starts = [0];
   for (const chunk of base) starts.push(starts[starts.length - 1]! + chunk.size);
@@ -40,13 +40,8 @@ export async function chunkEditedFile(
     .filter((r) => r.length > 0)
     .sort((a, b) => a.offset - b.offset);
 
-  const zeroDigests = new Map<number, string>();
-  const isZeroChunk = (index: number): boolean => {
-    const { digest, size: length } = base[index]!;
-    let zero = zeroDigests.get(length);
-    if (zero === undefined) zeroDigests.set(length, (zero = sha256(Buffer.alloc(length))));
-    return digest === zero;
-  };
+  const zeroDigests = new ZeroDigests();
+  const isZeroChunk = (index: number): boolean => base[index]!.digest === zeroDigests.of(base[index]!.size);
   /**
    * In a run of zeros both the base and the new bytes cut every MAX_CHUNK_SIZE bytes, but out
    * of step, and would stay so to the run's end (for a disk image, often the end of the file).
@@ -97,8 +92,8 @@ export async function chunkEditedFile(
       const chunks = chunker.push(piece);
       if (position === size) chunks.push(...chunker.finish());
       for (const chunk of chunks) {
-        out.push(await put(chunk));
-        cut += chunk.length;
+        cut += chunk.length; // before the sink, which may hand the chunk to another thread (and leave it empty)
+        await sink(out, zeroDigests.named(chunk));
         cover(cut);
         if (cut < coveredTo || cut >= baseSize) continue;
         const boundary = boundaryIndex(starts, cut);
@@ -110,7 +105,7 @@ export async function chunkEditedFile(
         }
         const stepped = zeroRunStep(cut);
         if (stepped) {
-          for (const length of stepped.lengths) out.push(await put(Buffer.alloc(length)));
+          for (const length of stepped.lengths) await sink(out, { data: Buffer.alloc(length), digest: zeroDigests.of(length) });
           kept = stepped.boundary;
           resynced = true;
           break;
@@ -120,23 +115,6 @@ export async function chunkEditedFile(
     if (!resynced) kept = base.length;
   }
   while (kept < base.length) out.push(base[kept++]!);
-  return out;
-}
-
-/**
- * The content-defined chunks of a whole file read in pieces, as chunkBuffer cuts it: for a VM's
- * memory, where the page cache holds what the guest just wrote to its disk in runs of pages
- * that cut as that data does on the disk, so both share their chunks (fixed blocks stored a
- * 10 MiB write a second time); runs of zero pages, most of a guest's RAM, cut into zero chunks.
- */
-export async function chunkWhole(size: number, read: (offset: number, length: number) => Promise<Buffer>, put: PutChunk): Promise<ChunkRef[]> {
-  const chunker = new Chunker();
-  const out: ChunkRef[] = [];
-  for (let offset = 0; offset < size; offset += READ_PIECE) {
-    const piece = await read(offset, Math.min(READ_PIECE, size - offset));
-    for (const chunk of chunker.push(piece)) out.push(await put(chunk));
-  }
-  for (const chunk of chunker.finish()) out.push(await put(chunk));
   return out;
 }
 

@@ -3,15 +3,15 @@
  * its root disk as the VM left it and the VM's machine state beside it (MACHINE_STATE_FILES).
  * Only what the VM changed is read and stored: the disk's unchanged chunks are the base's.
  */
-import { chunkEditedFile, chunkWhole, type PutChunk } from './edited-file.js';
+import { chunkEditedFile } from './edited-file.js';
 import { checkedManifest } from './manifest.js';
-import { MAX_CHUNK_SIZE } from './chunker.js';
 import type { ChunkRef, Manifest, ManifestEntry } from './model.js';
-import type { DiskSource, VmSnapshot } from './ports/vm-runtime.js';
+import type { DiskRange, StateFile, VmSnapshot } from './ports/vm-runtime.js';
+import { PutPipeline } from './put-pipeline.js';
+import { SegmentChunker } from './segment-chunker.js';
 import { isMachineState, MACHINE_STATE_DIR, MACHINE_STATE_FILES } from './vm-config.js';
+import type { EncodedChunk } from '../lib/chunk-codec.js';
 import type { ChunkStore } from '../store/types.js';
-
-const ZEROS = Buffer.alloc(MAX_CHUNK_SIZE);
 
 /** What storing a VM's commit wrote, for the caller's figures. */
 export interface CommittedTree {
@@ -38,57 +38,54 @@ export async function commitTree(
   mtime: number,
 ): Promise<CommittedTree> {
   const writer = chunks.writer();
-  let chunksWritten = 0;
-  let bytesStored = 0;
-  // Most of a disk and of a guest's RAM is zeros: each length of zero chunk is hashed once.
-  const zeroChunks = new Map<number, ChunkRef>();
-  const put: PutChunk = async (data) => {
-    const zero = data.equals(ZEROS.subarray(0, data.length));
-    const known = zero ? zeroChunks.get(data.length) : undefined;
-    if (known) return known;
-    const result = await writer.put(data);
-    if (result.created) {
-      chunksWritten++;
-      bytesStored += result.storedSize;
-    }
-    const ref = { digest: result.digest, size: result.size };
-    if (zero) zeroChunks.set(data.length, ref);
-    return ref;
+  const puts = new PutPipeline(writer);
+  const store = (refs: ChunkRef[], chunk: Buffer | EncodedChunk) => puts.append(refs, chunk);
+  const diskEntry = async (changed: DiskRange[]): Promise<ManifestEntry> => {
+    const read = (offset: number, length: number) => snapshot.disk.read(offset, length);
+    return { ...rootDisk, size: snapshot.disk.size, mtime, chunks: await chunkEditedFile(rootDisk.chunks, snapshot.disk.size, changed, read, store) };
   };
-  const wholeFile = async (path: string, source: DiskSource): Promise<ManifestEntry> => ({
-    path,
-    type: 'file',
-    mode: 0o600,
-    size: source.size,
-    mtime,
-    linkTarget: null,
-    chunks: await chunkWhole(source.size, (offset, length) => source.read(offset, length), put),
-  });
+  const stateEntries = async (): Promise<ManifestEntry[]> => {
+    const chunker = new SegmentChunker(chunks.codec, store, () => puts.storingNew);
+    const machine = Buffer.from(`${JSON.stringify({ format: snapshot.format, vcpu_count: snapshot.vcpuCount, mem_size_mib: snapshot.memSizeMib })}\n`);
+    const files: [string, Pick<StateFile, 'size' | 'readInto'>][] = [
+      [MACHINE_STATE_FILES.machine, { size: machine.length, readInto: async (into, offset) => void machine.copy(into, 0, offset, offset + into.length) }],
+      [MACHINE_STATE_FILES.memory, snapshot.memory],
+      [MACHINE_STATE_FILES.deviceState, snapshot.deviceState],
+    ];
+    const entries: ManifestEntry[] = [{ path: MACHINE_STATE_DIR, type: 'dir', mode: 0o700, size: 0, mtime, linkTarget: null, chunks: [] }];
+    for (const [path, file] of files) {
+      const entry: ManifestEntry = { path, type: 'file', mode: 0o600, size: file.size, mtime, linkTarget: null, chunks: [] };
+      await chunker.chunkFileAt(entry.chunks, file.size, (into, offset) => file.readInto(into, offset));
+      entries.push(entry);
+    }
+    await chunker.flush();
+    return entries;
+  };
   try {
     const changed = await snapshot.changedRanges();
-    const disk: ManifestEntry = {
-      ...rootDisk,
-      size: snapshot.disk.size,
-      mtime,
-      chunks: await chunkEditedFile(rootDisk.chunks, snapshot.disk.size, changed, (offset, length) => snapshot.disk.read(offset, length), put),
-    };
-    const machine = Buffer.from(`${JSON.stringify({ format: snapshot.format, vcpu_count: snapshot.vcpuCount, mem_size_mib: snapshot.memSizeMib })}\n`);
-    const state = [
-      { path: MACHINE_STATE_DIR, type: 'dir' as const, mode: 0o700, size: 0, mtime, linkTarget: null, chunks: [] },
-      await wholeFile(MACHINE_STATE_FILES.machine, { size: machine.length, read: (offset, length) => Promise.resolve(machine.subarray(offset, offset + length)) }),
-      await wholeFile(MACHINE_STATE_FILES.memory, snapshot.memory),
-      await wholeFile(MACHINE_STATE_FILES.deviceState, snapshot.deviceState),
-    ];
+    // The disk's changed ranges are cut on this thread while the machine state is cut on the
+    // codec's threads. Chunks of zeros (most of a guest's RAM) are named by their length, not
+    // hashed (ZeroDigests), and the writer looks each digest up once.
+    const [disk, state] = await settledAll([diskEntry(changed), stateEntries()]);
+    await puts.drain();
     await writer.commit();
     const kept = base.entries.filter((e) => e.path !== rootDisk.path && !isMachineState(e.path));
     return {
       manifest: checkedManifest([...kept, disk, ...state]),
       diskBytesChanged: changed.reduce((n, r) => n + r.length, 0),
-      chunksWritten,
-      bytesStored,
+      chunksWritten: puts.written.chunks,
+      bytesStored: puts.written.bytes,
     };
   } catch (error) {
     await writer.abort();
     throw error;
   }
+}
+
+/** Promise.all, but settling only once every promise has: nothing of a failed commit runs on after it. */
+async function settledAll<T extends readonly unknown[]>(promises: { [K in keyof T]: Promise<T[K]> }): Promise<T> {
+  const settled = await Promise.allSettled(promises);
+  const failure = settled.find((s) => s.status === 'rejected');
+  if (failure) throw failure.reason;
+  return settled.map((s) => (s as PromiseFulfilledResult<unknown>).value) as unknown as T;
 }

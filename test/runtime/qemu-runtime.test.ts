@@ -14,7 +14,7 @@ import { MAX_EXEC_OUTPUT, type VmSpec } from '../../src/domain/ports/vm-runtime.
 import { HOLD_MARKER } from '../../src/runtime/qemu/boot-templates.js';
 import type { ExportDisk } from '../../src/runtime/qemu/disk-export.js';
 import { QemuRuntime, type QemuVm } from '../../src/runtime/qemu/qemu-runtime.js';
-import { fileSource } from '../../src/runtime/qemu/qemu-snapshot.js';
+import { FileSource } from '../../src/runtime/qemu/qemu-snapshot.js';
 import { buildVmAssets, quietLog } from '../support/vm-assets.js';
 import { tempDir } from '../support/trees.js';
 
@@ -54,7 +54,7 @@ describe('QemuRuntime', () => {
     id: randomUUID(),
     vcpuCount: 1,
     memSizeMib: 256,
-    disk: await fileSource(baseImage),
+    disk: await FileSource.of(baseImage),
     identity: { hostname, machineId: randomUUID().replaceAll('-', '') },
   });
 

@@ -12,7 +12,7 @@ import { isDomainError } from '../../src/domain/errors.js';
 import type { DiskSource, SavedMachine, VmSnapshot, VmSpec } from '../../src/domain/ports/vm-runtime.js';
 import type { ExportDisk } from '../../src/runtime/qemu/disk-export.js';
 import { QemuRuntime, type QemuVm } from '../../src/runtime/qemu/qemu-runtime.js';
-import { fileSource } from '../../src/runtime/qemu/qemu-snapshot.js';
+import { FileSource } from '../../src/runtime/qemu/qemu-snapshot.js';
 import { buildVmAssets, quietLog } from '../support/vm-assets.js';
 import { tempDir } from '../support/trees.js';
 
@@ -46,7 +46,7 @@ describe('QemuRuntime snapshots', () => {
     dir = await tempDir('snapfork-qemu-snap-');
     baseImage = join(dir, 'rootfs.img');
     await copyFile(join(assets, 'rootfs.img'), baseImage);
-    base = await fileSource(baseImage);
+    base = await FileSource.of(baseImage);
     runtime = await QemuRuntime.open({ runtimeDir: join(dir, 'vms'), memoryDir: join(dir, 'memory'), assetsDir: assets, exportDisk: exportImage, cgroups: 'auto', log: quietLog });
     parent = await runtime.start(spec('parent'));
     // /tmp is a tmpfs: the file lives in the guest's RAM only; /root is on the disk.

@@ -32,11 +32,18 @@ async function* inPieces(data: Buffer, max: number, seed: number): AsyncGenerato
   }
 }
 
+interface ChunkingOptions {
+  segmentSize?: number;
+  piece?: number;
+  /** Read the files with chunkFileAt (straight into the segments) rather than in pieces. */
+  inPlace?: boolean;
+}
+
 /**
  * Every file chunked by a SegmentChunker over `codec`, one after the other: each file's chunks,
  * checked on the way (a digest is the chunk's SHA-256, a zstd block decompresses to it).
  */
-async function segmentChunks(codec: ChunkCodec, files: Buffer[], options: { segmentSize?: number; piece?: number } = {}): Promise<Buffer[][]> {
+async function segmentChunks(codec: ChunkCodec, files: Buffer[], options: ChunkingOptions = {}): Promise<Buffer[][]> {
   const chunks = files.map(() => [] as Buffer[]);
   const refsOf = files.map(() => [] as ChunkRef[]);
   const sink = async (refs: ChunkRef[], chunk: Buffer | EncodedChunk) => {
@@ -46,7 +53,10 @@ async function segmentChunks(codec: ChunkCodec, files: Buffer[], options: { segm
     chunks[refsOf.indexOf(refs)]!.push(Buffer.from(encoded.data));
   };
   const chunker = new SegmentChunker(codec, sink, () => true, { segmentSize: options.segmentSize });
-  for (const [i, file] of files.entries()) await chunker.chunkFile(refsOf[i]!, file.length, inPieces(file, options.piece ?? 256 * KIB, i + 1));
+  for (const [i, file] of files.entries()) {
+    if (options.inPlace) await chunker.chunkFileAt(refsOf[i]!, file.length, async (into, offset) => void file.copy(into, 0, offset, offset + into.length));
+    else await chunker.chunkFile(refsOf[i]!, file.length, inPieces(file, options.piece ?? 256 * KIB, i + 1));
+  }
   await chunker.flush();
   return chunks;
 }
@@ -61,7 +71,7 @@ describe.each([
   afterAll(() => codec.close());
 
   /** Asserts that every file comes out cut as chunkBuffer cuts it, byte for byte. */
-  async function expectChunkBufferCuts(files: Buffer[], options: { segmentSize?: number; piece?: number } = {}) {
+  async function expectChunkBufferCuts(files: Buffer[], options: ChunkingOptions = {}) {
     const got = await segmentChunks(codec, files, options);
     for (const [i, file] of files.entries()) {
       const expected = chunkBuffer(file);
@@ -101,9 +111,33 @@ describe.each([
     await expectChunkBufferCuts([constant], { segmentSize: 100 * KIB + 1 });
   });
 
+  it('cuts runs of zeros on this thread as chunkBuffer does: at odd offsets, whole segments, a file ending in them', async () => {
+    const data = (size: number, seed: number) => randomBytes(size, seed);
+    const zeros = (size: number) => Buffer.alloc(size);
+    // A guest's RAM: pages of data amid long runs of zeros, the boundaries anywhere.
+    const memory = Buffer.concat([await data(100_001, 1), zeros(5 * MIB + 3), await data(17, 2), zeros(2 * MIB), await data(300 * KIB + 5, 3), zeros(4 * MIB + 1)]);
+    // Zeros first, data across a segment's end, runs shorter than a chunk, zeros last.
+    const zerosFirst = Buffer.concat([zeros(2 * MIB + MIN_CHUNK_SIZE - 1), await data(MAX_CHUNK_SIZE + 1, 4), zeros(MIN_CHUNK_SIZE / 2), await data(3 * MIB - 9, 5), zeros(MAX_CHUNK_SIZE - 1)]);
+    const allZeros = [1, MIN_CHUNK_SIZE - 1, MAX_CHUNK_SIZE + 1, 2 * MIB, 2 * MIB + 1, 7 * MIB + 12_345].map(zeros);
+    for (const segmentSize of [undefined, 300 * KIB + 1, 64 * KIB]) {
+      for (const inPlace of [false, true]) await expectChunkBufferCuts([memory, zerosFirst, ...allZeros], { segmentSize, piece: 1 * MIB + 7, inPlace });
+    }
+  });
+
+  it('cuts data in RAM as on a disk, so that both share its chunks', async () => {
+    const data = await randomBytes(3 * MIB, 12);
+    // The data as a guest's page cache holds it: after other pages, amid zeros.
+    const memory = Buffer.concat([await randomBytes(200_000, 13), Buffer.alloc(5 * MAX_CHUNK_SIZE), data, Buffer.alloc(3 * MAX_CHUNK_SIZE)]);
+    const [chunks] = await segmentChunks(codec, [memory]);
+    const onDisk = new Set(chunkBuffer(data).map((c) => sha256(c)));
+    const shared = chunks!.filter((c) => onDisk.has(sha256(c))).reduce((n, c) => n + c.length, 0);
+    expect(shared).toBeGreaterThan(data.length - 2 * MAX_CHUNK_SIZE);
+  });
+
   it('cuts files one after the other, each from its start, whatever pieces their bytes come in', async () => {
     const files = await Promise.all([5 * MIB + 3, 10, 300 * KIB, 0, 2 * MIB + 99].map((size, i) => randomBytes(size, 200 + i)));
     for (const piece of [1 * MIB + 1, 64 * KIB, 4099]) await expectChunkBufferCuts(files, { piece });
+    await expectChunkBufferCuts(files, { inPlace: true });
     await expectChunkBufferCuts(files.slice(1, 4), { piece: 1 });
   });
 });
@@ -144,4 +178,31 @@ it('reads no further ahead than its look-ahead while the codec holds its segment
   while (held.length > 0) held.splice(0).forEach((release) => release());
   await flushing;
   expect(lengths(chunks)).toEqual(lengths(chunkBuffer(file)));
+});
+
+it('sends no segment of zeros to the codec, and names the chunks of zeros without hashing them', async () => {
+  const sent: number[] = [];
+  const counting: ChunkCodec = {
+    encode: (data, work) => inlineChunkCodec.encode(data, work),
+    cut(data, work) {
+      sent.push(data.length);
+      return inlineChunkCodec.cut(data, work);
+    },
+    close: async () => {},
+  };
+  const segmentSize = 1 * MIB;
+  // Zero segments at 0, 1 and 2 MiB, data in the segment at 3 MiB, zero segments at 4, 5 and 6 MiB (the last one short).
+  const file = Buffer.concat([Buffer.alloc(3 * MIB + 5), await randomBytes(700 * KIB, 5), Buffer.alloc(3 * MIB - 700 * KIB - 5 + 77)]);
+  const zeroChunks: EncodedChunk[] = [];
+  const sink = async (_: ChunkRef[], chunk: Buffer | EncodedChunk) => {
+    const encoded = Buffer.isBuffer(chunk) ? { data: chunk } : chunk;
+    if (!encoded.data.some((byte) => byte !== 0)) zeroChunks.push(encoded);
+  };
+  const chunker = new SegmentChunker(counting, sink, () => true, { segmentSize });
+  await chunker.chunkFile([], file.length, inPieces(file, 256 * KIB, 3));
+  await chunker.flush();
+  expect(sent).toEqual([segmentSize]);
+  const expectedZeroChunks = chunkBuffer(file).filter((c) => !c.some((byte) => byte !== 0));
+  expect(zeroChunks.map((c) => c.data.length)).toEqual(expectedZeroChunks.map((c) => c.length));
+  for (const chunk of zeroChunks) expect(chunk.digest).toBe(sha256(chunk.data));
 });

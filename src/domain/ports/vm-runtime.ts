@@ -71,6 +71,16 @@ export interface SavedMachine {
   readonly deviceState: DiskSource;
 }
 
+/**
+ * A file of a machine's state as a snapshot holds it (its memory, its device state), which a
+ * commit reads whole: into the reader's buffers too, reused from piece to piece (fresh memory
+ * for each piece of a guest's RAM costs a page fault per 4 KiB, slow under nested virtualisation).
+ */
+export interface StateFile extends DiskSource {
+  /** Fills `into` with the bytes from `offset` on (offset + into.length <= size); rejects on a short read. */
+  readInto(into: Buffer, offset: number): Promise<void>;
+}
+
 /** A byte range of a disk. */
 export interface DiskRange {
   offset: number;
@@ -82,6 +92,8 @@ export interface DiskRange {
  * (whatever the VM does next) until released. VMs resumed from it share its disk layers.
  */
 export interface VmSnapshot extends SavedMachine {
+  readonly memory: StateFile;
+  readonly deviceState: StateFile;
   /** The disk at that instant: the VM's base disk with everything it wrote over it. */
   readonly disk: DiskSource;
   /** Where `disk` may differ from the base disk: sorted, disjoint ranges, the VM's writes. */
