@@ -81,8 +81,8 @@ export class BootPlanner {
     const configFile = files.find((e) => e.path === VM_CONFIG_FILE);
     const others = files.filter((e) => e !== configFile);
     const candidate = others.find((e) => e.path === ROOT_DISK_FILE) ?? (others.length === 1 ? others[0] : undefined);
-    if (candidate && (await this.isExt4(candidate))) {
-      const disk = new ChunkDiskSource(candidate, this.chunks);
+    const disk = candidate && new ChunkDiskSource(candidate, this.chunks);
+    if (candidate && disk && (await isExt4(disk))) {
       const size = configFile ? parseVmConfig(await this.readConfig(configFile)) : DEFAULT_VM_SIZE;
       const saved = await this.savedMachine(manifest);
       return {
@@ -99,7 +99,7 @@ export class BootPlanner {
     const dataset = buildManifest(manifest.entries.filter((e) => !isMachineState(e.path)));
     const savedDisk = manifest.entries.find((e) => e.path === MACHINE_STATE_FILES.rootDisk && e.type === 'file');
     if (!savedDisk) return this.datasetPlan(dataset);
-    if (!(await this.isExt4(savedDisk))) throw unprocessable(`commit holds no bootable disk: ${savedDisk.path} is not an ext4 image`);
+    if (!(await isExt4(new ChunkDiskSource(savedDisk, this.chunks, { cacheBytes: 0 })))) throw unprocessable(`commit holds no bootable disk: ${savedDisk.path} is not an ext4 image`);
     return this.datasetPlan(dataset, { rootDisk: savedDisk, saved: await this.savedMachine(manifest) });
   }
 
@@ -156,15 +156,16 @@ export class BootPlanner {
     }
   }
 
-  private async isExt4(file: ManifestEntry): Promise<boolean> {
-    if (file.size < EXT4_MAGIC_OFFSET + EXT4_MAGIC.length) return false;
-    return (await new ChunkDiskSource(file, this.chunks, { cacheBytes: 0 }).read(EXT4_MAGIC_OFFSET, EXT4_MAGIC.length)).equals(EXT4_MAGIC);
-  }
-
   private async readConfig(file: ManifestEntry): Promise<Buffer> {
     if (file.size > MAX_VM_CONFIG_BYTES) throw unprocessable(`${VM_CONFIG_FILE}: larger than ${MAX_VM_CONFIG_BYTES} bytes`);
     return new ChunkDiskSource(file, this.chunks, { cacheBytes: 0 }).read(0, file.size);
   }
+}
+
+/** Whether a disk holds an ext4 file system (its superblock's magic). */
+async function isExt4(disk: DiskSource): Promise<boolean> {
+  if (disk.size < EXT4_MAGIC_OFFSET + EXT4_MAGIC.length) return false;
+  return (await disk.read(EXT4_MAGIC_OFFSET, EXT4_MAGIC.length)).equals(EXT4_MAGIC);
 }
 
 /** A saved machine resumes at the size it was saved with. */

@@ -3,8 +3,8 @@
  * chunks and fetches only those, each verified by the ChunkStore, so a VM touches the chunks it
  * reads and no more, whatever the size of the image.
  */
+import { createHash } from 'node:crypto';
 import { readAhead } from '../lib/read-ahead.js';
-import { sha256 } from '../lib/sha256.js';
 import type { ChunkStore } from '../store/types.js';
 import { corrupt, invalid } from './errors.js';
 import type { ChunkRef, ManifestEntry } from './model.js';
@@ -42,12 +42,19 @@ export class ChunkDiskSource implements DiskSource {
   ) {
     this.chunks = file.chunks;
     this.starts = new Float64Array(file.chunks.length + 1);
-    file.chunks.forEach((c, i) => (this.starts[i + 1] = this.starts[i]! + c.size));
+    // Built at every VM boot, over the ~40,000 chunks of a 10 GiB image: plain loops, and the
+    // digests hashed one by one (the SHA-256 of their concatenation, without building it).
+    const id = createHash('sha256');
+    for (let i = 0; i < file.chunks.length; i++) {
+      const chunk = file.chunks[i]!;
+      this.starts[i + 1] = this.starts[i]! + chunk.size;
+      id.update(chunk.digest);
+    }
     if (this.starts[file.chunks.length] !== file.size) {
       throw corrupt(`a file of ${file.size} bytes lists chunks of ${this.starts[file.chunks.length]} bytes`);
     }
     this.size = file.size;
-    this.id = sha256(file.chunks.map((c) => c.digest).join(''));
+    this.id = id.digest('hex');
     this.cache = new ChunkCache(options.cacheBytes ?? DEFAULT_CACHE_BYTES);
   }
 
