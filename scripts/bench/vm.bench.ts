@@ -215,13 +215,12 @@ it.skipIf(!process.env.SNAPFORK_BENCH)('VM: ready to exec from a fork, branch, c
         `   count=1 to first exec: ${msFigure(byVm.execed)}`,
       ]);
       goals.push(['branch of a live VM <= 300 ms to running', `${median(byVm.answered).toFixed(0)} ms to 201, ${median(byVm.execed).toFixed(0)} ms to exec`, median(byVm.answered) <= 300]);
-      const vmMany = await oneAgainstMany(`/vm/branch/by_vm/${parent}`, MANY);
-      print(vmMany.lines);
-      goals.push([`count=${MANY} <= 2x count=1 (by_vm)`, `ratio ${vmMany.ratio.toFixed(2)}`, vmMany.ratio <= 2]);
+      // Printed, not a goal: issue 12 asks the 2x of a commit's branches (below), not of a live VM's.
+      print((await oneAgainstMany(`/vm/branch/by_vm/${parent}`, MANY)).lines);
       await deleteVm(alice, parent);
       const commitMany = await oneAgainstMany(`/vm/branch/by_commit/${pushed.os1g!.commitId}`, 8);
       print(commitMany.lines);
-      goals.push(['count=8 <= 2x count=1 (by_commit)', `ratio ${commitMany.ratio.toFixed(2)}`, commitMany.ratio <= 2]);
+      goals.push(['count=8 of a commit <= 2x count=1 (by_commit)', `ratio ${commitMany.ratio.toFixed(2)}`, commitMany.ratio <= 2]);
     }
 
     // 3. Commit after writing 10 MiB into a VM of the 1 GiB and of the 10 GiB image, alternately: a new VM each run.
