@@ -492,9 +492,6 @@ export class QemuVm implements RunningVm {
   private readonly spec: VmSpec;
   /** Resolves once the process has ended and its control group is gone. */
   private readonly cgroupRemoved: Promise<void>;
-  /** Resolves true when the initramfs says it holds, false when the process ends first. */
-  private readonly held: Promise<boolean>;
-  private onHeld!: (held: boolean) => void;
 
   constructor(
     private readonly runtime: QemuRuntime,
@@ -515,7 +512,6 @@ export class QemuVm implements RunningVm {
     // stdin is the serial console's input: the line that lets a held initramfs go on.
     this.child = spawn('qemu-system-x86_64', args, { cwd: workDir, detached: true, stdio: ['pipe', 'pipe', 'pipe'] });
     this.child.stdin!.on('error', () => undefined); // a QEMU that exited: its 'exit' event says why
-    this.held = new Promise((resolve) => (this.onHeld = resolve));
     this.exited = new Promise((resolve) => {
       this.child.once('exit', (code, signal) => {
         this.killedBySignal = signal !== null;
@@ -546,18 +542,7 @@ export class QemuVm implements RunningVm {
       if (room > 0) this.log.write(chunk.subarray(0, room));
       logged += Math.min(room, chunk.length);
     };
-    // The console's last bytes, for a marker split between two reads.
-    let consoleTail = '';
-    const watchForHold = (chunk: Buffer) => {
-      const text = consoleTail + chunk.toString('latin1');
-      if (text.includes(HOLD_MARKER)) {
-        this.child.stdout!.off('data', watchForHold);
-        this.onHeld(true);
-      }
-      consoleTail = text.slice(-HOLD_MARKER.length);
-    };
     this.child.stdout!.on('data', record);
-    this.child.stdout!.on('data', watchForHold);
     this.child.stderr!.on('data', record);
   }
 
@@ -590,6 +575,8 @@ export class QemuVm implements RunningVm {
    * the process may still run.
    */
   async boot(deadline: number, plan: BootPlan): Promise<void> {
+    // At once, before any await: the console is read from the process's start.
+    const watch = plan.from === 'kernel' ? this.watchForHold() : undefined;
     const gaveUp = () => this.exitReason !== undefined;
     // Past the deadline the process is killed, which fails whichever step is still waiting.
     let late = false;
@@ -616,19 +603,44 @@ export class QemuVm implements RunningVm {
         });
         this.letGo();
       } else {
-        void this.held.then(async (held) => {
+        void watch!.held.then(async (held) => {
           if (!held) return;
           await plan.onHeld(this);
           this.letGo();
         });
       }
       await this.agent;
+      watch?.stop(); // an initramfs that never held (assets of an older build) booted on its own
     } catch (error) {
       if (late) throw new Error('the guest agent did not answer within the boot limit', { cause: error });
       throw error;
     } finally {
       clearTimeout(limit);
     }
+  }
+
+  /**
+   * Watches the console for the initramfs's hold: `held` resolves true when it says so (a marker
+   * split between two reads included), false when the process ends or stop() comes first.
+   */
+  private watchForHold(): { held: Promise<boolean>; stop: () => void } {
+    let stop!: () => void;
+    const held = new Promise<boolean>((resolve) => {
+      let tail = '';
+      const watch = (chunk: Buffer) => {
+        const text = tail + chunk.toString('latin1');
+        if (text.includes(HOLD_MARKER)) end(true);
+        else tail = text.slice(-HOLD_MARKER.length);
+      };
+      const end = (wasHeld: boolean) => {
+        this.child.stdout!.off('data', watch);
+        resolve(wasHeld);
+      };
+      stop = () => end(false);
+      this.child.stdout!.on('data', watch);
+      void this.exited.then(stop);
+    });
+    return { held, stop };
   }
 
   /**
@@ -885,7 +897,6 @@ export class QemuVm implements RunningVm {
 
   private onProcessExit(how: string): void {
     if (this.exitReason !== undefined) return;
-    this.onHeld(false);
     this.exitReason = this.shutdownReason ? `shut down (${this.shutdownReason})` : how;
     this.log.end();
     this.qmp?.close();
