@@ -4,6 +4,7 @@
  * reads and no more, whatever the size of the image.
  */
 import { createHash } from 'node:crypto';
+import { LruMap } from '../lib/lru-map.js';
 import { readAhead } from '../lib/read-ahead.js';
 import type { ChunkStore } from '../store/types.js';
 import { corrupt, invalid } from './errors.js';
@@ -30,7 +31,8 @@ export class ChunkDiskSource implements DiskSource {
   private readonly chunks: readonly ChunkRef[];
   /** starts[i] is the offset of chunk i in the file; starts[chunks.length] is its size. */
   private readonly starts: Float64Array;
-  private readonly cache: ChunkCache;
+  /** Recently read chunks by digest, least recently used dropped first. */
+  private readonly cache: LruMap<string, Buffer>;
   /** Loads under way, so concurrent reads of one chunk fetch it once. */
   private readonly loading = new Map<string, Promise<Buffer>>();
 
@@ -55,7 +57,7 @@ export class ChunkDiskSource implements DiskSource {
     }
     this.size = file.size;
     this.id = id.digest('hex');
-    this.cache = new ChunkCache(options.cacheBytes ?? DEFAULT_CACHE_BYTES);
+    this.cache = new LruMap(options.cacheBytes ?? DEFAULT_CACHE_BYTES, { weigh: (data) => data.length });
   }
 
   /**
@@ -112,34 +114,5 @@ export class ChunkDiskSource implements DiskSource {
       this.loading.set(digest, loading);
     }
     return loading;
-  }
-}
-
-/** Least recently used chunks, by digest, up to a total of `capacity` bytes. */
-class ChunkCache {
-  private readonly entries = new Map<string, Buffer>();
-  private bytes = 0;
-
-  constructor(private readonly capacity: number) {}
-
-  get(digest: string): Buffer | undefined {
-    const data = this.entries.get(digest);
-    if (data) {
-      // Map iterates in insertion order: re-inserting makes this the most recently used.
-      this.entries.delete(digest);
-      this.entries.set(digest, data);
-    }
-    return data;
-  }
-
-  set(digest: string, data: Buffer): void {
-    if (data.length > this.capacity || this.entries.has(digest)) return;
-    this.entries.set(digest, data);
-    this.bytes += data.length;
-    for (const [oldest, old] of this.entries) {
-      if (this.bytes <= this.capacity) break;
-      this.entries.delete(oldest);
-      this.bytes -= old.length;
-    }
   }
 }

@@ -14,6 +14,7 @@
 import { randomUUID } from 'node:crypto';
 import { rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { LruMap } from '../../lib/lru-map.js';
 
 /** What the initramfs says on the console as it holds (HOLD_MARKER in scripts/vm/build-guest.sh). */
 export const HOLD_MARKER = 'snapfork-initramfs: held before the devices';
@@ -32,8 +33,8 @@ export interface BootTemplate {
 }
 
 export class BootTemplates {
-  /** Made templates by shape, least recently used first. */
-  private readonly made = new Map<string, BootTemplate>();
+  /** Made templates by shape; beyond MAX_TEMPLATES the least recently used is dropped, its files removed. */
+  private readonly made = new LruMap<string, BootTemplate>(MAX_TEMPLATES, { onEvict: (_, template) => void removeFiles(template) });
   /** Shapes whose template a boot is saving now. */
   private readonly saving = new Set<string>();
 
@@ -53,12 +54,7 @@ export class BootTemplates {
 
   /** The template of `shape`, when one is made. */
   get(shape: string): BootTemplate | undefined {
-    const template = this.made.get(shape);
-    if (template) {
-      this.made.delete(shape);
-      this.made.set(shape, template);
-    }
-    return template;
+    return this.made.get(shape);
   }
 
   /**
@@ -76,11 +72,6 @@ export class BootTemplates {
   add(shape: string, template: BootTemplate): void {
     this.saving.delete(shape);
     this.made.set(shape, template);
-    for (const [oldest, old] of this.made) {
-      if (this.made.size <= MAX_TEMPLATES) break;
-      this.made.delete(oldest);
-      void removeFiles(old);
-    }
   }
 
   /** Gives up a claim whose save failed, removing what it wrote: a later boot may try again. */
@@ -91,7 +82,7 @@ export class BootTemplates {
 
   /** Forgets a template that did not resume, removing its files: the next boot of its shape saves another. */
   async drop(shape: string, template: BootTemplate): Promise<void> {
-    if (this.made.get(shape) === template) this.made.delete(shape);
+    if (this.made.peek(shape) === template) this.made.delete(shape);
     await removeFiles(template);
   }
 }

@@ -58,6 +58,7 @@ import type {
   VmSpec,
   WriteFileOptions,
 } from '../../domain/ports/vm-runtime.js';
+import { LruMap } from '../../lib/lru-map.js';
 import { sha256 } from '../../lib/sha256.js';
 import { BootTemplates, HOLD_ARGUMENT, HOLD_MARKER, type BootTemplate } from './boot-templates.js';
 import type { ExportDisk } from './disk-export.js';
@@ -134,7 +135,10 @@ export class QemuRuntime implements VmRuntime {
    * The RAM of saved machines written out, by the memory's DiskSource.id, least recently used
    * first: the VMs resumed from one commit copy one file instead of each reading the chunks.
    */
-  private readonly savedMemory = new Map<string, Promise<string>>();
+  private readonly savedMemory = new LruMap<string, Promise<string>>(SAVED_MEMORY_FILES, {
+    // A VM copying an evicted file still reads it whole: its removal only unlinks the name.
+    onEvict: (_, path) => void path.then((p) => rm(p, { force: true })).catch(() => undefined),
+  });
   private readonly templates: BootTemplates;
   private readonly runtimeDir: string;
   private readonly memoryDir: string;
@@ -334,23 +338,14 @@ export class QemuRuntime implements VmRuntime {
    */
   private savedMemoryFile(memory: DiskSource): Promise<string> {
     const key = memory.id ?? randomUUID();
-    let file = this.savedMemory.get(key);
-    this.savedMemory.delete(key);
-    file ??= (async () => {
+    const written = this.savedMemory.get(key) ?? (async () => {
       const path = join(this.memoryDir, 'saved', `${sha256(key).slice(0, 32)}.ram`);
       await writeSourceToFile(memory, `${path}.part`);
       await rename(`${path}.part`, path);
       return path;
     })();
-    const written = file;
-    written.catch(() => this.savedMemory.get(key) === written && this.savedMemory.delete(key));
+    written.catch(() => this.savedMemory.peek(key) === written && this.savedMemory.delete(key));
     this.savedMemory.set(key, written);
-    // A VM copying an evicted file still reads it whole: its removal only unlinks the name.
-    for (const [oldest, path] of this.savedMemory) {
-      if (this.savedMemory.size <= SAVED_MEMORY_FILES) break;
-      this.savedMemory.delete(oldest);
-      void path.then((p) => rm(p, { force: true })).catch(() => undefined);
-    }
     return written;
   }
 
