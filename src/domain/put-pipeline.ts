@@ -19,8 +19,6 @@ const DEPTH = 32;
 export class PutPipeline {
   private readonly inFlight: Promise<unknown>[] = [];
   private lastCreated = true;
-  /** Chunks the puts finished so far stored new (not found stored), and their bytes as stored. */
-  readonly written = { chunks: 0, bytes: 0 };
 
   constructor(private readonly writer: ChunkWriter) {}
 
@@ -58,10 +56,6 @@ export class PutPipeline {
     while (this.inFlight.length >= DEPTH) await this.inFlight.shift();
     const putting = this.writer.put(chunk, digest, { transfer: true }).then((result) => {
       this.lastCreated = result.created;
-      if (result.created) {
-        this.written.chunks++;
-        this.written.bytes += result.storedSize;
-      }
       stored?.(result);
     });
     putting.catch(() => undefined); // thrown by the put() or drain() that awaits it

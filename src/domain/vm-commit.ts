@@ -13,16 +13,6 @@ import { isMachineState, MACHINE_STATE_DIR, MACHINE_STATE_FILES } from './vm-con
 import type { EncodedChunk } from '../lib/chunk-codec.js';
 import type { ChunkStore } from '../store/types.js';
 
-/** What storing a VM's commit wrote, for the caller's figures. */
-export interface CommittedTree {
-  manifest: Manifest;
-  /** Bytes of the disk the VM wrote (its changed ranges). */
-  diskBytesChanged: number;
-  /** Chunks new to the store, and their bytes as stored (compressed). */
-  chunksWritten: number;
-  bytesStored: number;
-}
-
 /**
  * Stores the chunks of `snapshot` that the store lacks and answers the commit's tree: `base`
  * with the snapshot's disk at `rootDisk`'s path (replacing any entry there) and the machine
@@ -36,7 +26,7 @@ export async function commitTree(
   rootDisk: ManifestEntry,
   snapshot: VmSnapshot,
   mtime: number,
-): Promise<CommittedTree> {
+): Promise<Manifest> {
   const writer = chunks.writer();
   const puts = new PutPipeline(writer);
   const store = (refs: ChunkRef[], chunk: Buffer | EncodedChunk) => puts.append(refs, chunk);
@@ -70,12 +60,7 @@ export async function commitTree(
     await puts.drain();
     await writer.commit();
     const kept = base.entries.filter((e) => e.path !== rootDisk.path && !isMachineState(e.path));
-    return {
-      manifest: checkedManifest([...kept, disk, ...state]),
-      diskBytesChanged: changed.reduce((n, r) => n + r.length, 0),
-      chunksWritten: puts.written.chunks,
-      bytesStored: puts.written.bytes,
-    };
+    return checkedManifest([...kept, disk, ...state]);
   } catch (error) {
     await writer.abort();
     throw error;

@@ -259,7 +259,7 @@ export class VmService {
       try {
         // The disk the VM booted: a dataset's base image may have moved on since.
         const { rootDisk } = await live.plan.disks();
-        tree = (await commitTree(this.chunks, tree, rootDisk, snapshot, Math.floor(Date.parse(this.now()) / 1000))).manifest;
+        tree = await commitTree(this.chunks, tree, rootDisk, snapshot, Math.floor(Date.parse(this.now()) / 1000));
       } finally {
         await snapshot.release();
       }
